@@ -1,0 +1,50 @@
+//! Health, readiness, metrics and the cluster view.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::error::error_body;
+use crate::node::Node;
+
+/// `GET /healthz`: the process is alive and serving HTTP.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: every hosted shard has a leader and has applied what it knows is committed.
+pub async fn readyz(State(node): State<Arc<Node>>) -> Response {
+    match node.ready() {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, Json(error_body("not_ready", &why))).into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    node.refresh_metrics();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], node.metrics.render()).into_response()
+}
+
+/// `GET /v1/cluster`: shards, members, leaders, terms and indexes as this node sees them.
+pub async fn cluster(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
+    let ring = node.ring();
+    let nodes: Vec<_> = node
+        .peers
+        .ids()
+        .into_iter()
+        .map(|id| json!({ "id": id, "internal_addr": node.peers.addr(id) }))
+        .collect();
+    Json(json!({
+        "node_id": node.id,
+        "epoch": ring.epoch,
+        "shard_count": ring.shard_count,
+        "replication_factor": nodes.len(),
+        "nodes": nodes,
+        "shards": ring.shards,
+    }))
+}

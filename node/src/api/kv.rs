@@ -1,0 +1,192 @@
+//! `/v1/kv`: put, get, delete and prefix listing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::params::{self, BodyKind};
+use crate::error::ApiError;
+use crate::node::Node;
+use crate::ring::shard_for;
+use crate::router::{ShardRequest, ShardResponse, WriteOp};
+use crate::shard::types::{now_ms, KeyEntry};
+
+fn path_key(p: Result<Path<String>, PathRejection>, node: &Node) -> Result<Vec<u8>, ApiError> {
+    let Path(k) = p.map_err(|e| ApiError::bad_request("bad_key", format!("key is not valid percent-encoded UTF-8: {e}")))?;
+    params::key(&k, node.config.max_key_bytes)
+}
+
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize, what: &str) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::too_large("value_too_large", format!("{what} is larger than the {limit}-byte limit"));
+    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+        if len > limit {
+            return Err(too_large());
+        }
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let limited = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if limited { too_large() } else { ApiError::bad_request("bad_body", format!("could not read the request body: {e}")) }
+    })
+}
+
+/// `PUT /v1/kv/{key}`: the raw body is the value, or a JSON body `{"value", "ttl", "encoding"}`.
+pub async fn put_key(
+    State(node): State<Arc<Node>>,
+    key: Result<Path<String>, PathRejection>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let key = path_key(key, &node)?;
+    let q = params::query(q.as_deref(), &["db", "ttl"])?;
+    let db = params::db(&q)?;
+    let mut ttl = q.get("ttl").map(|t| params::ttl(t)).transpose()?;
+    let ct = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("invalid"));
+    let max = node.config.max_value_bytes;
+    let value = match params::body_kind(ct)? {
+        BodyKind::Raw => read_body(body, &headers, max, "value").await?.to_vec(),
+        BodyKind::Json => {
+            // JSON escaping or base64 can grow a value up to ~6x; the decoded value is checked below.
+            let bytes = read_body(body, &headers, max.saturating_mul(6).saturating_add(64 << 10), "body").await?;
+            let (value, json_ttl) = params::put_body(&bytes)?;
+            if let Some(t) = json_ttl {
+                if ttl.is_some() {
+                    return Err(ApiError::bad_request("bad_ttl", "ttl given both in the query and in the body"));
+                }
+                ttl = Some(t);
+            }
+            value
+        }
+    };
+    params::value_len(value.len(), max)?;
+    let shard = shard_for(db, &key, node.shard_count);
+    let ttl_ms = ttl.map(|d: Duration| d.as_millis().max(1) as u64);
+    let op = WriteOp::Put { db, key: key.clone(), value, ttl_ms };
+    match node.execute(shard, ShardRequest::Write(op)).await? {
+        ShardResponse::Written(r) => Ok(Json(json!({
+            "key": String::from_utf8_lossy(&key),
+            "db": db,
+            "shard": shard,
+            "revision": r.revision,
+        }))),
+        other => Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
+    }
+}
+
+fn entry_json(key: &[u8], db: u8, e: &KeyEntry, now: u64) -> Value {
+    let (value, encoding) = params::encode_value(&e.value);
+    let mut v = json!({
+        "key": String::from_utf8_lossy(key),
+        "value": value,
+        "db": db,
+        "create_revision": e.create_revision,
+        "mod_revision": e.mod_revision,
+        "version": e.version,
+    });
+    if let Some(enc) = encoding {
+        v["encoding"] = json!(enc);
+    }
+    if let Some(t) = e.expires_at_ms {
+        v["ttl_ms"] = json!(t.saturating_sub(now));
+    }
+    v
+}
+
+/// `GET /v1/kv/{key}`: JSON, or the raw bytes with `Accept: application/octet-stream`.
+pub async fn get_key(
+    State(node): State<Arc<Node>>,
+    key: Result<Path<String>, PathRejection>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = path_key(key, &node)?;
+    let q = params::query(q.as_deref(), &["db", "consistency"])?;
+    let db = params::db(&q)?;
+    let c = params::consistency(&q)?;
+    let shard = shard_for(db, &key, node.shard_count);
+    let entry = match node.read(shard, ShardRequest::Get { db, key: key.clone() }, c).await? {
+        ShardResponse::Value(v) => v,
+        other => return Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
+    };
+    let Some(e) = entry else {
+        return Err(ApiError::NotFound { message: format!("key `{}` not found in db {db}", String::from_utf8_lossy(&key)) });
+    };
+    let raw = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/octet-stream"));
+    if raw {
+        return Ok(([(header::CONTENT_TYPE, "application/octet-stream")], e.value).into_response());
+    }
+    Ok(Json(entry_json(&key, db, &e, now_ms())).into_response())
+}
+
+/// `DELETE /v1/kv/{key}`: `{"deleted": 1}`, or `{"deleted": 0}` when absent.
+pub async fn delete_key(
+    State(node): State<Arc<Node>>,
+    key: Result<Path<String>, PathRejection>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let key = path_key(key, &node)?;
+    let q = params::query(q.as_deref(), &["db"])?;
+    let db = params::db(&q)?;
+    let shard = shard_for(db, &key, node.shard_count);
+    match node.execute(shard, ShardRequest::Write(WriteOp::Delete { db, key: key.clone() })).await? {
+        ShardResponse::Written(r) => Ok(Json(json!({
+            "key": String::from_utf8_lossy(&key),
+            "db": db,
+            "deleted": r.deleted,
+            "revision": r.revision,
+        }))),
+        other => Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
+    }
+}
+
+/// Most keys one listing page returns.
+pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// `GET /v1/kv?prefix=P&limit=L&cursor=C`: keys of one db in key order across every
+/// shard. `next_cursor` continues the listing; it is null on the last page.
+pub async fn list(State(node): State<Arc<Node>>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let q = params::query(q.as_deref(), &["db", "prefix", "limit", "cursor", "consistency"])?;
+    let db = params::db(&q)?;
+    let c = params::consistency(&q)?;
+    let prefix = q.get("prefix").cloned().unwrap_or_default().into_bytes();
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(s) => s.parse::<usize>().ok().filter(|l| (1..=MAX_LIST_LIMIT).contains(l)).ok_or_else(|| {
+            ApiError::bad_request("bad_limit", format!("limit must be an integer 1..={MAX_LIST_LIMIT}"))
+        })?,
+    };
+    let start_after = q.get("cursor").map(|s| params::decode_cursor(s)).transpose()?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for shard in 0..node.shard_count {
+        let node = node.clone();
+        // One more than the page: if the merged result has more than `limit`, a next page exists.
+        let req = ShardRequest::List { db, prefix: prefix.clone(), start_after: start_after.clone(), limit: limit + 1 };
+        tasks.spawn(async move { node.read(shard, req, c).await });
+    }
+    let mut items = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        match r.map_err(ApiError::internal)?? {
+            ShardResponse::Items(v) => items.extend(v),
+            other => return Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
+        }
+    }
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next_cursor = if more { items.last().map(|(k, _)| params::encode_cursor(k)) } else { None };
+    let now = now_ms();
+    let out: Vec<Value> = items.iter().map(|(k, e)| entry_json(k, db, e, now)).collect();
+    Ok(Json(json!({ "db": db, "count": out.len(), "items": out, "next_cursor": next_cursor })))
+}

@@ -1,0 +1,55 @@
+//! The client HTTP API: routes, request metrics, and the JSON fallback for unknown
+//! routes and methods.
+
+pub mod health;
+pub mod kv;
+pub mod params;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use axum::http::StatusCode;
+
+use crate::error::error_body;
+use crate::node::Node;
+
+/// The client-port router.
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/v1/kv", get(kv::list))
+        .route("/v1/kv/{*key}", get(kv::get_key).put(kv::put_key).delete(kv::delete_key))
+        .route("/v1/cluster", get(health::cluster))
+        .route("/metrics", get(health::metrics))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(node.clone(), track))
+        .with_state(node)
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, axum::Json(error_body("no_route", "no such route"))).into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(error_body("method_not_allowed", "method not allowed on this route")))
+        .into_response()
+}
+
+/// Counts requests and observes latency by route template (a bounded label).
+async fn track(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let m = &node.metrics;
+    m.http_duration.with_label_values(&[&route, &method]).observe(start.elapsed().as_secs_f64());
+    m.http_requests.with_label_values(&[&route, &method, resp.status().as_str()]).inc();
+    resp
+}

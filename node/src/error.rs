@@ -1,0 +1,82 @@
+//! API errors: the one place where failures become HTTP statuses.
+//!
+//! Every error is a JSON body `{"error": {"code": "...", "message": "..."}}` with a 4xx/5xx
+//! status — never a 200.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+/// An error a client sees, named for what the caller should do.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ApiError {
+    /// Malformed request: fix it and do not retry as is (400).
+    #[error("{message}")]
+    BadRequest { code: String, message: String },
+    /// Key, value or body over a configured limit (413).
+    #[error("{message}")]
+    TooLarge { code: String, message: String },
+    /// The key does not exist or has expired (404).
+    #[error("{message}")]
+    NotFound { message: String },
+    /// Content type this route does not take (415).
+    #[error("{message}")]
+    UnsupportedMediaType { message: String },
+    /// No shard leader within the deadline: retry later (503 with Retry-After).
+    #[error("{message}")]
+    Unavailable { message: String },
+    /// A bug or a storage failure (500).
+    #[error("{message}")]
+    Internal { message: String },
+}
+
+impl ApiError {
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest { code: code.to_string(), message: message.into() }
+    }
+    pub fn too_large(code: &str, message: impl Into<String>) -> Self {
+        ApiError::TooLarge { code: code.to_string(), message: message.into() }
+    }
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        ApiError::Internal { message: message.to_string() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable code in the body; a bounded set, also used as a metric label.
+    pub fn code(&self) -> &str {
+        match self {
+            ApiError::BadRequest { code, .. } | ApiError::TooLarge { code, .. } => code,
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::Unavailable { .. } => "unavailable",
+            ApiError::Internal { .. } => "internal",
+        }
+    }
+}
+
+/// The JSON body of an error.
+pub fn error_body(code: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({ "error": { "code": code, "message": message } })
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = error_body(self.code(), &self.to_string());
+        let mut resp = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,90 @@
+//! ringkv-node: a sharded, Raft-replicated key-value store node.
+//!
+//! Modules and how a write flows through them:
+//! - [`api`] decodes a client request (`PUT /v1/kv/{key}`), validating key, db, TTL and
+//!   body ([`api::params`]), and hashes the key to its shard with [`ring`].
+//! - [`router`] serves it if this node leads the shard, otherwise forwards it to the
+//!   leader's internal port ([`raft_net`]), retrying through elections until a deadline.
+//! - On the leader, [`shard`] proposes the command to that shard's openraft group. The
+//!   log store ([`shard::log_store`]) appends the entry to the node's [`wal`], which
+//!   group-commits: one fsync covers every queued write of every shard. Followers do the
+//!   same on their nodes; the entry commits once a majority has fsynced it.
+//! - The committed entry is applied to the shard's state machine
+//!   ([`shard::state_machine`]), and the client gets the revision (the log index).
+//!
+//! Snapshots are taken from an O(1) clone of the state machine's persistent map and let
+//! the WAL drop old segments. [`node`] owns the shards and the background work
+//! (bootstrap, TTL reaper, WAL compaction, leadership handoff); [`config`] is the one
+//! typed configuration; [`metrics`] the Prometheus registry.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod node;
+pub mod raft_net;
+pub mod ring;
+pub mod router;
+pub mod shard;
+pub mod wal;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+pub use node::{Node, StartError};
+
+/// Runs a node on already-bound listeners until `shutdown` is cancelled, then shuts down
+/// in order: stop accepting and drain client HTTP → hand leadership off → stop the Raft
+/// groups → close the WAL (everything queued is fsynced) → stop the internal port.
+pub async fn run(
+    config: Config,
+    client: TcpListener,
+    internal: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let metrics = Arc::new(metrics::Metrics::new());
+    let node = Node::open(config, metrics).await?;
+    let tracker = TaskTracker::new();
+    let background = CancellationToken::new();
+    let internal_stop = CancellationToken::new();
+
+    let internal_app = raft_net::server::router(node.clone());
+    let istop = internal_stop.clone();
+    tracker.spawn(async move {
+        let r = axum::serve(internal, internal_app).with_graceful_shutdown(istop.cancelled_owned()).await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "internal server failed");
+        }
+    });
+    tracker.spawn(node.clone().bootstrap(background.clone()));
+    tracker.spawn(node.clone().reap_expired(background.clone()));
+    tracker.spawn(node.clone().compact_wal(background.clone()));
+
+    tracing::info!(
+        node_id = node.id,
+        shards = node.shard_count,
+        client = %client.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        internal = %node.config.internal_addr(),
+        peers = node.peers.ids().len(),
+        "ringkv node serving"
+    );
+    let client_app = api::router(node.clone());
+    let stop = shutdown.clone();
+    if let Err(e) = axum::serve(client, client_app).with_graceful_shutdown(stop.cancelled_owned()).await {
+        tracing::error!(error = %e, "client server failed");
+    }
+    tracing::info!("client traffic drained; handing off leadership");
+    background.cancel();
+    node.hand_off_leadership(Duration::from_secs(3)).await;
+    node.stop().await;
+    internal_stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+    tracing::info!("node stopped");
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! The `ringkv-node` binary: parse config, start logging, bind, run.
+
+use anyhow::Context;
+use clap::Parser;
+use ringkv_node::Config;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    if let Err(errs) = config.validate() {
+        for e in &errs {
+            eprintln!("ringkv-node: invalid configuration: {e}");
+        }
+        std::process::exit(2);
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RINGKV_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    if config.log_format == "json" {
+        tracing_subscriber::fmt().with_env_filter(filter).json().init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let client = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the client port {}", config.listen))?;
+    let internal = tokio::net::TcpListener::bind(config.internal_addr())
+        .await
+        .with_context(|| format!("binding the internal port {}", config.internal_addr()))?;
+
+    let shutdown = CancellationToken::new();
+    let s = shutdown.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        }
+        s.cancel();
+    });
+    ringkv_node::run(config, client, internal, shutdown).await.context("ringkv-node failed")?;
+    Ok(())
+}

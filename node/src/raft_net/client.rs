@@ -1,0 +1,171 @@
+//! The client side: a pooled HTTP/2 (prior knowledge, h2c) client to every peer.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::ring::{NodeId, ShardId};
+use crate::shard::types::TypeConfig;
+
+/// A failed call to a peer.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The peer could not be reached (connect failure, timeout): back off and retry.
+    #[error("peer {0} unreachable: {1}")]
+    Unreachable(NodeId, String),
+    /// The peer answered with something other than success.
+    #[error("peer {0} failed: {1}")]
+    Remote(NodeId, String),
+}
+
+/// Addresses of the peers' internal ports and the shared HTTP/2 client.
+#[derive(Clone)]
+pub struct PeerClient {
+    http: reqwest::Client,
+    addrs: Arc<RwLock<BTreeMap<NodeId, String>>>,
+}
+
+impl PeerClient {
+    pub fn new(addrs: BTreeMap<NodeId, String>) -> Self {
+        let http = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self { http, addrs: Arc::new(RwLock::new(addrs)) }
+    }
+
+    /// The internal address of `node`, if known.
+    pub fn addr(&self, node: NodeId) -> Option<String> {
+        self.addrs.read().unwrap_or_else(|p| p.into_inner()).get(&node).cloned()
+    }
+
+    /// Every known peer id.
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.addrs.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()
+    }
+
+    /// POSTs a postcard-encoded request to `path` on `node` and decodes the answer.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        node: NodeId,
+        fallback_addr: Option<&str>,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, NetError> {
+        let addr = self
+            .addr(node)
+            .or_else(|| fallback_addr.map(str::to_string))
+            .ok_or_else(|| NetError::Unreachable(node, "no address known".into()))?;
+        let body = postcard::to_stdvec(req).map_err(|e| NetError::Remote(node, format!("encode: {e}")))?;
+        let resp = self
+            .http
+            .post(format!("http://{addr}{path}"))
+            .header("content-type", "application/x-postcard")
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| NetError::Unreachable(node, e.to_string()))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| NetError::Unreachable(node, e.to_string()))?;
+        if !status.is_success() {
+            return Err(NetError::Remote(node, format!("{status}: {}", String::from_utf8_lossy(&bytes))));
+        }
+        postcard::from_bytes(&bytes).map_err(|e| NetError::Remote(node, format!("decode: {e}")))
+    }
+
+    /// GET with a JSON answer (status endpoints).
+    pub async fn get_json<Resp: DeserializeOwned>(&self, node: NodeId, path: &str, timeout: Duration) -> Result<Resp, NetError> {
+        let addr = self.addr(node).ok_or_else(|| NetError::Unreachable(node, "no address known".into()))?;
+        let resp = self
+            .http
+            .get(format!("http://{addr}{path}"))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| NetError::Unreachable(node, e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(NetError::Remote(node, resp.status().to_string()));
+        }
+        resp.json().await.map_err(|e| NetError::Remote(node, e.to_string()))
+    }
+}
+
+/// Builds the per-target Raft network clients of one shard.
+pub struct NetworkFactory {
+    pub shard: ShardId,
+    pub peers: PeerClient,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = Network;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Network {
+        Network { shard: self.shard, target, addr: node.addr.clone(), peers: self.peers.clone() }
+    }
+}
+
+/// Raft RPCs from one shard replica to one target node.
+pub struct Network {
+    shard: ShardId,
+    target: NodeId,
+    addr: String,
+    peers: PeerClient,
+}
+
+type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+impl Network {
+    async fn rpc<Req: Serialize, Resp: DeserializeOwned, E: DeserializeOwned + std::error::Error>(
+        &self,
+        what: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E> {
+        let path = format!("/internal/raft/{}/{what}", self.shard);
+        let out: Result<Result<Resp, RaftError<NodeId, E>>, NetError> =
+            self.peers.call(self.target, Some(&self.addr), &path, req, option.hard_ttl()).await;
+        match out {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Err(e @ NetError::Unreachable(..)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Network {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        self.rpc("append", &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.rpc("snapshot", &rpc, &option).await
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+        self.rpc("vote", &rpc, &option).await
+    }
+}

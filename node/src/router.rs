@@ -1,0 +1,179 @@
+//! Request routing: find the key's shard, serve it here if this node leads the shard,
+//! otherwise forward it to the leader over the internal port. NotLeader answers and
+//! elections are retried with bounded backoff until the request deadline; only then does
+//! the client get 503.
+
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::error::ApiError;
+use crate::node::Node;
+use crate::ring::{NodeId, ShardId};
+use crate::shard::types::{now_ms, Command, CommandResult, KeyEntry};
+use crate::shard::Shard;
+
+/// A mutation as the client asked for it. The leader turns it into a [`Command`],
+/// stamping absolute times with its own clock.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum WriteOp {
+    Put { db: u8, key: Vec<u8>, value: Vec<u8>, ttl_ms: Option<u64> },
+    Delete { db: u8, key: Vec<u8> },
+}
+
+impl WriteOp {
+    fn into_command(self, now_ms: u64) -> Command {
+        match self {
+            WriteOp::Put { db, key, value, ttl_ms } => {
+                Command::Put { db, key, value, expires_at_ms: ttl_ms.map(|t| now_ms.saturating_add(t)), now_ms }
+            }
+            WriteOp::Delete { db, key } => Command::Delete { db, key, now_ms },
+        }
+    }
+}
+
+/// One request to one shard, as served locally or forwarded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ShardRequest {
+    Write(WriteOp),
+    Get { db: u8, key: Vec<u8> },
+    List { db: u8, prefix: Vec<u8>, start_after: Option<Vec<u8>>, limit: usize },
+}
+
+/// A shard's answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ShardResponse {
+    Written(CommandResult),
+    Value(Option<KeyEntry>),
+    Items(Vec<(Vec<u8>, KeyEntry)>),
+}
+
+/// Why a replica could not serve a request.
+#[derive(Clone, Debug, Serialize, Deserialize, thiserror::Error)]
+pub enum ServeError {
+    /// This replica does not lead the shard; the hint names the leader it knows of.
+    #[error("not the leader (hint: {0:?})")]
+    NotLeader(Option<NodeId>),
+    /// Transient: no quorum, shutting down, unreachable. Retry.
+    #[error("retry: {0}")]
+    Retry(String),
+    /// The shard is not hosted on the node asked.
+    #[error("shard {0} is not hosted here")]
+    UnknownShard(ShardId),
+}
+
+/// Consistency level of a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// Read index through the leader (default).
+    Linearizable,
+    /// Local applied state of whichever replica is asked.
+    Serializable,
+}
+
+impl Node {
+    /// Routes `req` to the leader of `shard` and returns its answer, retrying through
+    /// elections until the request deadline.
+    pub async fn execute(&self, shard: ShardId, req: ShardRequest) -> Result<ShardResponse, ApiError> {
+        let deadline = Instant::now() + self.config.request_timeout;
+        let mut hint: Option<NodeId> = None;
+        let mut backoff = Duration::from_millis(5);
+        let mut last_err;
+        loop {
+            let leader = hint.take().or_else(|| self.shard(shard).and_then(Shard::leader));
+            let outcome = match leader {
+                Some(l) if l == self.id => self.serve_local(shard, req.clone()).await,
+                Some(l) => self.forward(l, shard, &req, deadline).await,
+                None => Err(ServeError::Retry("no leader elected".into())),
+            };
+            match outcome {
+                Ok(r) => return Ok(r),
+                Err(ServeError::NotLeader(h)) => {
+                    last_err = format!("leader moved (hint {h:?})");
+                    // A fresh hint is worth one immediate retry.
+                    if h.is_some() && h != leader {
+                        hint = h;
+                        continue;
+                    }
+                }
+                Err(e @ ServeError::UnknownShard(_)) => return Err(ApiError::internal(e)),
+                Err(ServeError::Retry(m)) => last_err = m,
+            }
+            let now = Instant::now();
+            if now + backoff >= deadline {
+                return Err(ApiError::Unavailable {
+                    message: format!("shard {shard} has no available leader within {:?}: {last_err}", self.config.request_timeout),
+                });
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    async fn forward(&self, leader: NodeId, shard: ShardId, req: &ShardRequest, deadline: Instant) -> Result<ShardResponse, ServeError> {
+        let kind = match req {
+            ShardRequest::Write(_) => "write",
+            ShardRequest::Get { .. } => "get",
+            ShardRequest::List { .. } => "list",
+        };
+        self.metrics.forwards.with_label_values(&[kind]).inc();
+        let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+        let path = format!("/internal/shard/{shard}/serve");
+        let out: Result<Result<ShardResponse, ServeError>, _> = self.peers.call(leader, None, &path, req, timeout).await;
+        match out {
+            Ok(r) => r,
+            Err(e) => Err(ServeError::Retry(e.to_string())),
+        }
+    }
+
+    /// Serves a request on this node's replica, which must lead the shard (reads at
+    /// `Serializable` are answered by [`Node::read_local`] instead).
+    pub async fn serve_local(&self, shard: ShardId, req: ShardRequest) -> Result<ShardResponse, ServeError> {
+        let sh = self.shard(shard).ok_or(ServeError::UnknownShard(shard))?;
+        match req {
+            ShardRequest::Write(op) => match sh.raft.client_write(op.into_command(now_ms())).await {
+                Ok(r) => Ok(ShardResponse::Written(r.data)),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ServeError::NotLeader(f.leader_id)),
+                Err(e) => Err(ServeError::Retry(e.to_string())),
+            },
+            read => {
+                match sh.raft.ensure_linearizable().await {
+                    Ok(_) => {}
+                    Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                        return Err(ServeError::NotLeader(f.leader_id))
+                    }
+                    Err(e) => return Err(ServeError::Retry(e.to_string())),
+                }
+                Ok(read_state(sh, read))
+            }
+        }
+    }
+
+    /// Serves a read from this replica's applied state without asking the leader.
+    pub fn read_local(&self, shard: ShardId, req: ShardRequest) -> Result<ShardResponse, ApiError> {
+        let sh = self.shard(shard).ok_or_else(|| ApiError::internal(format!("shard {shard} not hosted")))?;
+        Ok(read_state(sh, req))
+    }
+
+    /// Reads with the requested consistency.
+    pub async fn read(&self, shard: ShardId, req: ShardRequest, c: Consistency) -> Result<ShardResponse, ApiError> {
+        match c {
+            Consistency::Linearizable => self.execute(shard, req).await,
+            Consistency::Serializable => self.read_local(shard, req),
+        }
+    }
+}
+
+fn read_state(sh: &Shard, req: ShardRequest) -> ShardResponse {
+    let now = now_ms();
+    let s = sh.read();
+    match req {
+        ShardRequest::Get { db, key } => ShardResponse::Value(s.get(db, &key, now)),
+        ShardRequest::List { db, prefix, start_after, limit } => {
+            ShardResponse::Items(s.list(db, &prefix, start_after.as_deref(), limit, now))
+        }
+        ShardRequest::Write(_) => ShardResponse::Value(None),
+    }
+}

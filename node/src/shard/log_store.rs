@@ -1,0 +1,183 @@
+//! The Raft log storage of one shard, kept in the node's shared WAL.
+//!
+//! Every entry that is not purged is held in memory (replication reads it from there);
+//! the WAL is only written while running and only read on start. Entries, votes and
+//! log-pointer changes are postcard-encoded into WAL records tagged with the shard id.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{RaftLogId, RaftLogReader, StorageIOError};
+
+use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::ring::ShardId;
+use crate::wal::{Record, ShardLog, Wal};
+
+#[derive(Default)]
+struct LogInner {
+    vote: Option<Vote>,
+    committed: Option<LogId>,
+    purged: Option<LogId>,
+    entries: BTreeMap<u64, Entry>,
+}
+
+/// A shard's view of the WAL. Cheap to clone; clones share state (the reader is a clone).
+#[derive(Clone)]
+pub struct LogStore {
+    shard: ShardId,
+    wal: Wal,
+    inner: Arc<Mutex<LogInner>>,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(shard: ShardId, what: &str, bytes: &[u8]) -> std::io::Result<T> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| std::io::Error::other(format!("shard {shard}: undecodable {what} in WAL: {e}")))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
+    postcard::to_stdvec(v).map_err(|e| StorageIOError::write_logs(&std::io::Error::other(e.to_string())).into())
+}
+
+impl LogStore {
+    /// Builds the store from what the WAL recovered for this shard.
+    pub fn open(shard: ShardId, wal: Wal, recovered: Option<ShardLog>) -> std::io::Result<Self> {
+        let mut inner = LogInner::default();
+        if let Some(r) = recovered {
+            inner.vote = r.vote.as_deref().map(|b| decode(shard, "vote", b)).transpose()?;
+            inner.committed = r.committed.as_deref().map(|b| decode(shard, "committed", b)).transpose()?;
+            inner.purged = r.purged.as_ref().map(|(_, b)| decode(shard, "purged", b)).transpose()?;
+            for (index, bytes) in r.entries {
+                let e: Entry = decode(shard, "entry", &bytes)?;
+                if e.log_id.index != index {
+                    return Err(std::io::Error::other(format!(
+                        "shard {shard}: WAL record for index {index} holds entry {}",
+                        e.log_id.index
+                    )));
+                }
+                inner.entries.insert(index, e);
+            }
+        }
+        Ok(Self { shard, wal, inner: Arc::new(Mutex::new(inner)) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The last committed log index this replica knows of (0 if none).
+    pub fn committed_index(&self) -> u64 {
+        self.lock().committed.map(|l| l.index).unwrap_or(0)
+    }
+
+    /// Whether this replica has any Raft state (vote or log) — i.e. was ever initialised.
+    pub fn is_empty(&self) -> bool {
+        let g = self.lock();
+        g.vote.is_none() && g.entries.is_empty() && g.purged.is_none()
+    }
+
+    /// Number of entries held in memory.
+    pub fn entry_count(&self) -> usize {
+        self.lock().entries.len()
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        Ok(self.lock().entries.range(range).map(|(_, e)| e.clone()).collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let g = self.lock();
+        let last = g.entries.values().next_back().map(|e| *e.get_log_id()).or(g.purged);
+        Ok(LogState { last_purged_log_id: g.purged, last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let rec = Record::Vote(encode(vote)?);
+        // Fsynced before return: a vote must never be forgotten after it was cast.
+        self.wal.write(self.shard, vec![rec]).await.map_err(|e| StorageIOError::write_vote(&e))?;
+        self.lock().vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(self.lock().vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let Some(c) = committed else { return Ok(()) };
+        self.lock().committed = Some(c);
+        // Need not be durable: it only lets a restarted replica apply sooner. It rides along
+        // with the next group commit.
+        self.wal.submit(self.shard, vec![Record::Committed(encode(&c)?)], Box::new(|_| {}));
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.lock().committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let mut records = Vec::with_capacity(entries.len());
+        for e in &entries {
+            records.push(Record::Entry { index: e.log_id.index, data: encode(e)? });
+        }
+        {
+            // Readable as soon as this returns (openraft's contract)...
+            let mut g = self.lock();
+            for e in entries {
+                g.entries.insert(e.log_id.index, e);
+            }
+        }
+        // ...and acknowledged by the flush callback only once the WAL has fsynced them.
+        self.wal.submit(
+            self.shard,
+            records,
+            Box::new(move |r| callback.log_io_completed(r.map_err(std::io::Error::other))),
+        );
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.lock().entries.split_off(&log_id.index);
+        // Ordered before any later append in the WAL queue; fsynced before return.
+        self.wal
+            .write(self.shard, vec![Record::Truncate { since: log_id.index }])
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let data = encode(&log_id)?;
+        {
+            let mut g = self.lock();
+            let keep = g.entries.split_off(&(log_id.index + 1));
+            g.entries = keep;
+            g.purged = Some(log_id);
+        }
+        // Need not be durable: a purge lost in a crash leaves entries that the snapshot
+        // already covers.
+        self.wal.submit(self.shard, vec![Record::Purge { upto: log_id.index, data }], Box::new(|_| {}));
+        Ok(())
+    }
+}

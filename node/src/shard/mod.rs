@@ -1,0 +1,65 @@
+//! One shard replica: an openraft instance over the shared WAL and its state machine.
+
+pub mod log_store;
+pub mod state_machine;
+pub mod types;
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use crate::raft_net::{NetworkFactory, PeerClient};
+use crate::ring::{NodeId, ShardId};
+use crate::wal::{ShardLog, Wal};
+use log_store::LogStore;
+use state_machine::{KvState, StateMachineStore};
+use types::Raft;
+
+/// A shard hosted by this node.
+pub struct Shard {
+    pub id: ShardId,
+    pub raft: Raft,
+    /// Read handle on the applied state.
+    pub state: Arc<RwLock<KvState>>,
+    pub log: LogStore,
+}
+
+/// Errors opening a shard.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("shard {shard}: {source}")]
+    Storage { shard: ShardId, source: std::io::Error },
+    #[error("shard {shard}: raft: {message}")]
+    Raft { shard: ShardId, message: String },
+}
+
+impl Shard {
+    /// Opens shard `id` from its snapshot directory and what the WAL recovered.
+    pub async fn open(
+        id: ShardId,
+        node_id: NodeId,
+        raft_config: Arc<openraft::Config>,
+        dir: &Path,
+        wal: Wal,
+        recovered: Option<ShardLog>,
+        peers: PeerClient,
+    ) -> Result<Self, OpenError> {
+        let log = LogStore::open(id, wal, recovered).map_err(|source| OpenError::Storage { shard: id, source })?;
+        let sm = StateMachineStore::open(id, dir.to_path_buf()).map_err(|source| OpenError::Storage { shard: id, source })?;
+        let state = sm.state();
+        let net = NetworkFactory { shard: id, peers };
+        let raft = Raft::new(node_id, raft_config, net, log.clone(), sm)
+            .await
+            .map_err(|e| OpenError::Raft { shard: id, message: e.to_string() })?;
+        Ok(Self { id, raft, state, log })
+    }
+
+    /// Read access to the applied state.
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, KvState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The leader this replica currently knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+}

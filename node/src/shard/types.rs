@@ -1,0 +1,80 @@
+//! The Raft type configuration and the commands a shard's log carries.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ring::NodeId;
+
+openraft::declare_raft_types!(
+    /// openraft types for one ringkv shard.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// A state-machine command, proposed by the shard's leader.
+///
+/// Absolute times (`expires_at_ms`, `now_ms`) are stamped by the leader when it proposes,
+/// so every replica applies the same bytes and ends with the same state.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Command {
+    /// Set `key` to `value`; `expires_at_ms` is unix-epoch milliseconds.
+    Put { db: u8, key: Vec<u8>, value: Vec<u8>, expires_at_ms: Option<u64>, now_ms: u64 },
+    /// Delete `key` if present.
+    Delete { db: u8, key: Vec<u8>, now_ms: u64 },
+    /// Remove keys whose TTL has passed, each only if it is still at the given
+    /// `mod_revision` (a newer put wins over the reaper).
+    Expire { keys: Vec<(u8, Vec<u8>, u64)> },
+}
+
+/// What applying a command did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CommandResult {
+    /// The log index that applied the command: the shard revision after it.
+    pub revision: u64,
+    /// Keys removed (delete, expire).
+    pub deleted: u64,
+}
+
+/// A stored key's value and metadata, as every replica holds it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyEntry {
+    pub value: Vec<u8>,
+    /// Revision (log index) of the put that created the key.
+    pub create_revision: u64,
+    /// Revision of the last put to the key.
+    pub mod_revision: u64,
+    /// Number of puts since the key was created (1 after the first).
+    pub version: u64,
+    /// Expiry in unix-epoch milliseconds.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl KeyEntry {
+    /// Whether the entry is expired at `now_ms`. Expired entries are never returned.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|t| t <= now_ms)
+    }
+}
+
+/// Unix-epoch milliseconds from the wall clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,1 @@
+//! Test harness for ringkv integration tests.
