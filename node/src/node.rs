@@ -287,12 +287,13 @@ impl Node {
                 if applied == 0 || s.raft.trigger().snapshot().await.is_err() {
                     continue;
                 }
-                let built = s
-                    .raft
-                    .wait(Some(Duration::from_secs(30)))
-                    .snapshot(openraft::LogId::new(openraft::CommittedLeaderId::new(0, 0), 0), "compact")
-                    .await;
-                let _ = built;
+                // Wait (bounded) for the snapshot to cover what was applied when we asked.
+                let mut rx = s.raft.metrics();
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    rx.wait_for(|m| m.snapshot.map(|l| l.index).unwrap_or(0) >= applied),
+                )
+                .await;
                 let snap = s.raft.metrics().borrow().snapshot.map(|l| l.index).unwrap_or(0);
                 if snap > 0 {
                     let _ = s.raft.trigger().purge_log(snap).await;

@@ -63,3 +63,31 @@ impl Shard {
         self.raft.metrics().borrow().current_leader
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::log_store::LogStore;
+    use super::state_machine::StateMachineStore;
+    use super::types::{StorageError, TypeConfig};
+    use crate::wal::{Wal, WalOptions};
+
+    struct Builder;
+
+    impl openraft::testing::StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
+            let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::read(&e))?;
+            let (wal, mut rec) = Wal::open(&dir.path().join("wal"), WalOptions::default())
+                .map_err(|e| openraft::StorageIOError::read(&e))?;
+            let log = LogStore::open(0, wal, rec.shards.remove(&0)).map_err(|e| openraft::StorageIOError::read(&e))?;
+            let sm = StateMachineStore::open(0, dir.path().join("sm")).map_err(|e| openraft::StorageIOError::read(&e))?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    /// openraft's own storage conformance suite, run against our WAL-backed log store and
+    /// state machine.
+    #[test]
+    fn log_store_and_state_machine_pass_openraft_suite() {
+        openraft::testing::Suite::test_all(Builder).expect("openraft storage suite");
+    }
+}

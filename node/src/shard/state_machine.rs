@@ -352,3 +352,103 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 pub fn voter_ids(m: &StoredMembership) -> Vec<NodeId> {
     m.membership().voter_ids().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::types::Command;
+
+    fn put(s: &mut KvState, rev: u64, key: &str, val: &str, expires: Option<u64>, now: u64) {
+        s.apply_command(rev, Command::Put { db: 0, key: key.into(), value: val.into(), expires_at_ms: expires, now_ms: now });
+    }
+
+    #[test]
+    fn revisions_track_create_mod_and_version() {
+        let mut s = KvState::default();
+        put(&mut s, 5, "k", "a", None, 0);
+        put(&mut s, 9, "k", "b", None, 0);
+        let e = s.get(0, b"k", 0).unwrap();
+        assert_eq!((e.create_revision, e.mod_revision, e.version, e.value.as_slice()), (5, 9, 2, &b"b"[..]));
+        let r = s.apply_command(10, Command::Delete { db: 0, key: b"k".to_vec(), now_ms: 0 });
+        assert_eq!(r.deleted, 1);
+        put(&mut s, 11, "k", "c", None, 0);
+        let e = s.get(0, b"k", 0).unwrap();
+        assert_eq!((e.create_revision, e.version), (11, 1), "a re-created key starts over");
+    }
+
+    #[test]
+    fn expired_keys_are_hidden_then_reaped_unless_rewritten() {
+        let mut s = KvState::default();
+        put(&mut s, 1, "gone", "x", Some(1_000), 0);
+        put(&mut s, 2, "kept", "y", Some(1_000), 0);
+        assert!(s.get(0, b"gone", 999).is_some());
+        assert!(s.get(0, b"gone", 1_000).is_none(), "never returned once expired");
+        assert!(s.list(0, b"", None, 10, 1_000).is_empty());
+        let expired = s.expired(1_000, 10);
+        assert_eq!(expired.len(), 2);
+        // "kept" is rewritten before the reaper's proposal applies: the reaper must not delete it.
+        put(&mut s, 3, "kept", "z", None, 1_001);
+        let r = s.apply_command(4, Command::Expire { keys: expired });
+        assert_eq!(r.deleted, 1);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.get(0, b"kept", u64::MAX).unwrap().value, b"z");
+        assert!(s.expired(u64::MAX, 10).is_empty(), "expiry index follows the rewrite");
+    }
+
+    #[test]
+    fn list_is_ordered_prefix_bounded_and_resumable() {
+        let mut s = KvState::default();
+        for (i, k) in ["a/1", "a/2", "a/3", "b/1", "a"].iter().enumerate() {
+            put(&mut s, i as u64 + 1, k, "v", None, 0);
+        }
+        s.apply_command(9, Command::Put { db: 1, key: b"a/9".to_vec(), value: b"v".to_vec(), expires_at_ms: None, now_ms: 0 });
+        let keys = |v: Vec<(Vec<u8>, KeyEntry)>| v.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
+        assert_eq!(keys(s.list(0, b"a/", None, 10, 0)), ["a/1", "a/2", "a/3"]);
+        assert_eq!(keys(s.list(0, b"a/", Some(b"a/1"), 10, 0)), ["a/2", "a/3"]);
+        assert_eq!(keys(s.list(0, b"a/", None, 2, 0)), ["a/1", "a/2"]);
+        assert_eq!(keys(s.list(0, b"", None, 10, 0)), ["a", "a/1", "a/2", "a/3", "b/1"]);
+        assert_eq!(keys(s.list(1, b"", None, 10, 0)), ["a/9"]);
+    }
+
+    #[tokio::test]
+    async fn snapshot_round_trips_through_disk_and_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachineStore::open(0, dir.path().join("a")).unwrap();
+        {
+            let st = sm.state();
+            let mut s = st.write().unwrap();
+            put(&mut s, 1, "k1", "v1", None, 0);
+            put(&mut s, 2, "k2", "v2", Some(u64::MAX), 0);
+            s.last_applied = Some(openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 2));
+        }
+        let snap = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(2));
+
+        // Reopen from disk: the same state comes back.
+        let reopened = StateMachineStore::open(0, dir.path().join("a")).unwrap();
+        assert_eq!(reopened.state().read().unwrap().get(0, b"k2", 0).unwrap().value, b"v2");
+
+        // Install on a fresh replica: same state, and the file is persisted there too.
+        let mut other = StateMachineStore::open(0, dir.path().join("b")).unwrap();
+        let data = snap.snapshot.into_inner();
+        other.install_snapshot(&snap.meta, Box::new(Cursor::new(data))).await.unwrap();
+        let got = other.state().read().unwrap().data.clone();
+        assert_eq!(got, sm.state().read().unwrap().data);
+        assert!(other.get_current_snapshot().await.unwrap().is_some());
+        assert_eq!(other.state().read().unwrap().expired(u64::MAX - 1, 10).len(), 0);
+    }
+
+    #[test]
+    fn corrupt_snapshot_file_is_an_error_not_an_empty_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SnapshotMeta::default();
+        write_snapshot_file(dir.path(), &meta, b"body").unwrap();
+        let path = dir.path().join(SNAP_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        let err = read_snapshot_file(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("corrupt"), "{err}");
+    }
+}

@@ -67,8 +67,14 @@ mod tests {
 
     #[test]
     fn enospc_and_quota_map_to_full_and_others_to_io() {
-        assert!(matches!(Error::from(io::Error::from_raw_os_error(libc::ENOSPC)), Error::Full));
-        assert!(matches!(Error::from(io::Error::from_raw_os_error(libc::EDQUOT)), Error::Full));
+        assert!(matches!(
+            Error::from(io::Error::from_raw_os_error(libc::ENOSPC)),
+            Error::Full
+        ));
+        assert!(matches!(
+            Error::from(io::Error::from_raw_os_error(libc::EDQUOT)),
+            Error::Full
+        ));
         let io = Error::from(io::Error::from_raw_os_error(libc::EIO));
         assert!(matches!(io, Error::Io(_)));
         assert_eq!(io.clone().metric_label(), "io");
