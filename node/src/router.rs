@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -13,6 +13,7 @@ use crate::error::ApiError;
 use crate::node::Node;
 use crate::ring::{NodeId, ShardId};
 use crate::shard::types::{now_ms, Command, CommandResult, KeyEntry};
+use crate::shard::read_index::ReadIndexError;
 use crate::shard::Shard;
 
 /// A mutation as the client asked for it. The leader turns it into a [`Command`],
@@ -139,12 +140,10 @@ impl Node {
                 Err(e) => Err(ServeError::Retry(e.to_string())),
             },
             read => {
-                match sh.raft.ensure_linearizable().await {
-                    Ok(_) => {}
-                    Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                        return Err(ServeError::NotLeader(f.leader_id))
-                    }
-                    Err(e) => return Err(ServeError::Retry(e.to_string())),
+                match sh.read_index.linearize(&sh.raft).await {
+                    Ok(()) => {}
+                    Err(ReadIndexError::NotLeader(h)) => return Err(ServeError::NotLeader(h)),
+                    Err(ReadIndexError::Retry(m)) => return Err(ServeError::Retry(m)),
                 }
                 Ok(read_state(sh, read))
             }

@@ -1,1 +1,50 @@
-//! Test harness for ringkv integration tests.
+//! Test harness for ringkv's multi-process integration tests.
+//!
+//! The suites in `tests/tests/` start real `ringkv-node` binaries on loopback and talk to
+//! them over HTTP, the way a client or an operator would. The harness is split by noun:
+//! - [`process`] finds the binary and owns one node process: its ports on its own
+//!   loopback address (127.0.0.x), its data dir, its log file, SIGKILL and SIGTERM.
+//! - [`cluster`] starts N processes as one cluster in a temporary directory, waits for
+//!   readiness, finds shard leaders, and on a panicking test prints the tail of every
+//!   node's log. Dropping a cluster SIGKILLs exactly the processes it started.
+//! - [`client`] is one node's client API as typed steps (`put`, `get`, `list`, metrics,
+//!   the cluster view), plus the small encoders a test needs (URL paths, base64).
+//! - [`writer`] is a background writer that records which writes were acknowledged, so
+//!   a failover test can check that none of them was lost.
+//!
+//! Tests wait on conditions with [`eventually`], never on fixed sleeps.
+
+pub mod client;
+pub mod cluster;
+pub mod process;
+pub mod writer;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use client::{base64_decode, base64_encode, key_path, ClusterView, Entry, Listing, Metrics, NodeClient, Written};
+pub use cluster::{Cluster, ClusterBuilder};
+pub use writer::{Writer, WriterReport};
+
+/// How often [`eventually`] re-checks its condition.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
+
+/// Polls `check` every [`POLL_INTERVAL`] until it returns `Ok`, and returns that value.
+/// Panics after `timeout` with `what` and the last reason `check` gave.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last = match check().await {
+            Ok(v) => return v,
+            Err(why) => why,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}; last: {last}");
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}

@@ -1,6 +1,7 @@
 //! One shard replica: an openraft instance over the shared WAL and its state machine.
 
 pub mod log_store;
+pub mod read_index;
 pub mod state_machine;
 pub mod types;
 
@@ -21,6 +22,8 @@ pub struct Shard {
     /// Read handle on the applied state.
     pub state: Arc<RwLock<KvState>>,
     pub log: LogStore,
+    /// Batches read-index confirmations for linearizable reads.
+    pub read_index: read_index::ReadIndex,
 }
 
 /// Errors opening a shard.
@@ -50,7 +53,7 @@ impl Shard {
         let raft = Raft::new(node_id, raft_config, net, log.clone(), sm)
             .await
             .map_err(|e| OpenError::Raft { shard: id, message: e.to_string() })?;
-        Ok(Self { id, raft, state, log })
+        Ok(Self { id, raft, state, log, read_index: read_index::ReadIndex::default() })
     }
 
     /// Read access to the applied state.

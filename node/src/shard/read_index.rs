@@ -1,0 +1,95 @@
+//! Read-index batching for linearizable reads.
+//!
+//! A linearizable read needs the leader to confirm, with a quorum round-trip, that it is
+//! still the leader, and then to have applied up to the commit index seen at that moment.
+//! One confirmation serves every read that arrived before it started: such a read is
+//! ordered after any write completed before its arrival, and the confirmation happens
+//! after its arrival. Reads arriving while a confirmation is in flight wait for the next
+//! one. Under load this turns N quorum round-trips into about one per round-trip time.
+
+use std::sync::{Arc, Mutex};
+
+use openraft::error::{CheckIsLeaderError, RaftError};
+use tokio::sync::oneshot;
+
+use super::types::Raft;
+use crate::ring::NodeId;
+
+/// Why a read could not be confirmed.
+#[derive(Clone, Debug)]
+pub enum ReadIndexError {
+    /// Another node leads (or no leader is known).
+    NotLeader(Option<NodeId>),
+    /// No quorum answered, or the group is stopping: retry.
+    Retry(String),
+}
+
+type Waiter = oneshot::Sender<Result<u64, ReadIndexError>>;
+
+#[derive(Default)]
+struct Inner {
+    in_flight: bool,
+    waiters: Vec<Waiter>,
+}
+
+/// Coalesces concurrent read-index requests of one shard.
+#[derive(Clone, Default)]
+pub struct ReadIndex {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl ReadIndex {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Returns once this replica, as leader, has applied everything committed before the
+    /// call: a read of local state after this is linearizable.
+    pub async fn linearize(&self, raft: &Raft) -> Result<(), ReadIndexError> {
+        let (tx, rx) = oneshot::channel();
+        let lead = {
+            let mut g = self.lock();
+            g.waiters.push(tx);
+            !std::mem::replace(&mut g.in_flight, true)
+        };
+        if lead {
+            let this = self.clone();
+            let raft = raft.clone();
+            // Runs in its own task so a cancelled client request cannot strand the batch.
+            tokio::spawn(async move { this.confirm_batches(raft).await });
+        }
+        let read_index = rx.await.map_err(|_| ReadIndexError::Retry("read batch dropped".into()))??;
+        let applied = raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
+        if applied < read_index {
+            raft.wait(None)
+                .applied_index_at_least(Some(read_index), "read index")
+                .await
+                .map_err(|e| ReadIndexError::Retry(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    async fn confirm_batches(&self, raft: Raft) {
+        loop {
+            // Everyone waiting now arrived before this confirmation starts.
+            let batch = {
+                let mut g = self.lock();
+                if g.waiters.is_empty() {
+                    g.in_flight = false;
+                    return;
+                }
+                std::mem::take(&mut g.waiters)
+            };
+            let result = match raft.get_read_log_id().await {
+                Ok((read_log_id, _applied)) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    Err(ReadIndexError::NotLeader(f.leader_id))
+                }
+                Err(e) => Err(ReadIndexError::Retry(e.to_string())),
+            };
+            for w in batch {
+                let _ = w.send(result.clone());
+            }
+        }
+    }
+}
