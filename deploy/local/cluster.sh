@@ -208,7 +208,7 @@ cmd_up() {
     {
       echo "==== $(date '+%Y-%m-%d %H:%M:%S') cluster.sh up: node $n, $BIN"
     } >>"$(log_file "$n")"
-    nohup "$BIN" --node-id "$n" \
+    NO_COLOR="${NO_COLOR:-1}" nohup "$BIN" --node-id "$n" \
       --listen "$HOST:$(http_port "$n")" --internal-listen "$HOST:$(raft_port "$n")" \
       --peers "$peers" --shards "$SHARDS" --data-dir "$(node_dir "$n")" \
       </dev/null >>"$(log_file "$n")" 2>&1 &

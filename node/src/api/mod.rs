@@ -1,6 +1,7 @@
 //! The client HTTP API: routes, request metrics, and the JSON fallback for unknown
 //! routes and methods.
 
+pub mod compat;
 pub mod health;
 pub mod kv;
 pub mod params;
@@ -24,6 +25,15 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/kv", get(kv::list))
         .route("/v1/kv/{*key}", get(kv::get_key).put(kv::put_key).delete(kv::delete_key))
         .route("/v1/cluster", get(health::cluster))
+        .route("/set", axum::routing::any(compat::set))
+        .route("/set_with_ttl", axum::routing::post(compat::set_with_ttl))
+        .route("/select_db", axum::routing::post(compat::select_db))
+        .route("/get", get(compat::get_query))
+        .route("/get/{*key}", get(compat::get_path))
+        .route("/delete", axum::routing::delete(compat::delete_query))
+        .route("/delete/{*key}", axum::routing::delete(compat::delete_path))
+        .route("/store", get(compat::store).post(compat::store).put(compat::store))
+        .route("/retrieve", get(compat::retrieve))
         .route("/metrics", get(health::metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
