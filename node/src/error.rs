@@ -77,6 +77,11 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The body may be left unread: say so, so a keep-alive client does not send its
+            // next request on a connection the server is about to close.
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }

@@ -31,12 +31,20 @@ pub mod wal;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use axum::serve::ListenerExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 pub use node::{Node, StartError};
+
+/// Small request/response exchanges must not wait for Nagle's algorithm.
+fn nodelay(tcp: &mut TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY");
+    }
+}
 
 /// Runs a node on already-bound listeners until `shutdown` is cancelled, then shuts down
 /// in order: stop accepting and drain client HTTP → hand leadership off → stop the Raft
@@ -56,7 +64,7 @@ pub async fn run(
     let internal_app = raft_net::server::router(node.clone());
     let istop = internal_stop.clone();
     tracker.spawn(async move {
-        let r = axum::serve(internal, internal_app).with_graceful_shutdown(istop.cancelled_owned()).await;
+        let r = axum::serve(internal.tap_io(nodelay), internal_app).with_graceful_shutdown(istop.cancelled_owned()).await;
         if let Err(e) = r {
             tracing::error!(error = %e, "internal server failed");
         }
@@ -75,7 +83,7 @@ pub async fn run(
     );
     let client_app = api::router(node.clone());
     let stop = shutdown.clone();
-    if let Err(e) = axum::serve(client, client_app).with_graceful_shutdown(stop.cancelled_owned()).await {
+    if let Err(e) = axum::serve(client.tap_io(nodelay), client_app).with_graceful_shutdown(stop.cancelled_owned()).await {
         tracing::error!(error = %e, "client server failed");
     }
     tracing::info!("client traffic drained; handing off leadership");

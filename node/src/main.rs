@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(2);
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("RINGKV_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error"));
     if config.log_format == "json" {
         tracing_subscriber::fmt().with_env_filter(filter).json().init();
     } else {

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub raft_last_log_index: IntGaugeVec,
     pub raft_commit_index: IntGaugeVec,
     pub raft_applied_index: IntGaugeVec,
+    pub raft_snapshot_index: IntGaugeVec,
+    pub raft_purged_index: IntGaugeVec,
     pub keys: IntGaugeVec,
     pub wal_fsync: prometheus::Histogram,
     pub wal_batch_records: prometheus::Histogram,
@@ -51,6 +53,8 @@ impl Metrics {
         let raft_last_log_index = g("ringkv_raft_last_log_index", "Last log index of the shard on this node");
         let raft_commit_index = g("ringkv_raft_commit_index", "Committed log index of the shard on this node");
         let raft_applied_index = g("ringkv_raft_applied_index", "Applied log index of the shard on this node");
+        let raft_snapshot_index = g("ringkv_raft_snapshot_index", "Last log index covered by the shard's snapshot on this node");
+        let raft_purged_index = g("ringkv_raft_purged_index", "Log index up to which the shard's log is purged on this node");
         let keys = g("ringkv_keys", "Keys stored in the shard on this node");
         let wal_fsync = must(prometheus::Histogram::with_opts(
             HistogramOpts::new("ringkv_wal_fsync_duration_seconds", "WAL write+fsync latency per group commit").buckets(lat),
@@ -75,6 +79,8 @@ impl Metrics {
             Box::new(raft_last_log_index.clone()),
             Box::new(raft_commit_index.clone()),
             Box::new(raft_applied_index.clone()),
+            Box::new(raft_snapshot_index.clone()),
+            Box::new(raft_purged_index.clone()),
             Box::new(keys.clone()),
             Box::new(wal_fsync.clone()),
             Box::new(wal_batch_records.clone()),
@@ -95,6 +101,8 @@ impl Metrics {
             raft_last_log_index,
             raft_commit_index,
             raft_applied_index,
+            raft_snapshot_index,
+            raft_purged_index,
             keys,
             wal_fsync,
             wal_batch_records,

@@ -142,6 +142,12 @@ impl Node {
         Ok(Arc::new(Node { id: config.node_id, shard_count: config.shards, config, shards, peers, metrics, wal }))
     }
 
+    /// How long a leader may go without a quorum's answer before it stops counting itself
+    /// as leader: the longest election timeout, after which followers elect anew.
+    pub fn leader_stale_after(&self) -> Duration {
+        self.config.election_timeout * 2
+    }
+
     /// The hosted replica of `shard`.
     pub fn shard(&self, shard: ShardId) -> Option<&Shard> {
         self.shards.get(&shard)
@@ -166,11 +172,17 @@ impl Node {
                 ShardInfo {
                     id: s.id,
                     members: voter_ids(&m.membership_config),
-                    leader: m.current_leader,
+                    // A leader cut off from its quorum is not reported as one.
+                    leader: match m.current_leader {
+                        Some(l) if l == self.id && crate::shard::is_stale_leader(&m, self.leader_stale_after()) => None,
+                        other => other,
+                    },
                     term: m.current_term,
                     last_log_index: m.last_log_index.unwrap_or(0),
                     commit_index: s.log.committed_index(),
                     applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+                    snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+                    purged_index: m.purged.map(|l| l.index).unwrap_or(0),
                     state: format!("{:?}", m.state),
                 }
             })
@@ -184,6 +196,9 @@ impl Node {
             let m = s.raft.metrics().borrow().clone();
             if m.current_leader.is_none() {
                 return Err(format!("shard {} has no leader", s.id));
+            }
+            if crate::shard::is_stale_leader(&m, self.leader_stale_after()) {
+                return Err(format!("shard {} is led by this node but no quorum has answered lately", s.id));
             }
             let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
             if applied < s.log.committed_index() {
@@ -317,6 +332,8 @@ impl Node {
             self.metrics.raft_last_log_index.with_label_values(&l).set(m.last_log_index.unwrap_or(0) as i64);
             self.metrics.raft_commit_index.with_label_values(&l).set(s.log.committed_index() as i64);
             self.metrics.raft_applied_index.with_label_values(&l).set(m.last_applied.map(|x| x.index).unwrap_or(0) as i64);
+            self.metrics.raft_snapshot_index.with_label_values(&l).set(m.snapshot.map(|x| x.index).unwrap_or(0) as i64);
+            self.metrics.raft_purged_index.with_label_values(&l).set(m.purged.map(|x| x.index).unwrap_or(0) as i64);
             self.metrics.keys.with_label_values(&l).set(s.read().len() as i64);
         }
     }

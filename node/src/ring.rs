@@ -64,6 +64,10 @@ pub struct ShardInfo {
     pub last_log_index: u64,
     pub commit_index: u64,
     pub applied_index: u64,
+    /// Last log index covered by this replica's snapshot (0: none).
+    pub snapshot_index: u64,
+    /// Log entries up to here are purged from this replica's log (0: none).
+    pub purged_index: u64,
     pub state: String,
 }
 

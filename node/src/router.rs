@@ -83,9 +83,17 @@ impl Node {
         let mut backoff = Duration::from_millis(5);
         let mut last_err;
         loop {
-            let leader = hint.take().or_else(|| self.shard(shard).and_then(Shard::leader));
+            let leader = hint.take().or_else(|| self.shard(shard).and_then(|s| s.leader_checked(self.id, self.leader_stale_after())));
             let outcome = match leader {
-                Some(l) if l == self.id => self.serve_local(shard, req.clone()).await,
+                Some(l) if l == self.id => {
+                    // Bounded: a leader cut off from its quorum never commits; the client
+                    // gets 503 at the deadline rather than waiting forever.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(left, self.serve_local(shard, req.clone())).await {
+                        Ok(r) => r,
+                        Err(_) => Err(ServeError::Retry("timed out waiting for a quorum; a write may still apply".into())),
+                    }
+                }
                 Some(l) => self.forward(l, shard, &req, deadline).await,
                 None => Err(ServeError::Retry("no leader elected".into())),
             };

@@ -26,6 +26,15 @@ pub use client::{base64_decode, base64_encode, key_path, ClusterView, Entry, Lis
 pub use cluster::{Cluster, ClusterBuilder};
 pub use writer::{Writer, WriterReport};
 
+/// A key named `{prefix}-N` that lives in `shard` of db 0 when the ring has `shards`
+/// shards (placement is the node library's own ring function).
+pub fn key_in_shard(prefix: &str, shard: u32, shards: u32) -> String {
+    (0u64..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|k| ringkv_node::ring::shard_for(0, k.as_bytes(), shards) == shard)
+        .expect("some key lands in every shard")
+}
+
 /// How often [`eventually`] re-checks its condition.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
 

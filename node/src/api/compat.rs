@@ -12,16 +12,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::params;
+use super::{extract, params};
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::ring::shard_for;
@@ -141,21 +140,6 @@ pub fn govault_body(bytes: &[u8], with_ttl: bool) -> Result<(String, String, Opt
     Ok((b.key, b.value, ttl))
 }
 
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError::too_large("value_too_large", format!("body is larger than the {limit}-byte limit"));
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(too_large());
-    }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
-            too_large()
-        } else {
-            ApiError::bad_request("bad_body", format!("could not read the request body: {e}"))
-        }
-    })
-}
-
 /// Body limit: percent- or JSON-escaping can grow a value up to ~6x; decoded sizes are
 /// checked against the configured limits afterwards.
 fn body_limit(node: &Node) -> usize {
@@ -198,9 +182,6 @@ fn govault_not_found() -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"message": {"error": "Key not found"}}))).into_response()
 }
 
-fn path_key(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    p.map(|Path(k)| k).map_err(|e| ApiError::bad_request("bad_key", format!("key is not valid percent-encoded UTF-8: {e}")))
-}
 
 /// `/set`, any method. govault (JSON `{"key", "value"}` → 201, empty), GoKeyDB (`-d
 /// 'key=K&value=V'`) and Distributed-KV-Database (`PUT /set?key=K&value=V`) → 200 with
@@ -211,7 +192,7 @@ pub async fn set(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body, &headers, body_limit(&node)).await?;
+    let bytes = extract::read_body(body, &headers, body_limit(&node), "body").await?;
     let ct = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("invalid"));
     match set_kind(ct, &bytes)? {
         SetKind::Json => {
@@ -233,7 +214,7 @@ pub async fn store(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body, &headers, body_limit(&node)).await?;
+    let bytes = extract::read_body(body, &headers, body_limit(&node), "body").await?;
     form_put(&node, q.as_deref(), &headers, &bytes).await
 }
 
@@ -256,7 +237,7 @@ pub async fn set_with_ttl(
 ) -> Result<Response, ApiError> {
     let q = params::query(q.as_deref(), &["db"])?;
     let db = resolve_db(&q, &headers)?;
-    let bytes = read_body(body, &headers, body_limit(&node)).await?;
+    let bytes = extract::read_body(body, &headers, body_limit(&node), "body").await?;
     let (key, value, ttl) = govault_body(&bytes, true)?;
     put(&node, db, &key, value, ttl).await?;
     Ok(StatusCode::CREATED.into_response())
@@ -272,7 +253,7 @@ struct SelectDb {
 /// cookie. The selection is the client's (its cookie jar), not the server's.
 pub async fn select_db(RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     params::query(q.as_deref(), &[])?;
-    let bytes = read_body(body, &headers, 64 << 10).await?;
+    let bytes = extract::read_body(body, &headers, 64 << 10, "body").await?;
     let SelectDb { db } = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("bad_json", format!("invalid JSON body (want {{\"db\": N}}): {e}")))?;
     let db = params::db(&HashMap::from([("db".to_string(), db.to_string())]))?;
@@ -283,11 +264,11 @@ pub async fn select_db(RawQuery(q): RawQuery, headers: HeaderMap, body: Body) ->
 /// `GET /get/{key}`, govault: 200 with the raw value, or 404 `{"message":{"error":"Key not found"}}`.
 pub async fn get_path(
     State(node): State<Arc<Node>>,
-    key: Result<Path<String>, PathRejection>,
+    uri: Uri,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let key = path_key(key)?;
+    let key = extract::key_from_path(uri.path(), "/get/")?;
     let q = params::query(q.as_deref(), &["db"])?;
     let db = resolve_db(&q, &headers)?;
     Ok(get(&node, db, &key).await?.map_or_else(govault_not_found, raw))
@@ -325,11 +306,11 @@ pub async fn retrieve(
 /// `DELETE /delete/{key}`, govault → 204, also when the key was absent (see [`delete`]).
 pub async fn delete_path(
     State(node): State<Arc<Node>>,
-    key: Result<Path<String>, PathRejection>,
+    uri: Uri,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let key = path_key(key)?;
+    let key = extract::key_from_path(uri.path(), "/delete/")?;
     let q = params::query(q.as_deref(), &["db"])?;
     delete(&node, resolve_db(&q, &headers)?, &key).await
 }

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap};
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::extract;
 use super::params::{self, BodyKind};
 use crate::error::ApiError;
 use crate::node::Node;
@@ -18,45 +18,29 @@ use crate::ring::shard_for;
 use crate::router::{ShardRequest, ShardResponse, WriteOp};
 use crate::shard::types::{now_ms, KeyEntry};
 
-fn path_key(p: Result<Path<String>, PathRejection>, node: &Node) -> Result<Vec<u8>, ApiError> {
-    let Path(k) = p.map_err(|e| ApiError::bad_request("bad_key", format!("key is not valid percent-encoded UTF-8: {e}")))?;
-    params::key(&k, node.config.max_key_bytes)
-}
-
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize, what: &str) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError::too_large("value_too_large", format!("{what} is larger than the {limit}-byte limit"));
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
-        if len > limit {
-            return Err(too_large());
-        }
-    }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let limited = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit");
-        if limited { too_large() } else { ApiError::bad_request("bad_body", format!("could not read the request body: {e}")) }
-    })
+fn path_key(uri: &Uri, node: &Node) -> Result<Vec<u8>, ApiError> {
+    params::key(&extract::key_from_path(uri.path(), "/v1/kv/")?, node.config.max_key_bytes)
 }
 
 /// `PUT /v1/kv/{key}`: the raw body is the value, or a JSON body `{"value", "ttl", "encoding"}`.
 pub async fn put_key(
     State(node): State<Arc<Node>>,
-    key: Result<Path<String>, PathRejection>,
+    uri: Uri,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let key = path_key(key, &node)?;
+    let key = path_key(&uri, &node)?;
     let q = params::query(q.as_deref(), &["db", "ttl"])?;
     let db = params::db(&q)?;
     let mut ttl = q.get("ttl").map(|t| params::ttl(t)).transpose()?;
     let ct = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("invalid"));
     let max = node.config.max_value_bytes;
     let value = match params::body_kind(ct)? {
-        BodyKind::Raw => read_body(body, &headers, max, "value").await?.to_vec(),
+        BodyKind::Raw => extract::read_body(body, &headers, max, "value").await?.to_vec(),
         BodyKind::Json => {
             // JSON escaping or base64 can grow a value up to ~6x; the decoded value is checked below.
-            let bytes = read_body(body, &headers, max.saturating_mul(6).saturating_add(64 << 10), "body").await?;
+            let bytes = extract::read_body(body, &headers, max.saturating_mul(6).saturating_add(64 << 10), "body").await?;
             let (value, json_ttl) = params::put_body(&bytes)?;
             if let Some(t) = json_ttl {
                 if ttl.is_some() {
@@ -104,11 +88,11 @@ fn entry_json(key: &[u8], db: u8, e: &KeyEntry, now: u64) -> Value {
 /// `GET /v1/kv/{key}`: JSON, or the raw bytes with `Accept: application/octet-stream`.
 pub async fn get_key(
     State(node): State<Arc<Node>>,
-    key: Result<Path<String>, PathRejection>,
+    uri: Uri,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let key = path_key(key, &node)?;
+    let key = path_key(&uri, &node)?;
     let q = params::query(q.as_deref(), &["db", "consistency"])?;
     let db = params::db(&q)?;
     let c = params::consistency(&q)?;
@@ -133,10 +117,10 @@ pub async fn get_key(
 /// `DELETE /v1/kv/{key}`: `{"deleted": 1}`, or `{"deleted": 0}` when absent.
 pub async fn delete_key(
     State(node): State<Arc<Node>>,
-    key: Result<Path<String>, PathRejection>,
+    uri: Uri,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let key = path_key(key, &node)?;
+    let key = path_key(&uri, &node)?;
     let q = params::query(q.as_deref(), &["db"])?;
     let db = params::db(&q)?;
     let shard = shard_for(db, &key, node.shard_count);

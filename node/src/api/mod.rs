@@ -2,6 +2,7 @@
 //! routes and methods.
 
 pub mod compat;
+pub mod extract;
 pub mod health;
 pub mod kv;
 pub mod params;

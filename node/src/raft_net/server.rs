@@ -36,6 +36,7 @@ fn reply<T: Serialize>(v: &T) -> Response {
     }
 }
 
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
 fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, Response> {
     postcard::from_bytes(b).map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable body: {e}")).into_response())
 }
@@ -64,6 +65,11 @@ async fn serve(State(node): State<Arc<Node>>, Path(shard): Path<ShardId>, body: 
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let out: Result<ShardResponse, ServeError> = node.serve_local(shard, req).await;
+    // The forwarding node gives up at its own deadline; do not outlive it by much.
+    let out: Result<ShardResponse, ServeError> =
+        match tokio::time::timeout(node.config.request_timeout, node.serve_local(shard, req)).await {
+            Ok(r) => r,
+            Err(_) => Err(ServeError::Retry("timed out waiting for a quorum".into())),
+        };
     reply(&out)
 }

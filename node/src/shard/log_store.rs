@@ -37,6 +37,7 @@ fn decode<T: serde::de::DeserializeOwned>(shard: ShardId, what: &str, bytes: &[u
         .map_err(|e| std::io::Error::other(format!("shard {shard}: undecodable {what} in WAL: {e}")))
 }
 
+#[allow(clippy::result_large_err)] // openraft's error type
 fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
     postcard::to_stdvec(v).map_err(|e| StorageIOError::write_logs(&std::io::Error::other(e.to_string())).into())
 }

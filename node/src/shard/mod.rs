@@ -61,10 +61,28 @@ impl Shard {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The leader this replica currently knows of.
+    /// The leader this replica currently knows of. A leader that has not heard from a
+    /// quorum for `stale_after` does not count itself: openraft 0.9 leaders never step
+    /// down on their own, and one cut off from its followers must not look healthy.
+    pub fn leader_checked(&self, me: NodeId, stale_after: std::time::Duration) -> Option<NodeId> {
+        let m = self.raft.metrics().borrow().clone();
+        match m.current_leader {
+            Some(l) if l == me && is_stale_leader(&m, stale_after) => None,
+            other => other,
+        }
+    }
+
+    /// The leader this replica currently knows of (unchecked).
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
     }
+}
+
+/// Whether a replica that believes it leads has lost touch with its quorum.
+pub fn is_stale_leader(m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>, stale_after: std::time::Duration) -> bool {
+    m.state == openraft::ServerState::Leader
+        && m.membership_config.membership().voter_ids().count() > 1
+        && m.millis_since_quorum_ack.is_none_or(|ms| ms > stale_after.as_millis() as u64)
 }
 
 #[cfg(test)]

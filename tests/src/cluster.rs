@@ -1,0 +1,317 @@
+//! A cluster of node processes on loopback, in a temporary directory it owns.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use rand::Rng;
+use tempfile::TempDir;
+
+use crate::client::{ClusterView, NodeClient};
+use crate::eventually;
+use crate::process::NodeProcess;
+
+/// How long a cluster may take to become ready (bootstrap, elections, catch-up).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a node may take to exit after SIGTERM.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Per-request timeout of the harness's HTTP client. Longer than any `--request-timeout`
+/// the suites use, so a node that never answers shows up as a client error, not a hang.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Options for a cluster before it starts.
+pub struct ClusterBuilder {
+    nodes: usize,
+    shards: u32,
+    standalone: bool,
+    flags: Vec<(String, String)>,
+}
+
+impl ClusterBuilder {
+    /// Sets `--shards` (default 4).
+    pub fn shards(mut self, n: u32) -> Self {
+        self.shards = n;
+        self
+    }
+
+    /// Adds a flag given to every node on every start, e.g. `.flag("--snapshot-entries", "100")`.
+    pub fn flag(mut self, name: &str, value: &str) -> Self {
+        self.flags.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Starts every node and waits until each one is ready.
+    pub async fn start(self) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("ringkv-test-").tempdir().expect("a temporary directory");
+        // Each cluster takes a random run of loopback addresses so that tests running in
+        // parallel do not collide; node `id` gets 127.0.0.(base + id - 1).
+        let max_base = 250 - u8::try_from(self.nodes).expect("fewer than 250 nodes");
+        let base: u8 = rand::rng().random_range(2..=max_base);
+        let mut nodes: Vec<NodeProcess> = (1..=self.nodes)
+            .map(|i| {
+                let id = u64::try_from(i).expect("small");
+                NodeProcess::new(id, Ipv4Addr::new(127, 0, 0, base + u8::try_from(i - 1).expect("small")), dir.path())
+            })
+            .collect();
+        let peers = nodes.iter().map(|n| format!("{}={}", n.id, n.internal_addr)).collect::<Vec<_>>().join(",");
+        for n in &mut nodes {
+            let mut args = vec![
+                "--node-id".to_string(),
+                n.id.to_string(),
+                "--listen".to_string(),
+                n.client_addr.to_string(),
+                "--internal-listen".to_string(),
+                n.internal_addr.to_string(),
+                "--shards".to_string(),
+                self.shards.to_string(),
+                "--data-dir".to_string(),
+                n.data_dir.display().to_string(),
+            ];
+            if !self.standalone {
+                args.extend(["--peers".to_string(), peers.clone()]);
+            }
+            for (k, v) in &self.flags {
+                args.extend([k.clone(), v.clone()]);
+            }
+            n.set_args(args);
+        }
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(HTTP_TIMEOUT)
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .expect("an HTTP client");
+        let cluster = Cluster { nodes, shards: self.shards, http, dir };
+        for n in &cluster.nodes {
+            n.spawn();
+        }
+        cluster.wait_ready().await;
+        cluster
+    }
+}
+
+/// Node processes started together. Node ids are `1..=n`; every method takes an id.
+pub struct Cluster {
+    nodes: Vec<NodeProcess>,
+    /// The `--shards` every node runs with.
+    pub shards: u32,
+    http: reqwest::Client,
+    // Dropped last: the processes are killed before their data directory is removed.
+    dir: TempDir,
+}
+
+impl Cluster {
+    /// A cluster of `nodes` replicas of `shards` shards; waits until it is ready.
+    pub async fn start(nodes: usize, shards: u32) -> Cluster {
+        Cluster::builder(nodes).shards(shards).start().await
+    }
+
+    /// One node with no peers (replication 1), 4 shards; waits until it is ready.
+    pub async fn standalone() -> Cluster {
+        Cluster::standalone_builder().start().await
+    }
+
+    /// Options for a cluster of `nodes` peers.
+    pub fn builder(nodes: usize) -> ClusterBuilder {
+        assert!(nodes >= 1);
+        ClusterBuilder { nodes, shards: 4, standalone: false, flags: Vec::new() }
+    }
+
+    /// Options for a standalone node (no `--peers`).
+    pub fn standalone_builder() -> ClusterBuilder {
+        ClusterBuilder { nodes: 1, shards: 4, standalone: true, flags: Vec::new() }
+    }
+
+    fn process(&self, id: u64) -> &NodeProcess {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| self.nodes.get(i))
+            .unwrap_or_else(|| panic!("no node {id} in this cluster"))
+    }
+
+    /// Every node id.
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    /// Ids of the nodes this harness has running.
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes.iter().filter(|n| n.is_running()).map(|n| n.id).collect()
+    }
+
+    /// `http://ip:port` of a node's client API.
+    pub fn url(&self, id: u64) -> String {
+        format!("http://{}", self.process(id).client_addr)
+    }
+
+    /// A node's internal (Raft) address, as given to `--peers`.
+    pub fn internal_addr(&self, id: u64) -> std::net::SocketAddr {
+        self.process(id).internal_addr
+    }
+
+    /// A client for one node's API.
+    pub fn node(&self, id: u64) -> NodeClient {
+        NodeClient::new(id, self.url(id), self.http.clone())
+    }
+
+    /// The harness's HTTP client (timeouts set, no proxy).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Where this cluster keeps its data and logs.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Everything node `id` has logged so far, across restarts.
+    pub fn log(&self, id: u64) -> String {
+        self.process(id).log()
+    }
+
+    /// SIGKILLs node `id` (no chance to flush or hand off).
+    pub fn kill(&self, id: u64) {
+        self.process(id).kill();
+    }
+
+    /// SIGTERMs node `id` and returns its exit status once it has stopped.
+    pub async fn stop(&self, id: u64) -> ExitStatus {
+        self.process(id).terminate(STOP_TIMEOUT).await
+    }
+
+    /// Starts a stopped node again with the same flags, addresses and data dir. Does not
+    /// wait for it: follow with [`Cluster::wait_ready`].
+    pub fn restart(&self, id: u64) {
+        self.process(id).spawn();
+    }
+
+    /// Waits until every running node answers 200 on `/readyz`. Panics if a node exits.
+    pub async fn wait_ready(&self) {
+        eventually("every running node to be ready", READY_TIMEOUT, || async move {
+            for n in self.nodes.iter() {
+                if let Some(status) = n.exited() {
+                    panic!("node {} exited with {status} while the cluster was starting", n.id);
+                }
+            }
+            for id in self.running() {
+                if !self.node(id).is_ready().await {
+                    return Err(format!("node {id} is not ready"));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The cluster views of every running node that answers.
+    pub async fn views(&self) -> BTreeMap<u64, ClusterView> {
+        let mut out = BTreeMap::new();
+        for id in self.running() {
+            if let Ok(v) = self.node(id).try_cluster_view().await {
+                out.insert(id, v);
+            }
+        }
+        out
+    }
+
+    /// The node that leads `shard`: of the running nodes that say they lead it, the one
+    /// with the highest term (an old leader cut off from the rest may still think it leads).
+    pub async fn leader_of(&self, shard: u32) -> Option<u64> {
+        self.leaders().await.get(&shard).copied()
+    }
+
+    /// Shard → leading node, for the shards that have a leader (see [`Cluster::leader_of`]).
+    pub async fn leaders(&self) -> BTreeMap<u32, u64> {
+        let mut best: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+        for (id, view) in self.views().await {
+            for s in view.shards.iter().filter(|s| s.state == "Leader") {
+                let e = best.entry(s.id).or_insert((s.term, id));
+                if s.term > e.0 {
+                    *e = (s.term, id);
+                }
+            }
+        }
+        best.into_iter().map(|(s, (_, id))| (s, id)).collect()
+    }
+
+    /// Waits until every shard has a leader among `among` that every running node agrees
+    /// on, and returns shard → leader.
+    pub async fn wait_for_leaders(&self, among: &[u64]) -> BTreeMap<u32, u64> {
+        let among = among.to_vec();
+        eventually("every shard to have an agreed leader", READY_TIMEOUT, || {
+            let among = among.clone();
+            async move {
+                let views = self.views().await;
+                let running = self.running();
+                if views.len() != running.len() {
+                    return Err(format!("only {:?} of {running:?} answered", views.keys()));
+                }
+                let mut leaders = BTreeMap::new();
+                for shard in 0..self.shards {
+                    let seen: Vec<Option<u64>> = views
+                        .values()
+                        .map(|v| v.shards.iter().find(|s| s.id == shard).and_then(|s| s.leader))
+                        .collect();
+                    match seen.first().copied().flatten() {
+                        Some(l) if among.contains(&l) && seen.iter().all(|x| *x == Some(l)) => {
+                            leaders.insert(shard, l);
+                        }
+                        _ => return Err(format!("shard {shard}: leaders seen by {:?}: {seen:?}", views.keys())),
+                    }
+                }
+                Ok(leaders)
+            }
+        })
+        .await
+    }
+
+    /// Reads every `(key, value)` back with linearizable GETs, spread round-robin over
+    /// `via`, a few at a time, and returns a line for each key that is missing or wrong.
+    pub async fn read_back(&self, pairs: &[(String, String)], via: &[u64]) -> Vec<String> {
+        const IN_FLIGHT: usize = 16;
+        assert!(!via.is_empty());
+        let mut wrong = Vec::new();
+        for (chunk_no, chunk) in pairs.chunks(IN_FLIGHT).enumerate() {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (i, (k, v)) in chunk.iter().enumerate() {
+                let node = self.node(via[(chunk_no * IN_FLIGHT + i) % via.len()]);
+                let (k, v) = (k.clone(), v.clone());
+                tasks.spawn(async move {
+                    match node.try_entry_with(&k, "").await {
+                        Ok(Some(e)) if e.value == v => None,
+                        Ok(Some(e)) => Some(format!("{k}: node {} has {:?}, acknowledged {v:?}", node.id(), e.value)),
+                        Ok(None) => Some(format!("{k}: node {} says not found", node.id())),
+                        Err(e) => Some(format!("{k}: node {}: {e}", node.id())),
+                    }
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                wrong.extend(r.expect("a read-back task does not panic"));
+            }
+        }
+        wrong
+    }
+
+    /// Prints the last `lines` lines of every node's log to stderr.
+    pub fn print_logs(&self, lines: usize) {
+        for n in &self.nodes {
+            eprintln!("----- node {} ({}), last {lines} log lines -----", n.id, n.log_path.display());
+            eprintln!("{}", n.log_tail(lines));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_logs(60);
+        }
+        for n in &self.nodes {
+            n.kill();
+        }
+    }
+}

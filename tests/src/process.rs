@@ -1,0 +1,176 @@
+//! One `ringkv-node` process: where the binary is, its addresses, its log, and how it
+//! is started and stopped.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Environment variable that overrides where the node binary is.
+pub const NODE_BIN_ENV: &str = "RINGKV_NODE_BIN";
+
+/// The `ringkv-node` binary: `$RINGKV_NODE_BIN`, else the one cargo built next to this
+/// test executable (test executables live in `target/<profile>/deps/`).
+pub fn node_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os(NODE_BIN_ENV) {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "{NODE_BIN_ENV}={} is not a file", p.display());
+        return p;
+    }
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .map(|dir| dir.join("ringkv-node"))
+        .collect();
+    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
+        panic!(
+            "ringkv-node binary not found (looked at {candidates:?}); build it first: cargo build -p ringkv-node"
+        )
+    })
+}
+
+/// A port that was free on `ip` a moment ago (bound to port 0, then released).
+///
+/// Each node has its own loopback address, so a port the kernel hands out here cannot
+/// collide with the ephemeral ports of outgoing connections (those use 127.0.0.1).
+pub fn free_port(ip: Ipv4Addr) -> u16 {
+    let l = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("cannot bind {ip}:0: {e}"));
+    l.local_addr().expect("a bound socket has an address").port()
+}
+
+/// One node process. It keeps its addresses and data dir across restarts.
+pub struct NodeProcess {
+    pub id: u64,
+    pub client_addr: SocketAddr,
+    pub internal_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    args: Vec<String>,
+    child: Mutex<Option<Child>>,
+}
+
+impl NodeProcess {
+    /// Describes a node; nothing runs until [`NodeProcess::spawn`].
+    pub fn new(id: u64, ip: Ipv4Addr, dir: &Path) -> Self {
+        let client_addr = SocketAddr::from((ip, free_port(ip)));
+        let internal_addr = SocketAddr::from((ip, free_port(ip)));
+        Self {
+            id,
+            client_addr,
+            internal_addr,
+            data_dir: dir.join(format!("node-{id}")),
+            log_path: dir.join(format!("node-{id}.log")),
+            args: Vec::new(),
+            child: Mutex::new(None),
+        }
+    }
+
+    /// Sets the command-line flags used by every (re)start.
+    pub fn set_args(&mut self, args: Vec<String>) {
+        self.args = args;
+    }
+
+    fn child(&self) -> MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts the process; stdout and stderr are appended to the node's log file.
+    pub fn spawn(&self) {
+        let mut child = self.child();
+        assert!(child.is_none(), "node {} is already running", self.id);
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log_path.display()));
+        let _ = writeln!(log, "===== harness: starting node {} {:?}", self.id, self.args);
+        let err = log.try_clone().expect("a log file handle can be cloned");
+        let mut cmd = Command::new(node_binary());
+        // The node reads RINGKV_* from the environment; only our flags may configure it.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("RINGKV_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.args(&self.args)
+            .env("RINGKV_LOG", "info,openraft=warn")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err));
+        *child = Some(cmd.spawn().unwrap_or_else(|e| panic!("cannot start node {}: {e}", self.id)));
+    }
+
+    /// Whether this harness started the process and has not seen it stop.
+    pub fn is_running(&self) -> bool {
+        self.child().is_some()
+    }
+
+    /// The exit status if the process ended on its own (a crash, a refused config).
+    pub fn exited(&self) -> Option<ExitStatus> {
+        let mut child = self.child();
+        let status = child.as_mut()?.try_wait().ok().flatten()?;
+        *child = None;
+        Some(status)
+    }
+
+    /// SIGKILL, then reap. A no-op if the process is not running.
+    pub fn kill(&self) {
+        if let Some(mut c) = self.child().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait up to `timeout` for the process to exit and return its status.
+    /// Panics (after a SIGKILL) if it does not exit in time.
+    pub async fn terminate(&self, timeout: Duration) -> ExitStatus {
+        let pid = {
+            let child = self.child();
+            let c = child.as_ref().unwrap_or_else(|| panic!("node {} is not running", self.id));
+            Pid::from_raw(i32::try_from(c.id()).expect("pids fit in i32"))
+        };
+        kill(pid, Signal::SIGTERM).unwrap_or_else(|e| panic!("SIGTERM to node {}: {e}", self.id));
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.kill();
+                panic!("node {} did not exit within {timeout:?} of SIGTERM", self.id);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The last `lines` lines of the node's log, leaving out openraft's per-attempt
+    /// complaints about unreachable peers (a killed node makes hundreds of them).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = self.log();
+        let all: Vec<&str> = text
+            .lines()
+            .filter(|l| !(l.contains("openraft::") && (l.contains("nreachable") || l.contains("backoff"))))
+            .collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The whole log.
+    pub fn log(&self) -> String {
+        std::fs::read(&self.log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
