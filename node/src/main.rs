@@ -5,6 +5,11 @@ use clap::Parser;
 use ringkv_node::Config;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: the write path allocates many small, short-lived buffers across threads,
+/// where glibc malloc showed up at ~12% of the leader's CPU.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();

@@ -121,7 +121,9 @@ impl Node {
                 election_timeout_max: config.election_timeout.as_millis() as u64 * 2,
                 install_snapshot_timeout: 10_000,
                 snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_entries),
-                max_in_snapshot_log_to_keep: 1_000,
+                // Entries kept behind a snapshot so a briefly lagging follower catches up
+                // from the log instead of a full snapshot.
+                max_in_snapshot_log_to_keep: (config.snapshot_entries / 4).min(1_000),
                 max_payload_entries: 1_000,
                 ..Default::default()
             }
@@ -196,6 +198,9 @@ impl Node {
             let m = s.raft.metrics().borrow().clone();
             if m.current_leader.is_none() {
                 return Err(format!("shard {} has no leader", s.id));
+            }
+            if m.current_leader != Some(self.id) && !s.heard_from_leader.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(format!("shard {} has not heard from its leader since start", s.id));
             }
             if crate::shard::is_stale_leader(&m, self.leader_stale_after()) {
                 return Err(format!("shard {} is led by this node but no quorum has answered lately", s.id));
@@ -279,9 +284,9 @@ impl Node {
                 if keys.is_empty() {
                     continue;
                 }
-                match s.raft.client_write(Command::Expire { keys }).await {
-                    Ok(r) => self.metrics.expired_keys.inc_by(r.data.deleted),
-                    Err(e) => tracing::debug!(shard = s.id, error = %e, "expiry proposal failed; will retry"),
+                match s.proposer.propose(Command::Expire { keys }).await {
+                    Ok(r) => self.metrics.expired_keys.inc_by(r.deleted),
+                    Err(e) => tracing::debug!(shard = s.id, error = ?e, "expiry proposal failed; will retry"),
                 }
             }
         }

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -13,6 +12,7 @@ use crate::error::ApiError;
 use crate::node::Node;
 use crate::ring::{NodeId, ShardId};
 use crate::shard::types::{now_ms, Command, CommandResult, KeyEntry};
+use crate::shard::proposer::ProposeError;
 use crate::shard::read_index::ReadIndexError;
 use crate::shard::Shard;
 
@@ -142,10 +142,10 @@ impl Node {
     pub async fn serve_local(&self, shard: ShardId, req: ShardRequest) -> Result<ShardResponse, ServeError> {
         let sh = self.shard(shard).ok_or(ServeError::UnknownShard(shard))?;
         match req {
-            ShardRequest::Write(op) => match sh.raft.client_write(op.into_command(now_ms())).await {
-                Ok(r) => Ok(ShardResponse::Written(r.data)),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ServeError::NotLeader(f.leader_id)),
-                Err(e) => Err(ServeError::Retry(e.to_string())),
+            ShardRequest::Write(op) => match sh.proposer.propose(op.into_command(now_ms())).await {
+                Ok(r) => Ok(ShardResponse::Written(r)),
+                Err(ProposeError::NotLeader(h)) => Err(ServeError::NotLeader(h)),
+                Err(ProposeError::Retry(m)) => Err(ServeError::Retry(m)),
             },
             read => {
                 match sh.read_index.linearize(&sh.raft).await {

@@ -70,6 +70,8 @@ pub struct ShardView {
     pub last_log_index: u64,
     pub commit_index: u64,
     pub applied_index: u64,
+    pub snapshot_index: u64,
+    pub purged_index: u64,
     pub state: String,
 }
 

@@ -51,7 +51,13 @@ async fn raft_rpc(State(node): State<Arc<Node>>, Path((shard, rpc)): Path<(Shard
     };
     let r = async {
         Ok::<Response, Response>(match rpc.as_str() {
-            "append" => reply(&s.raft.append_entries(decode(&body)?).await),
+            "append" => {
+                let r = s.raft.append_entries(decode(&body)?).await;
+                if matches!(&r, Ok(resp) if resp.is_success()) {
+                    s.heard_from_leader.store(true, std::sync::atomic::Ordering::Release);
+                }
+                reply(&r)
+            }
             "vote" => reply(&s.raft.vote(decode(&body)?).await),
             "snapshot" => reply(&s.raft.install_snapshot(decode(&body)?).await),
             _ => (StatusCode::NOT_FOUND, "unknown rpc").into_response(),

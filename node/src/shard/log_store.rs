@@ -123,8 +123,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let Some(c) = committed else { return Ok(()) };
         self.lock().committed = Some(c);
         // Need not be durable: it only lets a restarted replica apply sooner. It rides along
-        // with the next group commit.
-        self.wal.submit(self.shard, vec![Record::Committed(encode(&c)?)], Box::new(|_| {}));
+        // with the next group commit and never costs an fsync of its own.
+        self.wal.submit_lazy(self.shard, vec![Record::Committed(encode(&c)?)]);
         Ok(())
     }
 
@@ -176,8 +176,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             g.entries = keep;
             g.purged = Some(log_id);
         }
-        // Need not be durable: a purge lost in a crash leaves entries that the snapshot
-        // already covers.
+        // Need not be durable (a purge lost in a crash leaves entries the snapshot already
+        // covers), but written now rather than lazily: it is what lets the WAL drop old
+        // segments, and purges are rare (one per snapshot).
         self.wal.submit(self.shard, vec![Record::Purge { upto: log_id.index, data }], Box::new(|_| {}));
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! One shard replica: an openraft instance over the shared WAL and its state machine.
 
 pub mod log_store;
+pub mod proposer;
 pub mod read_index;
 pub mod state_machine;
 pub mod types;
@@ -22,6 +23,12 @@ pub struct Shard {
     /// Read handle on the applied state.
     pub state: Arc<RwLock<KvState>>,
     pub log: LogStore,
+    /// Set once this replica has accepted an AppendEntries since start: only then does
+    /// it know the leader's commit index (a restarted follower may otherwise look caught
+    /// up against the stale commit index it recovered).
+    pub heard_from_leader: std::sync::atomic::AtomicBool,
+    /// Batches client commands into Raft proposals.
+    pub proposer: proposer::Proposer,
     /// Batches read-index confirmations for linearizable reads.
     pub read_index: read_index::ReadIndex,
 }
@@ -53,7 +60,16 @@ impl Shard {
         let raft = Raft::new(node_id, raft_config, net, log.clone(), sm)
             .await
             .map_err(|e| OpenError::Raft { shard: id, message: e.to_string() })?;
-        Ok(Self { id, raft, state, log, read_index: read_index::ReadIndex::default() })
+        let proposer = proposer::Proposer::start(raft.clone());
+        Ok(Self {
+            id,
+            raft,
+            state,
+            log,
+            heard_from_leader: std::sync::atomic::AtomicBool::new(false),
+            proposer,
+            read_index: read_index::ReadIndex::default(),
+        })
     }
 
     /// Read access to the applied state.

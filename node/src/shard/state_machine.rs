@@ -18,8 +18,8 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
 use super::types::{
-    Command, CommandResult, Entry, KeyEntry, LogId, SnapshotMeta, StorageError, StoredMembership,
-    TypeConfig,
+    Command, CommandResult, Entry, KeyEntry, LogId, ProposalResult, SnapshotMeta, StorageError,
+    StoredMembership, TypeConfig,
 };
 use crate::ring::{NodeId, ShardId};
 
@@ -32,6 +32,9 @@ pub struct KvState {
     pub data: OrdMap<MapKey, KeyEntry>,
     /// `(expires_at_ms, db, key)` for keys with a TTL; drives the reaper.
     expiry: BTreeSet<(u64, u8, Vec<u8>)>,
+    /// The shard's revision: bumped by every mutation, identical on every replica (the
+    /// commands are applied in log order), and carried in snapshots.
+    pub revision: u64,
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
 }
@@ -99,11 +102,14 @@ impl KvState {
         Some(old)
     }
 
-    /// Applies one command at log index `revision`. Deterministic: depends only on the
-    /// command and the state, never on the local clock.
-    pub fn apply_command(&mut self, revision: u64, cmd: Command) -> CommandResult {
+    /// Applies one command. Deterministic: depends only on the command and the state,
+    /// never on the local clock. Each mutation takes the next revision; a command that
+    /// changes nothing (deleting an absent key) reports the current one.
+    pub fn apply_command(&mut self, cmd: Command) -> CommandResult {
         match cmd {
             Command::Put { db, key, value, expires_at_ms, now_ms } => {
+                self.revision += 1;
+                let revision = self.revision;
                 let prev = self.remove(db, &key).filter(|e| !e.is_expired(now_ms));
                 let (create_revision, version) = match prev {
                     Some(p) => (p.create_revision, p.version + 1),
@@ -118,23 +124,26 @@ impl KvState {
             }
             Command::Delete { db, key, now_ms } => {
                 let deleted = self.remove(db, &key).filter(|e| !e.is_expired(now_ms)).is_some();
-                CommandResult { revision, deleted: u64::from(deleted) }
+                self.revision += u64::from(deleted);
+                CommandResult { revision: self.revision, deleted: u64::from(deleted) }
             }
             Command::Expire { keys } => {
                 let mut deleted = 0;
                 for (db, key, mod_revision) in keys {
                     if self.data.get(&(db, key.clone())).is_some_and(|e| e.mod_revision == mod_revision) {
                         self.remove(db, &key);
+                        self.revision += 1;
                         deleted += 1;
                     }
                 }
-                CommandResult { revision, deleted }
+                CommandResult { revision: self.revision, deleted }
             }
         }
     }
 
     fn from_snapshot(meta: &SnapshotMeta, body: SnapshotBody) -> Self {
         let mut s = KvState {
+            revision: body.revision,
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
             ..Default::default()
@@ -152,6 +161,7 @@ impl KvState {
 /// The snapshot payload sent between replicas (the meta travels beside it).
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
+    revision: u64,
     entries: Vec<(u8, Vec<u8>, KeyEntry)>,
 }
 
@@ -258,6 +268,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let seq = self.seq;
         let built = tokio::task::spawn_blocking(move || -> std::io::Result<(SnapshotMeta, Vec<u8>)> {
             let body = SnapshotBody {
+                revision: view.revision,
                 entries: view.data.iter().map(|((db, k), e)| (*db, k.clone(), e.clone())).collect(),
             };
             let body = postcard::to_stdvec(&body).map_err(io_err)?;
@@ -290,7 +301,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((s.last_applied, s.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ProposalResult>, StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -298,14 +309,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut results = Vec::new();
         let mut s = write_state(&self.state);
         for entry in entries {
-            let revision = entry.log_id.index;
             s.last_applied = Some(entry.log_id);
             let r = match entry.payload {
-                EntryPayload::Blank => CommandResult { revision, deleted: 0 },
-                EntryPayload::Normal(cmd) => s.apply_command(revision, cmd),
+                EntryPayload::Blank => ProposalResult::default(),
+                EntryPayload::Normal(p) => {
+                    ProposalResult { results: p.commands.into_iter().map(|c| s.apply_command(c)).collect() }
+                }
                 EntryPayload::Membership(m) => {
                     s.membership = StoredMembership::new(Some(entry.log_id), m);
-                    CommandResult { revision, deleted: 0 }
+                    ProposalResult::default()
                 }
             };
             results.push(r);
@@ -358,22 +370,25 @@ mod tests {
     use super::*;
     use crate::shard::types::Command;
 
-    fn put(s: &mut KvState, rev: u64, key: &str, val: &str, expires: Option<u64>, now: u64) {
-        s.apply_command(rev, Command::Put { db: 0, key: key.into(), value: val.into(), expires_at_ms: expires, now_ms: now });
+    fn put(s: &mut KvState, _rev: u64, key: &str, val: &str, expires: Option<u64>, now: u64) {
+        s.apply_command(Command::Put { db: 0, key: key.into(), value: val.into(), expires_at_ms: expires, now_ms: now });
     }
 
     #[test]
     fn revisions_track_create_mod_and_version() {
         let mut s = KvState::default();
-        put(&mut s, 5, "k", "a", None, 0);
-        put(&mut s, 9, "k", "b", None, 0);
+        put(&mut s, 0, "other", "x", None, 0); // revision 1
+        put(&mut s, 0, "k", "a", None, 0); // 2
+        put(&mut s, 0, "k", "b", None, 0); // 3
         let e = s.get(0, b"k", 0).unwrap();
-        assert_eq!((e.create_revision, e.mod_revision, e.version, e.value.as_slice()), (5, 9, 2, &b"b"[..]));
-        let r = s.apply_command(10, Command::Delete { db: 0, key: b"k".to_vec(), now_ms: 0 });
-        assert_eq!(r.deleted, 1);
-        put(&mut s, 11, "k", "c", None, 0);
+        assert_eq!((e.create_revision, e.mod_revision, e.version, e.value.as_slice()), (2, 3, 2, &b"b"[..]));
+        let r = s.apply_command(Command::Delete { db: 0, key: b"k".to_vec(), now_ms: 0 });
+        assert_eq!((r.deleted, r.revision), (1, 4));
+        let r = s.apply_command(Command::Delete { db: 0, key: b"k".to_vec(), now_ms: 0 });
+        assert_eq!((r.deleted, r.revision), (0, 4), "a delete that deletes nothing takes no revision");
+        put(&mut s, 0, "k", "c", None, 0);
         let e = s.get(0, b"k", 0).unwrap();
-        assert_eq!((e.create_revision, e.version), (11, 1), "a re-created key starts over");
+        assert_eq!((e.create_revision, e.mod_revision, e.version), (5, 5, 1), "a re-created key starts over");
     }
 
     #[test]
@@ -388,7 +403,7 @@ mod tests {
         assert_eq!(expired.len(), 2);
         // "kept" is rewritten before the reaper's proposal applies: the reaper must not delete it.
         put(&mut s, 3, "kept", "z", None, 1_001);
-        let r = s.apply_command(4, Command::Expire { keys: expired });
+        let r = s.apply_command(Command::Expire { keys: expired });
         assert_eq!(r.deleted, 1);
         assert_eq!(s.len(), 1);
         assert_eq!(s.get(0, b"kept", u64::MAX).unwrap().value, b"z");
@@ -401,7 +416,7 @@ mod tests {
         for (i, k) in ["a/1", "a/2", "a/3", "b/1", "a"].iter().enumerate() {
             put(&mut s, i as u64 + 1, k, "v", None, 0);
         }
-        s.apply_command(9, Command::Put { db: 1, key: b"a/9".to_vec(), value: b"v".to_vec(), expires_at_ms: None, now_ms: 0 });
+        s.apply_command(Command::Put { db: 1, key: b"a/9".to_vec(), value: b"v".to_vec(), expires_at_ms: None, now_ms: 0 });
         let keys = |v: Vec<(Vec<u8>, KeyEntry)>| v.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
         assert_eq!(keys(s.list(0, b"a/", None, 10, 0)), ["a/1", "a/2", "a/3"]);
         assert_eq!(keys(s.list(0, b"a/", Some(b"a/1"), 10, 0)), ["a/2", "a/3"]);
@@ -434,6 +449,7 @@ mod tests {
         other.install_snapshot(&snap.meta, Box::new(Cursor::new(data))).await.unwrap();
         let got = other.state().read().unwrap().data.clone();
         assert_eq!(got, sm.state().read().unwrap().data);
+        assert_eq!(other.state().read().unwrap().revision, 2, "the revision counter travels with the snapshot");
         assert!(other.get_current_snapshot().await.unwrap().is_some());
         assert_eq!(other.state().read().unwrap().expired(u64::MAX - 1, 10).len(), 0);
     }

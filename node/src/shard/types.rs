@@ -9,8 +9,8 @@ use crate::ring::NodeId;
 openraft::declare_raft_types!(
     /// openraft types for one ringkv shard.
     pub TypeConfig:
-        D = Command,
-        R = CommandResult,
+        D = Proposal,
+        R = ProposalResult,
         NodeId = NodeId,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
@@ -25,6 +25,21 @@ pub type Vote = openraft::Vote<NodeId>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
 pub type StorageError = openraft::StorageError<NodeId>;
+
+/// One Raft entry's payload: the commands the leader batched into it, applied in order.
+///
+/// Batching many client commands into one entry amortises the per-entry cost of
+/// consensus (one append, one replication round, one apply) over all of them.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Proposal {
+    pub commands: Vec<Command>,
+}
+
+/// The result of each command of a [`Proposal`], in order.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProposalResult {
+    pub results: Vec<CommandResult>,
+}
 
 /// A state-machine command, proposed by the shard's leader.
 ///
@@ -44,7 +59,7 @@ pub enum Command {
 /// What applying a command did.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CommandResult {
-    /// The log index that applied the command: the shard revision after it.
+    /// The shard's revision after the command (for a put: the key's new `mod_revision`).
     pub revision: u64,
     /// Keys removed (delete, expire).
     pub deleted: u64,
@@ -54,7 +69,7 @@ pub struct CommandResult {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct KeyEntry {
     pub value: Vec<u8>,
-    /// Revision (log index) of the put that created the key.
+    /// Revision of the put that created the key.
     pub create_revision: u64,
     /// Revision of the last put to the key.
     pub mod_revision: u64,

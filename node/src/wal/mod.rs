@@ -149,11 +149,17 @@ impl Wal {
         records: Vec<Record>,
         done: Box<dyn FnOnce(Result<(), Error>) + Send>,
     ) {
-        let request = Request {
-            shard,
-            records,
-            done,
-        };
+        self.send(Request { shard, records, done, lazy: false });
+    }
+
+    /// Queues records that need not be durable (e.g. the commit index, purges): they are
+    /// written, in submission order, with the next batch that is fsynced anyway, or at
+    /// close, and never cause an fsync of their own.
+    pub fn submit_lazy(&self, shard: u32, records: Vec<Record>) {
+        self.send(Request { shard, records, done: Box::new(|_| {}), lazy: true });
+    }
+
+    fn send(&self, request: Request) {
         let requests = self
             .inner
             .requests

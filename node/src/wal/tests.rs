@@ -446,3 +446,34 @@ fn rotation_deletes_fully_purged_segments_and_keeps_state() {
         );
     }
 }
+
+#[tokio::test]
+async fn lazy_records_cost_no_fsync_and_ride_with_the_next_durable_batch() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let faulty = FaultyFs::real();
+    let wal = open_faulty(tmp.path(), &faulty);
+    let (writes, syncs) = (faulty.file_writes(), faulty.file_syncs());
+    for i in 0..10u8 {
+        wal.submit_lazy(1, vec![Record::Committed(vec![i])]);
+    }
+    // A durable write after them: the lazy records are in its batch, in order.
+    wal.write(1, vec![entry(1)]).await.expect("write");
+    assert_eq!(faulty.file_syncs() - syncs, 1, "one fsync for the durable write, none for the lazy ones");
+    assert_eq!(faulty.file_writes() - writes, 1, "lazy records were written with that batch");
+    drop(wal);
+    let (_, rec) = Wal::open(tmp.path(), WalOptions::default()).expect("reopen");
+    let log = &rec.shards[&1];
+    assert_eq!(log.committed.as_deref(), Some(&[9u8][..]), "the latest lazy record wins");
+    assert!(log.entries.contains_key(&1));
+}
+
+#[test]
+fn lazy_records_alone_are_written_at_close() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (wal, _) = Wal::open(tmp.path(), WalOptions::default()).expect("open");
+    wal.submit_lazy(2, vec![Record::Committed(b"c".to_vec())]);
+    wal.close();
+    drop(wal);
+    let (_, rec) = Wal::open(tmp.path(), WalOptions::default()).expect("reopen");
+    assert_eq!(rec.shards[&2].committed.as_deref(), Some(&b"c"[..]));
+}

@@ -22,6 +22,9 @@ pub(super) struct Request {
     pub shard: u32,
     pub records: Vec<Record>,
     pub done: Done,
+    /// Need not be durable: held until the next batch that must be fsynced (or close),
+    /// never the cause of an fsync of its own.
+    pub lazy: bool,
 }
 
 /// What the writer publishes for cheap reads from any thread.
@@ -115,13 +118,20 @@ impl Writer {
     /// and fsync it as one batch. Returns when every sender is gone and the queue is
     /// drained, so whatever was submitted before close() is on disk.
     pub(super) fn run(mut self, requests: Receiver<Request>) {
+        let mut pending: Vec<Request> = Vec::new();
         while let Ok(first) = requests.recv() {
-            let mut batch = vec![first];
-            batch.extend(requests.try_iter());
-            self.write_batch(batch);
+            pending.push(first);
+            pending.extend(requests.try_iter());
+            if pending.iter().all(|r| r.lazy) {
+                continue; // ride along with the next durable batch, in submission order
+            }
+            self.write_batch(std::mem::take(&mut pending));
             if self.buf.capacity() > 16 << 20 {
                 self.buf = Vec::new(); // do not keep one huge batch's buffer forever
             }
+        }
+        if !pending.is_empty() {
+            self.write_batch(pending); // close(): lazy records are written and synced too
         }
         tracing::info!(dir = %self.dir.display(), "wal: writer stopped");
     }
@@ -141,6 +151,7 @@ impl Writer {
             shard,
             records: recs,
             done,
+            ..
         } in batch
         {
             let start = self.buf.len();
