@@ -68,6 +68,11 @@ pub struct Config {
     #[arg(long, env = "RINGKV_WAL_SEGMENT_BYTES", default_value_t = 64 << 20)]
     pub wal_segment_bytes: u64,
 
+    /// Async worker threads. Default: one per CPU core. Lower it when several nodes
+    /// share a small machine (fewer threads, fewer cross-thread wake-ups).
+    #[arg(long, env = "RINGKV_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+
     /// Log format: `text` or `json`.
     #[arg(long, env = "RINGKV_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -145,6 +150,9 @@ impl Config {
         }
         if self.wal_segment_bytes < 1 << 20 {
             errs.push("--wal-segment-bytes must be at least 1 MiB".to_string());
+        }
+        if self.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
+            errs.push("--worker-threads must be between 1 and 1024".to_string());
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             errs.push("--log-format must be `text` or `json`".to_string());

@@ -10,9 +10,16 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.worker_threads {
+        rt.worker_threads(n);
+    }
+    rt.enable_all().build().context("starting the async runtime")?.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     if let Err(errs) = config.validate() {
         for e in &errs {
             eprintln!("ringkv-node: invalid configuration: {e}");

@@ -43,8 +43,9 @@ impl Metrics {
             &["route", "method", "status"],
         ));
         let http_duration = must(HistogramVec::new(
-            HistogramOpts::new("ringkv_http_request_duration_seconds", "HTTP request latency by route").buckets(lat.clone()),
-            &["route", "method"],
+            HistogramOpts::new("ringkv_http_request_duration_seconds", "HTTP request latency by route, method and status")
+                .buckets(lat.clone()),
+            &["route", "method", "status"],
         ));
         let g = |name: &str, help: &str| must(IntGaugeVec::new(Opts::new(name, help), &["shard"]));
         let raft_term = g("ringkv_raft_term", "Current Raft term of the shard on this node");

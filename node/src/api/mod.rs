@@ -55,12 +55,16 @@ async fn method_not_allowed() -> Response {
 
 /// Counts requests and observes latency by route template (a bounded label).
 async fn track(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
+    // MatchedPath and Method clone cheaply (shared string / inline enum).
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let method = req.method().clone();
     let start = Instant::now();
     let resp = next.run(req).await;
     let m = &node.metrics;
-    m.http_duration.with_label_values(&[&route, &method]).observe(start.elapsed().as_secs_f64());
-    m.http_requests.with_label_values(&[&route, &method, resp.status().as_str()]).inc();
+    let status = resp.status();
+    let labels = [route, method.as_str(), status.as_str()];
+    m.http_duration.with_label_values(&labels).observe(start.elapsed().as_secs_f64());
+    m.http_requests.with_label_values(&labels).inc();
     resp
 }

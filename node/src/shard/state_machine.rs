@@ -110,16 +110,22 @@ impl KvState {
             Command::Put { db, key, value, expires_at_ms, now_ms } => {
                 self.revision += 1;
                 let revision = self.revision;
-                let prev = self.remove(db, &key).filter(|e| !e.is_expired(now_ms));
-                let (create_revision, version) = match prev {
-                    Some(p) => (p.create_revision, p.version + 1),
+                let map_key = (db, key);
+                // One lookup, then one in-place replace (not remove + insert).
+                let (create_revision, version) = match self.data.get(&map_key) {
+                    Some(p) => {
+                        if let Some(t) = p.expires_at_ms {
+                            self.expiry.remove(&(t, db, map_key.1.clone()));
+                        }
+                        if p.is_expired(now_ms) { (revision, 1) } else { (p.create_revision, p.version + 1) }
+                    }
                     None => (revision, 1),
                 };
                 if let Some(t) = expires_at_ms {
-                    self.expiry.insert((t, db, key.clone()));
+                    self.expiry.insert((t, db, map_key.1.clone()));
                 }
                 let entry = KeyEntry { value, create_revision, mod_revision: revision, version, expires_at_ms };
-                self.data.insert((db, key), entry);
+                self.data.insert(map_key, entry);
                 CommandResult { revision, deleted: 0 }
             }
             Command::Delete { db, key, now_ms } => {
