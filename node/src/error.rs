@@ -19,6 +19,10 @@ pub enum ApiError {
     /// The key does not exist or has expired (404).
     #[error("{message}")]
     NotFound { message: String },
+    /// A compare-and-swap precondition failed (409): re-read and retry with the current
+    /// revision.
+    #[error("{message}")]
+    Conflict { message: String, current_revision: u64 },
     /// Content type this route does not take (415).
     #[error("{message}")]
     UnsupportedMediaType { message: String },
@@ -46,6 +50,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -57,6 +62,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } | ApiError::TooLarge { code, .. } => code,
             ApiError::NotFound { .. } => "not_found",
+            ApiError::Conflict { .. } => "revision_mismatch",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Internal { .. } => "internal",
@@ -72,7 +78,10 @@ pub fn error_body(code: &str, message: &str) -> serde_json::Value {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = error_body(self.code(), &self.to_string());
+        let mut body = error_body(self.code(), &self.to_string());
+        if let ApiError::Conflict { current_revision, .. } = &self {
+            body["error"]["current_revision"] = serde_json::json!(current_revision);
+        }
         let mut resp = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

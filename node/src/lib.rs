@@ -15,7 +15,8 @@
 //! Snapshots are taken from an O(1) clone of the state machine's persistent map and let
 //! the WAL drop old segments. [`node`] owns the shards and the background work
 //! (bootstrap, TTL reaper, WAL compaction, leadership handoff); [`config`] is the one
-//! typed configuration; [`metrics`] the Prometheus registry.
+//! typed configuration; [`metrics`] the Prometheus registry; [`serve`] serves the client
+//! port with time limits on request heads and bodies, so stalled clients are cut off.
 
 pub mod api;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod node;
 pub mod raft_net;
 pub mod ring;
 pub mod router;
+pub mod serve;
 pub mod shard;
 pub mod wal;
 
@@ -82,10 +84,7 @@ pub async fn run(
         "ringkv node serving"
     );
     let client_app = api::router(node.clone());
-    let stop = shutdown.clone();
-    if let Err(e) = axum::serve(client.tap_io(nodelay), client_app).with_graceful_shutdown(stop.cancelled_owned()).await {
-        tracing::error!(error = %e, "client server failed");
-    }
+    serve::serve(client.tap_io(nodelay), client_app, serve::Timeouts::default(), shutdown.clone()).await;
     tracing::info!("client traffic drained; handing off leadership");
     background.cancel();
     node.hand_off_leadership(Duration::from_secs(3)).await;

@@ -57,6 +57,8 @@ pub struct Node {
     pub peers: PeerClient,
     pub metrics: Arc<Metrics>,
     pub wal: Wal,
+    /// Woken whenever any hosted shard applies changes (watchers wait on it).
+    pub changes: Arc<tokio::sync::Notify>,
 }
 
 fn check_identity(dir: &Path, want: &Identity) -> Result<(), StartError> {
@@ -131,17 +133,19 @@ impl Node {
             .map_err(|e| OpenError::Raft { shard: 0, message: e.to_string() })?,
         );
 
+        let changes = Arc::new(tokio::sync::Notify::new());
         let mut shards = BTreeMap::new();
         for id in 0..config.shards {
             let sdir = dir.join("shards").join(id.to_string());
             let rec = recovered.shards.remove(&id);
-            let shard = Shard::open(id, config.node_id, raft_config.clone(), &sdir, wal.clone(), rec, peers.clone()).await?;
+            let shard = Shard::open(id, config.node_id, raft_config.clone(), &sdir, wal.clone(), rec, peers.clone(), changes.clone())
+                .await?;
             shards.insert(id, shard);
         }
         if !recovered.shards.is_empty() {
             tracing::warn!(shards = ?recovered.shards.keys().collect::<Vec<_>>(), "WAL holds shards this node does not host; ignored");
         }
-        Ok(Arc::new(Node { id: config.node_id, shard_count: config.shards, config, shards, peers, metrics, wal }))
+        Ok(Arc::new(Node { id: config.node_id, shard_count: config.shards, config, shards, peers, metrics, wal, changes }))
     }
 
     /// How long a leader may go without a quorum's answer before it stops counting itself
@@ -285,7 +289,7 @@ impl Node {
                     continue;
                 }
                 match s.proposer.propose(Command::Expire { keys }).await {
-                    Ok(r) => self.metrics.expired_keys.inc_by(r.deleted),
+                    Ok(r) => self.metrics.expired_keys.inc_by(r.expired),
                     Err(e) => tracing::debug!(shard = s.id, error = ?e, "expiry proposal failed; will retry"),
                 }
             }

@@ -11,27 +11,47 @@ use tokio::time::Instant;
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::ring::{NodeId, ShardId};
-use crate::shard::types::{now_ms, Command, CommandResult, KeyEntry};
+use crate::shard::types::{now_ms, Command, CommandResult, KeyEntry, Op};
 use crate::shard::proposer::ProposeError;
 use crate::shard::read_index::ReadIndexError;
 use crate::shard::Shard;
 
-/// A mutation as the client asked for it. The leader turns it into a [`Command`],
-/// stamping absolute times with its own clock.
+/// One operation as the client asked for it: TTLs are relative; the leader turns them
+/// into absolute expiry times with its own clock.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum WriteOp {
-    Put { db: u8, key: Vec<u8>, value: Vec<u8>, ttl_ms: Option<u64> },
-    Delete { db: u8, key: Vec<u8> },
+pub enum ClientOp {
+    Put { db: u8, key: Vec<u8>, value: Vec<u8>, ttl_ms: Option<u64>, expect: Option<u64> },
+    Delete { db: u8, key: Vec<u8>, expect: Option<u64> },
+    Get { db: u8, key: Vec<u8> },
+}
+
+/// A client transaction on keys of one shard. `id` is chosen once by the node that took
+/// the request, so retries through elections and forwarding apply at most once.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WriteOp {
+    pub id: u64,
+    pub ops: Vec<ClientOp>,
 }
 
 impl WriteOp {
+    /// A transaction with a fresh request id.
+    pub fn new(ops: Vec<ClientOp>) -> Self {
+        Self { id: rand::random(), ops }
+    }
+
     fn into_command(self, now_ms: u64) -> Command {
-        match self {
-            WriteOp::Put { db, key, value, ttl_ms } => {
-                Command::Put { db, key, value, expires_at_ms: ttl_ms.map(|t| now_ms.saturating_add(t)), now_ms }
-            }
-            WriteOp::Delete { db, key } => Command::Delete { db, key, now_ms },
-        }
+        let ops = self
+            .ops
+            .into_iter()
+            .map(|op| match op {
+                ClientOp::Put { db, key, value, ttl_ms, expect } => {
+                    Op::Put { db, key, value, expires_at_ms: ttl_ms.map(|t| now_ms.saturating_add(t)), expect }
+                }
+                ClientOp::Delete { db, key, expect } => Op::Delete { db, key, expect },
+                ClientOp::Get { db, key } => Op::Get { db, key },
+            })
+            .collect();
+        Command::Txn { id: self.id, now_ms, ops }
     }
 }
 
@@ -182,5 +202,54 @@ fn read_state(sh: &Shard, req: ShardRequest) -> ShardResponse {
             ShardResponse::Items(s.list(db, &prefix, start_after.as_deref(), limit, now))
         }
         ShardRequest::Write(_) => ShardResponse::Value(None),
+    }
+}
+
+/// The outcome of a one-key write.
+pub struct Written {
+    pub shard: ShardId,
+    /// The shard's revision after the write (for a put: the key's new `mod_revision`).
+    pub revision: u64,
+    /// Whether a delete removed a live key.
+    pub deleted: bool,
+}
+
+impl Node {
+    /// Runs a transaction on the keys of one shard; a failed precondition is a result
+    /// (`ok == false`), not an error.
+    pub async fn transact(&self, shard: ShardId, ops: Vec<ClientOp>) -> Result<CommandResult, ApiError> {
+        match self.execute(shard, ShardRequest::Write(WriteOp::new(ops))).await? {
+            ShardResponse::Written(r) => Ok(r),
+            other => Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
+        }
+    }
+
+    /// Writes (`Some(value)`) or deletes (`None`) one key, optionally only if its
+    /// `mod_revision` is `expect` (0: only if absent). A failed precondition is 409.
+    pub async fn write_key(
+        &self,
+        db: u8,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        ttl_ms: Option<u64>,
+        expect: Option<u64>,
+    ) -> Result<Written, ApiError> {
+        let shard = crate::ring::shard_for(db, &key, self.shard_count);
+        let op = match value {
+            Some(value) => ClientOp::Put { db, key, value, ttl_ms, expect },
+            None => ClientOp::Delete { db, key, expect },
+        };
+        let r = self.transact(shard, vec![op]).await?;
+        match r.ops.first() {
+            Some(crate::shard::types::OpResult::Conflict { current }) => Err(ApiError::Conflict {
+                message: format!("the key's revision is {current}, not the expected {}", expect.unwrap_or_default()),
+                current_revision: *current,
+            }),
+            Some(crate::shard::types::OpResult::Put { revision }) => Ok(Written { shard, revision: *revision, deleted: false }),
+            Some(crate::shard::types::OpResult::Delete { deleted }) => {
+                Ok(Written { shard, revision: r.revision, deleted: *deleted })
+            }
+            other => Err(ApiError::internal(format!("unexpected op result {other:?}"))),
+        }
     }
 }

@@ -24,7 +24,7 @@ use super::{extract, params};
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::ring::shard_for;
-use crate::router::{Consistency, ShardRequest, ShardResponse, WriteOp};
+use crate::router::{Consistency, ShardRequest, ShardResponse};
 
 /// Header naming the database of one request.
 pub const DB_HEADER: &str = "x-ringkv-db";
@@ -150,15 +150,11 @@ fn body_limit(node: &Node) -> usize {
 async fn put(node: &Node, db: u8, key: &str, value: String, ttl: Option<Duration>) -> Result<Value, ApiError> {
     let key = params::key(key, node.config.max_key_bytes)?;
     params::value_len(value.len(), node.config.max_value_bytes)?;
-    let shard = shard_for(db, &key, node.shard_count);
     let ttl_ms = ttl.map(|d| d.as_millis().max(1) as u64);
-    let op = WriteOp::Put { db, key: key.clone(), value: value.into_bytes(), ttl_ms };
-    match node.execute(shard, ShardRequest::Write(op)).await? {
-        ShardResponse::Written(r) => Ok(json!({
-            "key": String::from_utf8_lossy(&key), "db": db, "shard": shard, "revision": r.revision,
-        })),
-        other => Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
-    }
+    let w = node.write_key(db, key.clone(), Some(value.into_bytes()), ttl_ms, None).await?;
+    Ok(json!({
+        "key": String::from_utf8_lossy(&key), "db": db, "shard": w.shard, "revision": w.revision,
+    }))
 }
 
 /// A linearizable read of `key`: its value, or `None` when absent or expired.
@@ -332,11 +328,8 @@ pub async fn delete_query(
 /// own earlier attempt already applied; a 404 would report that success as a failure.
 async fn delete(node: &Node, db: u8, key: &str) -> Result<Response, ApiError> {
     let key = params::key(key, node.config.max_key_bytes)?;
-    let shard = shard_for(db, &key, node.shard_count);
-    match node.execute(shard, ShardRequest::Write(WriteOp::Delete { db, key })).await? {
-        ShardResponse::Written(_) => Ok(StatusCode::NO_CONTENT.into_response()),
-        other => Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
-    }
+    node.write_key(db, key, None, None, None).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[cfg(test)]

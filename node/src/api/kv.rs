@@ -15,7 +15,7 @@ use super::params::{self, BodyKind};
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::ring::shard_for;
-use crate::router::{ShardRequest, ShardResponse, WriteOp};
+use crate::router::{ShardRequest, ShardResponse};
 use crate::shard::types::{now_ms, KeyEntry};
 
 fn path_key(uri: &Uri, node: &Node) -> Result<Vec<u8>, ApiError> {
@@ -31,8 +31,9 @@ pub async fn put_key(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let key = path_key(&uri, &node)?;
-    let q = params::query(q.as_deref(), &["db", "ttl"])?;
+    let q = params::query(q.as_deref(), &["db", "ttl", "prev_revision"])?;
     let db = params::db(&q)?;
+    let expect = params::prev_revision(&q)?;
     let mut ttl = q.get("ttl").map(|t| params::ttl(t)).transpose()?;
     let ct = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("invalid"));
     let max = node.config.max_value_bytes;
@@ -52,18 +53,14 @@ pub async fn put_key(
         }
     };
     params::value_len(value.len(), max)?;
-    let shard = shard_for(db, &key, node.shard_count);
     let ttl_ms = ttl.map(|d: Duration| d.as_millis().max(1) as u64);
-    let op = WriteOp::Put { db, key: key.clone(), value, ttl_ms };
-    match node.execute(shard, ShardRequest::Write(op)).await? {
-        ShardResponse::Written(r) => Ok(Json(json!({
-            "key": String::from_utf8_lossy(&key),
-            "db": db,
-            "shard": shard,
-            "revision": r.revision,
-        }))),
-        other => Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
-    }
+    let w = node.write_key(db, key.clone(), Some(value), ttl_ms, expect).await?;
+    Ok(Json(json!({
+        "key": String::from_utf8_lossy(&key),
+        "db": db,
+        "shard": w.shard,
+        "revision": w.revision,
+    })))
 }
 
 fn entry_json(key: &[u8], db: u8, e: &KeyEntry, now: u64) -> Value {
@@ -121,18 +118,16 @@ pub async fn delete_key(
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let key = path_key(&uri, &node)?;
-    let q = params::query(q.as_deref(), &["db"])?;
+    let q = params::query(q.as_deref(), &["db", "prev_revision"])?;
     let db = params::db(&q)?;
-    let shard = shard_for(db, &key, node.shard_count);
-    match node.execute(shard, ShardRequest::Write(WriteOp::Delete { db, key: key.clone() })).await? {
-        ShardResponse::Written(r) => Ok(Json(json!({
-            "key": String::from_utf8_lossy(&key),
-            "db": db,
-            "deleted": r.deleted,
-            "revision": r.revision,
-        }))),
-        other => Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
-    }
+    let expect = params::prev_revision(&q)?;
+    let w = node.write_key(db, key.clone(), None, None, expect).await?;
+    Ok(Json(json!({
+        "key": String::from_utf8_lossy(&key),
+        "db": db,
+        "deleted": u64::from(w.deleted),
+        "revision": w.revision,
+    })))
 }
 
 /// Most keys one listing page returns.

@@ -1,10 +1,13 @@
 //! The client HTTP API: routes, request metrics, and the JSON fallback for unknown
 //! routes and methods.
 
+pub mod batch;
 pub mod compat;
 pub mod extract;
 pub mod health;
 pub mod kv;
+pub mod openapi;
+pub mod watch;
 pub mod params;
 
 use std::sync::Arc;
@@ -25,7 +28,10 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/v1/kv", get(kv::list))
         .route("/v1/kv/{*key}", get(kv::get_key).put(kv::put_key).delete(kv::delete_key))
+        .route("/v1/batch", axum::routing::post(batch::batch))
+        .route("/v1/watch", get(watch::watch))
         .route("/v1/cluster", get(health::cluster))
+        .route("/v1/openapi.json", get(openapi::serve))
         .route("/set", axum::routing::any(compat::set))
         .route("/set_with_ttl", axum::routing::post(compat::set_with_ttl))
         .route("/select_db", axum::routing::post(compat::select_db))

@@ -76,6 +76,17 @@ pub fn json_ttl(v: &serde_json::Value) -> Result<Duration, ApiError> {
     }
 }
 
+/// `prev_revision`: compare-and-swap precondition (0 = only if absent).
+pub fn prev_revision(q: &HashMap<String, String>) -> Result<Option<u64>, ApiError> {
+    q.get("prev_revision")
+        .map(|s| {
+            s.parse::<u64>().map_err(|_| {
+                ApiError::bad_request("bad_revision", format!("prev_revision must be a non-negative integer, got `{s}`"))
+            })
+        })
+        .transpose()
+}
+
 /// `consistency`: `linearizable` (default) or `serializable`.
 pub fn consistency(q: &HashMap<String, String>) -> Result<Consistency, ApiError> {
     match q.get("consistency").map(String::as_str) {

@@ -1,5 +1,7 @@
 //! One shard replica: an openraft instance over the shared WAL and its state machine.
 
+pub mod events;
+pub mod kv;
 pub mod log_store;
 pub mod proposer;
 pub mod read_index;
@@ -13,7 +15,8 @@ use crate::raft_net::{NetworkFactory, PeerClient};
 use crate::ring::{NodeId, ShardId};
 use crate::wal::{ShardLog, Wal};
 use log_store::LogStore;
-use state_machine::{KvState, StateMachineStore};
+use kv::KvState;
+use state_machine::StateMachineStore;
 use types::Raft;
 
 /// A shard hosted by this node.
@@ -22,6 +25,8 @@ pub struct Shard {
     pub raft: Raft,
     /// Read handle on the applied state.
     pub state: Arc<RwLock<KvState>>,
+    /// Change history for watchers.
+    pub events: events::EventLog,
     pub log: LogStore,
     /// Set once this replica has accepted an AppendEntries since start: only then does
     /// it know the leader's commit index (a restarted follower may otherwise look caught
@@ -52,10 +57,13 @@ impl Shard {
         wal: Wal,
         recovered: Option<ShardLog>,
         peers: PeerClient,
+        notify: Arc<events::Notify>,
     ) -> Result<Self, OpenError> {
         let log = LogStore::open(id, wal, recovered).map_err(|source| OpenError::Storage { shard: id, source })?;
-        let sm = StateMachineStore::open(id, dir.to_path_buf()).map_err(|source| OpenError::Storage { shard: id, source })?;
+        let sm = StateMachineStore::open(id, dir.to_path_buf(), notify)
+            .map_err(|source| OpenError::Storage { shard: id, source })?;
         let state = sm.state();
+        let events = sm.events();
         let net = NetworkFactory { shard: id, peers };
         let raft = Raft::new(node_id, raft_config, net, log.clone(), sm)
             .await
@@ -65,6 +73,7 @@ impl Shard {
             id,
             raft,
             state,
+            events,
             log,
             heard_from_leader: std::sync::atomic::AtomicBool::new(false),
             proposer,
@@ -116,7 +125,7 @@ mod tests {
             let (wal, mut rec) = Wal::open(&dir.path().join("wal"), WalOptions::default())
                 .map_err(|e| openraft::StorageIOError::read(&e))?;
             let log = LogStore::open(0, wal, rec.shards.remove(&0)).map_err(|e| openraft::StorageIOError::read(&e))?;
-            let sm = StateMachineStore::open(0, dir.path().join("sm")).map_err(|e| openraft::StorageIOError::read(&e))?;
+            let sm = StateMachineStore::open(0, dir.path().join("sm"), Default::default()).map_err(|e| openraft::StorageIOError::read(&e))?;
             Ok((dir, log, sm))
         }
     }

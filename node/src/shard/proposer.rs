@@ -11,7 +11,7 @@ use std::sync::Arc;
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::types::{Command, CommandResult, Proposal, Raft};
+use super::types::{Command, CommandResult, Op, Proposal, Raft};
 use crate::ring::NodeId;
 
 /// Proposals of one shard in Raft at a time.
@@ -40,8 +40,13 @@ pub struct Proposer {
 
 fn command_bytes(c: &Command) -> usize {
     match c {
-        Command::Put { key, value, .. } => key.len() + value.len(),
-        Command::Delete { key, .. } => key.len(),
+        Command::Txn { ops, .. } => ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, value, .. } => key.len() + value.len(),
+                Op::Delete { key, .. } | Op::Get { key, .. } => key.len(),
+            })
+            .sum(),
         Command::Expire { keys } => keys.iter().map(|(_, k, _)| k.len() + 16).sum(),
     }
 }

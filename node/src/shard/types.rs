@@ -47,22 +47,54 @@ pub struct ProposalResult {
 /// so every replica applies the same bytes and ends with the same state.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Command {
-    /// Set `key` to `value`; `expires_at_ms` is unix-epoch milliseconds.
-    Put { db: u8, key: Vec<u8>, value: Vec<u8>, expires_at_ms: Option<u64>, now_ms: u64 },
-    /// Delete `key` if present.
-    Delete { db: u8, key: Vec<u8>, now_ms: u64 },
+    /// A client transaction on keys of this shard: every op's precondition is checked
+    /// first; if one fails nothing changes, otherwise the ops apply in order. `id`
+    /// identifies the client request: a retry of an id already applied returns the
+    /// first result instead of applying twice.
+    Txn { id: u64, now_ms: u64, ops: Vec<Op> },
     /// Remove keys whose TTL has passed, each only if it is still at the given
     /// `mod_revision` (a newer put wins over the reaper).
     Expire { keys: Vec<(u8, Vec<u8>, u64)> },
 }
 
+/// One operation of a transaction.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Op {
+    /// Set `key` to `value`; `expires_at_ms` is unix-epoch milliseconds. `expect`:
+    /// `Some(0)` = only if absent, `Some(r)` = only if the key's `mod_revision` is `r`.
+    Put { db: u8, key: Vec<u8>, value: Vec<u8>, expires_at_ms: Option<u64>, expect: Option<u64> },
+    /// Delete `key` if present, under the same `expect` rule.
+    Delete { db: u8, key: Vec<u8>, expect: Option<u64> },
+    /// Read `key` as of this point of the transaction.
+    Get { db: u8, key: Vec<u8> },
+}
+
+/// What one op did.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum OpResult {
+    /// Written at this revision.
+    Put { revision: u64 },
+    /// Whether a live key was removed.
+    Delete { deleted: bool },
+    /// The live entry, if any.
+    Get(Option<KeyEntry>),
+    /// The precondition failed: the key's current `mod_revision` (0 = absent).
+    Conflict { current: u64 },
+    /// Not applied because another op's precondition failed.
+    Skipped,
+}
+
 /// What applying a command did.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CommandResult {
-    /// The shard's revision after the command (for a put: the key's new `mod_revision`).
+    /// The shard's revision after the command.
     pub revision: u64,
-    /// Keys removed (delete, expire).
-    pub deleted: u64,
+    /// Whether every precondition held (so every op applied).
+    pub ok: bool,
+    /// Per op, in order (transactions).
+    pub ops: Vec<OpResult>,
+    /// Keys removed by an expiry.
+    pub expired: u64,
 }
 
 /// A stored key's value and metadata, as every replica holds it.

@@ -1,0 +1,197 @@
+//! `POST /v1/batch`: several puts, deletes and gets in one request.
+//!
+//! Ops are grouped by shard. Each shard's group is one Raft command: its preconditions
+//! are checked first and then either every op of the group applies, in request order,
+//! or none does (gets see the group's earlier writes). Across shards there is no
+//! atomicity: each group commits or fails on its own, and the answer says, per op, what
+//! happened. The whole request is validated before anything is proposed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{extract, params};
+use crate::error::{error_body, ApiError};
+use crate::node::Node;
+use crate::ring::{shard_for, ShardId};
+use crate::router::ClientOp;
+use crate::shard::types::{now_ms, CommandResult, OpResult};
+
+/// Most ops in one batch.
+pub const MAX_OPS: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    #[serde(default)]
+    db: Option<u8>,
+    ops: Vec<BatchOp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchOp {
+    op: String,
+    key: String,
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    encoding: Option<String>,
+    #[serde(default)]
+    ttl: Option<Value>,
+    #[serde(default)]
+    prev_revision: Option<u64>,
+    #[serde(default)]
+    db: Option<u8>,
+}
+
+fn bad(i: usize, msg: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("bad_batch", format!("ops[{i}]: {msg}"))
+}
+
+/// Validates one op into what the shard will run.
+fn decode_op(i: usize, op: BatchOp, default_db: u8, node: &Node) -> Result<(u8, Vec<u8>, ClientOp), ApiError> {
+    let db = op.db.unwrap_or(default_db);
+    if db > crate::ring::MAX_DB {
+        return Err(ApiError::bad_request("bad_db", format!("ops[{i}]: db must be 0..={}", crate::ring::MAX_DB)));
+    }
+    let key = params::key(&op.key, node.config.max_key_bytes)?;
+    let only_put = |what: &str, present: bool| if present { Err(bad(i, format!("`{what}` only applies to put"))) } else { Ok(()) };
+    let client_op = match op.op.as_str() {
+        "put" => {
+            let value = op.value.ok_or_else(|| bad(i, "put needs a string `value`"))?;
+            let body = json!({"value": value, "encoding": op.encoding});
+            let (value, _) = params::put_body(body.to_string().as_bytes())?;
+            params::value_len(value.len(), node.config.max_value_bytes)?;
+            let ttl_ms = op.ttl.as_ref().filter(|v| !v.is_null()).map(params::json_ttl).transpose()?;
+            let ttl_ms = ttl_ms.map(|d| d.as_millis().max(1) as u64);
+            ClientOp::Put { db, key: key.clone(), value, ttl_ms, expect: op.prev_revision }
+        }
+        "delete" => {
+            only_put("value", op.value.is_some())?;
+            only_put("ttl", op.ttl.is_some())?;
+            ClientOp::Delete { db, key: key.clone(), expect: op.prev_revision }
+        }
+        "get" => {
+            only_put("value", op.value.is_some())?;
+            only_put("ttl", op.ttl.is_some())?;
+            if op.prev_revision.is_some() {
+                return Err(bad(i, "`prev_revision` applies to put and delete"));
+            }
+            ClientOp::Get { db, key: key.clone() }
+        }
+        other => return Err(bad(i, format!("op must be put, delete or get, not `{other}`"))),
+    };
+    Ok((db, key, client_op))
+}
+
+fn op_json(kind: &str, key: &[u8], db: u8, shard: ShardId, group_ok: bool, r: &OpResult) -> Value {
+    let mut v = json!({ "op": kind, "key": String::from_utf8_lossy(key), "db": db, "shard": shard, "ok": group_ok });
+    match r {
+        OpResult::Put { revision } => v["revision"] = json!(revision),
+        OpResult::Delete { deleted } => v["deleted"] = json!(u64::from(*deleted)),
+        OpResult::Get(entry) => {
+            v["found"] = json!(entry.is_some());
+            if let Some(e) = entry {
+                let (value, encoding) = params::encode_value(&e.value);
+                v["value"] = json!(value);
+                if let Some(enc) = encoding {
+                    v["encoding"] = json!(enc);
+                }
+                v["create_revision"] = json!(e.create_revision);
+                v["mod_revision"] = json!(e.mod_revision);
+                v["version"] = json!(e.version);
+                if let Some(t) = e.expires_at_ms {
+                    v["ttl_ms"] = json!(t.saturating_sub(now_ms()));
+                }
+            }
+        }
+        OpResult::Conflict { current } => {
+            v["ok"] = json!(false);
+            v["current_revision"] = json!(current);
+        }
+        OpResult::Skipped => {
+            v["ok"] = json!(false);
+            v["skipped"] = json!(true);
+        }
+    }
+    v
+}
+
+/// `POST /v1/batch`.
+pub async fn batch(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    if params::body_kind(ct)? != params::BodyKind::Json {
+        return Err(ApiError::UnsupportedMediaType { message: "POST /v1/batch takes application/json".into() });
+    }
+    let limit = node.config.max_value_bytes.saturating_mul(8).clamp(1 << 20, 64 << 20);
+    let bytes = extract::read_body(body, &headers, limit, "batch body").await?;
+    let b: BatchBody = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("bad_json", format!("invalid batch body: {e}")))?;
+    if b.ops.is_empty() || b.ops.len() > MAX_OPS {
+        return Err(ApiError::bad_request("bad_batch", format!("a batch has 1..={MAX_OPS} ops")));
+    }
+    let default_db = b.db.unwrap_or(0);
+    if default_db > crate::ring::MAX_DB {
+        return Err(ApiError::bad_request("bad_db", format!("db must be 0..={}", crate::ring::MAX_DB)));
+    }
+    // Validate everything before proposing anything.
+    let mut kinds = Vec::with_capacity(b.ops.len());
+    let mut groups: BTreeMap<ShardId, Vec<(usize, u8, Vec<u8>, ClientOp)>> = BTreeMap::new();
+    for (i, op) in b.ops.into_iter().enumerate() {
+        kinds.push(op.op.clone());
+        let (db, key, client_op) = decode_op(i, op, default_db, &node)?;
+        let shard = shard_for(db, &key, node.shard_count);
+        groups.entry(shard).or_default().push((i, db, key, client_op));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (shard, group) in groups {
+        let node = node.clone();
+        tasks.spawn(async move {
+            let ops = group.iter().map(|(_, _, _, op)| op.clone()).collect();
+            let r: Result<CommandResult, ApiError> = node.transact(shard, ops).await;
+            (shard, group, r)
+        });
+    }
+    let mut results = vec![Value::Null; kinds.len()];
+    let (mut all_ok, mut failure): (bool, Option<ApiError>) = (true, None);
+    while let Some(joined) = tasks.join_next().await {
+        let (shard, group, r) = joined.map_err(ApiError::internal)?;
+        match r {
+            Ok(r) => {
+                all_ok &= r.ok;
+                for ((i, db, key, _), res) in group.iter().zip(&r.ops) {
+                    results[*i] = op_json(&kinds[*i], key, *db, shard, r.ok, res);
+                }
+            }
+            Err(e) => {
+                all_ok = false;
+                for (i, db, key, _) in &group {
+                    results[*i] = json!({ "op": kinds[*i], "key": String::from_utf8_lossy(key), "db": db,
+                        "shard": shard, "ok": false, "error": e.to_string() });
+                }
+                failure = Some(e);
+            }
+        }
+    }
+    let mut body = json!({ "applied": all_ok, "results": results });
+    let status = match (&failure, all_ok) {
+        (Some(e), _) => {
+            body["error"] = error_body(e.code(), &format!("{e} (other shards' groups may have applied; see results)"))["error"].clone();
+            e.status()
+        }
+        (None, false) => {
+            body["error"] = error_body("revision_mismatch", "a precondition failed; that shard's group applied nothing")["error"].clone();
+            StatusCode::CONFLICT
+        }
+        (None, true) => StatusCode::OK,
+    };
+    Ok((status, Json(body)).into_response())
+}

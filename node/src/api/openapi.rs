@@ -1,0 +1,546 @@
+//! The OpenAPI 3.1 document of the client API, served at `GET /v1/openapi.json`.
+//!
+//! Generated with utoipa from the declarations below: one `#[utoipa::path]` stub per
+//! operation (the handlers themselves live in `kv`, `batch`, `watch`, `compat` and
+//! `health`) and one `ToSchema` type per JSON shape, mirroring what the handlers write.
+//! A test lists every routed method and path and fails when one is missing here; the
+//! integration suite checks that every documented operation is routed.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+/// The v1 error body: `{"error": {"code", "message"}}`.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: a stable machine-readable `code` and a message for humans.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// e.g. `bad_db`, `bad_ttl`, `bad_json`, `key_too_large`, `revision_mismatch`.
+    pub code: String,
+    pub message: String,
+    /// Only on 409 `revision_mismatch`: the key's mod_revision now (0 when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<u64>,
+}
+
+/// A TTL: a duration string (`500ms`, `5s`, `10m`, `1h`, `1m30s`) or seconds (`30`, `1.5`);
+/// positive and at most ten years.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Ttl {
+    Duration(String),
+    Seconds(f64),
+}
+
+/// How a value travels in JSON: the string itself (`utf8`, the default) or base64.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    Utf8,
+    Base64,
+}
+
+/// The JSON body of `PUT /v1/kv/{key}`. Unknown fields are refused.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct PutBody {
+    pub value: String,
+    pub ttl: Option<Ttl>,
+    pub encoding: Option<Encoding>,
+}
+
+/// A successful put.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Written {
+    pub key: String,
+    pub db: u8,
+    pub shard: u32,
+    /// The shard's mutation counter after this write: the key's new mod_revision.
+    pub revision: u64,
+}
+
+/// A key and its value with revisions.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Entry {
+    pub key: String,
+    pub value: String,
+    pub db: u8,
+    pub create_revision: u64,
+    pub mod_revision: u64,
+    /// Puts since the key was created.
+    pub version: u64,
+    /// Milliseconds left, for keys with a TTL.
+    pub ttl_ms: Option<u64>,
+    /// `base64` when the value is not UTF-8.
+    pub encoding: Option<Encoding>,
+}
+
+/// A delete: `deleted` is 1, or 0 when the key was absent (deletes are idempotent).
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Deleted {
+    pub key: String,
+    pub db: u8,
+    #[schema(minimum = 0, maximum = 1)]
+    pub deleted: u8,
+    pub revision: u64,
+}
+
+/// One page of a listing, in key order across every shard.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Listing {
+    pub db: u8,
+    pub count: usize,
+    pub items: Vec<Entry>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `put`, `delete` or `get`.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OpKind {
+    Put,
+    Delete,
+    Get,
+}
+
+/// One operation of a batch.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct BatchOp {
+    pub op: OpKind,
+    pub key: String,
+    /// Put only.
+    pub value: Option<String>,
+    /// Put only.
+    pub ttl: Option<Ttl>,
+    /// Put only.
+    pub encoding: Option<Encoding>,
+    /// Put and delete: 0 = only if absent, else the key's mod_revision must equal it.
+    pub prev_revision: Option<u64>,
+    /// Overrides the batch's `db`.
+    pub db: Option<u8>,
+}
+
+/// `POST /v1/batch`. Ops on keys of one shard commit together or not at all; across
+/// shards each shard's group is independent.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct BatchRequest {
+    /// Default database of the ops (0).
+    pub db: Option<u8>,
+    #[schema(min_items = 1, max_items = 1000)]
+    pub ops: Vec<BatchOp>,
+}
+
+/// The result of one op, in request order.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct BatchResult {
+    pub op: OpKind,
+    pub key: String,
+    pub db: u8,
+    pub shard: u32,
+    /// Whether the op's shard group applied.
+    pub ok: bool,
+    /// Put: the new revision.
+    pub revision: Option<u64>,
+    /// Delete: 1, or 0 when absent.
+    pub deleted: Option<u8>,
+    /// Get: whether the key exists; the entry fields follow when it does.
+    pub found: Option<bool>,
+    pub value: Option<String>,
+    pub encoding: Option<Encoding>,
+    pub create_revision: Option<u64>,
+    pub mod_revision: Option<u64>,
+    pub version: Option<u64>,
+    pub ttl_ms: Option<u64>,
+    /// The op whose precondition failed: the key's mod_revision now.
+    pub current_revision: Option<u64>,
+    /// The op was not applied because another op of its shard group failed.
+    pub skipped: Option<bool>,
+    /// The shard group failed for another reason (e.g. no leader in time).
+    pub error: Option<String>,
+}
+
+/// The answer to a batch: 200 when every group applied, 409 when a precondition failed
+/// (with `error`), another 4xx/5xx when a group could not be run.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct BatchAnswer {
+    pub results: Vec<BatchResult>,
+    /// True when every op applied.
+    pub applied: bool,
+    /// Present when `applied` is false.
+    pub error: Option<ErrorDetail>,
+}
+
+/// `put`, `delete`, `expire` or `resync`.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    Put,
+    Delete,
+    Expire,
+    Resync,
+}
+
+/// The `data:` of one watch event. `resync` (history for the cursor is gone: re-read,
+/// then continue) carries `shard`, `from_revision`, `first_available`,
+/// `current_revision` and `reason` instead of a key.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct WatchEvent {
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub key: Option<String>,
+    pub db: Option<u8>,
+    pub shard: u32,
+    pub revision: Option<u64>,
+    /// Put: the new value.
+    pub value: Option<String>,
+    pub encoding: Option<Encoding>,
+    pub from_revision: Option<u64>,
+    pub first_available: Option<u64>,
+    pub current_revision: Option<u64>,
+    pub reason: Option<String>,
+}
+
+/// A member node.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ClusterNode {
+    pub id: u64,
+    pub internal_addr: String,
+}
+
+/// One shard as this node sees it.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ClusterShard {
+    pub id: u32,
+    pub members: Vec<u64>,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub snapshot_index: u64,
+    pub purged_index: u64,
+    /// `Leader`, `Follower`, `Candidate`, ...
+    pub state: String,
+}
+
+/// `GET /v1/cluster`.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ClusterView {
+    pub node_id: u64,
+    pub epoch: u64,
+    pub shard_count: u32,
+    pub replication_factor: usize,
+    pub nodes: Vec<ClusterNode>,
+    pub shards: Vec<ClusterShard>,
+}
+
+/// `{"status": "ok"}` or `{"status": "ready"}`.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Status {
+    pub status: String,
+}
+
+/// Query of `PUT /v1/kv/{key}`. Unknown parameters are refused (400 `bad_query`).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PutQuery {
+    /// Database 0..=15 (default 0).
+    #[param(minimum = 0, maximum = 15)]
+    pub db: Option<u8>,
+    /// `500ms`, `5s`, `10m`, `1h`, `1m30s` or plain seconds; not together with a JSON `ttl`.
+    pub ttl: Option<String>,
+    /// Compare-and-swap: 0 = only if absent, else the key's mod_revision must equal it
+    /// (409 `revision_mismatch` otherwise).
+    pub prev_revision: Option<u64>,
+}
+
+/// Query of `GET /v1/kv/{key}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GetQuery {
+    #[param(minimum = 0, maximum = 15)]
+    pub db: Option<u8>,
+    /// `linearizable` (default: confirmed with the shard leader) or `serializable`
+    /// (this node's replica).
+    pub consistency: Option<String>,
+}
+
+/// Query of `DELETE /v1/kv/{key}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    #[param(minimum = 0, maximum = 15)]
+    pub db: Option<u8>,
+    /// 0 = only if absent, else the key's mod_revision must equal it.
+    pub prev_revision: Option<u64>,
+}
+
+/// Query of `GET /v1/kv`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    #[param(minimum = 0, maximum = 15)]
+    pub db: Option<u8>,
+    /// Only keys starting with this (default: all).
+    pub prefix: Option<String>,
+    /// Page size (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// `linearizable` (default) or `serializable`.
+    pub consistency: Option<String>,
+}
+
+/// Query of `GET /v1/watch`: exactly one of `key` and `prefix`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WatchQuery {
+    pub key: Option<String>,
+    pub prefix: Option<String>,
+    #[param(minimum = 0, maximum = 15)]
+    pub db: Option<u8>,
+    /// Replay history from this revision (>= 1) before live events; default: from now.
+    #[param(minimum = 1)]
+    pub start_revision: Option<u64>,
+}
+
+/// Documentation stubs: one per operation, never called.
+#[allow(dead_code)]
+mod ops {
+    use super::*;
+
+    #[utoipa::path(put, path = "/v1/kv/{key}", tag = "kv",
+        summary = "Write a key",
+        description = "The raw body is the value (no content type, application/octet-stream, \
+            text/*, or form-encoded as `curl -d` sends), or a JSON body `{value, ttl?, encoding?}`.",
+        params(("key" = String, Path, description = "The key, percent-encoded; may contain `/`. At most 4 KiB."), PutQuery),
+        request_body(content(
+            (PutBody = "application/json"),
+            (String = "application/octet-stream"),
+            (String = "text/plain"),
+            (String = "application/x-www-form-urlencoded"),
+        )),
+        responses(
+            (status = 200, description = "Written", body = Written),
+            (status = 400, description = "Bad db, ttl, query, key or JSON", body = ErrorBody),
+            (status = 409, description = "`prev_revision` did not match (`revision_mismatch`, with `current_revision`)", body = ErrorBody),
+            (status = 413, description = "Key over 4 KiB or value over 1 MiB (configurable)", body = ErrorBody),
+            (status = 415, description = "Unsupported content type", body = ErrorBody),
+            (status = 503, description = "No shard leader within the request deadline; `Retry-After` is set", body = ErrorBody),
+        ))]
+    fn put_key() {}
+
+    #[utoipa::path(get, path = "/v1/kv/{key}", tag = "kv",
+        summary = "Read a key",
+        description = "JSON with revisions, or the raw bytes with `Accept: application/octet-stream`.",
+        params(("key" = String, Path, description = "The key, percent-encoded; may contain `/`."), GetQuery),
+        responses(
+            (status = 200, description = "The entry", content(
+                (Entry = "application/json"),
+                (String = "application/octet-stream"),
+            )),
+            (status = 400, description = "Bad db, consistency, query or key", body = ErrorBody),
+            (status = 404, description = "Absent or expired", body = ErrorBody),
+            (status = 413, description = "Key over the limit", body = ErrorBody),
+            (status = 503, description = "No shard leader in time", body = ErrorBody),
+        ))]
+    fn get_key() {}
+
+    #[utoipa::path(delete, path = "/v1/kv/{key}", tag = "kv",
+        summary = "Delete a key (idempotent)",
+        params(("key" = String, Path, description = "The key, percent-encoded; may contain `/`."), DeleteQuery),
+        responses(
+            (status = 200, description = "Deleted, or already absent (`deleted: 0`)", body = Deleted),
+            (status = 400, description = "Bad db, query or key", body = ErrorBody),
+            (status = 409, description = "`prev_revision` did not match", body = ErrorBody),
+            (status = 413, description = "Key over the limit", body = ErrorBody),
+            (status = 503, description = "No shard leader in time", body = ErrorBody),
+        ))]
+    fn delete_key() {}
+
+    #[utoipa::path(get, path = "/v1/kv", tag = "kv",
+        summary = "List keys by prefix, in key order across every shard",
+        params(ListQuery),
+        responses(
+            (status = 200, description = "One page", body = Listing),
+            (status = 400, description = "Bad db, limit, cursor, consistency or query", body = ErrorBody),
+            (status = 503, description = "No shard leader in time", body = ErrorBody),
+        ))]
+    fn list() {}
+
+    #[utoipa::path(post, path = "/v1/batch", tag = "kv",
+        summary = "Several puts, deletes and gets in one request",
+        description = "Ops are grouped by shard; each group is atomic (all its ops apply, in \
+            order, or none). Groups of different shards are independent. Everything is \
+            validated before anything is proposed.",
+        request_body(content = BatchRequest, content_type = "application/json"),
+        responses(
+            (status = 200, description = "Every op applied", body = BatchAnswer),
+            (status = 400, description = "Invalid batch (nothing proposed)", body = ErrorBody),
+            (status = 409, description = "A precondition failed: that shard's group applied nothing", body = BatchAnswer),
+            (status = 413, description = "Body, key or value over the limit", body = ErrorBody),
+            (status = 415, description = "Not application/json", body = ErrorBody),
+            (status = 503, description = "A shard had no leader in time; other groups may have applied", body = BatchAnswer),
+        ))]
+    fn batch() {}
+
+    #[utoipa::path(get, path = "/v1/watch", tag = "kv",
+        summary = "Stream changes of a key or a prefix (server-sent events)",
+        description = "Events `put`, `delete`, `expire` and `resync`; each `data:` is a \
+            WatchEvent JSON object. The SSE `id:` is a resume cursor: reconnect with \
+            `Last-Event-ID` to continue without gaps.",
+        params(WatchQuery, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id.")),
+        responses(
+            (status = 200, description = "An event stream; `data:` of each event is a WatchEvent", content(
+                (WatchEvent = "text/event-stream"),
+            )),
+            (status = 400, description = "Bad query, db, revision or cursor", body = ErrorBody),
+        ))]
+    fn watch() {}
+
+    #[utoipa::path(get, path = "/v1/cluster", tag = "cluster",
+        summary = "Shards, members, leaders, terms and indexes as this node sees them",
+        responses((status = 200, description = "The cluster view", body = ClusterView)))]
+    fn cluster() {}
+
+    #[utoipa::path(get, path = "/v1/openapi.json", tag = "cluster",
+        summary = "This document",
+        responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object)))]
+    fn openapi() {}
+
+    #[utoipa::path(get, path = "/metrics", tag = "operations",
+        summary = "Prometheus metrics",
+        responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4")))]
+    fn metrics() {}
+
+    #[utoipa::path(get, path = "/healthz", tag = "operations",
+        summary = "Alive",
+        responses((status = 200, description = "The process serves HTTP", body = Status)))]
+    fn healthz() {}
+
+    #[utoipa::path(get, path = "/readyz", tag = "operations",
+        summary = "Ready: every local shard has a leader and is caught up",
+        responses(
+            (status = 200, description = "Ready", body = Status),
+            (status = 503, description = "Not ready, and why (`not_ready`)", body = ErrorBody),
+        ))]
+    fn readyz() {}
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ringkv",
+        description = "Sharded, Raft-replicated key-value store: the v1 client API. Errors are \
+            `{\"error\": {\"code\", \"message\"}}` with a 4xx/5xx status. The seed-compatible \
+            routes (`/set`, `/get`, `/store`, ...) are described in the README.",
+    ),
+    paths(ops::put_key, ops::get_key, ops::delete_key, ops::list, ops::batch, ops::watch,
+        ops::cluster, ops::openapi, ops::metrics, ops::healthz, ops::readyz),
+    tags(
+        (name = "kv", description = "Keys, batches and watches"),
+        (name = "cluster", description = "The cluster and this API"),
+        (name = "operations", description = "Health and metrics (not versioned)"),
+    )
+)]
+struct ApiDoc;
+
+/// The document, generated from the declarations in this module.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc
+}
+
+/// `GET /v1/openapi.json`.
+pub async fn serve() -> Response {
+    static JSON: OnceLock<String> = OnceLock::new();
+    let json = JSON.get_or_init(|| document().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
+    ([(header::CONTENT_TYPE, "application/json")], json.as_str()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route of `api::router` (method, OpenAPI path). Add a line here with each new
+    /// route; the compat routes are documented in the README instead.
+    pub const ROUTES: &[(&str, &str)] = &[
+        ("put", "/v1/kv/{key}"),
+        ("get", "/v1/kv/{key}"),
+        ("delete", "/v1/kv/{key}"),
+        ("get", "/v1/kv"),
+        ("post", "/v1/batch"),
+        ("get", "/v1/watch"),
+        ("get", "/v1/cluster"),
+        ("get", "/v1/openapi.json"),
+        ("get", "/metrics"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+    ];
+
+    fn json() -> serde_json::Value {
+        serde_json::from_str(&document().to_json().expect("serializes")).expect("JSON")
+    }
+
+    #[test]
+    fn every_route_is_documented() {
+        let doc = json();
+        let missing: Vec<_> =
+            ROUTES.iter().filter(|(m, p)| doc["paths"][p][m].get("responses").is_none()).collect();
+        assert!(missing.is_empty(), "routes missing from the OpenAPI document: {missing:?}");
+        let documented: usize = doc["paths"].as_object().expect("paths").values().map(|p| p.as_object().map_or(0, |o| o.len())).sum();
+        assert_eq!(documented, ROUTES.len(), "documented operations that are not routes");
+    }
+
+    #[test]
+    fn the_document_parses_as_openapi_3_1_and_every_reference_resolves() {
+        let text = document().to_json().expect("serializes");
+        let spec = oas3::from_json(&text).expect("a valid OpenAPI 3.1 document");
+        assert!(spec.openapi.starts_with("3."), "{}", spec.openapi);
+        let doc = json();
+        let mut refs = Vec::new();
+        collect_refs(&doc, &mut refs);
+        assert!(!refs.is_empty());
+        for r in refs {
+            let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("unexpected $ref {r}"));
+            assert!(doc["components"]["schemas"].get(name).is_some(), "$ref {r} does not resolve");
+        }
+    }
+
+    fn collect_refs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| collect_refs(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| collect_refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn errors_and_conflicts_have_the_documented_shape() {
+        let doc = json();
+        let put = &doc["paths"]["/v1/kv/{key}"]["put"];
+        let conflict = &put["responses"]["409"]["content"]["application/json"]["schema"]["$ref"];
+        assert_eq!(conflict, "#/components/schemas/ErrorBody");
+        let detail = &doc["components"]["schemas"]["ErrorDetail"];
+        for field in ["code", "message", "current_revision"] {
+            assert!(detail["properties"].get(field).is_some(), "ErrorDetail lacks {field}");
+        }
+        let params: Vec<&str> = put["parameters"].as_array().expect("params").iter().filter_map(|p| p["name"].as_str()).collect();
+        assert_eq!(params, ["key", "db", "ttl", "prev_revision"]);
+        assert!(doc["paths"]["/v1/watch"]["get"]["responses"]["200"]["content"].get("text/event-stream").is_some());
+    }
+}

@@ -1,0 +1,385 @@
+//! The data every replica of a shard agrees on, and the deterministic rules that change
+//! it: transactions with compare-and-swap preconditions, expiry, revisions, and the
+//! request-id table that makes retried writes apply once.
+
+use std::collections::BTreeSet;
+
+use imbl::{OrdMap, Vector};
+use serde::{Deserialize, Serialize};
+
+use super::events::{Event, EventKind};
+use super::types::{Command, CommandResult, KeyEntry, LogId, Op, OpResult, StoredMembership};
+
+/// `(db, key)`: the map key. Ordered by db, then key bytes.
+pub type MapKey = (u8, Vec<u8>);
+
+/// How many recent request ids each shard remembers for deduplication. A retry comes
+/// within the request deadline (seconds), far inside this window.
+pub const DEDUP_WINDOW: usize = 16_384;
+
+/// The state every replica of a shard agrees on. Clones are O(1) (persistent maps), so a
+/// snapshot is taken without stopping writes.
+#[derive(Clone, Default)]
+pub struct KvState {
+    pub data: OrdMap<MapKey, KeyEntry>,
+    /// `(expires_at_ms, db, key)` for keys with a TTL; drives the reaper.
+    expiry: BTreeSet<(u64, u8, Vec<u8>)>,
+    /// The shard's revision: bumped by every mutation, identical on every replica (the
+    /// commands are applied in log order), and carried in snapshots.
+    pub revision: u64,
+    /// Results of recent client requests by id, and their order for eviction.
+    applied: OrdMap<u64, CommandResult>,
+    applied_order: Vector<u64>,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+/// The replicated part of a [`KvState`] as a snapshot carries it.
+#[derive(Serialize, Deserialize)]
+pub struct KvImage {
+    pub revision: u64,
+    pub entries: Vec<(u8, Vec<u8>, KeyEntry)>,
+    pub applied: Vec<(u64, CommandResult)>,
+}
+
+impl KvState {
+    /// The live (unexpired) entry of a key.
+    pub fn get(&self, db: u8, key: &[u8], now_ms: u64) -> Option<KeyEntry> {
+        self.data.get(&(db, key.to_vec())).filter(|e| !e.is_expired(now_ms)).cloned()
+    }
+
+    /// Live keys of `db` starting with `prefix`, after `start_after`, in key order.
+    pub fn list(
+        &self,
+        db: u8,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Vec<(Vec<u8>, KeyEntry)> {
+        let exclusive = start_after.is_some_and(|k| k >= prefix);
+        let from = match start_after {
+            Some(k) if exclusive => (db, k.to_vec()),
+            _ => (db, prefix.to_vec()),
+        };
+        self.data
+            .range(from..)
+            .skip_while(|((_, k), _)| exclusive && Some(k.as_slice()) == start_after)
+            .take_while(|((d, k), _)| *d == db && k.starts_with(prefix))
+            .filter(|(_, e)| !e.is_expired(now_ms))
+            .take(limit)
+            .map(|((_, k), e)| (k.clone(), e.clone()))
+            .collect()
+    }
+
+    /// Keys whose TTL passed at `now_ms`, with the revision the reaper must match.
+    pub fn expired(&self, now_ms: u64, max: usize) -> Vec<(u8, Vec<u8>, u64)> {
+        self.expiry
+            .iter()
+            .take_while(|(t, _, _)| *t <= now_ms)
+            .take(max)
+            .filter_map(|(_, db, key)| Some((*db, key.clone(), self.data.get(&(*db, key.clone()))?.mod_revision)))
+            .collect()
+    }
+
+    /// Number of stored keys, expired-but-not-yet-reaped included.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn remove(&mut self, db: u8, key: &[u8]) -> Option<KeyEntry> {
+        let old = self.data.remove(&(db, key.to_vec()))?;
+        if let Some(t) = old.expires_at_ms {
+            self.expiry.remove(&(t, db, key.to_vec()));
+        }
+        Some(old)
+    }
+
+    /// The `mod_revision` a precondition compares against: 0 when absent or expired.
+    fn current_revision(&self, db: u8, key: &[u8], now_ms: u64) -> u64 {
+        self.get(db, key, now_ms).map_or(0, |e| e.mod_revision)
+    }
+
+    fn put(&mut self, db: u8, key: Vec<u8>, value: Vec<u8>, expires_at_ms: Option<u64>, now_ms: u64) -> u64 {
+        self.revision += 1;
+        let revision = self.revision;
+        let map_key = (db, key);
+        // One lookup, then one in-place replace (not remove + insert).
+        let (create_revision, version) = match self.data.get(&map_key) {
+            Some(p) => {
+                if let Some(t) = p.expires_at_ms {
+                    self.expiry.remove(&(t, db, map_key.1.clone()));
+                }
+                if p.is_expired(now_ms) { (revision, 1) } else { (p.create_revision, p.version + 1) }
+            }
+            None => (revision, 1),
+        };
+        if let Some(t) = expires_at_ms {
+            self.expiry.insert((t, db, map_key.1.clone()));
+        }
+        self.data.insert(map_key, KeyEntry { value, create_revision, mod_revision: revision, version, expires_at_ms });
+        revision
+    }
+
+    /// Applies one command, appending what changed to `events`. Deterministic: depends
+    /// only on the command and the state, never on the local clock. Each mutation takes
+    /// the next revision.
+    pub fn apply_command(&mut self, cmd: Command, events: &mut Vec<Event>) -> CommandResult {
+        match cmd {
+            Command::Txn { id, now_ms, ops } => {
+                if let Some(done) = self.applied.get(&id) {
+                    return done.clone(); // a retry of a request already applied
+                }
+                let r = self.apply_txn(now_ms, ops, events);
+                self.remember(id, &r);
+                r
+            }
+            Command::Expire { keys } => {
+                let mut expired = 0;
+                for (db, key, mod_revision) in keys {
+                    if self.data.get(&(db, key.clone())).is_some_and(|e| e.mod_revision == mod_revision) {
+                        self.remove(db, &key);
+                        self.revision += 1;
+                        expired += 1;
+                        events.push(Event { revision: self.revision, kind: EventKind::Expire, db, key, value: None });
+                    }
+                }
+                CommandResult { revision: self.revision, ok: true, ops: Vec::new(), expired }
+            }
+        }
+    }
+
+    fn apply_txn(&mut self, now_ms: u64, ops: Vec<Op>, events: &mut Vec<Event>) -> CommandResult {
+        // Every precondition is checked against the state before the transaction.
+        let conflicts: Vec<Option<u64>> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { db, key, expect: Some(want), .. } | Op::Delete { db, key, expect: Some(want) } => {
+                    let current = self.current_revision(*db, key, now_ms);
+                    (current != *want).then_some(current)
+                }
+                _ => None,
+            })
+            .collect();
+        if conflicts.iter().any(Option::is_some) {
+            let ops = conflicts
+                .into_iter()
+                .map(|c| c.map_or(OpResult::Skipped, |current| OpResult::Conflict { current }))
+                .collect();
+            return CommandResult { revision: self.revision, ok: false, ops, expired: 0 };
+        }
+        let results = ops
+            .into_iter()
+            .map(|op| match op {
+                Op::Put { db, key, value, expires_at_ms, .. } => {
+                    let event_key = key.clone();
+                    let event_value = value.clone();
+                    let revision = self.put(db, key, value, expires_at_ms, now_ms);
+                    events.push(Event { revision, kind: EventKind::Put, db, key: event_key, value: Some(event_value) });
+                    OpResult::Put { revision }
+                }
+                Op::Delete { db, key, .. } => {
+                    let deleted = self.remove(db, &key).filter(|e| !e.is_expired(now_ms)).is_some();
+                    if deleted {
+                        self.revision += 1;
+                        events.push(Event { revision: self.revision, kind: EventKind::Delete, db, key, value: None });
+                    }
+                    OpResult::Delete { deleted }
+                }
+                Op::Get { db, key } => OpResult::Get(self.get(db, &key, now_ms)),
+            })
+            .collect();
+        CommandResult { revision: self.revision, ok: true, ops: results, expired: 0 }
+    }
+
+    fn remember(&mut self, id: u64, r: &CommandResult) {
+        self.applied.insert(id, r.clone());
+        self.applied_order.push_back(id);
+        while self.applied_order.len() > DEDUP_WINDOW {
+            if let Some(old) = self.applied_order.pop_front() {
+                self.applied.remove(&old);
+            }
+        }
+    }
+
+    /// The replicated state as a snapshot carries it.
+    pub fn image(&self) -> KvImage {
+        KvImage {
+            revision: self.revision,
+            entries: self.data.iter().map(|((db, k), e)| (*db, k.clone(), e.clone())).collect(),
+            applied: self.applied_order.iter().filter_map(|id| Some((*id, self.applied.get(id)?.clone()))).collect(),
+        }
+    }
+
+    /// Rebuilds the state from a snapshot image.
+    pub fn from_image(image: KvImage, last_applied: Option<LogId>, membership: StoredMembership) -> Self {
+        let mut s = KvState { revision: image.revision, last_applied, membership, ..Default::default() };
+        for (db, key, e) in image.entries {
+            if let Some(t) = e.expires_at_ms {
+                s.expiry.insert((t, db, key.clone()));
+            }
+            s.data.insert((db, key), e);
+        }
+        for (id, r) in image.applied {
+            s.remember(id, &r);
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(s: &mut KvState, key: &str, val: &str, expires: Option<u64>, now: u64) -> CommandResult {
+        txn(s, rand_id(), now, vec![Op::Put { db: 0, key: key.into(), value: val.into(), expires_at_ms: expires, expect: None }])
+    }
+
+    fn txn(s: &mut KvState, id: u64, now: u64, ops: Vec<Op>) -> CommandResult {
+        s.apply_command(Command::Txn { id, now_ms: now, ops }, &mut Vec::new())
+    }
+
+    fn rand_id() -> u64 {
+        rand::random()
+    }
+
+    fn del(key: &str, expect: Option<u64>) -> Op {
+        Op::Delete { db: 0, key: key.into(), expect }
+    }
+
+    #[test]
+    fn revisions_track_create_mod_and_version() {
+        let mut s = KvState::default();
+        put(&mut s, "other", "x", None, 0); // revision 1
+        put(&mut s, "k", "a", None, 0); // 2
+        put(&mut s, "k", "b", None, 0); // 3
+        let e = s.get(0, b"k", 0).unwrap();
+        assert_eq!((e.create_revision, e.mod_revision, e.version, e.value.as_slice()), (2, 3, 2, &b"b"[..]));
+        let r = txn(&mut s, 1, 0, vec![del("k", None)]);
+        assert_eq!((r.ops[0].clone(), r.revision), (OpResult::Delete { deleted: true }, 4));
+        let r = txn(&mut s, 2, 0, vec![del("k", None)]);
+        assert_eq!((r.ops[0].clone(), r.revision), (OpResult::Delete { deleted: false }, 4), "a no-op takes no revision");
+        put(&mut s, "k", "c", None, 0);
+        let e = s.get(0, b"k", 0).unwrap();
+        assert_eq!((e.create_revision, e.mod_revision, e.version), (5, 5, 1), "a re-created key starts over");
+    }
+
+    #[test]
+    fn compare_and_swap_applies_only_on_the_expected_revision() {
+        let mut s = KvState::default();
+        let absent = |v: &str| Op::Put { db: 0, key: b"c".to_vec(), value: v.into(), expires_at_ms: None, expect: Some(0) };
+        assert!(txn(&mut s, 1, 0, vec![absent("1")]).ok, "0 means only if absent");
+        let r = txn(&mut s, 2, 0, vec![absent("2")]);
+        assert_eq!((r.ok, r.ops[0].clone()), (false, OpResult::Conflict { current: 1 }));
+        let swap = |v: &str, at| Op::Put { db: 0, key: b"c".to_vec(), value: v.into(), expires_at_ms: None, expect: Some(at) };
+        assert!(txn(&mut s, 3, 0, vec![swap("2", 1)]).ok);
+        assert!(!txn(&mut s, 4, 0, vec![swap("3", 1)]).ok, "a stale revision loses");
+        assert_eq!(s.get(0, b"c", 0).unwrap().value, b"2");
+        assert!(!txn(&mut s, 5, 0, vec![del("c", Some(1))]).ok);
+        assert!(txn(&mut s, 6, 0, vec![del("c", Some(2))]).ok);
+        assert!(s.get(0, b"c", 0).is_none());
+    }
+
+    #[test]
+    fn a_failed_precondition_applies_nothing_of_the_transaction() {
+        let mut s = KvState::default();
+        put(&mut s, "a", "1", None, 0);
+        let before = s.revision;
+        let ops = vec![
+            Op::Put { db: 0, key: b"b".to_vec(), value: b"x".to_vec(), expires_at_ms: None, expect: None },
+            del("a", Some(99)),
+        ];
+        let r = txn(&mut s, 7, 0, ops);
+        assert!(!r.ok);
+        assert_eq!(r.ops, vec![OpResult::Skipped, OpResult::Conflict { current: 1 }]);
+        assert!(s.get(0, b"b", 0).is_none(), "nothing half-applied");
+        assert_eq!(s.revision, before);
+    }
+
+    #[test]
+    fn gets_in_a_transaction_see_its_earlier_writes() {
+        let mut s = KvState::default();
+        let ops = vec![
+            Op::Put { db: 0, key: b"k".to_vec(), value: b"v".to_vec(), expires_at_ms: None, expect: Some(0) },
+            Op::Get { db: 0, key: b"k".to_vec() },
+        ];
+        let r = txn(&mut s, 9, 0, ops);
+        match &r.ops[1] {
+            OpResult::Get(Some(e)) => assert_eq!(e.value, b"v"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_retried_request_id_applies_once() {
+        let mut s = KvState::default();
+        let op = || vec![Op::Put { db: 0, key: b"k".to_vec(), value: b"v".to_vec(), expires_at_ms: None, expect: Some(0) }];
+        let first = txn(&mut s, 42, 0, op());
+        let retry = txn(&mut s, 42, 0, op());
+        assert!(first.ok);
+        assert_eq!(first, retry, "the retry gets the first answer, not a conflict");
+        assert_eq!(s.revision, 1);
+        // The table survives a snapshot image.
+        let restored = KvState::from_image(s.image(), None, Default::default());
+        let mut restored = restored;
+        assert_eq!(txn(&mut restored, 42, 0, op()), first);
+    }
+
+    #[test]
+    fn expired_keys_are_hidden_then_reaped_unless_rewritten() {
+        let mut s = KvState::default();
+        put(&mut s, "gone", "x", Some(1_000), 0);
+        put(&mut s, "kept", "y", Some(1_000), 0);
+        assert!(s.get(0, b"gone", 999).is_some());
+        assert!(s.get(0, b"gone", 1_000).is_none(), "never returned once expired");
+        assert!(s.list(0, b"", None, 10, 1_000).is_empty());
+        let expired = s.expired(1_000, 10);
+        assert_eq!(expired.len(), 2);
+        // "kept" is rewritten before the reaper's proposal applies: the reaper must not delete it.
+        put(&mut s, "kept", "z", None, 1_001);
+        let mut events = Vec::new();
+        let r = s.apply_command(Command::Expire { keys: expired }, &mut events);
+        assert_eq!(r.expired, 1);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::Expire);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.get(0, b"kept", u64::MAX).unwrap().value, b"z");
+        assert!(s.expired(u64::MAX, 10).is_empty(), "expiry index follows the rewrite");
+    }
+
+    #[test]
+    fn list_is_ordered_prefix_bounded_and_resumable() {
+        let mut s = KvState::default();
+        for k in ["a/1", "a/2", "a/3", "b/1", "a"] {
+            put(&mut s, k, "v", None, 0);
+        }
+        txn(&mut s, 5, 0, vec![Op::Put { db: 1, key: b"a/9".to_vec(), value: b"v".to_vec(), expires_at_ms: None, expect: None }]);
+        let keys = |v: Vec<(Vec<u8>, KeyEntry)>| v.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
+        assert_eq!(keys(s.list(0, b"a/", None, 10, 0)), ["a/1", "a/2", "a/3"]);
+        assert_eq!(keys(s.list(0, b"a/", Some(b"a/1"), 10, 0)), ["a/2", "a/3"]);
+        assert_eq!(keys(s.list(0, b"a/", None, 2, 0)), ["a/1", "a/2"]);
+        assert_eq!(keys(s.list(0, b"", None, 10, 0)), ["a", "a/1", "a/2", "a/3", "b/1"]);
+        assert_eq!(keys(s.list(1, b"", None, 10, 0)), ["a/9"]);
+    }
+
+    #[test]
+    fn every_mutation_emits_one_event_in_revision_order() {
+        let mut s = KvState::default();
+        let mut events = Vec::new();
+        let ops = vec![
+            Op::Put { db: 0, key: b"a".to_vec(), value: b"1".to_vec(), expires_at_ms: None, expect: None },
+            Op::Put { db: 0, key: b"a".to_vec(), value: b"2".to_vec(), expires_at_ms: None, expect: None },
+            del("a", None),
+            del("a", None),
+            Op::Get { db: 0, key: b"a".to_vec() },
+        ];
+        s.apply_command(Command::Txn { id: 1, now_ms: 0, ops }, &mut events);
+        let got: Vec<(u64, EventKind)> = events.iter().map(|e| (e.revision, e.kind)).collect();
+        assert_eq!(got, vec![(1, EventKind::Put), (2, EventKind::Put), (3, EventKind::Delete)]);
+        assert_eq!(events[1].value.as_deref(), Some(&b"2"[..]));
+    }
+}
