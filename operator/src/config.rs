@@ -1,0 +1,126 @@
+//! The operator's one typed configuration: subcommands, flags and their `RINGKV_OPERATOR_*`
+//! environment variables (the chart sets env and nothing else).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+/// ringkv Kubernetes operator.
+#[derive(Parser, Debug)]
+#[command(name = "ringkv-operator", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Reconcile KVCluster resources until SIGTERM.
+    Run(RunConfig),
+    /// Print the KVCluster CustomResourceDefinition as YAML.
+    Crd,
+}
+
+/// `ringkv-operator run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunConfig {
+    /// Address serving /metrics and /healthz.
+    #[arg(long, env = "RINGKV_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Watch KVClusters in this namespace only. Default: every namespace.
+    #[arg(long, env = "RINGKV_OPERATOR_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+
+    /// Elect a leader through a coordination.k8s.io Lease, so several replicas are safe.
+    #[arg(long, env = "RINGKV_OPERATOR_LEADER_ELECTION", default_value_t = true, action = ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Name of the Lease.
+    #[arg(long, env = "RINGKV_OPERATOR_LEASE_NAME", default_value = "ringkv-operator")]
+    pub lease_name: String,
+
+    /// Namespace of the Lease (the operator's own namespace).
+    #[arg(long, env = "RINGKV_OPERATOR_LEASE_NAMESPACE", default_value = "ringkv-system")]
+    pub lease_namespace: String,
+
+    /// This replica's identity in the Lease. Default: the host name (the pod name).
+    #[arg(long, env = "RINGKV_OPERATOR_IDENTITY")]
+    pub identity: Option<String>,
+
+    /// Seconds a Lease is held without renewal before another replica may take it.
+    #[arg(long, env = "RINGKV_OPERATOR_LEASE_SECONDS", default_value_t = 15)]
+    pub lease_seconds: u64,
+
+    /// Timeout of each request to a node's /readyz and /v1/cluster.
+    #[arg(long, env = "RINGKV_OPERATOR_PROBE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub probe_timeout: Duration,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "RINGKV_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl RunConfig {
+    /// Reports every contradiction at once, before anything starts.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errs = Vec::new();
+        if self.lease_name.is_empty() {
+            errs.push("--lease-name must not be empty".to_string());
+        }
+        if self.lease_namespace.is_empty() {
+            errs.push("--lease-namespace must not be empty".to_string());
+        }
+        if self.watch_namespace.as_deref() == Some("") {
+            errs.push("--watch-namespace must not be empty (omit it to watch every namespace)".to_string());
+        }
+        if !(10..=300).contains(&self.lease_seconds) {
+            errs.push("--lease-seconds must be between 10 and 300".to_string());
+        }
+        if self.probe_timeout < Duration::from_millis(100) || self.probe_timeout > Duration::from_secs(30) {
+            errs.push("--probe-timeout must be between 100ms and 30s".to_string());
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            errs.push("--log-format must be `text` or `json`".to_string());
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> RunConfig {
+        let mut argv = vec!["ringkv-operator", "run"];
+        argv.extend_from_slice(args);
+        match Cli::parse_from(argv).command {
+            Command::Run(c) => c,
+            Command::Crd => unreachable!("parsed `run`"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_elect_a_leader() {
+        let c = run(&[]);
+        assert!(c.validate().is_ok());
+        assert!(c.leader_election);
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.watch_namespace, None);
+    }
+
+    #[test]
+    fn validate_reports_every_contradiction() {
+        let c = run(&["--lease-seconds", "5", "--log-format", "xml", "--watch-namespace", "", "--leader-election", "false"]);
+        let errs = c.validate().unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(!c.leader_election);
+    }
+
+    #[test]
+    fn crd_subcommand_parses() {
+        assert!(matches!(Cli::parse_from(["ringkv-operator", "crd"]).command, Command::Crd));
+    }
+}

@@ -1,0 +1,399 @@
+//! The `KVCluster` custom resource (`ringkv.io/v1alpha1`, short name `kvc`).
+//!
+//! The Rust types are the source of truth: the CRD YAML under `deploy/crds/` and in the
+//! Helm chart is generated from them (`ringkv-operator crd`), and a test fails when the
+//! committed copies drift. Validation lives in the schema so the API server refuses bad
+//! specs before the operator sees them: an enum of powers of two for `shards` (CEL has no
+//! bitwise operators), an enum for `replicationFactor`, and a CEL rule for
+//! `nodes >= replicationFactor`. Defaults live in the schema too, so `kubectl get -o yaml`
+//! shows what the operator acts on.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The finalizer that lets the operator clean up (PVCs, per `pvcRetention`) on delete.
+pub const FINALIZER: &str = "ringkv.io/cleanup";
+
+/// Shard counts the schema accepts: powers of two up to the node's `MAX_SHARDS` (1024).
+pub const ALLOWED_SHARDS: [u32; 11] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+/// Replication factors the schema accepts (odd, so a majority is well defined).
+pub const ALLOWED_REPLICATION: [u32; 4] = [1, 3, 5, 7];
+
+/// Most nodes one cluster may ask for.
+pub const MAX_NODES: u32 = 256;
+
+/// The node image used when `spec.image` is not set (kept in step with the chart).
+pub const DEFAULT_NODE_IMAGE: &str = concat!("ghcr.io/ringkv/ringkv-node:", env!("CARGO_PKG_VERSION"));
+
+/// A ringkv cluster: a StatefulSet of nodes, the Services in front of it and its shards.
+// Each printcolumn repeats `type_ = "integer"`, which clippy mistakes for a duplicate.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "ringkv.io",
+    version = "v1alpha1",
+    kind = "KVCluster",
+    plural = "kvclusters",
+    shortname = "kvc",
+    category = "ringkv",
+    namespaced,
+    status = "KVClusterStatus",
+    derive = "PartialEq",
+    doc = "A ringkv cluster: sharded, Raft-replicated key-value store nodes managed by the ringkv operator.",
+    printcolumn(name = "Shards", type_ = "integer", json_path = ".status.shards", description = "Shards the data plane runs"),
+    printcolumn(name = "Nodes", type_ = "integer", json_path = ".spec.nodes", description = "Desired nodes"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyNodes", description = "Ready nodes"),
+    printcolumn(name = "Epoch", type_ = "integer", json_path = ".status.ringEpoch", description = "Ring epoch"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("self.nodes >= self.replicationFactor")
+    .message("nodes must be at least replicationFactor")
+    .field_path(".nodes"))]
+#[serde(rename_all = "camelCase")]
+pub struct KVClusterSpec {
+    /// Number of shards: a power of two from 1 to 1024.
+    #[serde(default = "default_shards")]
+    #[schemars(extend("enum" = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]))]
+    pub shards: u32,
+
+    /// Replicas of each shard: 1, 3, 5 or 7.
+    #[serde(default = "default_replication_factor")]
+    #[schemars(extend("enum" = [1, 3, 5, 7]))]
+    pub replication_factor: u32,
+
+    /// Number of nodes (pods); at least `replicationFactor`.
+    #[serde(default = "default_nodes")]
+    #[schemars(range(min = 1, max = 256))]
+    pub nodes: u32,
+
+    /// The ringkv-node container image.
+    #[serde(default = "default_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+
+    /// When to pull the image.
+    #[serde(default)]
+    pub image_pull_policy: PullPolicy,
+
+    /// CPU and memory for each node container.
+    #[serde(default = "default_resources")]
+    pub resources: ResourceRequirements,
+
+    /// The persistent volume of each node (its WAL and snapshots).
+    #[serde(default)]
+    pub storage: StorageSpec,
+
+    /// Request size limits enforced by every node.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+
+    /// Stop all changes to the cluster's objects; status is still reported.
+    #[serde(default)]
+    pub paused: bool,
+
+    /// Node selector for the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Tolerations for the pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Affinity for the pods. When unset, pods prefer to be on different hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// The client Service in front of the nodes.
+    #[serde(default)]
+    pub service: ServiceSpec,
+
+    /// Prometheus integration.
+    #[serde(default)]
+    pub monitoring: MonitoringSpec,
+
+    /// What happens to the nodes' volumes when the KVCluster is deleted.
+    #[serde(default)]
+    pub pvc_retention: PvcRetention,
+}
+
+fn default_shards() -> u32 {
+    4
+}
+fn default_replication_factor() -> u32 {
+    3
+}
+fn default_nodes() -> u32 {
+    3
+}
+fn default_image() -> String {
+    DEFAULT_NODE_IMAGE.to_string()
+}
+fn default_resources() -> ResourceRequirements {
+    let q = |s: &str| Quantity(s.to_string());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([("cpu".to_string(), q("250m")), ("memory".to_string(), q("256Mi"))])),
+        limits: Some(BTreeMap::from([("memory".to_string(), q("1Gi"))])),
+        ..Default::default()
+    }
+}
+
+/// Image pull policy (the Kubernetes values).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    /// The value Kubernetes expects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// Each node's persistent volume.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Volume size (a Kubernetes quantity such as `10Gi`).
+    #[serde(default = "default_storage_size")]
+    #[schemars(length(min = 1))]
+    pub size: String,
+    /// Storage class; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+fn default_storage_size() -> String {
+    "10Gi".to_string()
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        StorageSpec { size: default_storage_size(), storage_class_name: None }
+    }
+}
+
+/// Request size limits (`RINGKV_MAX_KEY_BYTES`, `RINGKV_MAX_VALUE_BYTES`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsSpec {
+    /// Largest key, in bytes.
+    #[serde(default = "default_max_key_bytes")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub max_key_bytes: u32,
+    /// Largest value, in bytes (at most 64 MiB).
+    #[serde(default = "default_max_value_bytes")]
+    #[schemars(range(min = 1, max = 67108864))]
+    pub max_value_bytes: u32,
+}
+
+fn default_max_key_bytes() -> u32 {
+    4096
+}
+fn default_max_value_bytes() -> u32 {
+    1 << 20
+}
+
+impl Default for LimitsSpec {
+    fn default() -> Self {
+        LimitsSpec { max_key_bytes: default_max_key_bytes(), max_value_bytes: default_max_value_bytes() }
+    }
+}
+
+/// The client Service.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Service type.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    /// Annotations for the client Service (for example, load balancer settings).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Kubernetes Service types the client Service may use.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The value Kubernetes expects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// Prometheus integration.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// A prometheus-operator ServiceMonitor for the nodes' `/metrics`.
+    #[serde(default)]
+    pub service_monitor: ServiceMonitorSpec,
+}
+
+/// The ServiceMonitor the operator creates when enabled (and when its CRD is installed).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceMonitorSpec {
+    /// Create the ServiceMonitor.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Scrape interval (a Prometheus duration such as `30s`).
+    #[serde(default = "default_scrape_interval")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub interval: String,
+    /// Extra labels, for a Prometheus that selects ServiceMonitors by label.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_scrape_interval() -> String {
+    "30s".to_string()
+}
+
+impl Default for ServiceMonitorSpec {
+    fn default() -> Self {
+        ServiceMonitorSpec { enabled: false, interval: default_scrape_interval(), labels: BTreeMap::new() }
+    }
+}
+
+/// What happens to the nodes' PersistentVolumeClaims when the KVCluster is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PvcRetention {
+    /// Keep them: a KVCluster created again with the same name finds its data.
+    #[default]
+    Retain,
+    /// Delete them with the cluster.
+    Delete,
+}
+
+/// What the operator observed and did, as of `observedGeneration`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KVClusterStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// One word for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// `Ready`, `Progressing` and `Degraded`, each with its own observedGeneration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The ring epoch the nodes report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring_epoch: Option<u64>,
+    /// Shards the data plane runs (may differ from `spec.shards` until resharding exists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+    /// Nodes (pods) that exist.
+    #[serde(default)]
+    pub nodes: u32,
+    /// Nodes whose `/readyz` answers ready.
+    #[serde(default)]
+    pub ready_nodes: u32,
+    /// What the operator is doing now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_operation: Option<OperationStatus>,
+    /// The last operation that finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_operation: Option<OperationStatus>,
+}
+
+/// The phase shown by `kubectl get kvc`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// Pods starting, the ring forming for the first time.
+    Creating,
+    /// Every node ready, every shard led.
+    Running,
+    /// A new pod template rolling through the pods.
+    Updating,
+    /// Nodes being removed.
+    Scaling,
+    /// Formed once, but not every node is ready or not every shard has a leader.
+    NotReady,
+    /// The spec asks for something the operator cannot do (see the Degraded condition).
+    Degraded,
+    /// `spec.paused`: no changes are made.
+    Paused,
+}
+
+/// One operation: creating the cluster, scaling it, waiting for a rollout.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationStatus {
+    /// What kind of operation (`Create`, `ScaleUp`, `ScaleDown`, `Rollout`, ...).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Where it stands, in words.
+    pub message: String,
+    /// Units done (ready nodes, for example).
+    #[serde(default)]
+    pub done: u32,
+    /// Units in all.
+    #[serde(default)]
+    pub total: u32,
+    /// When it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When it finished (last operation only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+}
+
+/// The CRD. Unsigned integers are declared `int64` (with their `minimum: 0`): schemars
+/// writes `format: uint32`, which OpenAPI 3.0 lacks and API servers warn about.
+pub fn crd() -> Result<CustomResourceDefinition, crate::Error> {
+    fn fix_formats(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(f)) = map.get_mut("format") {
+                    if f.starts_with("uint") {
+                        *f = "int64".to_string();
+                    }
+                }
+                map.values_mut().for_each(fix_formats);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(fix_formats),
+            _ => {}
+        }
+    }
+    let ser = |e: serde_json::Error| crate::Error::Serialize { what: "the CRD", source: e };
+    let mut value = serde_json::to_value(KVCluster::crd()).map_err(ser)?;
+    fix_formats(&mut value);
+    serde_json::from_value(value).map_err(ser)
+}
+
+/// The CRD as YAML, exactly as committed under `deploy/crds/` and `charts/ringkv/crds/`.
+pub fn crd_yaml() -> Result<String, crate::Error> {
+    let body = serde_saphyr::to_string(&crd()?).map_err(|e| crate::Error::Yaml(e.to_string()))?;
+    Ok(format!("# Generated by `ringkv-operator crd` from operator/src/crd.rs. Do not edit.\n---\n{body}"))
+}

@@ -1,0 +1,273 @@
+//! What the operator sees: the StatefulSet it owns and what each node answers.
+//!
+//! The data plane is observed over each pod's client port: `GET /readyz` (every hosted
+//! shard has a leader and is caught up) and `GET /v1/cluster` (the ring as that node sees
+//! it). Both sit behind the [`DataPlane`] trait so reconcile tests run without pods. A node
+//! that does not answer is simply not ready: observing never fails a reconcile.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::{join_all, BoxFuture};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use serde::Deserialize;
+
+use crate::crd::KVClusterStatus;
+use crate::resources::{Names, NodeLayout};
+
+/// One shard as a node reports it in `GET /v1/cluster` (the node's `ring::ShardInfo`;
+/// read leniently, so new fields on the node side do not break the operator).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct ShardView {
+    pub id: u32,
+    #[serde(default)]
+    pub members: Vec<u64>,
+    #[serde(default)]
+    pub leader: Option<u64>,
+    #[serde(default)]
+    pub term: u64,
+    #[serde(default)]
+    pub commit_index: u64,
+    #[serde(default)]
+    pub applied_index: u64,
+    #[serde(default)]
+    pub state: String,
+}
+
+/// A node's answer to `GET /v1/cluster`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct ClusterView {
+    pub node_id: u64,
+    pub epoch: u64,
+    pub shard_count: u32,
+    #[serde(default)]
+    pub shards: Vec<ShardView>,
+}
+
+impl ClusterView {
+    /// Whether every shard has a leader.
+    pub fn all_led(&self) -> bool {
+        self.shards.iter().all(|s| s.leader.is_some())
+    }
+
+    /// Whether the ring is formed: every shard is initialised (has members).
+    pub fn formed(&self) -> bool {
+        !self.shards.is_empty() && self.shards.iter().all(|s| !s.members.is_empty())
+    }
+
+    /// Node id → number of shard replicas it holds, per this view.
+    pub fn replicas_by_node(&self) -> BTreeMap<u64, usize> {
+        let mut m = BTreeMap::new();
+        for s in &self.shards {
+            for n in &s.members {
+                *m.entry(*n).or_insert(0) += 1;
+            }
+        }
+        m
+    }
+}
+
+/// What one node answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeProbe {
+    /// `/readyz` answered 200.
+    pub ready: bool,
+    /// `/v1/cluster`, when it answered.
+    pub view: Option<ClusterView>,
+}
+
+/// The data plane as the operator reaches it (HTTP in production, a table in tests).
+pub trait DataPlane: Send + Sync + 'static {
+    /// Probe the node whose client API is at `base_url` (`http://host:port`).
+    fn probe<'a>(&'a self, base_url: &'a str) -> BoxFuture<'a, NodeProbe>;
+}
+
+/// [`DataPlane`] over HTTP with a short timeout per request.
+pub struct HttpDataPlane {
+    http: reqwest::Client,
+}
+
+impl HttpDataPlane {
+    /// A client whose requests give up after `timeout`.
+    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+        Ok(HttpDataPlane { http: reqwest::Client::builder().timeout(timeout).build()? })
+    }
+}
+
+impl DataPlane for HttpDataPlane {
+    fn probe<'a>(&'a self, base_url: &'a str) -> BoxFuture<'a, NodeProbe> {
+        Box::pin(async move {
+            let ready = self.http.get(format!("{base_url}/readyz")).send();
+            let view = self.http.get(format!("{base_url}/v1/cluster")).send();
+            let (ready, view) = futures::join!(ready, view);
+            let ready = matches!(&ready, Ok(r) if r.status().is_success());
+            let view = match view {
+                Ok(r) if r.status().is_success() => r.json::<ClusterView>().await.ok(),
+                _ => None,
+            };
+            NodeProbe { ready, view }
+        })
+    }
+}
+
+/// The StatefulSet as far as planning cares.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatefulSetState {
+    /// `spec.replicas`: the nodes that exist or are being created.
+    pub replicas: u32,
+    /// Pods Kubernetes counts as ready.
+    pub ready_replicas: u32,
+    /// Pods already on the newest template.
+    pub updated_replicas: u32,
+    /// The newest template has reached every pod.
+    pub rollout_complete: bool,
+    /// `RINGKV_SHARDS` in the pod template: the shard count the nodes' data dirs hold.
+    pub shards: Option<u32>,
+}
+
+impl StatefulSetState {
+    /// Reads what matters from a StatefulSet.
+    pub fn from_object(sts: &StatefulSet) -> Self {
+        let spec = sts.spec.as_ref();
+        let status = sts.status.as_ref();
+        let count = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+        let replicas = count(spec.and_then(|s| s.replicas));
+        let updated_replicas = count(status.and_then(|s| s.updated_replicas));
+        let same_revision = status.is_some_and(|s| s.current_revision.is_some() && s.current_revision == s.update_revision);
+        let generation_seen = status.and_then(|s| s.observed_generation) == sts.metadata.generation;
+        let shards = spec
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.containers.first())
+            .and_then(|c| c.env.as_ref())
+            .and_then(|env| env.iter().find(|e| e.name == "RINGKV_SHARDS"))
+            .and_then(|e| e.value.as_deref())
+            .and_then(|v| v.parse().ok());
+        StatefulSetState {
+            replicas,
+            ready_replicas: count(status.and_then(|s| s.ready_replicas)),
+            updated_replicas,
+            rollout_complete: generation_seen && (same_revision || updated_replicas >= replicas),
+            shards,
+        }
+    }
+}
+
+/// Everything `plan` looks at besides the spec.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// The KVCluster's `metadata.generation`.
+    pub generation: i64,
+    /// `status.observedGeneration` from the last reconcile that wrote status.
+    pub status_generation: Option<i64>,
+    /// Whether the cluster finished its creation once (status shows a ring epoch and no
+    /// `Create` operation in progress): later waits are not creation.
+    pub created: bool,
+    /// The layout status recorded for a created cluster: if its StatefulSet disappears,
+    /// the volumes (kept) hold that many shards, so it comes back with that layout.
+    pub previous: Option<NodeLayout>,
+    /// The StatefulSet, if it exists.
+    pub statefulset: Option<StatefulSetState>,
+    /// Node id → what it answered, for every node the StatefulSet should have.
+    pub nodes: BTreeMap<u32, NodeProbe>,
+}
+
+impl Observed {
+    /// Nodes that answered `/readyz` with 200.
+    pub fn ready_nodes(&self) -> u32 {
+        u32::try_from(self.nodes.values().filter(|n| n.ready).count()).unwrap_or(u32::MAX)
+    }
+
+    /// The freshest ring any node reported: the highest epoch, then a formed view, then
+    /// one in which every shard has a leader, then the lowest node id. (A node that holds
+    /// no replica reports uninitialised shards; a member's view wins over it.)
+    pub fn ring(&self) -> Option<&ClusterView> {
+        let rank = |v: &ClusterView| (v.epoch, v.formed(), v.all_led());
+        let mut best: Option<&ClusterView> = None;
+        for view in self.nodes.values().filter_map(|n| n.view.as_ref()) {
+            best = match best {
+                Some(b) if rank(b) >= rank(view) => Some(b),
+                _ => Some(view),
+            };
+        }
+        best
+    }
+
+}
+
+/// The layout a created cluster's status records (see [`Observed::previous`]).
+pub fn previous_layout(status: Option<&KVClusterStatus>) -> Option<NodeLayout> {
+    let s = status.filter(|s| was_created(Some(s)))?;
+    let shards = s.shards?;
+    (s.nodes > 0).then_some(NodeLayout { nodes: s.nodes, shards })
+}
+
+/// Whether a status shows a cluster that finished its creation (see [`Observed::created`]).
+pub fn was_created(status: Option<&KVClusterStatus>) -> bool {
+    status.is_some_and(|s| s.ring_epoch.is_some() && s.current_operation.as_ref().is_none_or(|o| o.type_ != "Create"))
+}
+
+/// Probes nodes `1..=nodes` concurrently.
+pub async fn probe_nodes(data_plane: &dyn DataPlane, names: &Names, nodes: u32) -> BTreeMap<u32, NodeProbe> {
+    let urls: Vec<(u32, String)> = (1..=nodes).map(|id| (id, names.node_url(id))).collect();
+    let probes = join_all(urls.iter().map(|(_, url)| data_plane.probe(url))).await;
+    urls.into_iter().map(|(id, _)| id).zip(probes).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use axum::{Json, Router};
+    use serde_json::json;
+
+    use super::*;
+
+    /// What `GET /v1/cluster` returns on a node (node/src/api/health.rs), extra fields included.
+    fn node_answer() -> serde_json::Value {
+        json!({
+            "node_id": 2, "epoch": 1, "shard_count": 2, "replication_factor": 3,
+            "nodes": [{"id": 1, "internal_addr": "demo-1.demo-peers.prod.svc:8180"}],
+            "shards": [
+                {"id": 0, "members": [1, 2, 3], "leader": 1, "term": 4, "last_log_index": 9, "commit_index": 9,
+                 "applied_index": 9, "snapshot_index": 0, "purged_index": 0, "state": "Follower"},
+                {"id": 1, "members": [1, 2, 3], "leader": null, "term": 4, "last_log_index": 7, "commit_index": 7,
+                 "applied_index": 7, "snapshot_index": 0, "purged_index": 0, "state": "Candidate"}
+            ]
+        })
+    }
+
+    async fn node(ready: StatusCode) -> String {
+        let app = Router::new()
+            .route("/readyz", get(move || async move { (ready, "{}") }))
+            .route("/v1/cluster", get(|| async { Json(node_answer()) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn http_data_plane_reads_readiness_and_the_ring() {
+        let dp = HttpDataPlane::new(Duration::from_secs(2)).expect("client");
+        let probe = dp.probe(&node(StatusCode::OK).await).await;
+        assert!(probe.ready);
+        let view = probe.view.expect("a view");
+        assert_eq!((view.node_id, view.epoch, view.shard_count), (2, 1, 2));
+        assert!(view.formed() && !view.all_led());
+        assert_eq!(view.replicas_by_node().get(&3), Some(&2));
+
+        let unready = dp.probe(&node(StatusCode::SERVICE_UNAVAILABLE).await).await;
+        assert!(!unready.ready && unready.view.is_some());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_node_is_simply_not_ready() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let dp = HttpDataPlane::new(Duration::from_millis(500)).expect("client");
+        assert_eq!(dp.probe(&format!("http://{addr}")).await, NodeProbe::default());
+    }
+}

@@ -1,0 +1,100 @@
+//! The Services, the PodDisruptionBudget and the optional ServiceMonitor.
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use serde_json::json;
+
+use super::{Owner, CLIENT_PORT, INTERNAL_PORT, SERVICE_ROLE_LABEL};
+use crate::crd::KVClusterSpec;
+
+fn port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_string()),
+        port,
+        target_port: Some(IntOrString::String(name.to_string())),
+        protocol: Some("TCP".to_string()),
+        ..Default::default()
+    }
+}
+
+/// The headless Service behind the pods' stable DNS names (`<pod>.<name>-peers.<ns>.svc`).
+/// It publishes pods before they are ready: nodes must reach each other to elect the
+/// leaders that make them ready.
+pub fn peer_service(owner: &Owner) -> Service {
+    let names = &owner.names;
+    Service {
+        metadata: owner.meta(&names.peers, &[(SERVICE_ROLE_LABEL, "peers")]),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_string()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(names.selector_labels()),
+            ports: Some(vec![port("http", CLIENT_PORT), port("internal", INTERNAL_PORT)]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The client Service: the HTTP API of every ready node (any node serves any key).
+pub fn client_service(spec: &KVClusterSpec, owner: &Owner) -> Service {
+    let names = &owner.names;
+    let mut meta = owner.meta(&names.cluster, &[(SERVICE_ROLE_LABEL, "client")]);
+    if !spec.service.annotations.is_empty() {
+        meta.annotations = Some(spec.service.annotations.clone());
+    }
+    Service {
+        metadata: meta,
+        spec: Some(ServiceSpec {
+            type_: Some(spec.service.type_.as_str().to_string()),
+            selector: Some(names.selector_labels()),
+            ports: Some(vec![port("http", CLIENT_PORT)]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// At most one node down for voluntary disruptions (drains, upgrades): with replication
+/// factor 3 or more, every shard keeps its majority.
+pub fn disruption_budget(owner: &Owner) -> PodDisruptionBudget {
+    let names = &owner.names;
+    PodDisruptionBudget {
+        metadata: owner.meta(&names.cluster, &[]),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector { match_labels: Some(names.selector_labels()), ..Default::default() }),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The prometheus-operator ServiceMonitor type (its CRD may not be installed).
+pub fn service_monitor_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"), "servicemonitors")
+}
+
+/// A ServiceMonitor scraping every node's `/metrics` through the client Service only
+/// (selecting on the role label, so the headless Service does not double every target).
+pub fn service_monitor(spec: &KVClusterSpec, owner: &Owner) -> DynamicObject {
+    let names = &owner.names;
+    let sm = &spec.monitoring.service_monitor;
+    let mut meta = owner.meta(&names.cluster, &[]);
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.extend(sm.labels.clone());
+    }
+    let mut match_labels = names.selector_labels();
+    match_labels.insert(SERVICE_ROLE_LABEL.to_string(), "client".to_string());
+    let mut obj = DynamicObject::new(&names.cluster, &service_monitor_resource());
+    obj.metadata = meta;
+    obj.data = json!({
+        "spec": {
+            "selector": { "matchLabels": match_labels },
+            "endpoints": [{ "port": "http", "path": "/metrics", "interval": sm.interval }],
+        }
+    });
+    obj
+}

@@ -1,0 +1,228 @@
+//! The StatefulSet: one pod per node, stable names, one volume each.
+//!
+//! Node ids come from pod ordinals without a shell or a node flag: the StatefulSet
+//! starts its ordinals at 1 (`spec.ordinals.start`), so pod `<name>-3` is node 3, and
+//! Kubernetes labels each pod with its ordinal (`apps.kubernetes.io/pod-index`, 1.28+),
+//! which the downward API hands to `RINGKV_NODE_ID`. Everything else the node needs is
+//! `RINGKV_*` env: the chart and the operator configure nodes through env and nothing else.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetOrdinals, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext,
+    Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{Names, Owner, CLIENT_PORT, INTERNAL_PORT};
+use crate::crd::KVClusterSpec;
+
+/// The pod label Kubernetes sets to the pod's ordinal.
+pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+/// Where the data volume is mounted; the node's data dir is a directory inside it, so a
+/// file system's `lost+found` never sits among WAL segments.
+pub const DATA_MOUNT: &str = "/var/lib/ringkv";
+/// The node's data dir (`RINGKV_DATA_DIR`).
+pub const DATA_DIR: &str = "/var/lib/ringkv/data";
+/// The uid/gid the node runs as (the distroless `nonroot` user).
+pub const RUN_AS: i64 = 65532;
+/// Time a pod gets between SIGTERM and SIGKILL. The node drains requests, waits (up to
+/// 3 s per shard batch) until a follower holds every entry it leads, then closes its WAL.
+pub const TERMINATION_GRACE_SECONDS: i64 = 60;
+
+/// How many nodes, running how many shards: chosen by the plan, not read from the spec,
+/// because the data plane cannot yet follow every spec change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeLayout {
+    pub nodes: u32,
+    pub shards: u32,
+}
+
+/// `RINGKV_PEERS`: every node's stable internal address, `id=host:port`, comma-separated.
+pub fn peers_env(names: &Names, nodes: u32) -> String {
+    (1..=nodes).map(|id| format!("{id}={}:{INTERNAL_PORT}", names.pod_host(id))).collect::<Vec<_>>().join(",")
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar { name: name.to_string(), value: Some(value.into()), ..Default::default() }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::String("http".to_string()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    }
+}
+
+/// Pods prefer distinct hosts, so one host going down costs each shard one replica at most.
+/// Preferred rather than required, so a one-host development cluster still schedules.
+fn spread_over_hosts(names: &Names) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
+                weight: 100,
+                pod_affinity_term: PodAffinityTerm {
+                    label_selector: Some(LabelSelector {
+                        match_labels: Some(names.selector_labels()),
+                        ..Default::default()
+                    }),
+                    topology_key: "kubernetes.io/hostname".to_string(),
+                    ..Default::default()
+                },
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn node_container(spec: &KVClusterSpec, names: &Names, layout: NodeLayout) -> Container {
+    let node_id = EnvVar {
+        name: "RINGKV_NODE_ID".to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: format!("metadata.labels['{POD_INDEX_LABEL}']"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Container {
+        name: "node".to_string(),
+        image: Some(spec.image.clone()),
+        image_pull_policy: Some(spec.image_pull_policy.as_str().to_string()),
+        env: Some(vec![
+            node_id,
+            env("RINGKV_LISTEN", format!("0.0.0.0:{CLIENT_PORT}")),
+            env("RINGKV_INTERNAL_LISTEN", format!("0.0.0.0:{INTERNAL_PORT}")),
+            env("RINGKV_PEERS", peers_env(names, layout.nodes)),
+            env("RINGKV_SHARDS", layout.shards.to_string()),
+            env("RINGKV_DATA_DIR", DATA_DIR),
+            env("RINGKV_MAX_KEY_BYTES", spec.limits.max_key_bytes.to_string()),
+            env("RINGKV_MAX_VALUE_BYTES", spec.limits.max_value_bytes.to_string()),
+            env("RINGKV_LOG_FORMAT", "json"),
+        ]),
+        ports: Some(vec![
+            ContainerPort { name: Some("http".to_string()), container_port: CLIENT_PORT, ..Default::default() },
+            ContainerPort { name: Some("internal".to_string()), container_port: INTERNAL_PORT, ..Default::default() },
+        ]),
+        // WAL recovery may take a while after a crash: liveness starts only once /healthz answers.
+        startup_probe: Some(http_probe("/healthz", 5, 120)),
+        liveness_probe: Some(http_probe("/healthz", 10, 3)),
+        readiness_probe: Some(http_probe("/readyz", 5, 2)),
+        resources: Some(spec.resources.clone()),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), ..Default::default() }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![
+            VolumeMount { name: "data".to_string(), mount_path: DATA_MOUNT.to_string(), ..Default::default() },
+            VolumeMount { name: "tmp".to_string(), mount_path: "/tmp".to_string(), ..Default::default() },
+        ]),
+        ..Default::default()
+    }
+}
+
+fn volume_claim(spec: &KVClusterSpec, names: &Names) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".to_string()),
+            // Labelled so the finalizer finds them when pvcRetention is Delete.
+            labels: Some(names.selector_labels()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_string()]),
+            storage_class_name: spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_string(), Quantity(spec.storage.size.clone()))])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The StatefulSet for `layout`.
+pub fn statefulset(spec: &KVClusterSpec, owner: &Owner, layout: NodeLayout) -> StatefulSet {
+    let names = &owner.names;
+    let pod_labels = names.labels();
+    StatefulSet {
+        metadata: owner.meta(&names.cluster, &[]),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(i32::try_from(layout.nodes).unwrap_or(i32::MAX)),
+            service_name: Some(names.peers.clone()),
+            // All pods start together: the lowest-id node bootstraps every shard only once
+            // every peer answers, which an ordered start would delay one pod at a time.
+            pod_management_policy: Some("Parallel".to_string()),
+            ordinals: Some(StatefulSetOrdinals { start: Some(1) }),
+            selector: LabelSelector { match_labels: Some(names.selector_labels()), ..Default::default() },
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_string()),
+                ..Default::default()
+            }),
+            // Volumes outlive pods; the finalizer deletes them when pvcRetention is Delete.
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some("Retain".to_string()),
+                when_scaled: Some("Retain".to_string()),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(pod_labels), ..Default::default() }),
+                spec: Some(PodSpec {
+                    containers: vec![node_container(spec, names, layout)],
+                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+                    // No service env vars (`<SVC>_PORT=...`) next to the RINGKV_* ones.
+                    enable_service_links: Some(false),
+                    automount_service_account_token: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUN_AS),
+                        run_as_group: Some(RUN_AS),
+                        fs_group: Some(RUN_AS),
+                        fs_group_change_policy: Some("OnRootMismatch".to_string()),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_string(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+                    tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+                    affinity: Some(spec.affinity.clone().unwrap_or_else(|| spread_over_hosts(names))),
+                    volumes: Some(vec![Volume {
+                        name: "tmp".to_string(),
+                        empty_dir: Some(EmptyDirVolumeSource {
+                            size_limit: Some(Quantity("64Mi".to_string())),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![volume_claim(spec, names)]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}

@@ -1,0 +1,195 @@
+//! Desired objects from specs: what the pods, Services and budget must look like.
+
+use k8s_openapi::api::core::v1::{Container, EnvVar};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::json;
+
+use super::*;
+use crate::crd::KVClusterSpec;
+
+fn owner() -> Owner {
+    Owner {
+        names: Names::new("demo", "prod"),
+        reference: OwnerReference {
+            api_version: "ringkv.io/v1alpha1".to_string(),
+            kind: "KVCluster".to_string(),
+            name: "demo".to_string(),
+            uid: "uid-1".to_string(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        },
+    }
+}
+
+fn spec(v: serde_json::Value) -> KVClusterSpec {
+    serde_json::from_value(v).expect("test spec deserializes")
+}
+
+fn container(spec: &KVClusterSpec, layout: NodeLayout) -> Container {
+    let sts = statefulset(spec, &owner(), layout);
+    let pod = sts.spec.and_then(|s| s.template.spec).expect("pod spec");
+    pod.containers.into_iter().next().expect("one container")
+}
+
+fn env<'a>(c: &'a Container, name: &str) -> &'a EnvVar {
+    c.env.as_ref().and_then(|e| e.iter().find(|v| v.name == name)).unwrap_or_else(|| panic!("env {name} set"))
+}
+
+#[test]
+fn peers_list_every_pod_by_stable_name_from_ordinal_one() {
+    let names = Names::new("demo", "prod");
+    let cases = [
+        (1, "1=demo-1.demo-peers.prod.svc:8180"),
+        (3, "1=demo-1.demo-peers.prod.svc:8180,2=demo-2.demo-peers.prod.svc:8180,3=demo-3.demo-peers.prod.svc:8180"),
+    ];
+    for (nodes, want) in cases {
+        assert_eq!(peers_env(&names, nodes), want);
+    }
+}
+
+#[test]
+fn statefulset_layout_comes_from_the_plan_not_the_spec() {
+    let s = spec(json!({"shards": 16, "nodes": 5}));
+    let layout = NodeLayout { nodes: 3, shards: 4 };
+    let sts = statefulset(&s, &owner(), layout);
+    let ss = sts.spec.as_ref().expect("spec");
+    assert_eq!(ss.replicas, Some(3));
+    let c = container(&s, layout);
+    assert_eq!(env(&c, "RINGKV_SHARDS").value.as_deref(), Some("4"));
+    assert_eq!(env(&c, "RINGKV_PEERS").value.as_deref().map(|p| p.split(',').count()), Some(3));
+}
+
+#[test]
+fn node_ids_are_pod_ordinals_starting_at_one_without_a_shell() {
+    let s = spec(json!({}));
+    let sts = statefulset(&s, &owner(), NodeLayout { nodes: 3, shards: 4 });
+    let ss = sts.spec.as_ref().expect("spec");
+    assert_eq!(ss.ordinals.as_ref().and_then(|o| o.start), Some(1));
+    let c = container(&s, NodeLayout { nodes: 3, shards: 4 });
+    let field = env(&c, "RINGKV_NODE_ID").value_from.as_ref().and_then(|v| v.field_ref.as_ref()).map(|f| f.field_path.as_str());
+    assert_eq!(field, Some("metadata.labels['apps.kubernetes.io/pod-index']"));
+    assert_eq!(c.command, None, "no shell wrapper");
+    assert_eq!(c.args, None);
+}
+
+#[test]
+fn statefulset_has_stable_names_parallel_start_and_a_volume_per_pod() {
+    let s = spec(json!({"storage": {"size": "50Gi", "storageClassName": "fast"}}));
+    let sts = statefulset(&s, &owner(), NodeLayout { nodes: 3, shards: 4 });
+    assert_eq!(sts.metadata.name.as_deref(), Some("demo"));
+    assert_eq!(sts.metadata.owner_references.as_ref().map(|o| o[0].uid.as_str()), Some("uid-1"));
+    let ss = sts.spec.expect("spec");
+    assert_eq!(ss.service_name.as_deref(), Some("demo-peers"));
+    assert_eq!(ss.pod_management_policy.as_deref(), Some("Parallel"));
+    let claim = &ss.volume_claim_templates.expect("claims")[0];
+    let cs = claim.spec.as_ref().expect("claim spec");
+    assert_eq!(cs.storage_class_name.as_deref(), Some("fast"));
+    let size = cs.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage"));
+    assert_eq!(size.map(|q| q.0.as_str()), Some("50Gi"));
+    assert_eq!(claim.metadata.labels.as_ref(), Some(&Names::new("demo", "prod").selector_labels()));
+    let pod_labels = ss.template.metadata.and_then(|m| m.labels).expect("pod labels");
+    let selector = ss.selector.match_labels.expect("selector");
+    assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)), "the selector matches the pods");
+}
+
+#[test]
+fn pods_run_non_root_read_only_without_capabilities_and_probe_health() {
+    let s = spec(json!({}));
+    let sts = statefulset(&s, &owner(), NodeLayout { nodes: 3, shards: 4 });
+    let pod = sts.spec.and_then(|s| s.template.spec).expect("pod");
+    assert!(pod.termination_grace_period_seconds.is_some_and(|t| t >= 30));
+    let psc = pod.security_context.expect("pod security context");
+    assert_eq!((psc.run_as_non_root, psc.run_as_user), (Some(true), Some(65532)));
+    let c = &pod.containers[0];
+    let sc = c.security_context.as_ref().expect("container security context");
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.capabilities.as_ref().and_then(|c| c.drop.clone()), Some(vec!["ALL".to_string()]));
+    let path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        p.as_ref().and_then(|p| p.http_get.as_ref()).and_then(|h| h.path.clone())
+    };
+    assert_eq!(path(&c.readiness_probe).as_deref(), Some("/readyz"));
+    assert_eq!(path(&c.liveness_probe).as_deref(), Some("/healthz"));
+    assert_eq!(env(c, "RINGKV_LISTEN").value.as_deref(), Some("0.0.0.0:8080"));
+    assert_eq!(env(c, "RINGKV_INTERNAL_LISTEN").value.as_deref(), Some("0.0.0.0:8180"));
+}
+
+#[test]
+fn scheduling_defaults_to_spreading_and_passes_user_settings_through() {
+    let default = statefulset(&spec(json!({})), &owner(), NodeLayout { nodes: 3, shards: 4 });
+    let pod = default.spec.and_then(|s| s.template.spec).expect("pod");
+    let anti = pod.affinity.and_then(|a| a.pod_anti_affinity).expect("anti-affinity by default");
+    let term = &anti.preferred_during_scheduling_ignored_during_execution.expect("preferred")[0];
+    assert_eq!(term.pod_affinity_term.topology_key, "kubernetes.io/hostname");
+
+    let custom = spec(json!({
+        "nodeSelector": {"disk": "ssd"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "kv", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {}},
+        "limits": {"maxKeyBytes": 100, "maxValueBytes": 2000},
+        "image": "example/ringkv:1", "imagePullPolicy": "Always",
+    }));
+    let sts = statefulset(&custom, &owner(), NodeLayout { nodes: 3, shards: 4 });
+    let pod = sts.spec.and_then(|s| s.template.spec).expect("pod");
+    assert_eq!(pod.node_selector.and_then(|n| n.get("disk").cloned()).as_deref(), Some("ssd"));
+    assert_eq!(pod.tolerations.map(|t| t.len()), Some(1));
+    assert!(pod.affinity.is_some_and(|a| a.pod_anti_affinity.is_none() && a.node_affinity.is_some()));
+    let c = &pod.containers[0];
+    assert_eq!((c.image.as_deref(), c.image_pull_policy.as_deref()), (Some("example/ringkv:1"), Some("Always")));
+    assert_eq!(env(c, "RINGKV_MAX_KEY_BYTES").value.as_deref(), Some("100"));
+    assert_eq!(env(c, "RINGKV_MAX_VALUE_BYTES").value.as_deref(), Some("2000"));
+}
+
+#[test]
+fn peer_service_is_headless_and_publishes_unready_pods() {
+    let svc = peer_service(&owner());
+    assert_eq!(svc.metadata.name.as_deref(), Some("demo-peers"));
+    let s = svc.spec.expect("spec");
+    assert_eq!(s.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(s.publish_not_ready_addresses, Some(true));
+    let ports: Vec<i32> = s.ports.expect("ports").iter().map(|p| p.port).collect();
+    assert_eq!(ports, vec![CLIENT_PORT, INTERNAL_PORT]);
+}
+
+#[test]
+fn client_service_exposes_only_the_client_port_with_the_spec_type() {
+    let s = spec(json!({"service": {"type": "LoadBalancer", "annotations": {"a": "b"}}}));
+    let svc = client_service(&s, &owner());
+    assert_eq!(svc.metadata.annotations.and_then(|a| a.get("a").cloned()).as_deref(), Some("b"));
+    assert_eq!(svc.metadata.labels.and_then(|l| l.get(SERVICE_ROLE_LABEL).cloned()).as_deref(), Some("client"));
+    let spec = svc.spec.expect("spec");
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    let ports: Vec<i32> = spec.ports.expect("ports").iter().map(|p| p.port).collect();
+    assert_eq!(ports, vec![CLIENT_PORT], "the Raft port stays internal");
+}
+
+#[test]
+fn disruption_budget_allows_one_node_down() {
+    let pdb = disruption_budget(&owner());
+    let spec = pdb.spec.expect("spec");
+    assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+    assert_eq!(spec.min_available, None);
+}
+
+#[test]
+fn service_monitor_scrapes_only_the_client_service() {
+    let s = spec(json!({"monitoring": {"serviceMonitor": {"enabled": true, "interval": "15s", "labels": {"release": "prom"}}}}));
+    let sm = service_monitor(&s, &owner());
+    assert_eq!(sm.types.as_ref().map(|t| t.kind.as_str()), Some("ServiceMonitor"));
+    assert_eq!(sm.metadata.labels.as_ref().and_then(|l| l.get("release")).map(String::as_str), Some("prom"));
+    assert_eq!(sm.data["spec"]["selector"]["matchLabels"][SERVICE_ROLE_LABEL], "client");
+    assert_eq!(sm.data["spec"]["endpoints"][0]["interval"], "15s");
+    assert_eq!(sm.data["spec"]["endpoints"][0]["path"], "/metrics");
+}
+
+/// Every `RINGKV_*` variable the operator sets is one the node reads (node/src/config.rs).
+#[test]
+fn every_env_var_set_is_a_node_flag() {
+    let config = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../node/src/config.rs"))
+        .expect("the node's config.rs is readable");
+    let c = container(&spec(json!({})), NodeLayout { nodes: 3, shards: 4 });
+    for var in c.env.iter().flatten() {
+        assert!(config.contains(&format!("env = \"{}\"", var.name)), "{} is not a ringkv-node setting", var.name);
+    }
+}

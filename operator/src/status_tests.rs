@@ -1,0 +1,142 @@
+//! Status from (old status, observation, plan): conditions, phase, operations.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::Timestamp;
+use serde_json::json;
+
+use super::*;
+use crate::observe::{ClusterView, NodeProbe, ShardView, StatefulSetState};
+use crate::plan::plan;
+
+fn at(secs: i64) -> Time {
+    Time(Timestamp::from_second(secs).expect("valid timestamp"))
+}
+
+fn spec(v: serde_json::Value) -> KVClusterSpec {
+    serde_json::from_value(v).expect("test spec deserializes")
+}
+
+fn ring(led: bool) -> ClusterView {
+    ClusterView {
+        node_id: 1,
+        epoch: 1,
+        shard_count: 4,
+        shards: (0..4)
+            .map(|id| ShardView { id, members: vec![1, 2, 3], leader: led.then_some(1), ..Default::default() })
+            .collect(),
+    }
+}
+
+fn observed(ready: u32, generation: i64, old: Option<&KVClusterStatus>) -> Observed {
+    let nodes: BTreeMap<u32, NodeProbe> = (1..=3)
+        .map(|id| (id, NodeProbe { ready: id <= ready, view: (id <= ready).then(|| ring(true)) }))
+        .collect();
+    Observed {
+        generation,
+        status_generation: old.and_then(|s| s.observed_generation),
+        created: crate::observe::was_created(old),
+        previous: crate::observe::previous_layout(old),
+        statefulset: Some(StatefulSetState {
+            replicas: 3,
+            ready_replicas: ready,
+            updated_replicas: 3,
+            rollout_complete: true,
+            shards: Some(4),
+        }),
+        nodes,
+    }
+}
+
+fn status_for(spec: &KVClusterSpec, observed: &Observed, old: Option<&KVClusterStatus>, now: &Time) -> KVClusterStatus {
+    let input = StatusInput { spec, old, observed, exec_blocked: &[], now };
+    build(&input, &plan(spec, observed))
+}
+
+fn cond<'a>(s: &'a KVClusterStatus, type_: &str) -> &'a Condition {
+    s.conditions.iter().find(|c| c.type_ == type_).unwrap_or_else(|| panic!("condition {type_} present"))
+}
+
+#[test]
+fn every_condition_carries_the_generation_it_describes() {
+    let spec = spec(json!({}));
+    let s = status_for(&spec, &observed(3, 7, None), None, &at(100));
+    assert_eq!(s.observed_generation, Some(7));
+    for t in ["Ready", "Progressing", "Degraded"] {
+        assert_eq!(cond(&s, t).observed_generation, Some(7), "{t}");
+    }
+    assert_eq!(cond(&s, "Ready").status, "True");
+    assert_eq!(cond(&s, "Ready").reason, "AllNodesReady");
+    assert_eq!(cond(&s, "Degraded").status, "False");
+    assert_eq!(s.phase, Some(Phase::Running));
+    assert_eq!((s.nodes, s.ready_nodes, s.shards, s.ring_epoch), (3, 3, Some(4), Some(1)));
+}
+
+#[test]
+fn creation_progresses_then_finishes_into_last_operation() {
+    let spec = spec(json!({}));
+    let starting = status_for(&spec, &observed(1, 1, None), None, &at(100));
+    assert_eq!(starting.phase, Some(Phase::Creating));
+    assert_eq!(cond(&starting, "Progressing").reason, "Creating");
+    let op = starting.current_operation.as_ref().expect("an operation");
+    assert_eq!((op.type_.as_str(), op.done, op.total), ("Create", 1, 3));
+    assert_eq!(op.started_at, Some(at(100)));
+
+    // Later, still starting: the start time is kept.
+    let still = status_for(&spec, &observed(2, 1, Some(&starting)), Some(&starting), &at(110));
+    assert_eq!(still.current_operation.as_ref().and_then(|o| o.started_at.clone()), Some(at(100)));
+
+    let done = status_for(&spec, &observed(3, 1, Some(&still)), Some(&still), &at(120));
+    assert_eq!(done.current_operation, None);
+    let last = done.last_operation.as_ref().expect("the finished operation");
+    assert_eq!((last.type_.as_str(), last.finished_at.clone()), ("Create", Some(at(120))));
+    assert_eq!(done.phase, Some(Phase::Running));
+}
+
+#[test]
+fn transition_time_moves_only_when_a_condition_flips() {
+    let spec = spec(json!({}));
+    let first = status_for(&spec, &observed(3, 1, None), None, &at(100));
+    let same = status_for(&spec, &observed(3, 1, Some(&first)), Some(&first), &at(200));
+    assert_eq!(same, first, "same inputs, same status: nothing to write");
+    let down = status_for(&spec, &observed(2, 1, Some(&first)), Some(&first), &at(300));
+    assert_eq!(cond(&down, "Ready").last_transition_time, at(300));
+    assert_eq!(cond(&down, "Ready").message, "2 of 3 nodes ready");
+    assert_eq!(cond(&down, "Degraded").last_transition_time, at(100));
+    assert_eq!(down.phase, Some(Phase::NotReady));
+}
+
+#[test]
+fn an_unsupported_spec_change_is_degraded_with_the_reason() {
+    let old = status_for(&spec(json!({})), &observed(3, 1, None), None, &at(100));
+    let spec = spec(json!({"shards": 8}));
+    let s = status_for(&spec, &observed(3, 2, Some(&old)), Some(&old), &at(200));
+    let d = cond(&s, "Degraded");
+    assert_eq!((d.status.as_str(), d.reason.as_str()), ("True", "ReshardingNotSupported"));
+    assert!(d.message.contains("resharding is not supported yet"), "{}", d.message);
+    assert_eq!(d.observed_generation, Some(2));
+    assert_eq!(s.phase, Some(Phase::Degraded));
+    assert_eq!(s.shards, Some(4), "status reports the shards the nodes run");
+    assert_eq!(cond(&s, "Ready").status, "True", "the store keeps serving");
+}
+
+#[test]
+fn paused_says_so_in_progressing() {
+    let spec = spec(json!({"paused": true}));
+    let s = status_for(&spec, &observed(3, 3, None), None, &at(100));
+    let p = cond(&s, "Progressing");
+    assert_eq!((p.status.as_str(), p.reason.as_str()), ("False", "Paused"));
+    assert!(p.message.contains("spec.paused"));
+    assert_eq!(s.phase, Some(Phase::Paused));
+}
+
+#[test]
+fn executor_findings_count_as_degraded() {
+    let spec = spec(json!({"monitoring": {"serviceMonitor": {"enabled": true}}}));
+    let o = observed(3, 1, None);
+    let blocked = [Blocked { reason: "ServiceMonitorCRDMissing", message: "no CRD".to_string() }];
+    let now = at(1);
+    let input = StatusInput { spec: &spec, old: None, observed: &o, exec_blocked: &blocked, now: &now };
+    let s = build(&input, &plan(&spec, &o));
+    assert_eq!(cond(&s, "Degraded").reason, "ServiceMonitorCRDMissing");
+}

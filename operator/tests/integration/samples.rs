@@ -1,0 +1,65 @@
+//! The samples under deploy/samples/ against the generated CRD's schema and CEL rules.
+
+use ringkv_operator::crd::{crd, KVCluster};
+use serde_json::{json, Value};
+
+use crate::support::{root, schema};
+
+fn crd_schema() -> Value {
+    let crd = crd().expect("crd");
+    let schema = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()).expect("schema");
+    serde_json::to_value(schema).expect("schema serializes")
+}
+
+fn sample(name: &str) -> Value {
+    let text = std::fs::read_to_string(root().join("deploy/samples").join(name)).expect("sample readable");
+    serde_saphyr::from_str(&text).expect("sample is YAML")
+}
+
+#[test]
+fn valid_samples_pass_the_schema_and_cel_rules() {
+    let schema = crd_schema();
+    for name in ["small.yaml", "scaled.yaml"] {
+        let obj = sample(name);
+        let errors = schema::validate(&schema, &obj);
+        assert!(errors.is_empty(), "{name}: {errors:#?}");
+        assert_eq!(obj["apiVersion"], "ringkv.io/v1alpha1");
+        let kvc: KVCluster = serde_json::from_value(obj).unwrap_or_else(|e| panic!("{name} reads as a KVCluster: {e}"));
+        assert!(kvc.spec.nodes >= kvc.spec.replication_factor);
+    }
+}
+
+#[test]
+fn the_invalid_sample_fails_with_the_expected_messages() {
+    let errors = schema::validate(&crd_schema(), &sample("invalid.yaml"));
+    let has = |needle: &str| errors.iter().any(|e| e.contains(needle));
+    assert!(has("spec.shards: Unsupported value: 3"), "{errors:#?}");
+    assert!(has("spec.replicationFactor: Unsupported value: 2"), "{errors:#?}");
+    assert!(has("nodes must be at least replicationFactor"), "{errors:#?}");
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+}
+
+#[test]
+fn the_schema_catches_each_mistake_on_its_own() {
+    let schema = crd_schema();
+    let base = || json!({"apiVersion": "ringkv.io/v1alpha1", "kind": "KVCluster", "metadata": {"name": "x"}, "spec": {}});
+    let cases: [(&str, Value, &str); 7] = [
+        ("defaults alone are valid", json!({}), ""),
+        ("shards must be a power of two", json!({"shards": 12}), "spec.shards: Unsupported value: 12"),
+        ("too many shards", json!({"shards": 2048}), "spec.shards: Unsupported value: 2048"),
+        ("nodes below the default replication factor", json!({"nodes": 2}), "nodes must be at least replicationFactor"),
+        ("unknown fields are refused", json!({"shard": 4}), "spec.shard: unknown field"),
+        ("the pull policy is an enum", json!({"imagePullPolicy": "Sometimes"}), "spec.imagePullPolicy: Unsupported value"),
+        ("scrape intervals are durations", json!({"monitoring": {"serviceMonitor": {"interval": "soon"}}}), "should match"),
+    ];
+    for (name, spec, want) in cases {
+        let mut obj = base();
+        obj["spec"] = spec;
+        let errors = schema::validate(&schema, &obj);
+        if want.is_empty() {
+            assert!(errors.is_empty(), "{name}: {errors:#?}");
+        } else {
+            assert!(errors.iter().any(|e| e.contains(want)), "{name}: want {want:?} in {errors:#?}");
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Fixtures for the integration tests: a KVCluster, its StatefulSet as the API server
+//! would return it, a fake data plane and a one-call harness around `reconcile`.
+
+pub mod api;
+pub mod schema;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use ringkv_operator::crd::{KVCluster, KVClusterSpec, FINALIZER};
+use ringkv_operator::metrics::Metrics;
+use ringkv_operator::observe::{ClusterView, DataPlane, NodeProbe, ShardView};
+use ringkv_operator::reconcile::{reconcile, Context};
+use ringkv_operator::resources::{statefulset, Names, NodeLayout, Owner};
+use ringkv_operator::Error;
+use serde_json::{json, Value};
+
+use self::api::{mock_client, Exchange, Recorded};
+
+pub const NS: &str = "prod";
+pub const NAME: &str = "demo";
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// API paths of the objects one cluster owns.
+pub mod path {
+    pub const KVC: &str = "/apis/ringkv.io/v1alpha1/namespaces/prod/kvclusters/demo";
+    pub const KVC_STATUS: &str = "/apis/ringkv.io/v1alpha1/namespaces/prod/kvclusters/demo/status";
+    pub const STS: &str = "/apis/apps/v1/namespaces/prod/statefulsets/demo";
+    pub const PEERS: &str = "/api/v1/namespaces/prod/services/demo-peers";
+    pub const CLIENT: &str = "/api/v1/namespaces/prod/services/demo";
+    pub const PDB: &str = "/apis/policy/v1/namespaces/prod/poddisruptionbudgets/demo";
+    pub const SM: &str = "/apis/monitoring.coreos.com/v1/namespaces/prod/servicemonitors/demo";
+    pub const PVCS: &str = "/api/v1/namespaces/prod/persistentvolumeclaims";
+}
+
+/// A KVCluster as the API server hands it to the controller (finalizer already added).
+pub fn kvc(spec: Value, generation: i64) -> KVCluster {
+    let spec: KVClusterSpec = serde_json::from_value(spec).expect("spec deserializes");
+    let mut k = KVCluster::new(NAME, spec);
+    k.metadata.namespace = Some(NS.to_string());
+    k.metadata.uid = Some("uid-1".to_string());
+    k.metadata.generation = Some(generation);
+    k.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
+    k
+}
+
+/// The StatefulSet the operator would have applied, with a status: `ready` pods ready,
+/// and the rollout complete unless `rolling`.
+pub fn statefulset_object(kvc: &KVCluster, layout: NodeLayout, ready: u32, rolling: bool) -> Value {
+    let owner = Owner::of(kvc).expect("owner");
+    let mut v = serde_json::to_value(statefulset(&kvc.spec, &owner, layout)).expect("sts serializes");
+    v["apiVersion"] = json!("apps/v1");
+    v["kind"] = json!("StatefulSet");
+    v["metadata"]["generation"] = json!(1);
+    v["status"] = json!({
+        "replicas": layout.nodes,
+        "readyReplicas": ready,
+        "updatedReplicas": if rolling { 1 } else { layout.nodes },
+        "currentRevision": "demo-1",
+        "updateRevision": if rolling { "demo-2" } else { "demo-1" },
+        "observedGeneration": 1,
+    });
+    v
+}
+
+/// A data plane answering from a table; unknown URLs are unreachable nodes.
+#[derive(Default)]
+pub struct FakeDataPlane(pub BTreeMap<String, NodeProbe>);
+
+impl FakeDataPlane {
+    /// Nodes `1..=n`; the first `ready` answer ready with a ring of `shards` shards on `members`.
+    pub fn nodes(n: u32, ready: u32, shards: u32, members: &[u64]) -> Self {
+        let names = Names::new(NAME, NS);
+        let view = |id: u32| ClusterView {
+            node_id: u64::from(id),
+            epoch: 1,
+            shard_count: shards,
+            shards: (0..shards)
+                .map(|s| ShardView { id: s, members: members.to_vec(), leader: members.first().copied(), ..Default::default() })
+                .collect(),
+        };
+        FakeDataPlane(
+            (1..=n)
+                .map(|id| (names.node_url(id), NodeProbe { ready: id <= ready, view: (id <= ready).then(|| view(id)) }))
+                .collect(),
+        )
+    }
+}
+
+impl DataPlane for FakeDataPlane {
+    fn probe<'a>(&'a self, base_url: &'a str) -> BoxFuture<'a, NodeProbe> {
+        let probe = self.0.get(base_url).cloned().unwrap_or_default();
+        Box::pin(async move { probe })
+    }
+}
+
+/// The fixed clock of every test: 2026-01-01T00:00:00Z.
+pub fn fixed_now() -> Time {
+    Time(Timestamp::from_second(1_767_225_600).expect("valid timestamp"))
+}
+
+/// The outcome of one reconcile pass against a scripted API server.
+pub struct Pass {
+    pub result: Result<Action, Error>,
+    pub calls: Vec<Recorded>,
+    pub metrics: Arc<Metrics>,
+    pub ctx_error_policy: Option<Action>,
+}
+
+impl Pass {
+    /// The pass's action; fails the test with the error if the pass failed.
+    pub fn action(&self) -> Action {
+        match &self.result {
+            Ok(action) => action.clone(),
+            Err(e) => panic!("reconcile failed: {e}; calls: {:#?}", self.calls),
+        }
+    }
+
+    /// The body of the one call to `path` with `method`.
+    pub fn body(&self, method: &http::Method, path: &str) -> &Value {
+        let mut found = self.calls.iter().filter(|c| c.method == *method && c.path == path);
+        let call = found.next().unwrap_or_else(|| panic!("a {method} {path} call; calls: {:#?}", self.calls));
+        assert!(found.next().is_none(), "one {method} {path} call only");
+        &call.body
+    }
+}
+
+/// Runs one reconcile pass of `kvc` against `script`, with `data_plane` as the nodes.
+/// The error policy runs on failure, as the controller would.
+pub async fn reconcile_once(kvc: KVCluster, data_plane: FakeDataPlane, script: Vec<Exchange>) -> Pass {
+    let (client, server) = mock_client();
+    let server = server.run(script);
+    let metrics = Arc::new(Metrics::new());
+    let ctx = Arc::new(Context { client, data_plane: Arc::new(data_plane), metrics: metrics.clone(), clock: fixed_now });
+    let kvc = Arc::new(kvc);
+    let result = tokio::time::timeout(Duration::from_secs(10), reconcile(kvc.clone(), ctx.clone()))
+        .await
+        .expect("reconcile finishes (a hang means a call the scenario did not answer)");
+    let ctx_error_policy = result.as_ref().err().map(|e| ringkv_operator::reconcile::error_policy(kvc, e, ctx.clone()));
+    drop(ctx);
+    let calls = match server.await {
+        Ok(calls) => calls,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    Pass { result, calls, metrics, ctx_error_policy }
+}
