@@ -193,6 +193,20 @@ async fn lose_quorum(keep: Survivor, led: bool) -> (Cluster, u64, Vec<String>, V
     for k in &keys {
         n.put(k, "before").await;
     }
+    // A write is acknowledged once a majority has it: the survivor may still lack it.
+    // Wait until its own replica has applied every key before taking its peers away.
+    eventually("the survivor to apply every key written through it", Duration::from_secs(10), || {
+        let (n, keys) = (n.clone(), keys.clone());
+        async move {
+            for k in &keys {
+                if n.try_entry_with(k, "consistency=serializable").await?.is_none() {
+                    return Err(format!("{k} not applied on the survivor yet"));
+                }
+            }
+            Ok(())
+        }
+    })
+    .await;
     for id in c.ids().into_iter().filter(|&id| id != survivor) {
         c.kill(id);
     }
