@@ -83,6 +83,11 @@ pub async fn run(
         peers = node.peers.ids().len(),
         "ringkv node serving"
     );
+    let (sd, stopping) = (shutdown.clone(), node.stopping.clone());
+    tracker.spawn(async move {
+        sd.cancelled().await;
+        stopping.cancel();
+    });
     let client_app = api::router(node.clone());
     serve::serve(client.tap_io(nodelay), client_app, serve::Timeouts::default(), shutdown.clone()).await;
     tracing::info!("client traffic drained; handing off leadership");

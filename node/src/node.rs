@@ -59,6 +59,9 @@ pub struct Node {
     pub wal: Wal,
     /// Woken whenever any hosted shard applies changes (watchers wait on it).
     pub changes: Arc<tokio::sync::Notify>,
+    /// Cancelled when the node starts shutting down: long-lived streams (watches) end
+    /// so that draining does not wait for them.
+    pub stopping: CancellationToken,
 }
 
 fn check_identity(dir: &Path, want: &Identity) -> Result<(), StartError> {
@@ -145,7 +148,7 @@ impl Node {
         if !recovered.shards.is_empty() {
             tracing::warn!(shards = ?recovered.shards.keys().collect::<Vec<_>>(), "WAL holds shards this node does not host; ignored");
         }
-        Ok(Arc::new(Node { id: config.node_id, shard_count: config.shards, config, shards, peers, metrics, wal, changes }))
+        Ok(Arc::new(Node { id: config.node_id, shard_count: config.shards, config, shards, peers, metrics, wal, changes, stopping: CancellationToken::new() }))
     }
 
     /// How long a leader may go without a quorum's answer before it stops counting itself

@@ -12,7 +12,8 @@
 //!
 //! `axum::serve` sets no timer on hyper, so none of these limits would apply there.
 //! Shutdown: stop accepting, ask every connection to finish its in-flight requests
-//! (idle ones close at once), wait for all of them.
+//! (idle ones close at once), and wait for them at most [`Timeouts::drain`]: a response
+//! that never ends (a watch stream) must not keep the node from stopping.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -41,23 +42,37 @@ use crate::error::error_body;
 /// Time limits on what clients send.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
-    /// Longest wait for a complete request head (and, on HTTP/1.1 keep-alive, for the
-    /// next one). Default 10 s.
+    /// Longest wait for the first request head on a new connection. Default 10 s:
+    /// a client that connects and stalls (slowloris) is cut off after this.
+    pub first_head: Duration,
+    /// Longest wait for each later request head on a keep-alive connection, idle time
+    /// included (hyper's header timer starts when the connection goes idle). Default
+    /// 120 s: longer than the idle timeout of common client connection pools (90 s), so
+    /// a pooled connection is never closed just as a client reuses it.
     pub header_read: Duration,
     /// Longest time from a request's head to the end of its body. Default 10 s: the
     /// largest body the API takes (a 1 MiB value, JSON-escaped up to ~6 MiB) then needs
     /// about 0.6 MB/s.
     pub body_read: Duration,
+    /// Longest wait on shutdown for in-flight requests; then the remaining connections
+    /// are closed. Default 10 s.
+    pub drain: Duration,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { header_read: Duration::from_secs(10), body_read: Duration::from_secs(10) }
+        Timeouts {
+            first_head: Duration::from_secs(10),
+            header_read: Duration::from_secs(120),
+            body_read: Duration::from_secs(10),
+            drain: Duration::from_secs(10),
+        }
     }
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then drains: returns once
-/// every connection has finished its in-flight requests and closed.
+/// every connection has finished its in-flight requests and closed, or after
+/// [`Timeouts::drain`], closing the rest.
 pub async fn serve<L>(mut listener: L, app: Router, timeouts: Timeouts, shutdown: CancellationToken)
 where
     L: Listener,
@@ -68,6 +83,7 @@ where
     builder.http1().timer(TokioTimer::new()).header_read_timeout(timeouts.header_read);
     let builder = Arc::new(builder);
     let connections = TaskTracker::new();
+    let abort = CancellationToken::new();
     loop {
         // `Listener::accept` retries failed accepts itself (with a pause when out of
         // file descriptors), so it never returns an error.
@@ -75,12 +91,26 @@ where
             conn = listener.accept() => conn,
             () = shutdown.cancelled() => break,
         };
-        let (builder, app, stop) = (builder.clone(), app.clone(), shutdown.clone());
-        connections.spawn(async move { connection(&builder, io, app, timeouts.header_read, stop).await });
+        let (builder, app, stop, abort) = (builder.clone(), app.clone(), shutdown.clone(), abort.clone());
+        connections.spawn(async move {
+            tokio::select! {
+                () = connection(&builder, io, app, timeouts.first_head, stop) => {}
+                // Dropping the connection closes the socket.
+                () = abort.cancelled() => {}
+            }
+        });
     }
     drop(listener);
     connections.close();
-    connections.wait().await;
+    if tokio::time::timeout(timeouts.drain, connections.wait()).await.is_err() {
+        tracing::warn!(
+            connections = connections.len(),
+            timeout = ?timeouts.drain,
+            "closing client connections still busy after the drain timeout"
+        );
+        abort.cancel();
+        connections.wait().await;
+    }
 }
 
 /// Serves one connection. The first request head must arrive within `first_head`: on
@@ -106,6 +136,9 @@ async fn connection<I>(
     tokio::pin!(conn);
     let first_deadline = tokio::time::sleep(first_head);
     tokio::pin!(first_deadline);
+    // A `select!` precondition is evaluated only when the loop comes round, which an
+    // active connection may not do for hours: check `started` when the timer fires.
+    let mut waiting_for_first_head = true;
     let mut draining = false;
     loop {
         tokio::select! {
@@ -115,9 +148,12 @@ async fn connection<I>(
                 }
                 return;
             }
-            () = &mut first_deadline, if !started.load(Ordering::Relaxed) => {
-                tracing::debug!(timeout = ?first_head, "closing a connection that sent no request head in time");
-                return;
+            () = &mut first_deadline, if waiting_for_first_head => {
+                if !started.load(Ordering::Relaxed) {
+                    tracing::debug!(timeout = ?first_head, "closing a connection that sent no request head in time");
+                    return;
+                }
+                waiting_for_first_head = false;
             }
             () = shutdown.cancelled(), if !draining => {
                 draining = true;

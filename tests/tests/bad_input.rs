@@ -110,7 +110,8 @@ fn cases() -> Vec<Case> {
         req(Method::POST, "/readyz", 405, "method_not_allowed"),
         // Listing parameters.
         req(Method::GET, "/v1/kv?cursor=!!!", 400, "bad_cursor"),
-        req(Method::GET, "/v1/kv?cursor=%FF", 400, "bad_cursor"),
+        req(Method::GET, "/v1/kv?cursor=%FF", 400, "bad_query"), // not UTF-8: refused while decoding the query
+        req(Method::GET, "/v1/kv?cursor=not*base64", 400, "bad_cursor"),
         req(Method::GET, "/v1/kv?limit=0", 400, "bad_limit"),
         req(Method::GET, "/v1/kv?limit=1001", 400, "bad_limit"),
         req(Method::GET, "/v1/kv?limit=abc", 400, "bad_limit"),

@@ -32,7 +32,9 @@ pub const MAX_OPS: usize = 1000;
 struct BatchBody {
     #[serde(default)]
     db: Option<u8>,
-    ops: Vec<BatchOp>,
+    /// Objects only: each is decoded into a [`BatchOp`] on its own, so an array in place
+    /// of an op is refused rather than read in field order.
+    ops: Vec<serde_json::Map<String, Value>>,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +135,7 @@ pub async fn batch(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body
     }
     let limit = node.config.max_value_bytes.saturating_mul(8).clamp(1 << 20, 64 << 20);
     let bytes = extract::read_body(body, &headers, limit, "batch body").await?;
+    params::require_json_object(&bytes)?;
     let b: BatchBody = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("bad_json", format!("invalid batch body: {e}")))?;
     if b.ops.is_empty() || b.ops.len() > MAX_OPS {
@@ -146,6 +149,7 @@ pub async fn batch(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body
     let mut kinds = Vec::with_capacity(b.ops.len());
     let mut groups: BTreeMap<ShardId, Vec<(usize, u8, Vec<u8>, ClientOp)>> = BTreeMap::new();
     for (i, op) in b.ops.into_iter().enumerate() {
+        let op: BatchOp = serde_json::from_value(Value::Object(op)).map_err(|e| bad(i, e))?;
         kinds.push(op.op.clone());
         let (db, key, client_op) = decode_op(i, op, default_db, &node)?;
         let shard = shard_for(db, &key, node.shard_count);

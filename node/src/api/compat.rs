@@ -95,8 +95,8 @@ pub fn form_fields(
     body: &[u8],
     need_value: bool,
 ) -> Result<(String, Option<String>), ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-        .map_err(|e| ApiError::bad_request("bad_form", format!("malformed form body: {e}")))?;
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("bad_form", "form body is not UTF-8"))?;
+    let pairs = params::form_pairs(text).map_err(|e| ApiError::bad_request("bad_form", format!("malformed form body: {e}")))?;
     let mut fields: HashMap<String, String> =
         q.iter().filter(|(k, _)| *k != "db").map(|(k, v)| (k.clone(), v.clone())).collect();
     for (k, v) in pairs {
@@ -129,6 +129,7 @@ pub struct GovaultSet {
 /// Decodes govault's `{"key", "value"}` (and `"ttl"` when `with_ttl`): integer or
 /// fractional seconds, or a duration string.
 pub fn govault_body(bytes: &[u8], with_ttl: bool) -> Result<(String, String, Option<Duration>), ApiError> {
+    params::require_json_object(bytes)?;
     let b: GovaultSet = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("bad_json", format!("invalid JSON body (want {{\"key\", \"value\"}}): {e}")))?;
     let ttl = match (with_ttl, b.ttl) {
@@ -250,6 +251,7 @@ struct SelectDb {
 pub async fn select_db(RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     params::query(q.as_deref(), &[])?;
     let bytes = extract::read_body(body, &headers, 64 << 10, "body").await?;
+    params::require_json_object(&bytes)?;
     let SelectDb { db } = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("bad_json", format!("invalid JSON body (want {{\"db\": N}}): {e}")))?;
     let db = params::db(&HashMap::from([("db".to_string(), db.to_string())]))?;

@@ -13,10 +13,51 @@ use crate::router::Consistency;
 /// The longest TTL accepted (ten years): anything longer is almost surely a unit mistake.
 pub const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
+/// Decodes `application/x-www-form-urlencoded` text (query strings, form bodies)
+/// strictly: `+` is a space, every `%` must start a valid escape, and every name and
+/// value must be UTF-8 after decoding — never silently replaced, so two different byte
+/// strings can never name the same key.
+pub fn form_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let decode = |part: &str| -> Result<String, ApiError> {
+        let bytes = part.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                if !bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return Err(ApiError::bad_request("bad_query", format!("malformed percent-escape in `{part}`")));
+                }
+                i += 3;
+            } else {
+                i += 1;
+            }
+        }
+        let spaced = part.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| ApiError::bad_request("bad_query", format!("`{part}` is not UTF-8 after percent-decoding")))
+    };
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+/// Refuses a JSON body that is not an object: serde's derived decoders would also take
+/// an array (`["v", "5s"]`) in field order, which no client means.
+pub fn require_json_object(bytes: &[u8]) -> Result<(), ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        _ => Err(ApiError::bad_request("bad_json", "the JSON body must be an object")),
+    }
+}
+
 /// Parses a query string, refusing parameters the route does not know.
 pub fn query(raw: Option<&str>, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
-        .map_err(|e| ApiError::bad_request("bad_query", format!("malformed query string: {e}")))?;
+    let pairs = form_pairs(raw.unwrap_or(""))?;
     let mut out = HashMap::new();
     for (k, v) in pairs {
         if !allowed.contains(&k.as_str()) {
@@ -164,6 +205,7 @@ pub struct PutBody {
 
 /// Decodes a JSON PUT body into the value bytes and an optional TTL.
 pub fn put_body(bytes: &[u8]) -> Result<(Vec<u8>, Option<Duration>), ApiError> {
+    require_json_object(bytes)?;
     let body: PutBody = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("bad_json", format!("invalid JSON body: {e}")))?;
     let value = match body.encoding.as_deref() {
@@ -248,6 +290,22 @@ mod tests {
         assert!(query(Some("db=1&ttl=5s"), &["db", "ttl"]).is_ok());
         assert_eq!(query(Some("tll=5s"), &["db", "ttl"]).unwrap_err().code(), "bad_query");
         assert_eq!(query(Some("db=1&db=2"), &["db"]).unwrap_err().code(), "bad_query");
+    }
+
+    #[test]
+    fn form_text_decodes_strictly() {
+        assert_eq!(form_pairs("a=1&b=x+y&c=%2F").unwrap(), [("a".into(), "1".into()), ("b".into(), "x y".into()), ("c".into(), "/".into())]);
+        assert_eq!(form_pairs("flag").unwrap(), [("flag".to_string(), String::new())]);
+        for bad in ["key=%FF", "key=%FE", "key=100%", "k%ZZ=v"] {
+            assert_eq!(form_pairs(bad).unwrap_err().code(), "bad_query", "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_arrays_are_not_objects() {
+        assert!(put_body(br#"["hello","5s"]"#).is_err());
+        assert!(require_json_object(b"  {}").is_ok());
+        assert!(require_json_object(b"[1]").is_err());
     }
 
     #[test]

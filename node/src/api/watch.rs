@@ -169,6 +169,7 @@ async fn stream_events(
         tokio::select! {
             _ = &mut changed => {}
             _ = tx.closed() => return,
+            _ = node.stopping.cancelled() => return, // the stream ends; clients resume with Last-Event-ID
         }
     }
 }
