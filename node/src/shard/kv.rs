@@ -2,9 +2,10 @@
 //! it: transactions with compare-and-swap preconditions, expiry, revisions, and the
 //! request-id table that makes retried writes apply once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
-use imbl::{OrdMap, Vector};
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
 use super::events::{Event, EventKind};
@@ -27,9 +28,11 @@ pub struct KvState {
     /// The shard's revision: bumped by every mutation, identical on every replica (the
     /// commands are applied in log order), and carried in snapshots.
     pub revision: u64,
-    /// Results of recent client requests by id, and their order for eviction.
-    applied: OrdMap<u64, CommandResult>,
-    applied_order: Vector<u64>,
+    /// Results of recent client requests by id, and their order for eviction. Plain
+    /// std collections (cheap per write); a snapshot clones at most [`DEDUP_WINDOW`]
+    /// entries, and the results are shared, not copied.
+    applied: HashMap<u64, Arc<CommandResult>>,
+    applied_order: VecDeque<u64>,
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
 }
@@ -132,10 +135,10 @@ impl KvState {
         match cmd {
             Command::Txn { id, now_ms, ops } => {
                 if let Some(done) = self.applied.get(&id) {
-                    return done.clone(); // a retry of a request already applied
+                    return CommandResult::clone(done); // a retry of a request already applied
                 }
                 let r = self.apply_txn(now_ms, ops, events);
-                self.remember(id, &r);
+                self.remember(id, Arc::new(r.clone()));
                 r
             }
             Command::Expire { keys } => {
@@ -196,8 +199,8 @@ impl KvState {
         CommandResult { revision: self.revision, ok: true, ops: results, expired: 0 }
     }
 
-    fn remember(&mut self, id: u64, r: &CommandResult) {
-        self.applied.insert(id, r.clone());
+    fn remember(&mut self, id: u64, r: Arc<CommandResult>) {
+        self.applied.insert(id, r);
         self.applied_order.push_back(id);
         while self.applied_order.len() > DEDUP_WINDOW {
             if let Some(old) = self.applied_order.pop_front() {
@@ -211,7 +214,11 @@ impl KvState {
         KvImage {
             revision: self.revision,
             entries: self.data.iter().map(|((db, k), e)| (*db, k.clone(), e.clone())).collect(),
-            applied: self.applied_order.iter().filter_map(|id| Some((*id, self.applied.get(id)?.clone()))).collect(),
+            applied: self
+                .applied_order
+                .iter()
+                .filter_map(|id| Some((*id, CommandResult::clone(self.applied.get(id)?))))
+                .collect(),
         }
     }
 
@@ -225,7 +232,7 @@ impl KvState {
             s.data.insert((db, key), e);
         }
         for (id, r) in image.applied {
-            s.remember(id, &r);
+            s.remember(id, Arc::new(r));
         }
         s
     }
