@@ -16,7 +16,7 @@ use crate::raft_net::PeerClient;
 use crate::ring::{NodeId, Ring, ShardId, ShardInfo};
 use crate::shard::state_machine::voter_ids;
 use crate::shard::types::{now_ms, Command};
-use crate::shard::{OpenError, Shard};
+use crate::shard::{OpenError, Shard, ShardDeps};
 use crate::wal::{Wal, WalOptions};
 
 /// Errors starting a node; each names what to fix.
@@ -137,12 +137,18 @@ impl Node {
         );
 
         let changes = Arc::new(tokio::sync::Notify::new());
+        let deps = ShardDeps {
+            node_id: config.node_id,
+            raft_config,
+            wal: wal.clone(),
+            peers: peers.clone(),
+            changes: changes.clone(),
+        };
         let mut shards = BTreeMap::new();
         for id in 0..config.shards {
             let sdir = dir.join("shards").join(id.to_string());
             let rec = recovered.shards.remove(&id);
-            let shard = Shard::open(id, config.node_id, raft_config.clone(), &sdir, wal.clone(), rec, peers.clone(), changes.clone())
-                .await?;
+            let shard = Shard::open(id, &sdir, rec, &deps).await?;
             shards.insert(id, shard);
         }
         if !recovered.shards.is_empty() {

@@ -24,6 +24,9 @@ use crate::ring::{shard_for, ShardId};
 use crate::router::ClientOp;
 use crate::shard::types::{now_ms, CommandResult, OpResult};
 
+/// One validated op: its position in the request, where it goes, what it does.
+type Planned = (usize, u8, Vec<u8>, ClientOp);
+
 /// Most ops in one batch.
 pub const MAX_OPS: usize = 1000;
 
@@ -147,7 +150,7 @@ pub async fn batch(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body
     }
     // Validate everything before proposing anything.
     let mut kinds = Vec::with_capacity(b.ops.len());
-    let mut groups: BTreeMap<ShardId, Vec<(usize, u8, Vec<u8>, ClientOp)>> = BTreeMap::new();
+    let mut groups: BTreeMap<ShardId, Vec<Planned>> = BTreeMap::new();
     for (i, op) in b.ops.into_iter().enumerate() {
         let op: BatchOp = serde_json::from_value(Value::Object(op)).map_err(|e| bad(i, e))?;
         kinds.push(op.op.clone());

@@ -38,6 +38,16 @@ pub struct Shard {
     pub read_index: read_index::ReadIndex,
 }
 
+/// What every shard of a node is opened with.
+pub struct ShardDeps {
+    pub node_id: NodeId,
+    pub raft_config: Arc<openraft::Config>,
+    pub wal: Wal,
+    pub peers: PeerClient,
+    /// Woken when the shard applies changes (watchers).
+    pub changes: Arc<events::Notify>,
+}
+
 /// Errors opening a shard.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -49,23 +59,16 @@ pub enum OpenError {
 
 impl Shard {
     /// Opens shard `id` from its snapshot directory and what the WAL recovered.
-    pub async fn open(
-        id: ShardId,
-        node_id: NodeId,
-        raft_config: Arc<openraft::Config>,
-        dir: &Path,
-        wal: Wal,
-        recovered: Option<ShardLog>,
-        peers: PeerClient,
-        notify: Arc<events::Notify>,
-    ) -> Result<Self, OpenError> {
+    pub async fn open(id: ShardId, dir: &Path, recovered: Option<ShardLog>, with: &ShardDeps) -> Result<Self, OpenError> {
+        let ShardDeps { node_id, raft_config, wal, peers, changes } = with;
+        let (node_id, wal, peers, notify) = (*node_id, wal.clone(), peers.clone(), changes.clone());
         let log = LogStore::open(id, wal, recovered).map_err(|source| OpenError::Storage { shard: id, source })?;
         let sm = StateMachineStore::open(id, dir.to_path_buf(), notify)
             .map_err(|source| OpenError::Storage { shard: id, source })?;
         let state = sm.state();
         let events = sm.events();
         let net = NetworkFactory { shard: id, peers };
-        let raft = Raft::new(node_id, raft_config, net, log.clone(), sm)
+        let raft = Raft::new(node_id, raft_config.clone(), net, log.clone(), sm)
             .await
             .map_err(|e| OpenError::Raft { shard: id, message: e.to_string() })?;
         let proposer = proposer::Proposer::start(raft.clone());
