@@ -55,7 +55,7 @@ pub fn validate_shard_count(n: u32) -> Result<(), String> {
 }
 
 /// One shard as the node reports it in `GET /v1/cluster`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ShardInfo {
     pub id: ShardId,
     pub members: Vec<NodeId>,
@@ -68,6 +68,7 @@ pub struct ShardInfo {
     pub snapshot_index: u64,
     /// Log entries up to here are purged from this replica's log (0: none).
     pub purged_index: u64,
+    /// `Leader`, `Follower`, `Candidate`, ...
     pub state: String,
 }
 

@@ -214,21 +214,6 @@ pub struct ClusterNode {
     pub internal_addr: String,
 }
 
-/// One shard as this node sees it.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct ClusterShard {
-    pub id: u32,
-    pub members: Vec<u64>,
-    pub leader: Option<u64>,
-    pub term: u64,
-    pub last_log_index: u64,
-    pub commit_index: u64,
-    pub applied_index: u64,
-    pub snapshot_index: u64,
-    pub purged_index: u64,
-    /// `Leader`, `Follower`, `Candidate`, ...
-    pub state: String,
-}
 
 /// `GET /v1/cluster`.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -238,7 +223,8 @@ pub struct ClusterView {
     pub shard_count: u32,
     pub replication_factor: usize,
     pub nodes: Vec<ClusterNode>,
-    pub shards: Vec<ClusterShard>,
+    /// The shards as this node sees them (the type the node serves).
+    pub shards: Vec<crate::ring::ShardInfo>,
 }
 
 /// `{"status": "ok"}` or `{"status": "ready"}`.
