@@ -18,6 +18,7 @@
 //! typed configuration; [`metrics`] the Prometheus registry; [`serve`] serves the client
 //! port with time limits on request heads and bodies, so stalled clients are cut off.
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod error;
@@ -74,6 +75,9 @@ pub async fn run(
     tracker.spawn(node.clone().bootstrap(background.clone()));
     tracker.spawn(node.clone().reap_expired(background.clone()));
     tracker.spawn(node.clone().compact_wal(background.clone()));
+    tracker.spawn(node.clone().open_split_shards(background.clone()));
+    tracker.spawn(node.clone().refresh_routes(background.clone()));
+    tracker.spawn(node.clone().retire_removed_replicas(background.clone()));
 
     tracing::info!(
         node_id = node.id,

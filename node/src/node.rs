@@ -1,9 +1,9 @@
 //! The node: every hosted shard, the shared WAL, the peer client, and the background
 //! work (bootstrap, TTL reaper, WAL compaction, leadership handoff on shutdown).
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use openraft::BasicNode;
@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::raft_net::PeerClient;
-use crate::ring::{NodeId, Ring, ShardId, ShardInfo};
-use crate::shard::state_machine::voter_ids;
+use crate::ring::{NodeId, Ring, Route, Routes, ShardId, ShardInfo};
+use crate::shard::kv::Slice;
+use crate::shard::state_machine::{voter_ids, SplitHost};
 use crate::shard::types::{now_ms, Command};
 use crate::shard::{OpenError, Shard, ShardDeps};
 use crate::wal::{Wal, WalOptions};
@@ -48,12 +49,52 @@ pub struct NodeStatus {
     pub initialized: Vec<ShardId>,
 }
 
+/// Which shards this node hosts, persisted in `ring.json` so that a restart reopens
+/// exactly them (shards created by splits included).
+#[derive(Serialize, Deserialize, Default, Debug)]
+struct HostedFile {
+    hosted: BTreeSet<ShardId>,
+}
+
+/// The split hook the state machines call: remembers new shards and hands them to the
+/// node's task that opens them.
+struct SplitRelay {
+    hosted: Mutex<BTreeSet<ShardId>>,
+    tx: tokio::sync::mpsc::UnboundedSender<(ShardId, ShardId)>,
+}
+
+/// The largest gap between route refreshes from peers.
+const ROUTE_REFRESH: Duration = Duration::from_secs(1);
+
+impl SplitHost for SplitRelay {
+    fn hosts(&self, shard: ShardId) -> bool {
+        self.hosted.lock().unwrap_or_else(|p| p.into_inner()).contains(&shard)
+    }
+
+    fn created(&self, parent: ShardId, shard: ShardId) {
+        self.hosted.lock().unwrap_or_else(|p| p.into_inner()).insert(shard);
+        let _ = self.tx.send((parent, shard));
+    }
+
+    fn missed(&self, parent: ShardId, shard: ShardId) {
+        let _ = self.tx.send((parent, shard));
+    }
+}
+
 /// A running node.
 pub struct Node {
     pub config: Config,
     pub id: NodeId,
+    /// The shard count the ring was bootstrapped with (fixed for the data directory).
     pub shard_count: u32,
-    pub shards: BTreeMap<ShardId, Shard>,
+    shards: RwLock<BTreeMap<ShardId, Arc<Shard>>>,
+    /// Where every shard of the ring is, hosted here or not.
+    routes: RwLock<Routes>,
+    deps: ShardDeps,
+    relay: Arc<SplitRelay>,
+    splits: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(ShardId, ShardId)>>>,
+    /// Serialises changes to the hosted set and `ring.json`.
+    hosting: tokio::sync::Mutex<()>,
     pub peers: PeerClient,
     pub metrics: Arc<Metrics>,
     pub wal: Wal,
@@ -64,41 +105,79 @@ pub struct Node {
     pub stopping: CancellationToken,
 }
 
-fn check_identity(dir: &Path, want: &Identity) -> Result<(), StartError> {
+/// Checks (or, on a fresh directory, records) whose data this is. Returns the shard count
+/// the ring was bootstrapped with: on an existing directory that one wins over the
+/// configured count, since shards split and merge after bootstrap.
+fn check_identity(dir: &Path, want: &Identity) -> Result<u32, StartError> {
     let path = dir.join("node.json");
     let io = |source| StartError::DataDir { path: path.display().to_string(), source };
     match std::fs::read(&path) {
         Ok(bytes) => {
             let found: Identity = serde_json::from_slice(&bytes)
                 .map_err(|e| io(std::io::Error::other(format!("unreadable: {e}"))))?;
-            if &found != want {
+            if found.node_id != want.node_id {
                 return Err(StartError::Identity {
                     path: dir.display().to_string(),
-                    found: format!("node {} with {} shards", found.node_id, found.shards),
-                    wanted: format!("node {} with {} shards", want.node_id, want.shards),
+                    found: format!("node {}", found.node_id),
+                    wanted: format!("node {}", want.node_id),
                 });
             }
-            Ok(())
+            if found.shards != want.shards {
+                tracing::info!(
+                    bootstrapped = found.shards,
+                    configured = want.shards,
+                    "the data directory's ring was bootstrapped with another shard count; the ring on disk is used"
+                );
+            }
+            Ok(found.shards)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let bytes = serde_json::to_vec_pretty(want).map_err(|e| io(std::io::Error::other(e)))?;
-            let tmp = dir.join("node.json.tmp");
-            std::fs::write(&tmp, bytes).map_err(io)?;
-            std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
-            std::fs::rename(&tmp, &path).map_err(io)?;
-            std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io)
+            write_durably(dir, "node.json", &bytes).map_err(io)?;
+            Ok(want.shards)
         }
         Err(e) => Err(io(e)),
     }
 }
 
+/// Writes `name` in `dir` atomically: temporary file, fsync, rename, fsync the directory.
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The shards to open on start: those `ring.json` lists (all bootstrap shards on a fresh
+/// directory), plus any shard directory holding a snapshot (a split's new shard whose
+/// creation was cut off before `ring.json` was rewritten).
+fn hosted_on_disk(dir: &Path, bootstrap_shards: u32) -> std::io::Result<BTreeSet<ShardId>> {
+    let mut hosted = match std::fs::read(dir.join("ring.json")) {
+        Ok(bytes) => serde_json::from_slice::<HostedFile>(&bytes).map_err(std::io::Error::other)?.hosted,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0..bootstrap_shards).collect(),
+        Err(e) => return Err(e),
+    };
+    if let Ok(entries) = std::fs::read_dir(dir.join("shards")) {
+        for e in entries.flatten() {
+            let id = e.file_name().to_str().and_then(|n| n.parse::<ShardId>().ok());
+            if let Some(id) = id.filter(|_| e.path().join("snapshot.bin").exists()) {
+                hosted.insert(id);
+            }
+        }
+    }
+    Ok(hosted)
+}
+
 impl Node {
-    /// Opens the data directory, recovers the WAL and starts every shard's Raft group.
+    /// Opens the data directory, recovers the WAL and starts every hosted shard's Raft
+    /// group.
     pub async fn open(config: Config, metrics: Arc<Metrics>) -> Result<Arc<Node>, StartError> {
         let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir)
-            .map_err(|source| StartError::DataDir { path: dir.display().to_string(), source })?;
-        check_identity(&dir, &Identity { node_id: config.node_id, shards: config.shards })?;
+        let dir_err = |source| StartError::DataDir { path: dir.display().to_string(), source };
+        std::fs::create_dir_all(&dir).map_err(dir_err)?;
+        let shard_count = check_identity(&dir, &Identity { node_id: config.node_id, shards: config.shards })?;
+        let hosted = hosted_on_disk(&dir, shard_count).map_err(dir_err)?;
 
         let m = metrics.clone();
         let opts = WalOptions {
@@ -136,6 +215,8 @@ impl Node {
             .map_err(|e| OpenError::Raft { shard: 0, message: e.to_string() })?,
         );
 
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let relay = Arc::new(SplitRelay { hosted: Mutex::new(hosted.clone()), tx });
         let changes = Arc::new(tokio::sync::Notify::new());
         let deps = ShardDeps {
             node_id: config.node_id,
@@ -143,18 +224,36 @@ impl Node {
             wal: wal.clone(),
             peers: peers.clone(),
             changes: changes.clone(),
+            host: relay.clone(),
         };
         let mut shards = BTreeMap::new();
-        for id in 0..config.shards {
-            let sdir = dir.join("shards").join(id.to_string());
-            let rec = recovered.shards.remove(&id);
-            let shard = Shard::open(id, &sdir, rec, &deps).await?;
-            shards.insert(id, shard);
+        for &id in &hosted {
+            let slice = bootstrap_slice(id, shard_count);
+            let shard = Shard::open(id, &shard_dir(&dir, id), recovered.shards.remove(&id), slice, &deps).await?;
+            shards.insert(id, Arc::new(shard));
         }
         if !recovered.shards.is_empty() {
             tracing::warn!(shards = ?recovered.shards.keys().collect::<Vec<_>>(), "WAL holds shards this node does not host; ignored");
         }
-        Ok(Arc::new(Node { id: config.node_id, shard_count: config.shards, config, shards, peers, metrics, wal, changes, stopping: CancellationToken::new() }))
+        let node = Arc::new(Node {
+            id: config.node_id,
+            shard_count,
+            config,
+            shards: RwLock::new(shards),
+            routes: RwLock::new(Routes::default()),
+            deps,
+            relay,
+            splits: Mutex::new(Some(rx)),
+            hosting: tokio::sync::Mutex::new(()),
+            peers,
+            metrics,
+            wal,
+            changes,
+            stopping: CancellationToken::new(),
+        });
+        node.save_hosted().await.map_err(dir_err)?;
+        node.refresh_local_routes();
+        Ok(node)
     }
 
     /// How long a leader may go without a quorum's answer before it stops counting itself
@@ -164,8 +263,106 @@ impl Node {
     }
 
     /// The hosted replica of `shard`.
-    pub fn shard(&self, shard: ShardId) -> Option<&Shard> {
-        self.shards.get(&shard)
+    pub fn shard(&self, shard: ShardId) -> Option<Arc<Shard>> {
+        self.shards.read().unwrap_or_else(|p| p.into_inner()).get(&shard).cloned()
+    }
+
+    /// Every hosted replica.
+    pub fn shard_list(&self) -> Vec<Arc<Shard>> {
+        self.shards.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// The shard that owns `key` of `db`, as this node's routes know it.
+    pub fn locate(&self, db: u8, key: &[u8]) -> ShardId {
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        routes.locate(db, key).unwrap_or_else(|| crate::ring::shard_for(db, key, self.shard_count))
+    }
+
+    /// Every shard of the ring this node knows of (hosted or not), in id order.
+    pub fn ring_shards(&self) -> Vec<ShardId> {
+        let ids = self.routes.read().unwrap_or_else(|p| p.into_inner()).ids();
+        if ids.is_empty() { (0..self.shard_count).collect() } else { ids }
+    }
+
+    /// What this node's routes say about `shard`.
+    pub fn route(&self, shard: ShardId) -> Option<Route> {
+        self.routes.read().unwrap_or_else(|p| p.into_inner()).shards.get(&shard).cloned()
+    }
+
+    /// Takes a shard's refusal into the routes.
+    pub fn learn_refusal(&self, ws: crate::shard::types::WrongShard) {
+        self.routes.write().unwrap_or_else(|p| p.into_inner()).learn_refusal(ws.shard, ws.modulus, ws.epoch);
+        self.refresh_local_routes();
+    }
+
+    /// Merges routes reported by a peer.
+    pub fn learn_routes(&self, shards: &[ShardInfo]) {
+        let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        for s in shards.iter().filter(|s| s.modulus > 0 && !s.members.is_empty()) {
+            routes.learn(s.id, Route { modulus: s.modulus, epoch: s.epoch, members: s.members.clone(), leader: s.leader });
+        }
+    }
+
+    /// Updates the routes from the hosted replicas' own state (authoritative for them).
+    pub fn refresh_local_routes(&self) {
+        let infos: Vec<ShardInfo> = self.shard_list().iter().map(|s| self.shard_info(s)).collect();
+        self.learn_routes(&infos);
+    }
+
+    async fn save_hosted(&self) -> std::io::Result<()> {
+        let _g = self.hosting.lock().await;
+        let hosted: BTreeSet<ShardId> = self.shards.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
+        let bytes = serde_json::to_vec_pretty(&HostedFile { hosted }).map_err(std::io::Error::other)?;
+        let dir = self.config.data_dir.clone();
+        tokio::task::spawn_blocking(move || write_durably(&dir, "ring.json", &bytes)).await.map_err(std::io::Error::other)?
+    }
+
+    /// Opens a shard's replica on this node (idempotent): a split's new shard (its first
+    /// snapshot is on disk) or an empty replica that a leader is about to fill (add
+    /// replica). Returns the replica.
+    pub async fn host_shard(&self, id: ShardId) -> Result<Arc<Shard>, StartError> {
+        if let Some(s) = self.shard(id) {
+            return Ok(s);
+        }
+        let guard = self.hosting.lock().await;
+        if let Some(s) = self.shard(id) {
+            return Ok(s);
+        }
+        let slice = Slice { shard: id, modulus: 0, epoch: 0 }; // owns nothing until its snapshot arrives
+        let shard = Arc::new(Shard::open(id, &shard_dir(&self.config.data_dir, id), None, slice, &self.deps).await?);
+        self.shards.write().unwrap_or_else(|p| p.into_inner()).insert(id, shard.clone());
+        self.relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        drop(guard);
+        self.save_hosted().await.map_err(|source| StartError::DataDir { path: self.config.data_dir.display().to_string(), source })?;
+        self.refresh_local_routes();
+        tracing::info!(shard = id, "replica opened");
+        Ok(shard)
+    }
+
+    /// Opens the shards that splits create, as their parents' state machines report
+    /// them. Where this node leads the parent it also starts the new group's first
+    /// election, so the new shard is led by the same node and is writable within
+    /// milliseconds instead of an election timeout.
+    pub async fn open_split_shards(self: Arc<Self>, stop: CancellationToken) {
+        let Some(mut rx) = self.splits.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
+        loop {
+            let (parent, child) = tokio::select! {
+                _ = stop.cancelled() => return,
+                next = rx.recv() => match next { Some(x) => x, None => return },
+            };
+            let shard = match self.host_shard(child).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(shard = child, error = %e, "could not open the shard a split created");
+                    continue;
+                }
+            };
+            self.changes.notify_waiters();
+            let leads_parent = self.shard(parent).is_some_and(|p| p.leader() == Some(self.id));
+            if leads_parent {
+                tokio::spawn(campaign(shard, self.id, self.stopping.clone()));
+            }
+        }
     }
 
     /// What peers need to know for bootstrap.
@@ -173,41 +370,62 @@ impl Node {
         NodeStatus {
             node_id: self.id,
             shard_count: self.shard_count,
-            initialized: self.shards.values().filter(|s| !s.log.is_empty()).map(|s| s.id).collect(),
+            initialized: self.shard_list().iter().filter(|s| !s.log.is_empty()).map(|s| s.id).collect(),
         }
     }
 
-    /// This node's view of the ring.
+    /// One hosted replica as `GET /v1/cluster` and the admin API report it.
+    pub fn shard_info(&self, s: &Shard) -> ShardInfo {
+        let m = s.raft.metrics().borrow().clone();
+        let (slice, revision, keys) = {
+            let st = s.read();
+            (st.slice, st.revision, st.len() as u64)
+        };
+        let membership = m.membership_config.membership();
+        let members = voter_ids(&m.membership_config);
+        let learners = membership.learner_ids().collect();
+        ShardInfo {
+            id: s.id,
+            modulus: slice.modulus,
+            epoch: slice.epoch,
+            members,
+            learners,
+            revision,
+            keys,
+            // A leader cut off from its quorum is not reported as one.
+            leader: match m.current_leader {
+                Some(l) if l == self.id && crate::shard::is_stale_leader(&m, self.leader_stale_after()) => None,
+                other => other,
+            },
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            commit_index: s.log.committed_index(),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            purged_index: m.purged.map(|l| l.index).unwrap_or(0),
+            state: format!("{:?}", m.state),
+        }
+    }
+
+    /// Hosted replicas that belong to a group (initialised, or filled by a split or a
+    /// snapshot): empty placeholders waiting for a leader are left out.
+    pub fn member_shards(&self) -> Vec<Arc<Shard>> {
+        self.shard_list()
+            .into_iter()
+            .filter(|s| s.raft.metrics().borrow().membership_config.membership().nodes().next().is_some())
+            .collect()
+    }
+
+    /// This node's view of the ring: its replicas.
     pub fn ring(&self) -> Ring {
-        let shards = self
-            .shards
-            .values()
-            .map(|s| {
-                let m = s.raft.metrics().borrow().clone();
-                ShardInfo {
-                    id: s.id,
-                    members: voter_ids(&m.membership_config),
-                    // A leader cut off from its quorum is not reported as one.
-                    leader: match m.current_leader {
-                        Some(l) if l == self.id && crate::shard::is_stale_leader(&m, self.leader_stale_after()) => None,
-                        other => other,
-                    },
-                    term: m.current_term,
-                    last_log_index: m.last_log_index.unwrap_or(0),
-                    commit_index: s.log.committed_index(),
-                    applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
-                    snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
-                    purged_index: m.purged.map(|l| l.index).unwrap_or(0),
-                    state: format!("{:?}", m.state),
-                }
-            })
-            .collect();
-        Ring { epoch: 1, shard_count: self.shard_count, shards }
+        let shards: Vec<ShardInfo> = self.member_shards().iter().map(|s| self.shard_info(s)).collect();
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        Ring { epoch: routes.epoch(), shard_count: routes.shards.len() as u32, shards }
     }
 
     /// Whether every hosted shard has a leader and has applied what it knows is committed.
     pub fn ready(&self) -> Result<(), String> {
-        for s in self.shards.values() {
+        for s in self.member_shards() {
             let m = s.raft.metrics().borrow().clone();
             if m.current_leader.is_none() {
                 return Err(format!("shard {} has no leader", s.id));
@@ -268,7 +486,7 @@ impl Node {
             }
             initialized.extend(st.initialized);
         }
-        for s in self.shards.values() {
+        for s in self.shard_list().iter().filter(|s| s.id < self.shard_count) {
             if initialized.contains(&s.id) {
                 continue;
             }
@@ -289,7 +507,7 @@ impl Node {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            for s in self.shards.values() {
+            for s in self.shard_list() {
                 if s.leader() != Some(self.id) {
                     continue;
                 }
@@ -335,12 +553,88 @@ impl Node {
         }
     }
 
+    /// Keeps the routes fresh: the hosted replicas' own state, the shards peers host, and
+    /// the peers' internal addresses as the shards' memberships name them.
+    pub async fn refresh_routes(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(ROUTE_REFRESH);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            self.refresh_local_routes();
+            for s in self.member_shards() {
+                let m = s.raft.metrics().borrow().membership_config.clone();
+                for (id, n) in m.membership().nodes() {
+                    if self.peers.addr(*id).is_none() && !n.addr.is_empty() {
+                        self.peers.learn(*id, n.addr.clone());
+                    }
+                }
+            }
+            for peer in self.peers.ids().into_iter().filter(|p| *p != self.id) {
+                match self.peers.get_json::<Ring>(peer, "/internal/ring", Duration::from_millis(500)).await {
+                    Ok(r) => self.learn_routes(&r.shards),
+                    Err(e) => tracing::debug!(peer, error = %e, "ring refresh"),
+                }
+            }
+        }
+    }
+
+    /// Closes and deletes replicas whose shard no longer counts this node as a member
+    /// (removed by a membership change). Seen twice in a row, so a replica that is
+    /// still catching up on its own membership is left alone.
+    pub async fn retire_removed_replicas(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut suspects: BTreeSet<ShardId> = BTreeSet::new();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let mut now_suspect = BTreeSet::new();
+            for s in self.member_shards() {
+                let m = s.raft.metrics().borrow().membership_config.clone();
+                let membership = m.membership();
+                let member = membership.nodes().any(|(id, _)| *id == self.id);
+                if !member && membership.get_joint_config().len() == 1 {
+                    now_suspect.insert(s.id);
+                }
+            }
+            for id in now_suspect.intersection(&suspects) {
+                if let Err(e) = self.retire(*id).await {
+                    tracing::warn!(shard = id, error = %e, "could not retire a removed replica");
+                }
+            }
+            suspects = now_suspect;
+        }
+    }
+
+    /// Stops and deletes this node's replica of `id`: Raft stopped, snapshot deleted, its
+    /// log purged from the WAL, and `ring.json` rewritten without it.
+    async fn retire(&self, id: ShardId) -> std::io::Result<()> {
+        let Some(s) = self.shards.write().unwrap_or_else(|p| p.into_inner()).remove(&id) else { return Ok(()) };
+        self.relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        if let Err(e) = s.raft.shutdown().await {
+            tracing::warn!(shard = id, error = %e, "raft shutdown");
+        }
+        s.log.forget();
+        let dir = shard_dir(&self.config.data_dir, id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.save_hosted().await?;
+        tracing::info!(shard = id, "replica removed from this node");
+        Ok(())
+    }
+
     /// Refreshes per-shard gauges; called when /metrics is scraped.
     pub fn refresh_metrics(&self) {
         let (bytes, segments) = self.wal.disk_usage();
         self.metrics.wal_bytes.set(bytes as i64);
         self.metrics.wal_segments.set(segments as i64);
-        for s in self.shards.values() {
+        for s in self.shard_list() {
             let m = s.raft.metrics().borrow().clone();
             let l = s.id.to_string();
             let l = [l.as_str()];
@@ -364,7 +658,7 @@ impl Node {
             return;
         }
         let deadline = tokio::time::Instant::now() + max_wait;
-        for s in self.shards.values() {
+        for s in self.shard_list() {
             loop {
                 let m = s.raft.metrics().borrow().clone();
                 if m.current_leader != Some(self.id) {
@@ -385,11 +679,46 @@ impl Node {
 
     /// Stops every Raft group, then closes the WAL after everything queued is fsynced.
     pub async fn stop(&self) {
-        for s in self.shards.values() {
+        for s in self.shard_list() {
             if let Err(e) = s.raft.shutdown().await {
                 tracing::warn!(shard = s.id, error = %e, "raft shutdown");
             }
         }
         self.wal.close();
     }
+}
+
+/// Where shard `id` keeps its snapshot.
+fn shard_dir(data_dir: &Path, id: ShardId) -> PathBuf {
+    data_dir.join("shards").join(id.to_string())
+}
+
+/// What a bootstrap shard owns before its first snapshot: `hash mod S == id` at epoch 1.
+/// Any other shard starts owning nothing; its first snapshot (a split's or a leader's)
+/// says what it owns.
+fn bootstrap_slice(id: ShardId, shard_count: u32) -> Slice {
+    if id < shard_count {
+        Slice { shard: id, modulus: shard_count, epoch: 1 }
+    } else {
+        Slice { shard: id, modulus: 0, epoch: 0 }
+    }
+}
+
+/// Elects this replica as the first leader of a shard a split just created. The other
+/// replicas may not have applied the split yet (their vote requests fail until they
+/// have), so it tries again briefly until some leader exists.
+async fn campaign(shard: Arc<Shard>, me: NodeId, stop: CancellationToken) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < deadline && !stop.is_cancelled() {
+        if shard.leader().is_some() {
+            return;
+        }
+        if let Err(e) = shard.raft.trigger().elect().await {
+            tracing::debug!(shard = shard.id, error = %e, "campaign");
+            return;
+        }
+        let mut rx = shard.raft.metrics();
+        let _ = tokio::time::timeout(Duration::from_millis(150), rx.wait_for(|m| m.current_leader.is_some())).await;
+    }
+    tracing::debug!(shard = shard.id, me, leader = ?shard.leader(), "campaign over");
 }

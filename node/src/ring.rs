@@ -5,6 +5,8 @@
 //! version and the operator agree on placement. Doubling `S` splits shard `s` into `s`
 //! and `s + S`: a key either stays or moves to exactly that one new shard.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -54,11 +56,105 @@ pub fn validate_shard_count(n: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// Where one shard is, as a router knows it: possibly stale, corrected by the shards
+/// themselves (a `WrongShard` refusal carries the shard's current modulus and epoch).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Route {
+    /// The shard owns keys with `hash mod modulus == id`.
+    pub modulus: u32,
+    pub epoch: u64,
+    pub members: Vec<NodeId>,
+    pub leader: Option<NodeId>,
+}
+
+/// A router's map of the ring: every shard it knows of, hosted here or not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Routes {
+    pub shards: BTreeMap<ShardId, Route>,
+}
+
+impl Routes {
+    /// The shard that owns hash `h`: the finest known shard whose slice holds it. During
+    /// a doubling some shards are split and some not; a key's shard is `h mod m` for the
+    /// largest `m` at which that shard exists with modulus `m`.
+    pub fn locate_hash(&self, h: u64) -> Option<ShardId> {
+        let mut m = self.shards.values().map(|r| r.modulus).max()?;
+        while m >= 1 {
+            let s = (h & (u64::from(m) - 1)) as ShardId;
+            if self.shards.get(&s).is_some_and(|r| r.modulus == m) {
+                return Some(s);
+            }
+            m /= 2;
+        }
+        None
+    }
+
+    /// The shard owning `key` of `db`.
+    pub fn locate(&self, db: u8, key: &[u8]) -> Option<ShardId> {
+        self.locate_hash(key_hash(db, key))
+    }
+
+    /// Merges what another source reports of `shard`: a newer epoch replaces the slice;
+    /// membership and leader come from the newer (or, at the same epoch, the given) view.
+    pub fn learn(&mut self, shard: ShardId, route: Route) {
+        match self.shards.get_mut(&shard) {
+            Some(r) if r.epoch > route.epoch => {}
+            Some(r) => {
+                let keep_leader = route.leader.is_none() && r.epoch == route.epoch;
+                let leader = if keep_leader { r.leader } else { route.leader };
+                *r = Route { leader, ..route };
+            }
+            None => {
+                self.shards.insert(shard, route);
+            }
+        }
+    }
+
+    /// Applies a `WrongShard` refusal: the shard is at `modulus` now, and the shards its
+    /// splits created (same members, same leader at first) exist.
+    pub fn learn_refusal(&mut self, shard: ShardId, modulus: u32, epoch: u64) {
+        let Some(old) = self.shards.get(&shard).cloned() else { return };
+        if old.epoch > epoch || old.modulus >= modulus {
+            return;
+        }
+        let mut m = old.modulus.max(1);
+        while m < modulus {
+            // Each split made `shard + m` at modulus 2m; it may have split since, which it
+            // will say itself when asked.
+            let child = shard + m;
+            m *= 2;
+            let guess = Route { modulus: m, epoch, members: old.members.clone(), leader: old.leader };
+            self.shards.entry(child).or_insert(guess);
+        }
+        self.learn(shard, Route { modulus, epoch, ..old });
+    }
+
+    /// Shard ids that together own every key (the finest level of each slice).
+    pub fn ids(&self) -> Vec<ShardId> {
+        self.shards.keys().copied().collect()
+    }
+
+    /// The ring epoch: the newest epoch of any shard.
+    pub fn epoch(&self) -> u64 {
+        self.shards.values().map(|r| r.epoch).max().unwrap_or(0)
+    }
+}
+
 /// One shard as the node reports it in `GET /v1/cluster`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ShardInfo {
     pub id: ShardId,
+    /// The shard owns keys with `hash mod modulus == id`.
+    pub modulus: u32,
+    /// The ring epoch at which the shard last split or merged.
+    pub epoch: u64,
     pub members: Vec<NodeId>,
+    /// Non-voting replicas catching up before promotion.
+    pub learners: Vec<NodeId>,
+    /// The shard's revision counter on this replica.
+    pub revision: u64,
+    /// Keys held by this replica (expired but unreaped ones included).
+    pub keys: u64,
     pub leader: Option<NodeId>,
     pub term: u64,
     pub last_log_index: u64,
@@ -117,6 +213,48 @@ mod tests {
         }
         // About half the keys move; 10k samples keep this far from flaky.
         assert!((4_500..5_500).contains(&moved), "moved {moved}");
+    }
+
+    fn route(modulus: u32, epoch: u64) -> Route {
+        Route { modulus, epoch, members: vec![1, 2, 3], leader: Some(1) }
+    }
+
+    #[test]
+    fn routes_find_the_finest_shard_during_a_doubling() {
+        let mut r = Routes::default();
+        for s in 0..4 {
+            r.learn(s, route(4, 1));
+        }
+        // Shard 1 has split into 1 and 5; the others have not.
+        r.learn_refusal(1, 8, 2);
+        assert_eq!(r.shards[&5].modulus, 8);
+        assert_eq!(r.shards[&1].modulus, 8);
+        for i in 0..2_000u32 {
+            let key = format!("k{i}");
+            let h = key_hash(0, key.as_bytes());
+            let want = match (h % 4) as u32 {
+                1 => (h % 8) as u32,
+                s => s,
+            };
+            assert_eq!(r.locate(0, key.as_bytes()), Some(want), "{key}");
+        }
+        // A stale report does not undo the split.
+        r.learn(1, route(4, 1));
+        assert_eq!(r.shards[&1].modulus, 8);
+        assert_eq!(r.epoch(), 2);
+    }
+
+    #[test]
+    fn a_refusal_two_levels_ahead_creates_both_new_shards() {
+        let mut r = Routes::default();
+        r.learn(0, route(1, 1));
+        r.learn_refusal(0, 4, 3);
+        assert_eq!(r.ids(), vec![0, 1, 2]);
+        assert_eq!((r.shards[&1].modulus, r.shards[&2].modulus), (2, 4));
+        assert_eq!(r.locate_hash(4), Some(0));
+        assert_eq!(r.locate_hash(6), Some(2));
+        // Shard 1 may have split into 1 and 3 meanwhile; until it says so, it is asked.
+        assert_eq!(r.locate_hash(3), Some(1));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::ring::{NodeId, ShardId};
-use crate::shard::types::{now_ms, Command, CommandResult, KeyEntry, Op};
+use crate::shard::types::{now_ms, Command, CommandResult, KeyEntry, Op, WrongShard};
 use crate::shard::proposer::ProposeError;
 use crate::shard::read_index::ReadIndexError;
 use crate::shard::Shard;
@@ -60,7 +60,26 @@ impl WriteOp {
 pub enum ShardRequest {
     Write(WriteOp),
     Get { db: u8, key: Vec<u8> },
-    List { db: u8, prefix: Vec<u8>, start_after: Option<Vec<u8>>, limit: usize },
+    /// Keys of one shard, which must be at `modulus` (the router's view): a shard that
+    /// split or merged since refuses, so a listing never silently misses moved keys.
+    List { db: u8, prefix: Vec<u8>, start_after: Option<Vec<u8>>, limit: usize, modulus: u32 },
+}
+
+impl ShardRequest {
+    /// The keys the request touches (none for a listing).
+    fn keys(&self) -> Vec<(u8, &[u8])> {
+        match self {
+            ShardRequest::Write(w) => w
+                .ops
+                .iter()
+                .map(|op| match op {
+                    ClientOp::Put { db, key, .. } | ClientOp::Delete { db, key, .. } | ClientOp::Get { db, key } => (*db, key.as_slice()),
+                })
+                .collect(),
+            ShardRequest::Get { db, key } => vec![(*db, key.as_slice())],
+            ShardRequest::List { .. } => Vec::new(),
+        }
+    }
 }
 
 /// A shard's answer.
@@ -83,6 +102,9 @@ pub enum ServeError {
     /// The shard is not hosted on the node asked.
     #[error("shard {0} is not hosted here")]
     UnknownShard(ShardId),
+    /// The shard does not own the keys (any more): the ring changed.
+    #[error("shard {} does not own the keys (modulus {}, epoch {})", .0.shard, .0.modulus, .0.epoch)]
+    WrongShard(WrongShard),
 }
 
 /// Consistency level of a read.
@@ -96,14 +118,18 @@ pub enum Consistency {
 
 impl Node {
     /// Routes `req` to the leader of `shard` and returns its answer, retrying through
-    /// elections until the request deadline.
+    /// elections, leader changes and ring changes (a split moves keys to another shard)
+    /// until the request deadline.
     pub async fn execute(&self, shard: ShardId, req: ShardRequest) -> Result<ShardResponse, ApiError> {
         let deadline = Instant::now() + self.config.request_timeout;
+        let mut shard = shard;
         let mut hint: Option<NodeId> = None;
         let mut backoff = Duration::from_millis(5);
+        let mut attempt = 0usize;
         let mut last_err;
         loop {
-            let leader = hint.take().or_else(|| self.shard(shard).and_then(|s| s.leader_checked(self.id, self.leader_stale_after())));
+            attempt += 1;
+            let leader = hint.take().or_else(|| self.leader_of(shard, attempt));
             let outcome = match leader {
                 Some(l) if l == self.id => {
                     // Bounded: a leader cut off from its quorum never commits; the client
@@ -127,7 +153,26 @@ impl Node {
                         continue;
                     }
                 }
-                Err(e @ ServeError::UnknownShard(_)) => return Err(ApiError::internal(e)),
+                Err(ServeError::WrongShard(ws)) => {
+                    self.learn_refusal(ws);
+                    last_err = format!("shard {shard} no longer owns the keys");
+                    match self.relocate(&req) {
+                        Some(s) if s != shard => {
+                            shard = s;
+                            continue; // the owner is known: go there at once
+                        }
+                        Some(_) => {} // routes not updated yet: back off
+                        None => {
+                            return Err(ApiError::Unavailable {
+                                message: format!("the ring changed during the request ({last_err}); retry"),
+                            })
+                        }
+                    }
+                }
+                Err(ServeError::UnknownShard(s)) => {
+                    last_err = format!("shard {s} is not hosted where it was looked for");
+                    self.refresh_local_routes();
+                }
                 Err(ServeError::Retry(m)) => last_err = m,
             }
             let now = Instant::now();
@@ -139,6 +184,30 @@ impl Node {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(100));
         }
+    }
+
+    /// The leader to try for `shard`: the local replica's view if hosted here, else the
+    /// routes' hint, else the shard's members in turn (they answer with a hint).
+    fn leader_of(&self, shard: ShardId, attempt: usize) -> Option<NodeId> {
+        if let Some(s) = self.shard(shard) {
+            if let Some(l) = s.leader_checked(self.id, self.leader_stale_after()) {
+                return Some(l);
+            }
+        }
+        let route = self.route(shard)?;
+        if attempt % 2 == 1 {
+            if let Some(l) = route.leader {
+                return Some(l);
+            }
+        }
+        route.members.get(attempt % route.members.len().max(1)).copied()
+    }
+
+    /// The one shard that owns every key of `req` now, if there is one.
+    fn relocate(&self, req: &ShardRequest) -> Option<ShardId> {
+        let mut shards = req.keys().into_iter().map(|(db, key)| self.locate(db, key));
+        let first = shards.next()?;
+        shards.all(|s| s == first).then_some(first)
     }
 
     async fn forward(&self, leader: NodeId, shard: ShardId, req: &ShardRequest, deadline: Instant) -> Result<ShardResponse, ServeError> {
@@ -163,6 +232,7 @@ impl Node {
         let sh = self.shard(shard).ok_or(ServeError::UnknownShard(shard))?;
         match req {
             ShardRequest::Write(op) => match sh.proposer.propose(op.into_command(now_ms())).await {
+                Ok(CommandResult { wrong_shard: Some(ws), .. }) => Err(ServeError::WrongShard(ws)),
                 Ok(r) => Ok(ShardResponse::Written(r)),
                 Err(ProposeError::NotLeader(h)) => Err(ServeError::NotLeader(h)),
                 Err(ProposeError::Retry(m)) => Err(ServeError::Retry(m)),
@@ -173,35 +243,36 @@ impl Node {
                     Err(ReadIndexError::NotLeader(h)) => return Err(ServeError::NotLeader(h)),
                     Err(ReadIndexError::Retry(m)) => return Err(ServeError::Retry(m)),
                 }
-                Ok(read_state(sh, read))
+                read_state(&sh, read)
             }
         }
     }
 
-    /// Serves a read from this replica's applied state without asking the leader.
-    pub fn read_local(&self, shard: ShardId, req: ShardRequest) -> Result<ShardResponse, ApiError> {
-        let sh = self.shard(shard).ok_or_else(|| ApiError::internal(format!("shard {shard} not hosted")))?;
-        Ok(read_state(sh, req))
-    }
-
-    /// Reads with the requested consistency.
+    /// Reads with the requested consistency. A serializable read is answered from this
+    /// node's replica when it hosts one that owns the key; otherwise it goes to the leader.
     pub async fn read(&self, shard: ShardId, req: ShardRequest, c: Consistency) -> Result<ShardResponse, ApiError> {
-        match c {
-            Consistency::Linearizable => self.execute(shard, req).await,
-            Consistency::Serializable => self.read_local(shard, req),
+        if c == Consistency::Serializable {
+            if let Some(sh) = self.shard(shard) {
+                if let Ok(r) = read_state(&sh, req.clone()) {
+                    return Ok(r);
+                }
+            }
         }
+        self.execute(shard, req).await
     }
 }
 
-fn read_state(sh: &Shard, req: ShardRequest) -> ShardResponse {
+/// Answers a read from a replica's applied state, refusing keys its slice does not hold.
+fn read_state(sh: &Shard, req: ShardRequest) -> Result<ShardResponse, ServeError> {
     let now = now_ms();
     let s = sh.read();
     match req {
-        ShardRequest::Get { db, key } => ShardResponse::Value(s.get(db, &key, now)),
-        ShardRequest::List { db, prefix, start_after, limit } => {
-            ShardResponse::Items(s.list(db, &prefix, start_after.as_deref(), limit, now))
+        ShardRequest::Get { db, key } if s.slice.owns(db, &key) => Ok(ShardResponse::Value(s.get(db, &key, now))),
+        ShardRequest::List { db, prefix, start_after, limit, modulus } if s.slice.modulus == modulus && modulus > 0 => {
+            Ok(ShardResponse::Items(s.list(db, &prefix, start_after.as_deref(), limit, now)))
         }
-        ShardRequest::Write(_) => ShardResponse::Value(None),
+        ShardRequest::Write(_) => Ok(ShardResponse::Value(None)),
+        _ => Err(ServeError::WrongShard(s.slice.wrong_shard())),
     }
 }
 
@@ -234,7 +305,7 @@ impl Node {
         ttl_ms: Option<u64>,
         expect: Option<u64>,
     ) -> Result<Written, ApiError> {
-        let shard = crate::ring::shard_for(db, &key, self.shard_count);
+        let shard = self.locate(db, &key);
         let op = match value {
             Some(value) => ClientOp::Put { db, key, value, ttl_ms, expect },
             None => ClientOp::Delete { db, key, expect },

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::{extract, params};
 use crate::error::{error_body, ApiError};
 use crate::node::Node;
-use crate::ring::{shard_for, ShardId};
+use crate::ring::ShardId;
 use crate::router::ClientOp;
 use crate::shard::types::{now_ms, CommandResult, OpResult};
 
@@ -155,7 +155,7 @@ pub async fn batch(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body
         let op: BatchOp = serde_json::from_value(Value::Object(op)).map_err(|e| bad(i, e))?;
         kinds.push(op.op.clone());
         let (db, key, client_op) = decode_op(i, op, default_db, &node)?;
-        let shard = shard_for(db, &key, node.shard_count);
+        let shard = node.locate(db, &key);
         groups.entry(shard).or_default().push((i, db, key, client_op));
     }
     let mut tasks = tokio::task::JoinSet::new();

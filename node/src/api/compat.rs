@@ -23,7 +23,6 @@ use serde_json::{json, Value};
 use super::{extract, params};
 use crate::error::ApiError;
 use crate::node::Node;
-use crate::ring::shard_for;
 use crate::router::{Consistency, ShardRequest, ShardResponse};
 
 /// Header naming the database of one request.
@@ -161,7 +160,7 @@ async fn put(node: &Node, db: u8, key: &str, value: String, ttl: Option<Duration
 /// A linearizable read of `key`: its value, or `None` when absent or expired.
 async fn get(node: &Node, db: u8, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
     let key = params::key(key, node.config.max_key_bytes)?;
-    let shard = shard_for(db, &key, node.shard_count);
+    let shard = node.locate(db, &key);
     match node.read(shard, ShardRequest::Get { db, key }, Consistency::Linearizable).await? {
         ShardResponse::Value(v) => Ok(v.map(|e| e.value)),
         other => Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),

@@ -14,7 +14,6 @@ use super::extract;
 use super::params::{self, BodyKind};
 use crate::error::ApiError;
 use crate::node::Node;
-use crate::ring::shard_for;
 use crate::router::{ShardRequest, ShardResponse};
 use crate::shard::types::{now_ms, KeyEntry};
 
@@ -93,7 +92,7 @@ pub async fn get_key(
     let q = params::query(q.as_deref(), &["db", "consistency"])?;
     let db = params::db(&q)?;
     let c = params::consistency(&q)?;
-    let shard = shard_for(db, &key, node.shard_count);
+    let shard = node.locate(db, &key);
     let entry = match node.read(shard, ShardRequest::Get { db, key: key.clone() }, c).await? {
         ShardResponse::Value(v) => v,
         other => return Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
@@ -130,6 +129,33 @@ pub async fn delete_key(
     })))
 }
 
+/// One pass over every shard of the ring as this node knows it, asking each for up to
+/// `limit + 1` keys (if the merged result has more than `limit`, a next page exists).
+async fn list_once(
+    node: &Arc<Node>,
+    db: u8,
+    prefix: &[u8],
+    start_after: Option<&Vec<u8>>,
+    limit: usize,
+    c: crate::router::Consistency,
+) -> Result<Vec<(Vec<u8>, crate::shard::types::KeyEntry)>, ApiError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for shard in node.ring_shards() {
+        let node = node.clone();
+        let modulus = node.route(shard).map_or(node.shard_count, |r| r.modulus);
+        let req = ShardRequest::List { db, prefix: prefix.to_vec(), start_after: start_after.cloned(), limit: limit + 1, modulus };
+        tasks.spawn(async move { node.read(shard, req, c).await });
+    }
+    let mut items = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        match r.map_err(ApiError::internal)?? {
+            ShardResponse::Items(v) => items.extend(v),
+            other => return Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
+        }
+    }
+    Ok(items)
+}
+
 /// Most keys one listing page returns.
 pub const MAX_LIST_LIMIT: usize = 1000;
 
@@ -147,20 +173,16 @@ pub async fn list(State(node): State<Arc<Node>>, RawQuery(q): RawQuery) -> Resul
         })?,
     };
     let start_after = q.get("cursor").map(|s| params::decode_cursor(s)).transpose()?;
-    let mut tasks = tokio::task::JoinSet::new();
-    for shard in 0..node.shard_count {
-        let node = node.clone();
-        // One more than the page: if the merged result has more than `limit`, a next page exists.
-        let req = ShardRequest::List { db, prefix: prefix.clone(), start_after: start_after.clone(), limit: limit + 1 };
-        tasks.spawn(async move { node.read(shard, req, c).await });
-    }
-    let mut items = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        match r.map_err(ApiError::internal)?? {
-            ShardResponse::Items(v) => items.extend(v),
-            other => return Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
+    // A split during the listing makes a shard refuse (its modulus changed): list again
+    // with the new routes, a few times, before telling the client to retry.
+    let mut attempt = 0;
+    let mut items = loop {
+        attempt += 1;
+        match list_once(&node, db, &prefix, start_after.as_ref(), limit, c).await {
+            Err(ApiError::Unavailable { .. }) if attempt < 4 => tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await,
+            other => break other?,
         }
-    }
+    };
     items.sort_by(|a, b| a.0.cmp(&b.0));
     let more = items.len() > limit;
     items.truncate(limit);

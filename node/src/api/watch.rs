@@ -24,7 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::params;
 use crate::error::ApiError;
 use crate::node::Node;
-use crate::ring::{shard_for, ShardId};
+use crate::ring::ShardId;
 use crate::shard::events::{Event, Since};
 
 /// What a watch follows.
@@ -95,8 +95,8 @@ pub async fn watch(
         _ => return Err(ApiError::bad_request("bad_query", "give exactly one of `key` or `prefix`")),
     };
     let shards: Vec<ShardId> = match &target {
-        Target::Key(k) => vec![shard_for(db, k, node.shard_count)],
-        Target::Prefix(_) => (0..node.shard_count).collect(),
+        Target::Key(k) => vec![node.locate(db, k)],
+        Target::Prefix(_) => node.shard_list().iter().map(|s| s.id).collect(),
     };
     let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let start = q

@@ -52,6 +52,11 @@ impl PeerClient {
         self.addrs.read().unwrap_or_else(|p| p.into_inner()).get(&node).cloned()
     }
 
+    /// Records the internal address of a node learned from a shard's membership.
+    pub fn learn(&self, node: NodeId, addr: String) {
+        self.addrs.write().unwrap_or_else(|p| p.into_inner()).insert(node, addr);
+    }
+
     /// Every known peer id.
     pub fn ids(&self) -> Vec<NodeId> {
         self.addrs.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()

@@ -25,6 +25,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/internal/raft/{shard}/{rpc}", post(raft_rpc))
         .route("/internal/shard/{shard}/serve", post(serve))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::admin::router())
         .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY))
         .with_state(node)
 }

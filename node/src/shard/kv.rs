@@ -9,7 +9,8 @@ use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
 use super::events::{Event, EventKind};
-use super::types::{Command, CommandResult, KeyEntry, LogId, Op, OpResult, StoredMembership};
+use super::types::{Command, CommandResult, KeyEntry, LogId, Op, OpResult, StoredMembership, WrongShard};
+use crate::ring::{key_hash, ShardId};
 
 /// `(db, key)`: the map key. Ordered by db, then key bytes.
 pub type MapKey = (u8, Vec<u8>);
@@ -18,10 +19,45 @@ pub type MapKey = (u8, Vec<u8>);
 /// within the request deadline (seconds), far inside this window.
 pub const DEDUP_WINDOW: usize = 16_384;
 
+/// The slice of the ring a shard owns: every key with `hash mod modulus == shard`, as of
+/// ring `epoch`. Part of the replicated state, so it changes only in log order (a split
+/// or merge command) and every replica refuses the same keys at the same index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slice {
+    pub shard: ShardId,
+    pub modulus: u32,
+    pub epoch: u64,
+}
+
+impl Default for Slice {
+    /// The whole key space: shard 0 of a one-shard ring.
+    fn default() -> Self {
+        Slice { shard: 0, modulus: 1, epoch: 1 }
+    }
+}
+
+impl Slice {
+    /// Whether the slice holds `key` of `db`.
+    pub fn owns(&self, db: u8, key: &[u8]) -> bool {
+        self.owns_hash(key_hash(db, key))
+    }
+
+    pub fn owns_hash(&self, h: u64) -> bool {
+        self.modulus > 0 && (h & (u64::from(self.modulus) - 1)) == u64::from(self.shard)
+    }
+
+    /// The refusal a request for a key outside the slice gets.
+    pub fn wrong_shard(&self) -> WrongShard {
+        WrongShard { shard: self.shard, modulus: self.modulus, epoch: self.epoch }
+    }
+}
+
 /// The state every replica of a shard agrees on. Clones are O(1) (persistent maps), so a
 /// snapshot is taken without stopping writes.
 #[derive(Clone, Default)]
 pub struct KvState {
+    /// What this shard owns; keys outside it are refused with `WrongShard`.
+    pub slice: Slice,
     pub data: OrdMap<MapKey, KeyEntry>,
     /// `(expires_at_ms, db, key)` for keys with a TTL; drives the reaper.
     expiry: BTreeSet<(u64, u8, Vec<u8>)>,
@@ -40,6 +76,7 @@ pub struct KvState {
 /// The replicated part of a [`KvState`] as a snapshot carries it.
 #[derive(Serialize, Deserialize)]
 pub struct KvImage {
+    pub slice: Slice,
     pub revision: u64,
     pub entries: Vec<(u8, Vec<u8>, KeyEntry)>,
     pub applied: Vec<(u64, CommandResult)>,
@@ -137,6 +174,10 @@ impl KvState {
                 if let Some(done) = self.applied.get(&id) {
                     return CommandResult::clone(done); // a retry of a request already applied
                 }
+                if let Some(moved) = self.refuse_foreign(&ops) {
+                    // Not remembered: the retry goes to the shard that owns the keys.
+                    return moved;
+                }
                 let r = self.apply_txn(now_ms, ops, events);
                 self.remember(id, Arc::new(r.clone()));
                 r
@@ -144,6 +185,9 @@ impl KvState {
             Command::Expire { keys } => {
                 let mut expired = 0;
                 for (db, key, mod_revision) in keys {
+                    if !self.slice.owns(db, &key) {
+                        continue; // moved away by a split since the reaper looked
+                    }
                     if self.data.get(&(db, key.clone())).is_some_and(|e| e.mod_revision == mod_revision) {
                         self.remove(db, &key);
                         self.revision += 1;
@@ -151,9 +195,61 @@ impl KvState {
                         events.push(Event { revision: self.revision, kind: EventKind::Expire, db, key, value: None });
                     }
                 }
-                CommandResult { revision: self.revision, ok: true, ops: Vec::new(), expired }
+                CommandResult { revision: self.revision, ok: true, expired, ..Default::default() }
+            }
+            // Applied by the state machine, which also creates the new shard.
+            Command::Split { .. } => CommandResult { revision: self.revision, ok: true, ..Default::default() },
+        }
+    }
+
+    /// A `WrongShard` answer if any op touches a key outside this shard's slice: the whole
+    /// transaction is refused, nothing applies.
+    fn refuse_foreign(&self, ops: &[Op]) -> Option<CommandResult> {
+        let foreign = ops.iter().any(|op| match op {
+            Op::Put { db, key, .. } | Op::Delete { db, key, .. } | Op::Get { db, key } => !self.slice.owns(*db, key),
+        });
+        foreign.then(|| CommandResult {
+            revision: self.revision,
+            ok: false,
+            wrong_shard: Some(self.slice.wrong_shard()),
+            ..Default::default()
+        })
+    }
+
+    /// Splits the shard: keeps the keys with `hash mod modulus == shard` and returns the
+    /// new shard `shard + modulus / 2` holding the rest, with the same revision counter
+    /// (its revisions go on from this shard's), the request-id table (a retried write
+    /// that applied here before the split must not apply again there) and the same
+    /// membership. `Ok(None)` if the shard is already at `modulus` or finer (a repeated
+    /// split command).
+    pub fn split(&mut self, modulus: u32, epoch: u64) -> Result<Option<KvState>, String> {
+        if modulus <= self.slice.modulus {
+            return Ok(None);
+        }
+        if modulus != self.slice.modulus * 2 {
+            return Err(format!("shard {} is at modulus {}; a split doubles it, not {modulus}", self.slice.shard, self.slice.modulus));
+        }
+        let child_slice = Slice { shard: self.slice.shard + self.slice.modulus, modulus, epoch };
+        let mut child = KvState {
+            slice: child_slice,
+            revision: self.revision,
+            applied: self.applied.clone(),
+            applied_order: self.applied_order.clone(),
+            membership: self.membership.clone(),
+            ..Default::default()
+        };
+        let moving: Vec<MapKey> = self.data.keys().filter(|(db, k)| child_slice.owns(*db, k)).cloned().collect();
+        for (db, key) in moving {
+            if let Some(e) = self.remove(db, &key) {
+                if let Some(t) = e.expires_at_ms {
+                    child.expiry.insert((t, db, key.clone()));
+                }
+                child.data.insert((db, key), e);
             }
         }
+        self.slice.modulus = modulus;
+        self.slice.epoch = epoch;
+        Ok(Some(child))
     }
 
     fn apply_txn(&mut self, now_ms: u64, ops: Vec<Op>, events: &mut Vec<Event>) -> CommandResult {
@@ -173,7 +269,7 @@ impl KvState {
                 .into_iter()
                 .map(|c| c.map_or(OpResult::Skipped, |current| OpResult::Conflict { current }))
                 .collect();
-            return CommandResult { revision: self.revision, ok: false, ops, expired: 0 };
+            return CommandResult { revision: self.revision, ok: false, ops, ..Default::default() };
         }
         let results = ops
             .into_iter()
@@ -196,7 +292,7 @@ impl KvState {
                 Op::Get { db, key } => OpResult::Get(self.get(db, &key, now_ms)),
             })
             .collect();
-        CommandResult { revision: self.revision, ok: true, ops: results, expired: 0 }
+        CommandResult { revision: self.revision, ok: true, ops: results, ..Default::default() }
     }
 
     fn remember(&mut self, id: u64, r: Arc<CommandResult>) {
@@ -212,6 +308,7 @@ impl KvState {
     /// The replicated state as a snapshot carries it.
     pub fn image(&self) -> KvImage {
         KvImage {
+            slice: self.slice,
             revision: self.revision,
             entries: self.data.iter().map(|((db, k), e)| (*db, k.clone(), e.clone())).collect(),
             applied: self
@@ -224,7 +321,7 @@ impl KvState {
 
     /// Rebuilds the state from a snapshot image.
     pub fn from_image(image: KvImage, last_applied: Option<LogId>, membership: StoredMembership) -> Self {
-        let mut s = KvState { revision: image.revision, last_applied, membership, ..Default::default() };
+        let mut s = KvState { slice: image.slice, revision: image.revision, last_applied, membership, ..Default::default() };
         for (db, key, e) in image.entries {
             if let Some(t) = e.expires_at_ms {
                 s.expiry.insert((t, db, key.clone()));
@@ -256,6 +353,51 @@ mod tests {
 
     fn del(key: &str, expect: Option<u64>) -> Op {
         Op::Delete { db: 0, key: key.into(), expect }
+    }
+
+    #[test]
+    fn a_split_moves_exactly_the_new_shards_keys_and_carries_revisions_and_request_ids() {
+        let mut s = KvState { slice: Slice { shard: 1, modulus: 4, epoch: 1 }, ..Default::default() };
+        let mut owned = Vec::new();
+        for i in 0..2_000u32 {
+            let key = format!("k{i}");
+            if s.slice.owns(0, key.as_bytes()) {
+                owned.push(key);
+            }
+        }
+        for (n, k) in owned.iter().enumerate() {
+            txn(&mut s, n as u64 + 1, 0, vec![Op::Put { db: 0, key: k.clone().into_bytes(), value: b"v".to_vec(), expires_at_ms: Some(u64::MAX), expect: None }]);
+        }
+        let before = s.revision;
+        let child = s.split(8, 2).unwrap().expect("a new shard");
+        assert_eq!(child.slice, Slice { shard: 5, modulus: 8, epoch: 2 });
+        assert_eq!(s.slice, Slice { shard: 1, modulus: 8, epoch: 2 });
+        assert_eq!(s.len() + child.len(), owned.len(), "no key lost or duplicated");
+        for k in &owned {
+            let h = key_hash(0, k.as_bytes()) % 8;
+            let (here, there) = (s.get(0, k.as_bytes(), 0).is_some(), child.get(0, k.as_bytes(), 0).is_some());
+            assert_eq!((here, there), (h == 1, h == 5), "{k}");
+        }
+        // Roughly half moved (measured, not assumed).
+        assert!(child.len() * 3 > owned.len() && child.len() * 3 < owned.len() * 2, "{} of {}", child.len(), owned.len());
+        assert_eq!(child.revision, before, "the new shard's revisions go on from the old one's");
+        // The TTL index moved with the keys.
+        assert_eq!(child.expired(u64::MAX, usize::MAX).len(), child.len());
+        assert_eq!(s.expired(u64::MAX, usize::MAX).len(), s.len());
+        // A request applied before the split and retried on the new shard applies once.
+        let mut child = child;
+        let moved_key = owned.iter().position(|k| key_hash(0, k.as_bytes()) % 8 == 5).unwrap();
+        let retry = txn(&mut child, moved_key as u64 + 1, 0, vec![Op::Put { db: 0, key: owned[moved_key].clone().into_bytes(), value: b"again".to_vec(), expires_at_ms: None, expect: None }]);
+        assert_eq!(retry.revision, moved_key as u64 + 1, "the first answer, not a new write");
+        // The old shard refuses the moved keys, whole transactions at a time.
+        let r = txn(&mut s, 99_999, 0, vec![
+            Op::Put { db: 0, key: owned[moved_key].clone().into_bytes(), value: b"x".to_vec(), expires_at_ms: None, expect: None },
+        ]);
+        assert_eq!(r.wrong_shard, Some(WrongShard { shard: 1, modulus: 8, epoch: 2 }));
+        assert!(!r.ok && s.revision == before);
+        // A repeated split is a no-op; a jump of two levels is refused.
+        assert!(s.split(8, 2).unwrap().is_none());
+        assert!(s.split(32, 3).is_err());
     }
 
     #[test]

@@ -79,6 +79,13 @@ impl LogStore {
         g.vote.is_none() && g.entries.is_empty() && g.purged.is_none()
     }
 
+    /// Drops every entry of a replica that left this node (its group goes on elsewhere),
+    /// so its records stop pinning WAL segments.
+    pub fn forget(&self) {
+        self.lock().entries.clear();
+        self.wal.submit(self.shard, vec![Record::Truncate { since: 0 }], Box::new(|_| {}));
+    }
+
     /// Number of entries held in memory.
     pub fn entry_count(&self) -> usize {
         self.lock().entries.len()

@@ -15,8 +15,8 @@ use crate::raft_net::{NetworkFactory, PeerClient};
 use crate::ring::{NodeId, ShardId};
 use crate::wal::{ShardLog, Wal};
 use log_store::LogStore;
-use kv::KvState;
-use state_machine::StateMachineStore;
+use kv::{KvState, Slice};
+use state_machine::{SplitHost, StateMachineStore};
 use types::Raft;
 
 /// A shard hosted by this node.
@@ -46,6 +46,8 @@ pub struct ShardDeps {
     pub peers: PeerClient,
     /// Woken when the shard applies changes (watchers).
     pub changes: Arc<events::Notify>,
+    /// Told when a split creates a new shard on this node.
+    pub host: Arc<dyn SplitHost>,
 }
 
 /// Errors opening a shard.
@@ -59,11 +61,13 @@ pub enum OpenError {
 
 impl Shard {
     /// Opens shard `id` from its snapshot directory and what the WAL recovered.
-    pub async fn open(id: ShardId, dir: &Path, recovered: Option<ShardLog>, with: &ShardDeps) -> Result<Self, OpenError> {
-        let ShardDeps { node_id, raft_config, wal, peers, changes } = with;
+    /// Opens shard `id` from its snapshot directory and what the WAL recovered; without a
+    /// snapshot it starts empty, owning `slice`.
+    pub async fn open(id: ShardId, dir: &Path, recovered: Option<ShardLog>, slice: Slice, with: &ShardDeps) -> Result<Self, OpenError> {
+        let ShardDeps { node_id, raft_config, wal, peers, changes, host } = with;
         let (node_id, wal, peers, notify) = (*node_id, wal.clone(), peers.clone(), changes.clone());
         let log = LogStore::open(id, wal, recovered).map_err(|source| OpenError::Storage { shard: id, source })?;
-        let sm = StateMachineStore::open(id, dir.to_path_buf(), notify)
+        let sm = StateMachineStore::open(id, dir.to_path_buf(), notify, slice, host.clone())
             .map_err(|source| OpenError::Storage { shard: id, source })?;
         let state = sm.state();
         let events = sm.events();
@@ -82,6 +86,11 @@ impl Shard {
             proposer,
             read_index: read_index::ReadIndex::default(),
         })
+    }
+
+    /// The slice of the ring this replica's applied state owns.
+    pub fn slice(&self) -> Slice {
+        self.read().slice
     }
 
     /// Read access to the applied state.
@@ -128,7 +137,7 @@ mod tests {
             let (wal, mut rec) = Wal::open(&dir.path().join("wal"), WalOptions::default())
                 .map_err(|e| openraft::StorageIOError::read(&e))?;
             let log = LogStore::open(0, wal, rec.shards.remove(&0)).map_err(|e| openraft::StorageIOError::read(&e))?;
-            let sm = StateMachineStore::open(0, dir.path().join("sm"), Default::default()).map_err(|e| openraft::StorageIOError::read(&e))?;
+            let sm = StateMachineStore::open(0, dir.path().join("sm"), Default::default(), Default::default(), std::sync::Arc::new(super::state_machine::NoSplits)).map_err(|e| openraft::StorageIOError::read(&e))?;
             Ok((dir, log, sm))
         }
     }

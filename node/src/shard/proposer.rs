@@ -48,6 +48,7 @@ fn command_bytes(c: &Command) -> usize {
             })
             .sum(),
         Command::Expire { keys } => keys.iter().map(|(_, k, _)| k.len() + 16).sum(),
+        Command::Split { .. } => 16,
     }
 }
 

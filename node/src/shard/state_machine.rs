@@ -15,13 +15,37 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 
 use super::events::{EventLog, Notify};
-use super::kv::{KvImage, KvState};
-use super::types::{Entry, LogId, ProposalResult, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use super::kv::{KvImage, KvState, Slice};
+use super::types::{Command, Entry, LogId, ProposalResult, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::ring::{NodeId, ShardId};
+
+/// What a shard's state machine tells the node about splits.
+pub trait SplitHost: Send + Sync {
+    /// Whether this node already hosts `shard` (a replayed split must not recreate it:
+    /// the new shard may have taken writes since).
+    fn hosts(&self, shard: ShardId) -> bool;
+    /// `shard` was created by a split on this node and its first snapshot is durable:
+    /// open it and start its Raft group.
+    fn created(&self, parent: ShardId, shard: ShardId);
+    /// A snapshot installed on `parent` skipped the split that created `shard` here:
+    /// open an empty replica, which the new shard's leader fills with a snapshot.
+    fn missed(&self, parent: ShardId, shard: ShardId);
+}
+
+/// A node that never splits (tests of one shard).
+pub struct NoSplits;
+
+impl SplitHost for NoSplits {
+    fn hosts(&self, _: ShardId) -> bool {
+        false
+    }
+    fn created(&self, _: ShardId, _: ShardId) {}
+    fn missed(&self, _: ShardId, _: ShardId) {}
+}
 
 /// On-disk snapshot file: `MAGIC | meta_len u32 LE | meta (postcard) | body | crc32 u32 LE`,
 /// the CRC covering everything before it. Written to a temporary name, fsynced, renamed.
-const SNAP_MAGIC: &[u8; 8] = b"RKVSNAP1";
+const SNAP_MAGIC: &[u8; 8] = b"RKVSNAP2";
 const SNAP_FILE: &str = "snapshot.bin";
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
@@ -80,18 +104,40 @@ pub struct StateMachineStore {
     state: Arc<RwLock<KvState>>,
     events: EventLog,
     snapshot_seq: u64,
+    host: Arc<dyn SplitHost>,
+}
+
+/// The directory of shard `id`'s snapshot next to `dir`, the directory of another shard.
+fn sibling_dir(dir: &Path, id: ShardId) -> PathBuf {
+    dir.parent().unwrap_or(dir).join(id.to_string())
+}
+
+/// Writes the first snapshot of a shard born from a split: its data, the parent's
+/// membership, and a log that starts at index 0 (openraft starts the group from it
+/// exactly as from an `initialize`d one).
+fn write_child_snapshot(dir: &Path, child: &KvState) -> std::io::Result<()> {
+    let origin = LogId::default();
+    let meta = SnapshotMeta {
+        last_log_id: Some(origin),
+        last_membership: StoredMembership::new(Some(origin), child.membership.membership().clone()),
+        snapshot_id: format!("{}-split-{}", child.slice.shard, child.slice.epoch),
+    };
+    let body = postcard::to_stdvec(&child.image()).map_err(io_err)?;
+    write_snapshot_file(dir, &meta, &body)
 }
 
 impl StateMachineStore {
-    /// Opens the shard's state machine, restoring the last snapshot in `dir`.
-    pub fn open(shard: ShardId, dir: PathBuf, notify: Arc<Notify>) -> std::io::Result<Self> {
+    /// Opens the shard's state machine, restoring the last snapshot in `dir`; without a
+    /// snapshot the shard starts empty owning `slice`.
+    pub fn open(shard: ShardId, dir: PathBuf, notify: Arc<Notify>, slice: Slice, host: Arc<dyn SplitHost>) -> std::io::Result<Self> {
         let mut state = KvState::default();
+        state.slice = slice;
         if let Some((meta, body)) = read_snapshot_file(&dir)? {
             let image: KvImage = postcard::from_bytes(&body).map_err(io_err)?;
             state = KvState::from_image(image, meta.last_log_id, meta.last_membership.clone());
         }
         let events = EventLog::new(state.revision, notify);
-        Ok(Self { shard, dir, state: Arc::new(RwLock::new(state)), events, snapshot_seq: 0 })
+        Ok(Self { shard, dir, state: Arc::new(RwLock::new(state)), events, snapshot_seq: 0, host })
     }
 
     /// The shard's change history, for watchers.
@@ -165,6 +211,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let mut results = Vec::new();
         let mut events = Vec::new();
+        let mut children = Vec::new();
         let revision = {
             let mut s = write_state(&self.state);
             for entry in entries {
@@ -172,7 +219,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let r = match entry.payload {
                     EntryPayload::Blank => ProposalResult::default(),
                     EntryPayload::Normal(p) => ProposalResult {
-                        results: p.commands.into_iter().map(|c| s.apply_command(c, &mut events)).collect(),
+                        results: p
+                            .commands
+                            .into_iter()
+                            .map(|c| match c {
+                                Command::Split { modulus, epoch } => {
+                                    let mut r = s.apply_command(Command::Split { modulus, epoch }, &mut events);
+                                    match s.split(modulus, epoch) {
+                                        Ok(Some(child)) => children.push(child),
+                                        Ok(None) => {}
+                                        Err(e) => {
+                                            tracing::warn!(shard = self.shard, error = %e, "split refused");
+                                            r.ok = false;
+                                        }
+                                    }
+                                    r
+                                }
+                                c => s.apply_command(c, &mut events),
+                            })
+                            .collect(),
                     },
                     EntryPayload::Membership(m) => {
                         s.membership = StoredMembership::new(Some(entry.log_id), m);
@@ -184,6 +249,23 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             s.revision
         };
         self.events.record(events, revision);
+        // A new shard's first snapshot is durable before the split counts as applied: a
+        // later snapshot of this shard (without the moved keys) can then never be the
+        // only copy. A replayed split of a shard already hosted changes only this one.
+        for child in children {
+            let id = child.slice.shard;
+            if self.host.hosts(id) {
+                continue;
+            }
+            let dir = sibling_dir(&self.dir, id);
+            let keys = child.len();
+            tokio::task::spawn_blocking(move || write_child_snapshot(&dir, &child))
+                .await
+                .map_err(|e| StorageIOError::write_snapshot(None, &io_err(e)))?
+                .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+            tracing::info!(shard = self.shard, new_shard = id, keys, "split: new shard created");
+            self.host.created(self.shard, id);
+        }
         Ok(results)
     }
 
@@ -209,7 +291,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         let state = KvState::from_image(image, meta.last_log_id, meta.last_membership.clone());
         let revision = state.revision;
+        let (before, after) = (read_state(&self.state).slice, state.slice);
         *write_state(&self.state) = state;
+        // Splits the snapshot jumped over: their new shards have replicas here too.
+        if before.modulus > 0 {
+            let mut m = before.modulus;
+            while m < after.modulus {
+                if !self.host.hosts(self.shard + m) {
+                    self.host.missed(self.shard, self.shard + m);
+                }
+                m *= 2;
+            }
+        }
         // Watchers behind this point cannot be served from history: they get a resync.
         self.events.reset(revision);
         tracing::info!(shard = self.shard, last = ?meta.last_log_id, "snapshot installed");
@@ -244,7 +337,7 @@ mod tests {
     #[tokio::test]
     async fn snapshot_round_trips_through_disk_and_install() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sm = StateMachineStore::open(0, dir.path().join("a"), Arc::default()).unwrap();
+        let mut sm = StateMachineStore::open(0, dir.path().join("a"), Arc::default(), Slice::default(), Arc::new(NoSplits)).unwrap();
         {
             let st = sm.state();
             let mut s = st.write().unwrap();
@@ -256,11 +349,11 @@ mod tests {
         assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(2));
 
         // Reopen from disk: the same state comes back.
-        let reopened = StateMachineStore::open(0, dir.path().join("a"), Arc::default()).unwrap();
+        let reopened = StateMachineStore::open(0, dir.path().join("a"), Arc::default(), Slice::default(), Arc::new(NoSplits)).unwrap();
         assert_eq!(reopened.state().read().unwrap().get(0, b"k2", 0).unwrap().value, b"v2");
 
         // Install on a fresh replica: same state, and the file is persisted there too.
-        let mut other = StateMachineStore::open(0, dir.path().join("b"), Arc::default()).unwrap();
+        let mut other = StateMachineStore::open(0, dir.path().join("b"), Arc::default(), Slice::default(), Arc::new(NoSplits)).unwrap();
         let data = snap.snapshot.into_inner();
         other.install_snapshot(&snap.meta, Box::new(Cursor::new(data))).await.unwrap();
         let got = other.state().read().unwrap().data.clone();

@@ -4,7 +4,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ring::NodeId;
+use crate::ring::{NodeId, ShardId};
 
 openraft::declare_raft_types!(
     /// openraft types for one ringkv shard.
@@ -55,6 +55,10 @@ pub enum Command {
     /// Remove keys whose TTL has passed, each only if it is still at the given
     /// `mod_revision` (a newer put wins over the reaper).
     Expire { keys: Vec<(u8, Vec<u8>, u64)> },
+    /// Split the shard to `modulus` (twice its current one) at ring `epoch`: every
+    /// replica hands the keys of shard `id + modulus / 2` to a new local shard with the
+    /// same members. A shard already at `modulus` ignores it.
+    Split { modulus: u32, epoch: u64 },
 }
 
 /// One operation of a transaction.
@@ -95,6 +99,18 @@ pub struct CommandResult {
     pub ops: Vec<OpResult>,
     /// Keys removed by an expiry.
     pub expired: u64,
+    /// Set when the command touched keys this shard does not own (nothing applied).
+    pub wrong_shard: Option<WrongShard>,
+}
+
+/// A shard's refusal of keys outside its slice; the router refreshes its ring view from
+/// it and retries on the owner.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WrongShard {
+    pub shard: ShardId,
+    /// The refusing shard's modulus now: keys go to `hash mod modulus` or a coarser shard.
+    pub modulus: u32,
+    pub epoch: u64,
 }
 
 /// A stored key's value and metadata, as every replica holds it.

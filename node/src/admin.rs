@@ -1,0 +1,225 @@
+//! The admin API on the internal port: what the planning library drives to reshard and
+//! rebalance. Every operation concerns one shard and is idempotent, so a driver that
+//! died between steps simply asks again.
+//!
+//! - `GET  /internal/ring`: this node's replicas (slice, members, leader, indexes).
+//! - `POST /internal/admin/shards/{s}/split?modulus=M&epoch=E` (the shard's leader):
+//!   split `s` so that it owns `hash mod M == s`; the new shard `s + M/2` is created on
+//!   every replica. A shard already at `M` answers at once.
+//! - `POST /internal/admin/shards/{s}/host`: open an empty replica of `s` here, for a
+//!   leader to fill (the first half of adding a replica on this node).
+//! - `POST /internal/admin/shards/{s}/replicas/{node}?addr=HOST:PORT` (leader): add
+//!   `node` as a learner, wait until it has caught up, promote it to voter.
+//! - `DELETE /internal/admin/shards/{s}/replicas/{node}` (leader): remove it. The
+//!   removed node closes and deletes its replica by itself.
+//!
+//! Errors are JSON `{"error": {"code", "message"}, "leader": id?}`; `not_leader` (421)
+//! carries the leader this node knows of.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use openraft::{BasicNode, ChangeMembers};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::node::Node;
+use crate::ring::{NodeId, Ring, ShardId};
+use crate::shard::proposer::ProposeError;
+use crate::shard::types::Command;
+use crate::shard::Shard;
+
+/// Why an admin operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("this node does not lead shard {shard} (leader: {leader:?})")]
+    NotLeader { shard: ShardId, leader: Option<NodeId> },
+    #[error("shard {0} is not hosted on this node")]
+    NotHosted(ShardId),
+    #[error("{0}")]
+    Bad(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let (status, code, leader) = match &self {
+            AdminError::NotLeader { leader, .. } => (StatusCode::MISDIRECTED_REQUEST, "not_leader", *leader),
+            AdminError::NotHosted(_) => (StatusCode::NOT_FOUND, "not_hosted", None),
+            AdminError::Bad(_) => (StatusCode::BAD_REQUEST, "bad_request", None),
+            AdminError::Failed(_) => (StatusCode::SERVICE_UNAVAILABLE, "failed", None),
+        };
+        let body = json!({ "error": { "code": code, "message": self.to_string() }, "leader": leader });
+        (status, Json(body)).into_response()
+    }
+}
+
+/// The admin routes, merged into the internal router.
+pub fn router() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/internal/ring", get(ring))
+        .route("/internal/admin/shards/{shard}/split", post(split))
+        .route("/internal/admin/shards/{shard}/host", post(host))
+        .route("/internal/admin/shards/{shard}/replicas/{node}", post(add_replica).delete(remove_replica))
+}
+
+async fn ring(State(node): State<Arc<Node>>) -> Json<Ring> {
+    Json(node.ring())
+}
+
+#[derive(Deserialize)]
+struct SplitQuery {
+    modulus: u32,
+    epoch: u64,
+}
+
+async fn split(
+    State(node): State<Arc<Node>>,
+    Path(shard): Path<ShardId>,
+    Query(q): Query<SplitQuery>,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    let child = node.split_shard(shard, q.modulus, q.epoch).await?;
+    Ok(Json(json!({ "shard": shard, "modulus": q.modulus, "new_shard": child })))
+}
+
+async fn host(State(node): State<Arc<Node>>, Path(shard): Path<ShardId>) -> Result<Json<serde_json::Value>, AdminError> {
+    node.host_shard(shard).await.map_err(|e| AdminError::Failed(e.to_string()))?;
+    Ok(Json(json!({ "shard": shard, "hosted": true })))
+}
+
+#[derive(Deserialize)]
+struct AddQuery {
+    addr: String,
+}
+
+async fn add_replica(
+    State(node): State<Arc<Node>>,
+    Path((shard, target)): Path<(ShardId, NodeId)>,
+    Query(q): Query<AddQuery>,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    node.add_replica(shard, target, q.addr).await?;
+    Ok(Json(json!({ "shard": shard, "node": target, "role": "voter" })))
+}
+
+async fn remove_replica(
+    State(node): State<Arc<Node>>,
+    Path((shard, target)): Path<(ShardId, NodeId)>,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    node.remove_replica(shard, target).await?;
+    Ok(Json(json!({ "shard": shard, "node": target, "removed": true })))
+}
+
+/// How long an admin call waits for its change to take effect.
+const ADMIN_WAIT: Duration = Duration::from_secs(30);
+
+impl Node {
+    /// This node's replica of `shard`, which must lead it.
+    fn led(&self, shard: ShardId) -> Result<Arc<Shard>, AdminError> {
+        let sh = self.shard(shard).ok_or(AdminError::NotHosted(shard))?;
+        match sh.leader_checked(self.id, self.leader_stale_after()) {
+            Some(l) if l == self.id => Ok(sh),
+            leader => Err(AdminError::NotLeader { shard, leader }),
+        }
+    }
+
+    /// Splits `shard` to `modulus` (twice its own) at ring `epoch` and waits until the new
+    /// shard is open here and has a leader. Returns the new shard's id.
+    pub async fn split_shard(&self, shard: ShardId, modulus: u32, epoch: u64) -> Result<ShardId, AdminError> {
+        if modulus < 2 || !modulus.is_power_of_two() || modulus > crate::ring::MAX_SHARDS {
+            return Err(AdminError::Bad(format!("modulus must be a power of two in 2..={}", crate::ring::MAX_SHARDS)));
+        }
+        let child = shard + modulus / 2;
+        if child >= modulus {
+            return Err(AdminError::Bad(format!("shard {shard} does not exist at modulus {}", modulus / 2)));
+        }
+        let sh = self.led(shard)?;
+        let current = sh.slice().modulus;
+        if current < modulus {
+            if current * 2 != modulus {
+                return Err(AdminError::Bad(format!("shard {shard} is at modulus {current}; a split goes to {}", current * 2)));
+            }
+            match sh.proposer.propose(Command::Split { modulus, epoch }).await {
+                Ok(r) if r.ok => {}
+                Ok(_) => return Err(AdminError::Failed(format!("shard {shard} refused the split"))),
+                Err(ProposeError::NotLeader(leader)) => return Err(AdminError::NotLeader { shard, leader }),
+                Err(ProposeError::Retry(m)) => return Err(AdminError::Failed(m)),
+            }
+        }
+        // The new shard opens asynchronously after the split applies.
+        let deadline = tokio::time::Instant::now() + ADMIN_WAIT;
+        loop {
+            if let Some(c) = self.shard(child) {
+                if c.leader().is_some() {
+                    return Ok(child);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AdminError::Failed(format!("new shard {child} has no leader yet")));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Adds `target` to `shard`: as a learner first (it receives a snapshot and the
+    /// log), then, once caught up, as a voter. Its replica must be open there
+    /// (`POST .../host` on the target).
+    pub async fn add_replica(&self, shard: ShardId, target: NodeId, addr: String) -> Result<(), AdminError> {
+        let sh = self.led(shard)?;
+        let membership = sh.raft.metrics().borrow().membership_config.membership().clone();
+        if membership.voter_ids().any(|v| v == target) {
+            return Ok(());
+        }
+        if addr.is_empty() {
+            return Err(AdminError::Bad("addr (the target's internal host:port) is required".into()));
+        }
+        self.peers.learn(target, addr.clone());
+        let change = tokio::time::timeout(ADMIN_WAIT, async {
+            sh.raft.add_learner(target, BasicNode::new(addr), true).await.map_err(|e| raft_error(shard, e))?;
+            let voters = BTreeSet::from([target]);
+            sh.raft.change_membership(ChangeMembers::AddVoterIds(voters), false).await.map_err(|e| raft_error(shard, e))?;
+            Ok::<(), AdminError>(())
+        });
+        change.await.map_err(|_| AdminError::Failed(format!("adding node {target} to shard {shard} did not finish in {ADMIN_WAIT:?}")))?
+    }
+
+    /// Removes `target` from `shard` (voter or learner).
+    pub async fn remove_replica(&self, shard: ShardId, target: NodeId) -> Result<(), AdminError> {
+        let sh = self.led(shard)?;
+        let membership = sh.raft.metrics().borrow().membership_config.membership().clone();
+        let is_voter = membership.voter_ids().any(|v| v == target);
+        let is_node = membership.nodes().any(|(id, _)| *id == target);
+        if !is_node {
+            return Ok(());
+        }
+        if is_voter && membership.voter_ids().count() == 1 {
+            return Err(AdminError::Bad(format!("node {target} is shard {shard}'s only voter")));
+        }
+        let change = if is_voter {
+            ChangeMembers::RemoveVoters(BTreeSet::from([target]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([target]))
+        };
+        let r = tokio::time::timeout(ADMIN_WAIT, sh.raft.change_membership(change, false)).await;
+        r.map_err(|_| AdminError::Failed(format!("removing node {target} from shard {shard} timed out")))?
+            .map_err(|e| raft_error(shard, e))?;
+        Ok(())
+    }
+}
+
+fn raft_error(
+    shard: ShardId,
+    e: openraft::error::RaftError<NodeId, openraft::error::ClientWriteError<NodeId, BasicNode>>,
+) -> AdminError {
+    use openraft::error::{ClientWriteError, RaftError};
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => AdminError::NotLeader { shard, leader: f.leader_id },
+        other => AdminError::Failed(format!("shard {shard}: {other}")),
+    }
+}
