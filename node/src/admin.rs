@@ -10,8 +10,12 @@
 //!   leader to fill (the first half of adding a replica on this node).
 //! - `POST /internal/admin/shards/{s}/replicas/{node}?addr=HOST:PORT` (leader): add
 //!   `node` as a learner, wait until it has caught up, promote it to voter.
-//! - `DELETE /internal/admin/shards/{s}/replicas/{node}` (leader): remove it. The
-//!   removed node closes and deletes its replica by itself.
+//! - `DELETE /internal/admin/shards/{s}/replicas/{node}` (leader): remove it, then tell
+//!   the removed node to close and delete its replica (a removed replica never learns
+//!   of its removal through Raft: the leader stops talking to it).
+//! - `POST /internal/admin/shards/{s}/retire`: close and delete this node's replica of
+//!   `s`, provided the shard's current membership (as its leader reports it) no longer
+//!   includes this node.
 //!
 //! Errors are JSON `{"error": {"code", "message"}, "leader": id?}`; `not_leader` (421)
 //! carries the leader this node knows of.
@@ -68,6 +72,12 @@ pub fn router() -> Router<Arc<Node>> {
         .route("/internal/admin/shards/{shard}/split", post(split))
         .route("/internal/admin/shards/{shard}/host", post(host))
         .route("/internal/admin/shards/{shard}/replicas/{node}", post(add_replica).delete(remove_replica))
+        .route("/internal/admin/shards/{shard}/retire", post(retire))
+}
+
+async fn retire(State(node): State<Arc<Node>>, Path(shard): Path<ShardId>) -> Result<Json<serde_json::Value>, AdminError> {
+    let retired = node.retire_if_removed(shard).await?;
+    Ok(Json(json!({ "shard": shard, "retired": retired })))
 }
 
 async fn ring(State(node): State<Arc<Node>>) -> Json<Ring> {
@@ -209,7 +219,34 @@ impl Node {
         let r = tokio::time::timeout(ADMIN_WAIT, sh.raft.change_membership(change, false)).await;
         r.map_err(|_| AdminError::Failed(format!("removing node {target} from shard {shard} timed out")))?
             .map_err(|e| raft_error(shard, e))?;
+        // Best effort: the removed node also retires it when the driver asks, or on its own
+        // once it sees a membership without itself.
+        let path = format!("/internal/admin/shards/{shard}/retire");
+        if let Err(e) = self.peers.post_json(target, &path, Duration::from_secs(5)).await {
+            tracing::info!(shard, target, error = %e, "could not tell the removed node to retire its replica");
+        }
         Ok(())
+    }
+
+    /// Closes and deletes this node's replica of `shard` if the shard's leader no longer
+    /// counts this node as a member. Returns whether a replica was retired.
+    pub async fn retire_if_removed(&self, shard: ShardId) -> Result<bool, AdminError> {
+        let Some(sh) = self.shard(shard) else { return Ok(false) };
+        let m = sh.raft.metrics().borrow().clone();
+        let leader = m.current_leader.filter(|l| *l != self.id);
+        // Ask the leader this replica last knew, or else any member.
+        let mut candidates: Vec<NodeId> = leader.into_iter().collect();
+        candidates.extend(m.membership_config.membership().voter_ids().filter(|v| *v != self.id));
+        for peer in candidates {
+            let Ok(ring) = self.peers.get_json::<Ring>(peer, "/internal/ring", Duration::from_secs(2)).await else { continue };
+            let Some(info) = ring.shards.iter().find(|s| s.id == shard && s.leader == Some(peer)) else { continue };
+            if info.members.contains(&self.id) || info.learners.contains(&self.id) {
+                return Err(AdminError::Bad(format!("node {} is still a member of shard {shard}", self.id)));
+            }
+            self.retire(shard).await.map_err(|e| AdminError::Failed(e.to_string()))?;
+            return Ok(true);
+        }
+        Err(AdminError::Failed(format!("no leader of shard {shard} could confirm the removal")))
     }
 }
 

@@ -611,7 +611,7 @@ impl Node {
 
     /// Stops and deletes this node's replica of `id`: Raft stopped, snapshot deleted, its
     /// log purged from the WAL, and `ring.json` rewritten without it.
-    async fn retire(&self, id: ShardId) -> std::io::Result<()> {
+    pub(crate) async fn retire(&self, id: ShardId) -> std::io::Result<()> {
         let Some(s) = self.shards.write().unwrap_or_else(|p| p.into_inner()).remove(&id) else { return Ok(()) };
         self.relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         if let Err(e) = s.raft.shutdown().await {

@@ -93,6 +93,24 @@ impl PeerClient {
         postcard::from_bytes(&bytes).map_err(|e| NetError::Remote(node, format!("decode: {e}")))
     }
 
+    /// POST without a body, JSON answer (admin endpoints).
+    pub async fn post_json(&self, node: NodeId, path: &str, timeout: Duration) -> Result<serde_json::Value, NetError> {
+        let addr = self.addr(node).ok_or_else(|| NetError::Unreachable(node, "no address known".into()))?;
+        let resp = self
+            .http
+            .post(format!("http://{addr}{path}"))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| NetError::Unreachable(node, e.to_string()))?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(NetError::Remote(node, format!("{status}: {body}")));
+        }
+        Ok(body)
+    }
+
     /// GET with a JSON answer (status endpoints).
     pub async fn get_json<Resp: DeserializeOwned>(&self, node: NodeId, path: &str, timeout: Duration) -> Result<Resp, NetError> {
         let addr = self.addr(node).ok_or_else(|| NetError::Unreachable(node, "no address known".into()))?;
