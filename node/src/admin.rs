@@ -13,6 +13,14 @@
 //! - `DELETE /internal/admin/shards/{s}/replicas/{node}` (leader): remove it, then tell
 //!   the removed node to close and delete its replica (a removed replica never learns
 //!   of its removal through Raft: the leader stops talking to it).
+//! - `POST /internal/admin/shards/{s}/leader/{node}` (leader): hand leadership to
+//!   `node`, a caught-up voter. openraft 0.9 has no leader transfer, so it is done by
+//!   hand: the leader stops serving and heartbeating until the followers' leader lease
+//!   lapses, and the target, asked to `campaign`, wins the election that follows (it
+//!   asks first and has every entry). Requests wait meanwhile (about two election
+//!   timeouts) and are retried by the routers.
+//! - `POST /internal/admin/shards/{s}/campaign`: start elections for `s` on this node
+//!   until some other node than the caller's leads it (part of a transfer).
 //! - `POST /internal/admin/shards/{s}/retire`: close and delete this node's replica of
 //!   `s`, provided the shard's current membership (as its leader reports it) no longer
 //!   includes this node.
@@ -73,6 +81,31 @@ pub fn router() -> Router<Arc<Node>> {
         .route("/internal/admin/shards/{shard}/host", post(host))
         .route("/internal/admin/shards/{shard}/replicas/{node}", post(add_replica).delete(remove_replica))
         .route("/internal/admin/shards/{shard}/retire", post(retire))
+        .route("/internal/admin/shards/{shard}/leader/{node}", post(transfer))
+        .route("/internal/admin/shards/{shard}/campaign", post(campaign))
+}
+
+async fn transfer(
+    State(node): State<Arc<Node>>,
+    Path((shard, target)): Path<(ShardId, NodeId)>,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    node.transfer_leader(shard, target).await?;
+    Ok(Json(json!({ "shard": shard, "leader": target })))
+}
+
+async fn campaign(State(node): State<Arc<Node>>, Path(shard): Path<ShardId>) -> Result<Json<serde_json::Value>, AdminError> {
+    let sh = node.shard(shard).ok_or(AdminError::NotHosted(shard))?;
+    let deadline = tokio::time::Instant::now() + node.config.election_timeout * 4;
+    while tokio::time::Instant::now() < deadline {
+        if sh.leader() == Some(node.id) {
+            return Ok(Json(json!({ "shard": shard, "leader": node.id })));
+        }
+        sh.raft.trigger().elect().await.map_err(|e| AdminError::Failed(e.to_string()))?;
+        let mut rx = sh.raft.metrics();
+        let me = node.id;
+        let _ = tokio::time::timeout(Duration::from_millis(50), rx.wait_for(|m| m.current_leader == Some(me))).await;
+    }
+    Err(AdminError::Failed(format!("node {} did not win shard {shard}'s election", node.id)))
 }
 
 async fn retire(State(node): State<Arc<Node>>, Path(shard): Path<ShardId>) -> Result<Json<serde_json::Value>, AdminError> {
@@ -226,6 +259,45 @@ impl Node {
             tracing::info!(shard, target, error = %e, "could not tell the removed node to retire its replica");
         }
         Ok(())
+    }
+
+    /// Hands leadership of `shard` to `target` (see the module comment).
+    pub async fn transfer_leader(&self, shard: ShardId, target: NodeId) -> Result<(), AdminError> {
+        if target == self.id {
+            return self.led(shard).map(|_| ());
+        }
+        let sh = self.led(shard)?;
+        let m = sh.raft.metrics().borrow().clone();
+        if !m.membership_config.membership().voter_ids().any(|v| v == target) {
+            return Err(AdminError::Bad(format!("node {target} is not a voter of shard {shard}")));
+        }
+        use std::sync::atomic::Ordering;
+        sh.transferring.store(true, Ordering::Release);
+        sh.raft.runtime_config().heartbeat(false);
+        let outcome = async {
+            // The target must hold every entry, or the others would not vote for it.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let m = sh.raft.metrics().borrow().clone();
+                let matched = m.replication.as_ref().and_then(|r| r.get(&target).copied().flatten()).map(|l| l.index);
+                if matched.is_some() && matched == m.last_log_index {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(AdminError::Failed(format!("node {target} is not caught up on shard {shard}")));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // Followers refuse votes while the lease from our last append lasts.
+            tokio::time::sleep(self.config.election_timeout * 2 + Duration::from_millis(50)).await;
+            let path = format!("/internal/admin/shards/{shard}/campaign");
+            self.peers.post_json(target, &path, self.config.election_timeout * 5).await.map_err(|e| AdminError::Failed(e.to_string()))?;
+            Ok(())
+        }
+        .await;
+        sh.raft.runtime_config().heartbeat(true);
+        sh.transferring.store(false, Ordering::Release);
+        outcome
     }
 
     /// Closes and deletes this node's replica of `shard` if the shard's leader no longer

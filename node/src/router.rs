@@ -230,6 +230,9 @@ impl Node {
     /// `Serializable` are answered by [`Node::read_local`] instead).
     pub async fn serve_local(&self, shard: ShardId, req: ShardRequest) -> Result<ShardResponse, ServeError> {
         let sh = self.shard(shard).ok_or(ServeError::UnknownShard(shard))?;
+        if sh.transferring.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(ServeError::Retry(format!("shard {shard}'s leadership is moving")));
+        }
         match req {
             ShardRequest::Write(op) => match sh.proposer.propose(op.into_command(now_ms())).await {
                 Ok(CommandResult { wrong_shard: Some(ws), .. }) => Err(ServeError::WrongShard(ws)),

@@ -36,6 +36,9 @@ pub struct Shard {
     pub proposer: proposer::Proposer,
     /// Batches read-index confirmations for linearizable reads.
     pub read_index: read_index::ReadIndex,
+    /// Set on the leader while it hands leadership to another replica: it serves
+    /// nothing (routers retry) so that no append renews the followers' leader lease.
+    pub transferring: std::sync::atomic::AtomicBool,
 }
 
 /// What every shard of a node is opened with.
@@ -85,6 +88,7 @@ impl Shard {
             heard_from_leader: std::sync::atomic::AtomicBool::new(false),
             proposer,
             read_index: read_index::ReadIndex::default(),
+            transferring: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
