@@ -420,7 +420,7 @@ impl Node {
     pub fn ring(&self) -> Ring {
         let shards: Vec<ShardInfo> = self.member_shards().iter().map(|s| self.shard_info(s)).collect();
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
-        Ring { epoch: routes.epoch(), shard_count: routes.shards.len() as u32, shards }
+        Ring { node_id: self.id, epoch: routes.epoch(), shard_count: routes.shards.len() as u32, shards }
     }
 
     /// Whether every hosted shard has a leader and has applied what it knows is committed.

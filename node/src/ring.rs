@@ -171,6 +171,8 @@ pub struct ShardInfo {
 /// A versioned view of the ring.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Ring {
+    /// The node reporting this view.
+    pub node_id: NodeId,
     pub epoch: u64,
     pub shard_count: u32,
     pub shards: Vec<ShardInfo>,

@@ -21,6 +21,47 @@ pub enum Command {
     Run(RunConfig),
     /// Print the KVCluster CustomResourceDefinition as YAML.
     Crd,
+    /// Drive a cluster of plain processes through the nodes' admin API (internal
+    /// ports): reshard, rebalance, drain a node, add a node. Prints each step and exits
+    /// 0 once converged. Safe to kill and run again at any moment.
+    Admin(AdminArgs),
+}
+
+/// `ringkv-operator admin`.
+#[derive(Args, Debug, Clone)]
+pub struct AdminArgs {
+    /// The nodes' internal addresses (`host:port`), comma-separated.
+    #[arg(long, env = "RINGKV_ADMIN_NODES", value_delimiter = ',', required = true)]
+    pub nodes: Vec<String>,
+
+    /// Replication factor to keep. Default: the largest voter count of any shard now.
+    #[arg(long)]
+    pub replication: Option<usize>,
+
+    /// Give up after this long.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+
+    #[command(subcommand)]
+    pub action: AdminAction,
+}
+
+/// What `ringkv-operator admin` does.
+#[derive(Subcommand, Debug, Clone)]
+pub enum AdminAction {
+    /// Print the ring as the nodes report it.
+    Status,
+    /// Split (or merge) shards until the ring has this many (a power of two).
+    Reshard {
+        #[arg(long)]
+        shards: u32,
+    },
+    /// Spread replicas and leaders evenly over every node that answers.
+    Rebalance,
+    /// Move every replica off a node (before removing it).
+    Drain { node_id: u64 },
+    /// Bring a new node (its internal address) into the ring and rebalance onto it.
+    AddNode { addr: String },
 }
 
 /// `ringkv-operator run`.

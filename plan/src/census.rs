@@ -1,0 +1,137 @@
+//! The counts every rule needs, taken once per observation: replicas and leaders per
+//! node, and the choices built on them (a new home for a replica, a successor for a
+//! leader, whether a removal keeps a healthy majority).
+
+use std::collections::BTreeMap;
+
+use crate::state::{NodeId, Observed, ShardState, Spec};
+use crate::step::{Next, Step};
+
+/// The spec and the observation, with per-node counts.
+pub(crate) struct Census<'a> {
+    pub spec: &'a Spec,
+    pub observed: &'a Observed,
+    /// Voters per node.
+    voters: BTreeMap<NodeId, usize>,
+    /// Voters and learners per node: what a new replica adds to.
+    replicas: BTreeMap<NodeId, usize>,
+    /// Shards led per node.
+    leaders: BTreeMap<NodeId, usize>,
+}
+
+impl<'a> Census<'a> {
+    pub fn new(spec: &'a Spec, observed: &'a Observed) -> Self {
+        let mut voters = BTreeMap::new();
+        let mut replicas = BTreeMap::new();
+        let mut leaders = BTreeMap::new();
+        for shard in observed.shards.values() {
+            for &node in &shard.voters {
+                *voters.entry(node).or_default() += 1;
+            }
+            for &node in shard.voters.iter().chain(&shard.learners) {
+                *replicas.entry(node).or_default() += 1;
+            }
+            if let Some(leader) = shard.leader {
+                *leaders.entry(leader).or_default() += 1;
+            }
+        }
+        Census { spec, observed, voters, replicas, leaders }
+    }
+
+    pub fn healthy(&self, node: NodeId) -> bool {
+        self.observed.healthy(node)
+    }
+
+    pub fn voters(&self, node: NodeId) -> usize {
+        self.voters.get(&node).copied().unwrap_or(0)
+    }
+
+    pub fn leaders(&self, node: NodeId) -> usize {
+        self.leaders.get(&node).copied().unwrap_or(0)
+    }
+
+    /// The shard count `S` of the ring as observed.
+    pub fn shard_count(&self) -> usize {
+        self.observed.shards.len()
+    }
+
+    /// The spec nodes that are healthy: the only places new replicas go.
+    pub fn healthy_spec_nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.spec.nodes.iter().copied().filter(|&n| self.healthy(n))
+    }
+
+    /// Where a new replica of `shard` goes: the healthy spec node not holding it with
+    /// the fewest replicas (ties: lowest id). When there is none, the answer says why.
+    pub fn new_home(&self, shard: &ShardState) -> Result<NodeId, Next> {
+        self.healthy_spec_nodes()
+            .filter(|n| !shard.voters.contains(n) && !shard.learners.contains(n))
+            .min_by_key(|&n| (self.replicas.get(&n).copied().unwrap_or(0), n))
+            .ok_or_else(|| self.no_home(shard))
+    }
+
+    fn no_home(&self, shard: &ShardState) -> Next {
+        let healthy = self.healthy_spec_nodes().count();
+        let unhealthy: Vec<String> = (self.spec.nodes.iter())
+            .filter(|&&n| !self.healthy(n))
+            .map(|n| n.to_string())
+            .collect();
+        let what = format!(
+            "shard {} needs a replica on another node, but only {healthy} of the {} spec nodes \
+             are healthy (unhealthy: {}) and replication is {}",
+            shard.id,
+            self.spec.nodes.len(),
+            unhealthy.join(", "),
+            self.spec.replication
+        );
+        if healthy < self.spec.replication {
+            Next::Blocked(what)
+        } else {
+            // Unreachable while the rules hold; waiting is the safe answer anyway.
+            Next::Wait(what)
+        }
+    }
+
+    /// Whether the voters left after removing `node` still have a strict majority of
+    /// healthy nodes, so the shard keeps a quorum through and after the change.
+    pub fn keeps_majority(&self, shard: &ShardState, node: NodeId) -> bool {
+        self.healthy_majority(shard.voters.iter().copied().filter(|&n| n != node))
+    }
+
+    /// Whether more than half of `voters` are healthy (false for none).
+    pub fn healthy_majority(&self, voters: impl Iterator<Item = NodeId>) -> bool {
+        let (total, healthy) =
+            voters.fold((0, 0), |(t, h), n| (t + 1, h + usize::from(self.healthy(n))));
+        2 * healthy > total
+    }
+
+    /// The step that removes voter `node` from `shard` safely: `Wait` when the rest
+    /// would lack a healthy majority; a leader transfer first when `node` leads (to the
+    /// healthy voter accepted by `successor_ok` with the fewest leaders); else the
+    /// removal.
+    pub fn remove_voter(
+        &self,
+        shard: &ShardState,
+        node: NodeId,
+        successor_ok: impl Fn(NodeId) -> bool,
+    ) -> Next {
+        if !self.keeps_majority(shard, node) {
+            return Next::Wait(format!(
+                "removing node {node} from shard {} would leave it without a healthy majority",
+                shard.id
+            ));
+        }
+        if shard.leader != Some(node) {
+            return Next::Step(Step::RemoveReplica { shard: shard.id, node });
+        }
+        let successor = (shard.voters.iter().copied())
+            .filter(|&n| n != node && self.healthy(n) && successor_ok(n))
+            .min_by_key(|&n| (self.leaders(n), n));
+        match successor {
+            Some(to) => Next::Step(Step::TransferLeader { shard: shard.id, to }),
+            None => Next::Wait(format!(
+                "node {node} leads shard {} and no healthy voter can take over",
+                shard.id
+            )),
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The driver: observe the ring through the nodes' admin API, ask [`next_step`] what to
+//! do, do it, wait, repeat until converged.
+//!
+//! Level-triggered and resumable: nothing is remembered between rounds, every step is
+//! idempotent on the nodes, and the ring's state lives in the shards' Raft logs. Kill the
+//! driver at any moment and start it again: it observes where things are and goes on.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::{next_step, Next, NodeId, Observed, ShardId, ShardState, Spec, Step};
+
+/// A failed round trip to a node.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("no node answered at {0:?}")]
+    NoNodes(Vec<String>),
+    #[error("{0}")]
+    Http(String),
+    #[error("blocked: {0}")]
+    Blocked(String),
+    #[error("not converged within {0:?}; last: {1}")]
+    Timeout(Duration, String),
+}
+
+/// One shard as a node's `GET /internal/ring` reports it (the fields the planner uses).
+#[derive(Clone, Debug, Deserialize)]
+pub struct ShardView {
+    pub id: ShardId,
+    pub modulus: u32,
+    pub epoch: u64,
+    pub members: Vec<NodeId>,
+    #[serde(default)]
+    pub learners: Vec<NodeId>,
+    pub leader: Option<NodeId>,
+    #[serde(default)]
+    pub applied_index: u64,
+    #[serde(default)]
+    pub keys: u64,
+}
+
+/// A node's `GET /internal/ring`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RingView {
+    pub node_id: NodeId,
+    pub epoch: u64,
+    pub shards: Vec<ShardView>,
+}
+
+/// What one observation round found.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub observed: Observed,
+    /// Internal address of every node that answered.
+    pub addrs: BTreeMap<NodeId, String>,
+    /// The newest ring epoch any shard reports.
+    pub epoch: u64,
+    /// Keys per shard as its leader reports them.
+    pub keys: BTreeMap<ShardId, u64>,
+}
+
+impl Cluster {
+    /// Node ids that answered.
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.addrs.keys().copied().collect()
+    }
+
+    /// One line per shard, for status output.
+    pub fn describe(&self) -> String {
+        let mut out = format!("ring epoch {}, {} shards, nodes {:?}\n", self.epoch, self.observed.shards.len(), self.node_ids());
+        for s in self.observed.shards.values() {
+            out.push_str(&format!(
+                "  shard {:>4}  modulus {:>4}  voters {:?}  learners {:?}  leader {}  keys {}\n",
+                s.id,
+                s.modulus,
+                s.voters,
+                s.learners,
+                s.leader.map_or("-".to_string(), |l| l.to_string()),
+                self.keys.get(&s.id).copied().unwrap_or(0)
+            ));
+        }
+        out
+    }
+}
+
+/// Talks to the nodes' internal ports.
+#[derive(Clone)]
+pub struct Driver {
+    http: reqwest::Client,
+    seeds: Vec<String>,
+}
+
+/// What the driver reports as it goes.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    Step(Step),
+    StepFailed(Step, String),
+    Waiting(String),
+    Converged,
+}
+
+impl Driver {
+    /// A driver for the nodes at `seeds` (internal `host:port` addresses).
+    pub fn new(seeds: Vec<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self { http, seeds }
+    }
+
+    /// Adds a node address to observe (a new node joining).
+    pub fn add_seed(&mut self, addr: String) {
+        if !self.seeds.contains(&addr) {
+            self.seeds.push(addr);
+        }
+    }
+
+    /// Asks every node for its ring and merges the views: for each shard, the view of
+    /// the node that leads it (else the most advanced one).
+    pub async fn observe(&self) -> Result<Cluster, DriverError> {
+        let mut views = Vec::new();
+        let mut addrs = BTreeMap::new();
+        for addr in &self.seeds {
+            let got = self.http.get(format!("http://{addr}/internal/ring")).timeout(Duration::from_secs(2)).send().await;
+            let Ok(resp) = got else { continue };
+            let Ok(view) = resp.json::<RingView>().await else { continue };
+            addrs.insert(view.node_id, addr.clone());
+            views.push(view);
+        }
+        if views.is_empty() {
+            return Err(DriverError::NoNodes(self.seeds.clone()));
+        }
+        let mut best: BTreeMap<ShardId, (bool, u64, u64, ShardView)> = BTreeMap::new();
+        for v in &views {
+            for s in &v.shards {
+                let rank = (s.leader == Some(v.node_id), s.epoch, s.applied_index);
+                let better = best.get(&s.id).is_none_or(|(l, e, a, _)| rank > (*l, *e, *a));
+                if better {
+                    best.insert(s.id, (rank.0, rank.1, rank.2, s.clone()));
+                }
+            }
+        }
+        let epoch = views.iter().map(|v| v.epoch).chain(best.values().map(|b| b.1)).max().unwrap_or(0);
+        let mut observed = Observed { nodes: addrs.keys().map(|id| (*id, true)).collect(), shards: BTreeMap::new() };
+        let mut keys = BTreeMap::new();
+        for (id, (leads, _, _, s)) in best {
+            // A leader nobody confirms (its own view says otherwise) counts as none.
+            let leader = if leads { s.leader } else { None };
+            observed.shards.insert(
+                id,
+                ShardState {
+                    id,
+                    modulus: s.modulus,
+                    voters: s.members.iter().copied().collect(),
+                    learners: s.learners.iter().copied().collect(),
+                    leader,
+                },
+            );
+            keys.insert(id, s.keys);
+        }
+        // Members that did not answer are unhealthy, not absent.
+        for s in observed.shards.values() {
+            for n in s.voters.iter().chain(&s.learners) {
+                observed.nodes.entry(*n).or_insert(false);
+            }
+        }
+        Ok(Cluster { observed, addrs, epoch, keys })
+    }
+
+    async fn post(&self, addr: &str, path: &str, method: reqwest::Method, timeout: Duration) -> Result<(), DriverError> {
+        let resp = self
+            .http
+            .request(method, format!("http://{addr}{path}"))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| DriverError::Http(format!("{addr}{path}: {e}")))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Err(DriverError::Http(format!("{addr}{path}: {status} {body}")))
+    }
+
+    fn addr(c: &Cluster, node: NodeId) -> Result<&str, DriverError> {
+        c.addrs.get(&node).map(String::as_str).ok_or_else(|| DriverError::Http(format!("node {node} did not answer")))
+    }
+
+    fn leader_addr(c: &Cluster, shard: ShardId) -> Result<&str, DriverError> {
+        let leader = c.observed.shards.get(&shard).and_then(|s| s.leader);
+        let leader = leader.ok_or_else(|| DriverError::Http(format!("shard {shard} has no leader")))?;
+        Self::addr(c, leader)
+    }
+
+    /// Executes one step through the admin API of the nodes concerned.
+    pub async fn execute(&self, c: &Cluster, step: &Step) -> Result<(), DriverError> {
+        let long = Duration::from_secs(60);
+        match step {
+            Step::Split { shard, modulus } => {
+                let path = format!("/internal/admin/shards/{shard}/split?modulus={modulus}&epoch={}", c.epoch + 1);
+                self.post(Self::leader_addr(c, *shard)?, &path, reqwest::Method::POST, long).await
+            }
+            Step::AddReplica { shard, node } => {
+                let target = Self::addr(c, *node)?;
+                self.post(target, &format!("/internal/admin/shards/{shard}/host"), reqwest::Method::POST, long).await?;
+                let path = format!("/internal/admin/shards/{shard}/replicas/{node}?addr={target}");
+                self.post(Self::leader_addr(c, *shard)?, &path, reqwest::Method::POST, long).await
+            }
+            Step::RemoveReplica { shard, node } => {
+                let path = format!("/internal/admin/shards/{shard}/replicas/{node}");
+                self.post(Self::leader_addr(c, *shard)?, &path, reqwest::Method::DELETE, long).await?;
+                if let Ok(addr) = Self::addr(c, *node) {
+                    // The leader tells it too; this covers a leader that died meanwhile.
+                    let _ = self.post(addr, &format!("/internal/admin/shards/{shard}/retire"), reqwest::Method::POST, long).await;
+                }
+                Ok(())
+            }
+            Step::TransferLeader { shard, to } => {
+                let path = format!("/internal/admin/shards/{shard}/leader/{to}");
+                self.post(Self::leader_addr(c, *shard)?, &path, reqwest::Method::POST, long).await
+            }
+            Step::Merge { receiver, donor } => Err(DriverError::Blocked(format!(
+                "merging shard {donor} into {receiver} is not implemented by the nodes yet"
+            ))),
+        }
+    }
+
+    /// Drives the ring to `spec(cluster)` (computed from each observation, so a spec of
+    /// "every node that answers" follows joins), reporting progress, until converged or
+    /// `timeout`.
+    pub async fn converge(
+        &self,
+        spec: impl Fn(&Cluster) -> Spec,
+        timeout: Duration,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<Cluster, DriverError> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("nothing observed yet");
+        let mut last_wait = None;
+        while Instant::now() < deadline {
+            let c = match self.observe().await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = e.to_string();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            match next_step(&spec(&c), &c.observed) {
+                Next::Converged => {
+                    progress(Progress::Converged);
+                    return Ok(c);
+                }
+                Next::Blocked(why) => return Err(DriverError::Blocked(why)),
+                Next::Wait(why) => {
+                    if last_wait.as_ref() != Some(&why) {
+                        progress(Progress::Waiting(why.clone()));
+                        last_wait = Some(why.clone());
+                    }
+                    last = why;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Next::Step(step) => {
+                    last_wait = None;
+                    progress(Progress::Step(step.clone()));
+                    match self.execute(&c, &step).await {
+                        Ok(()) => {}
+                        Err(DriverError::Blocked(why)) => return Err(DriverError::Blocked(why)),
+                        Err(e) => {
+                            last = e.to_string();
+                            progress(Progress::StepFailed(step, last.clone()));
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+            }
+        }
+        Err(DriverError::Timeout(timeout, last))
+    }
+}
