@@ -328,7 +328,10 @@ impl Node {
         if let Some(s) = self.shard(id) {
             return Ok(s);
         }
-        let slice = Slice { shard: id, modulus: 0, epoch: 0 }; // owns nothing until its snapshot arrives
+        // A bootstrap shard's log may be replayed from its first entry, so the empty
+        // replica starts from the bootstrap slice; any other shard's log begins after a
+        // snapshot, which this replica receives first and which says what it owns.
+        let slice = bootstrap_slice(id, self.shard_count);
         let shard = Arc::new(Shard::open(id, &shard_dir(&self.config.data_dir, id), None, slice, &self.deps).await?);
         self.shards.write().unwrap_or_else(|p| p.into_inner()).insert(id, shard.clone());
         self.relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
@@ -419,13 +422,30 @@ impl Node {
     /// This node's view of the ring: its replicas.
     pub fn ring(&self) -> Ring {
         let shards: Vec<ShardInfo> = self.member_shards().iter().map(|s| self.shard_info(s)).collect();
+        self.learn_routes(&shards);
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
         Ring { node_id: self.id, epoch: routes.epoch(), shard_count: routes.shards.len() as u32, shards }
     }
 
     /// Whether every hosted shard has a leader and has applied what it knows is committed.
     pub fn ready(&self) -> Result<(), String> {
-        for s in self.member_shards() {
+        let members = self.member_shards();
+        {
+            // An empty replica is fine where the shard lives on elsewhere (a node that
+            // joined later serves such shards by forwarding), not while the ring is
+            // still bootstrapping it.
+            let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+            for s in self.shard_list() {
+                let known = routes.shards.get(&s.id).is_some_and(|r| !r.members.is_empty());
+                if !known && !members.iter().any(|m| m.id == s.id) {
+                    return Err(format!("shard {} is not bootstrapped yet", s.id));
+                }
+            }
+            if members.is_empty() && !routes.shards.values().any(|r| !r.members.is_empty()) {
+                return Err("the ring is not bootstrapped yet".into());
+            }
+        }
+        for s in members {
             let m = s.raft.metrics().borrow().clone();
             if m.current_leader.is_none() {
                 return Err(format!("shard {} has no leader", s.id));

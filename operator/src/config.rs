@@ -139,8 +139,21 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::parse_from(argv).command {
             Command::Run(c) => c,
-            Command::Crd => unreachable!("parsed `run`"),
+            other => unreachable!("parsed `run`, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn admin_takes_the_nodes_and_an_action() {
+        let cli = Cli::parse_from(["ringkv-operator", "admin", "--nodes", "a:1,b:2", "reshard", "--shards", "8"]);
+        match cli.command {
+            Command::Admin(a) => {
+                assert_eq!(a.nodes, ["a:1", "b:2"]);
+                assert!(matches!(a.action, AdminAction::Reshard { shards: 8 }));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["ringkv-operator", "admin", "status"]).is_err(), "--nodes is required");
     }
 
     #[test]

@@ -11,11 +11,13 @@
 //!   the cluster view), plus the small encoders a test needs (URL paths, base64).
 //! - [`writer`] is a background writer that records which writes were acknowledged, so
 //!   a failover test can check that none of them was lost.
+//! - [`linearizability`] records client calls and checks each key's history is linearizable.
 //!
 //! Tests wait on conditions with [`eventually`], never on fixed sleeps.
 
 pub mod client;
 pub mod cluster;
+pub mod linearizability;
 pub mod process;
 pub mod writer;
 
