@@ -1,8 +1,8 @@
 //! The node: every hosted shard, the shared WAL, the peer client, and the background
 //! work (bootstrap, TTL reaper, WAL compaction, leadership handoff on shutdown).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -13,12 +13,15 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::raft_net::PeerClient;
-use crate::ring::{NodeId, Ring, Route, Routes, ShardId, ShardInfo};
-use crate::shard::kv::Slice;
-use crate::shard::state_machine::{voter_ids, SplitHost};
+use crate::ring::{NodeId, Ring, Routes, ShardId, ShardInfo};
+use crate::shard::state_machine::voter_ids;
 use crate::shard::types::{now_ms, Command};
 use crate::shard::{OpenError, Shard, ShardDeps};
 use crate::wal::{Wal, WalOptions};
+
+mod hosting;
+
+use hosting::{bootstrap_slice, hosted_on_disk, shard_dir, SplitRelay};
 
 /// Errors starting a node; each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -47,38 +50,6 @@ pub struct NodeStatus {
     pub shard_count: u32,
     /// Shards on this node that already have Raft state.
     pub initialized: Vec<ShardId>,
-}
-
-/// Which shards this node hosts, persisted in `ring.json` so that a restart reopens
-/// exactly them (shards created by splits included).
-#[derive(Serialize, Deserialize, Default, Debug)]
-struct HostedFile {
-    hosted: BTreeSet<ShardId>,
-}
-
-/// The split hook the state machines call: remembers new shards and hands them to the
-/// node's task that opens them.
-struct SplitRelay {
-    hosted: Mutex<BTreeSet<ShardId>>,
-    tx: tokio::sync::mpsc::UnboundedSender<(ShardId, ShardId)>,
-}
-
-/// The largest gap between route refreshes from peers.
-const ROUTE_REFRESH: Duration = Duration::from_secs(1);
-
-impl SplitHost for SplitRelay {
-    fn hosts(&self, shard: ShardId) -> bool {
-        self.hosted.lock().unwrap_or_else(|p| p.into_inner()).contains(&shard)
-    }
-
-    fn created(&self, parent: ShardId, shard: ShardId) {
-        self.hosted.lock().unwrap_or_else(|p| p.into_inner()).insert(shard);
-        let _ = self.tx.send((parent, shard));
-    }
-
-    fn missed(&self, parent: ShardId, shard: ShardId) {
-        let _ = self.tx.send((parent, shard));
-    }
 }
 
 /// A running node.
@@ -147,26 +118,6 @@ fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, dir.join(name))?;
     std::fs::File::open(dir)?.sync_all()
-}
-
-/// The shards to open on start: those `ring.json` lists (all bootstrap shards on a fresh
-/// directory), plus any shard directory holding a snapshot (a split's new shard whose
-/// creation was cut off before `ring.json` was rewritten).
-fn hosted_on_disk(dir: &Path, bootstrap_shards: u32) -> std::io::Result<BTreeSet<ShardId>> {
-    let mut hosted = match std::fs::read(dir.join("ring.json")) {
-        Ok(bytes) => serde_json::from_slice::<HostedFile>(&bytes).map_err(std::io::Error::other)?.hosted,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0..bootstrap_shards).collect(),
-        Err(e) => return Err(e),
-    };
-    if let Ok(entries) = std::fs::read_dir(dir.join("shards")) {
-        for e in entries.flatten() {
-            let id = e.file_name().to_str().and_then(|n| n.parse::<ShardId>().ok());
-            if let Some(id) = id.filter(|_| e.path().join("snapshot.bin").exists()) {
-                hosted.insert(id);
-            }
-        }
-    }
-    Ok(hosted)
 }
 
 impl Node {
@@ -270,102 +221,6 @@ impl Node {
     /// Every hosted replica.
     pub fn shard_list(&self) -> Vec<Arc<Shard>> {
         self.shards.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
-    }
-
-    /// The shard that owns `key` of `db`, as this node's routes know it.
-    pub fn locate(&self, db: u8, key: &[u8]) -> ShardId {
-        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
-        routes.locate(db, key).unwrap_or_else(|| crate::ring::shard_for(db, key, self.shard_count))
-    }
-
-    /// Every shard of the ring this node knows of (hosted or not), in id order.
-    pub fn ring_shards(&self) -> Vec<ShardId> {
-        let ids = self.routes.read().unwrap_or_else(|p| p.into_inner()).ids();
-        if ids.is_empty() { (0..self.shard_count).collect() } else { ids }
-    }
-
-    /// What this node's routes say about `shard`.
-    pub fn route(&self, shard: ShardId) -> Option<Route> {
-        self.routes.read().unwrap_or_else(|p| p.into_inner()).shards.get(&shard).cloned()
-    }
-
-    /// Takes a shard's refusal into the routes.
-    pub fn learn_refusal(&self, ws: crate::shard::types::WrongShard) {
-        self.routes.write().unwrap_or_else(|p| p.into_inner()).learn_refusal(ws.shard, ws.modulus, ws.epoch);
-        self.refresh_local_routes();
-    }
-
-    /// Merges routes reported by a peer.
-    pub fn learn_routes(&self, shards: &[ShardInfo]) {
-        let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
-        for s in shards.iter().filter(|s| s.modulus > 0 && !s.members.is_empty()) {
-            routes.learn(s.id, Route { modulus: s.modulus, epoch: s.epoch, members: s.members.clone(), leader: s.leader });
-        }
-    }
-
-    /// Updates the routes from the hosted replicas' own state (authoritative for them).
-    pub fn refresh_local_routes(&self) {
-        let infos: Vec<ShardInfo> = self.shard_list().iter().map(|s| self.shard_info(s)).collect();
-        self.learn_routes(&infos);
-    }
-
-    async fn save_hosted(&self) -> std::io::Result<()> {
-        let _g = self.hosting.lock().await;
-        let hosted: BTreeSet<ShardId> = self.shards.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
-        let bytes = serde_json::to_vec_pretty(&HostedFile { hosted }).map_err(std::io::Error::other)?;
-        let dir = self.config.data_dir.clone();
-        tokio::task::spawn_blocking(move || write_durably(&dir, "ring.json", &bytes)).await.map_err(std::io::Error::other)?
-    }
-
-    /// Opens a shard's replica on this node (idempotent): a split's new shard (its first
-    /// snapshot is on disk) or an empty replica that a leader is about to fill (add
-    /// replica). Returns the replica.
-    pub async fn host_shard(&self, id: ShardId) -> Result<Arc<Shard>, StartError> {
-        if let Some(s) = self.shard(id) {
-            return Ok(s);
-        }
-        let guard = self.hosting.lock().await;
-        if let Some(s) = self.shard(id) {
-            return Ok(s);
-        }
-        // A bootstrap shard's log may be replayed from its first entry, so the empty
-        // replica starts from the bootstrap slice; any other shard's log begins after a
-        // snapshot, which this replica receives first and which says what it owns.
-        let slice = bootstrap_slice(id, self.shard_count);
-        let shard = Arc::new(Shard::open(id, &shard_dir(&self.config.data_dir, id), None, slice, &self.deps).await?);
-        self.shards.write().unwrap_or_else(|p| p.into_inner()).insert(id, shard.clone());
-        self.relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
-        drop(guard);
-        self.save_hosted().await.map_err(|source| StartError::DataDir { path: self.config.data_dir.display().to_string(), source })?;
-        self.refresh_local_routes();
-        tracing::info!(shard = id, "replica opened");
-        Ok(shard)
-    }
-
-    /// Opens the shards that splits create, as their parents' state machines report
-    /// them. Where this node leads the parent it also starts the new group's first
-    /// election, so the new shard is led by the same node and is writable within
-    /// milliseconds instead of an election timeout.
-    pub async fn open_split_shards(self: Arc<Self>, stop: CancellationToken) {
-        let Some(mut rx) = self.splits.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
-        loop {
-            let (parent, child) = tokio::select! {
-                _ = stop.cancelled() => return,
-                next = rx.recv() => match next { Some(x) => x, None => return },
-            };
-            let shard = match self.host_shard(child).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(shard = child, error = %e, "could not open the shard a split created");
-                    continue;
-                }
-            };
-            self.changes.notify_waiters();
-            let leads_parent = self.shard(parent).is_some_and(|p| p.leader() == Some(self.id));
-            if leads_parent {
-                tokio::spawn(campaign(shard, self.id, self.stopping.clone()));
-            }
-        }
     }
 
     /// What peers need to know for bootstrap.
@@ -573,82 +428,6 @@ impl Node {
         }
     }
 
-    /// Keeps the routes fresh: the hosted replicas' own state, the shards peers host, and
-    /// the peers' internal addresses as the shards' memberships name them.
-    pub async fn refresh_routes(self: Arc<Self>, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(ROUTE_REFRESH);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            self.refresh_local_routes();
-            for s in self.member_shards() {
-                let m = s.raft.metrics().borrow().membership_config.clone();
-                for (id, n) in m.membership().nodes() {
-                    if self.peers.addr(*id).is_none() && !n.addr.is_empty() {
-                        self.peers.learn(*id, n.addr.clone());
-                    }
-                }
-            }
-            for peer in self.peers.ids().into_iter().filter(|p| *p != self.id) {
-                match self.peers.get_json::<Ring>(peer, "/internal/ring", Duration::from_millis(500)).await {
-                    Ok(r) => self.learn_routes(&r.shards),
-                    Err(e) => tracing::debug!(peer, error = %e, "ring refresh"),
-                }
-            }
-        }
-    }
-
-    /// Closes and deletes replicas whose shard no longer counts this node as a member
-    /// (removed by a membership change). Seen twice in a row, so a replica that is
-    /// still catching up on its own membership is left alone.
-    pub async fn retire_removed_replicas(self: Arc<Self>, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
-        let mut suspects: BTreeSet<ShardId> = BTreeSet::new();
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let mut now_suspect = BTreeSet::new();
-            for s in self.member_shards() {
-                let m = s.raft.metrics().borrow().membership_config.clone();
-                let membership = m.membership();
-                let member = membership.nodes().any(|(id, _)| *id == self.id);
-                if !member && membership.get_joint_config().len() == 1 {
-                    now_suspect.insert(s.id);
-                }
-            }
-            for id in now_suspect.intersection(&suspects) {
-                if let Err(e) = self.retire(*id).await {
-                    tracing::warn!(shard = id, error = %e, "could not retire a removed replica");
-                }
-            }
-            suspects = now_suspect;
-        }
-    }
-
-    /// Stops and deletes this node's replica of `id`: Raft stopped, snapshot deleted, its
-    /// log purged from the WAL, and `ring.json` rewritten without it.
-    pub(crate) async fn retire(&self, id: ShardId) -> std::io::Result<()> {
-        let Some(s) = self.shards.write().unwrap_or_else(|p| p.into_inner()).remove(&id) else { return Ok(()) };
-        self.relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        if let Err(e) = s.raft.shutdown().await {
-            tracing::warn!(shard = id, error = %e, "raft shutdown");
-        }
-        s.log.forget();
-        let dir = shard_dir(&self.config.data_dir, id);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        self.save_hosted().await?;
-        tracing::info!(shard = id, "replica removed from this node");
-        Ok(())
-    }
-
     /// Refreshes per-shard gauges; called when /metrics is scraped.
     pub fn refresh_metrics(&self) {
         let (bytes, segments) = self.wal.disk_usage();
@@ -706,39 +485,4 @@ impl Node {
         }
         self.wal.close();
     }
-}
-
-/// Where shard `id` keeps its snapshot.
-fn shard_dir(data_dir: &Path, id: ShardId) -> PathBuf {
-    data_dir.join("shards").join(id.to_string())
-}
-
-/// What a bootstrap shard owns before its first snapshot: `hash mod S == id` at epoch 1.
-/// Any other shard starts owning nothing; its first snapshot (a split's or a leader's)
-/// says what it owns.
-fn bootstrap_slice(id: ShardId, shard_count: u32) -> Slice {
-    if id < shard_count {
-        Slice { shard: id, modulus: shard_count, epoch: 1 }
-    } else {
-        Slice { shard: id, modulus: 0, epoch: 0 }
-    }
-}
-
-/// Elects this replica as the first leader of a shard a split just created. The other
-/// replicas may not have applied the split yet (their vote requests fail until they
-/// have), so it tries again briefly until some leader exists.
-async fn campaign(shard: Arc<Shard>, me: NodeId, stop: CancellationToken) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    while tokio::time::Instant::now() < deadline && !stop.is_cancelled() {
-        if shard.leader().is_some() {
-            return;
-        }
-        if let Err(e) = shard.raft.trigger().elect().await {
-            tracing::debug!(shard = shard.id, error = %e, "campaign");
-            return;
-        }
-        let mut rx = shard.raft.metrics();
-        let _ = tokio::time::timeout(Duration::from_millis(150), rx.wait_for(|m| m.current_leader.is_some())).await;
-    }
-    tracing::debug!(shard = shard.id, me, leader = ?shard.leader(), "campaign over");
 }
