@@ -6,6 +6,10 @@
 //! - `POST /internal/admin/shards/{s}/split?modulus=M&epoch=E` (the shard's leader):
 //!   split `s` so that it owns `hash mod M == s`; the new shard `s + M/2` is created on
 //!   every replica. A shard already at `M` answers at once.
+//! - `POST /internal/admin/shards/{s}/freeze?epoch=E` (the shard's leader): freeze `s`
+//!   as a merge's donor (see [`merge`]).
+//! - `POST /internal/admin/shards/{r}/merge?donor=D&epoch=E` (the receiver's leader,
+//!   which must host a replica of `D`): merge `D` into `r`; answers once done.
 //! - `POST /internal/admin/shards/{s}/host`: open an empty replica of `s` here, for a
 //!   leader to fill (the first half of adding a replica on this node).
 //! - `POST /internal/admin/shards/{s}/replicas/{node}?addr=HOST:PORT` (leader): add
@@ -47,6 +51,8 @@ use crate::shard::proposer::ProposeError;
 use crate::shard::types::Command;
 use crate::shard::Shard;
 
+pub mod merge;
+
 /// Why an admin operation did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -78,6 +84,8 @@ pub fn router() -> Router<Arc<Node>> {
     Router::new()
         .route("/internal/ring", get(ring))
         .route("/internal/admin/shards/{shard}/split", post(split))
+        .route("/internal/admin/shards/{shard}/freeze", post(freeze))
+        .route("/internal/admin/shards/{shard}/merge", post(merge))
         .route("/internal/admin/shards/{shard}/host", post(host))
         .route("/internal/admin/shards/{shard}/replicas/{node}", post(add_replica).delete(remove_replica))
         .route("/internal/admin/shards/{shard}/retire", post(retire))
@@ -130,6 +138,34 @@ async fn split(
 ) -> Result<Json<serde_json::Value>, AdminError> {
     let child = node.split_shard(shard, q.modulus, q.epoch).await?;
     Ok(Json(json!({ "shard": shard, "modulus": q.modulus, "new_shard": child })))
+}
+
+#[derive(Deserialize)]
+struct FreezeQuery {
+    epoch: u64,
+}
+
+async fn freeze(
+    State(node): State<Arc<Node>>,
+    Path(shard): Path<ShardId>,
+    Query(q): Query<FreezeQuery>,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    let revision = node.freeze_shard(shard, q.epoch).await?;
+    Ok(Json(json!({ "shard": shard, "frozen": true, "revision": revision })))
+}
+
+#[derive(Deserialize)]
+struct MergeQuery {
+    donor: ShardId,
+    epoch: u64,
+}
+
+async fn merge(
+    State(node): State<Arc<Node>>,
+    Path(shard): Path<ShardId>,
+    Query(q): Query<MergeQuery>,
+) -> Result<Json<merge::Merged>, AdminError> {
+    Ok(Json(node.merge_shards(shard, q.donor, q.epoch).await?))
 }
 
 async fn host(State(node): State<Arc<Node>>, Path(shard): Path<ShardId>) -> Result<Json<serde_json::Value>, AdminError> {

@@ -63,7 +63,7 @@ pub struct Node {
     routes: RwLock<Routes>,
     deps: ShardDeps,
     relay: Arc<SplitRelay>,
-    splits: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(ShardId, ShardId)>>>,
+    splits: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<hosting::RingChange>>>,
     /// Serialises changes to the hosted set and `ring.json`.
     hosting: tokio::sync::Mutex<()>,
     pub peers: PeerClient,
@@ -276,7 +276,9 @@ impl Node {
 
     /// This node's view of the ring: its replicas.
     pub fn ring(&self) -> Ring {
-        let shards: Vec<ShardInfo> = self.member_shards().iter().map(|s| self.shard_info(s)).collect();
+        // A merged donor not yet retired is no longer part of the ring.
+        let shards: Vec<ShardInfo> =
+            self.member_shards().iter().filter(|s| self.superseded(s).is_none()).map(|s| self.shard_info(s)).collect();
         self.learn_routes(&shards);
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
         Ring { node_id: self.id, epoch: routes.epoch(), shard_count: routes.shards.len() as u32, shards }

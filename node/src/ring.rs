@@ -96,9 +96,14 @@ impl Routes {
 
     /// Merges what another source reports of `shard`: a newer epoch replaces the slice;
     /// membership and leader come from the newer (or, at the same epoch, the given) view.
+    /// A report older than a merge that absorbed the shard is dropped, and a merge's
+    /// receiver drops the finer routes it absorbed.
     pub fn learn(&mut self, shard: ShardId, route: Route) {
+        if self.covered_by_newer(shard, &route) {
+            return;
+        }
         match self.shards.get_mut(&shard) {
-            Some(r) if r.epoch > route.epoch => {}
+            Some(r) if r.epoch > route.epoch => return,
             Some(r) => {
                 let keep_leader = route.leader.is_none() && r.epoch == route.epoch;
                 let leader = if keep_leader { r.leader } else { route.leader };
@@ -108,13 +113,44 @@ impl Routes {
                 self.shards.insert(shard, route);
             }
         }
+        let (m, epoch) = (self.shards[&shard].modulus, self.shards[&shard].epoch);
+        self.shards.retain(|id, r| {
+            let absorbed = *id != shard && r.modulus > m && m > 0 && id % m == shard && r.epoch < epoch;
+            !absorbed
+        });
+    }
+
+    /// Whether a coarser route with a newer epoch owns `shard`'s slice: the report is
+    /// from before a merge that absorbed it.
+    fn covered_by_newer(&self, shard: ShardId, route: &Route) -> bool {
+        let mut m = route.modulus / 2;
+        while m >= 1 {
+            if let Some(r) = self.shards.get(&(shard % m)) {
+                if r.modulus == m && r.epoch > route.epoch {
+                    return true;
+                }
+            }
+            m /= 2;
+        }
+        false
     }
 
     /// Applies a `WrongShard` refusal: the shard is at `modulus` now, and the shards its
-    /// splits created (same members, same leader at first) exist.
+    /// splits created (same members, same leader at first) exist. A refusal naming a
+    /// coarser modulus than known comes from a merge's frozen donor: the shard it names
+    /// owns the donor's keys from that epoch on.
     pub fn learn_refusal(&mut self, shard: ShardId, modulus: u32, epoch: u64) {
         let Some(old) = self.shards.get(&shard).cloned() else { return };
-        if old.epoch > epoch || old.modulus >= modulus {
+        if old.epoch > epoch {
+            return;
+        }
+        if modulus < old.modulus {
+            if old.epoch < epoch {
+                self.learn(shard, Route { modulus, epoch, ..old });
+            }
+            return;
+        }
+        if old.modulus >= modulus {
             return;
         }
         let mut m = old.modulus.max(1);
@@ -244,6 +280,35 @@ mod tests {
         r.learn(1, route(4, 1));
         assert_eq!(r.shards[&1].modulus, 8);
         assert_eq!(r.epoch(), 2);
+    }
+
+    #[test]
+    fn a_merge_drops_the_donor_route_and_stale_reports_of_it() {
+        let mut r = Routes::default();
+        for s in 0..8 {
+            r.learn(s, route(8, 2));
+        }
+        // Shard 5 (frozen donor) refuses, naming its receiver 1 at modulus 4, epoch 3.
+        r.learn_refusal(1, 4, 3);
+        assert!(!r.shards.contains_key(&5), "the donor's route is gone");
+        assert_eq!(r.shards[&1].modulus, 4);
+        // A peer that still hosts the donor reports it: older than the merge, dropped.
+        r.learn(5, route(8, 2));
+        assert!(!r.shards.contains_key(&5));
+        for i in 0..2_000u32 {
+            let key = format!("k{i}");
+            let h = key_hash(0, key.as_bytes());
+            let want = if h % 4 == 1 { 1 } else { (h % 8) as u32 };
+            assert_eq!(r.locate(0, key.as_bytes()), Some(want), "{key}");
+        }
+        // A stale report of the receiver does not undo the merge; a later split does
+        // bring shard 5 back.
+        r.learn(1, route(8, 2));
+        assert_eq!(r.shards[&1].modulus, 4);
+        r.learn_refusal(1, 8, 4);
+        assert_eq!((r.shards[&5].modulus, r.shards[&5].epoch), (8, 4));
+        r.learn(5, route(8, 4));
+        assert!(r.shards.contains_key(&5));
     }
 
     #[test]

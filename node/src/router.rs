@@ -270,12 +270,12 @@ fn read_state(sh: &Shard, req: ShardRequest) -> Result<ShardResponse, ServeError
     let now = now_ms();
     let s = sh.read();
     match req {
-        ShardRequest::Get { db, key } if s.slice.owns(db, &key) => Ok(ShardResponse::Value(s.get(db, &key, now))),
-        ShardRequest::List { db, prefix, start_after, limit, modulus } if s.slice.modulus == modulus && modulus > 0 => {
+        ShardRequest::Get { db, key } if s.serves(db, &key) => Ok(ShardResponse::Value(s.get(db, &key, now))),
+        ShardRequest::List { db, prefix, start_after, limit, modulus } if s.slice.modulus == modulus && modulus > 0 && s.frozen.is_none() => {
             Ok(ShardResponse::Items(s.list(db, &prefix, start_after.as_deref(), limit, now)))
         }
         ShardRequest::Write(_) => Ok(ShardResponse::Value(None)),
-        _ => Err(ServeError::WrongShard(s.slice.wrong_shard())),
+        _ => Err(ServeError::WrongShard(s.refusal())),
     }
 }
 

@@ -224,9 +224,10 @@ impl Driver {
                 let path = format!("/internal/admin/shards/{shard}/leader/{to}");
                 self.post(Self::leader_addr(c, *shard)?, &path, reqwest::Method::POST, long).await
             }
-            Step::Merge { receiver, donor } => Err(DriverError::Blocked(format!(
-                "merging shard {donor} into {receiver} is not implemented by the nodes yet"
-            ))),
+            Step::Merge { receiver, donor } => {
+                let path = format!("/internal/admin/shards/{receiver}/merge?donor={donor}&epoch={}", c.epoch + 1);
+                self.post(Self::leader_addr(c, *receiver)?, &path, reqwest::Method::POST, long).await
+            }
         }
     }
 

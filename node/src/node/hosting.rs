@@ -23,11 +23,20 @@ struct HostedFile {
     hosted: BTreeSet<ShardId>,
 }
 
-/// The split hook the state machines call: remembers new shards and hands them to the
-/// node's task that opens them.
+/// A change of the ring a shard's state machine reports to its node.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum RingChange {
+    /// A split of `parent` created `child` here (or a snapshot skipped that split).
+    Created { parent: ShardId, child: ShardId },
+    /// `receiver` finished absorbing `donor`: the donor's replica here can go.
+    Merged { receiver: ShardId, donor: ShardId },
+}
+
+/// The split and merge hook the state machines call: remembers new shards and hands
+/// changes to the node's task that opens and retires replicas.
 pub(super) struct SplitRelay {
     pub(super) hosted: Mutex<BTreeSet<ShardId>>,
-    pub(super) tx: tokio::sync::mpsc::UnboundedSender<(ShardId, ShardId)>,
+    pub(super) tx: tokio::sync::mpsc::UnboundedSender<RingChange>,
 }
 
 /// The largest gap between route refreshes from peers.
@@ -40,11 +49,15 @@ impl SplitHost for SplitRelay {
 
     fn created(&self, parent: ShardId, shard: ShardId) {
         self.hosted.lock().unwrap_or_else(|p| p.into_inner()).insert(shard);
-        let _ = self.tx.send((parent, shard));
+        let _ = self.tx.send(RingChange::Created { parent, child: shard });
     }
 
     fn missed(&self, parent: ShardId, shard: ShardId) {
-        let _ = self.tx.send((parent, shard));
+        let _ = self.tx.send(RingChange::Created { parent, child: shard });
+    }
+
+    fn merged(&self, receiver: ShardId, donor: ShardId) {
+        let _ = self.tx.send(RingChange::Merged { receiver, donor });
     }
 }
 
@@ -175,15 +188,22 @@ impl Node {
     }
 
     /// Opens the shards that splits create, as their parents' state machines report
-    /// them. Where this node leads the parent it also starts the new group's first
-    /// election, so the new shard is led by the same node and is writable within
-    /// milliseconds instead of an election timeout.
+    /// them, and retires the donors of finished merges. Where this node leads a split's
+    /// parent it also starts the new group's first election, so the new shard is led by
+    /// the same node and is writable within milliseconds instead of an election timeout.
     pub async fn open_split_shards(self: Arc<Self>, stop: CancellationToken) {
         let Some(mut rx) = self.splits.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
         loop {
-            let (parent, child) = tokio::select! {
+            let change = tokio::select! {
                 _ = stop.cancelled() => return,
                 next = rx.recv() => match next { Some(x) => x, None => return },
+            };
+            let (parent, child) = match change {
+                RingChange::Created { parent, child } => (parent, child),
+                RingChange::Merged { receiver, donor } => {
+                    self.retire_merged(receiver, donor).await;
+                    continue;
+                }
             };
             let shard = match self.host_shard(child).await {
                 Ok(s) => s,
@@ -198,6 +218,40 @@ impl Node {
                 tokio::spawn(campaign(shard, self.id, self.stopping.clone()));
             }
         }
+    }
+
+    /// Retires this node's replica of a merge's donor once the receiver here owns its
+    /// slice (see [`Node::superseded`]).
+    async fn retire_merged(&self, receiver: ShardId, donor: ShardId) {
+        let Some(d) = self.shard(donor) else { return };
+        if self.superseded(&d) != Some(receiver) {
+            return;
+        }
+        match self.retire(donor).await {
+            Ok(()) => tracing::info!(receiver, donor, "merge: donor replica retired"),
+            Err(e) => tracing::warn!(donor, error = %e, "could not retire a merged donor's replica"),
+        }
+        self.changes.notify_waiters();
+    }
+
+    /// The hosted shard that absorbed `d` in a merge, if any: one whose slice covers
+    /// `d`'s and is newer (a higher epoch). A shard of the same id that a later split
+    /// created again is newer than the merge and stays; so does anything while a
+    /// replica replays its log (its slice is older then, not newer).
+    pub(crate) fn superseded(&self, d: &Shard) -> Option<ShardId> {
+        let ds = d.slice();
+        let mut m = ds.modulus / 2;
+        while m >= 1 {
+            let id = d.id % m;
+            if let Some(r) = self.shard(id) {
+                let rs = r.slice();
+                if rs.modulus == m && rs.epoch > ds.epoch && r.read().last_applied.is_some() {
+                    return Some(id);
+                }
+            }
+            m /= 2;
+        }
+        None
     }
 
     /// Keeps the routes fresh: the hosted replicas' own state, the shards peers host, and
@@ -237,6 +291,13 @@ impl Node {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
+            }
+            // Donors of merges this node missed the end of (down at the time, or the
+            // merge arrived in a snapshot).
+            for d in self.shard_list() {
+                if let Some(r) = self.superseded(&d) {
+                    self.retire_merged(r, d.id).await;
+                }
             }
             let mut now_suspect = BTreeSet::new();
             for s in self.member_shards() {

@@ -71,6 +71,9 @@ pub struct KvState {
     applied_order: VecDeque<u64>,
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
+    /// Set (to the merge's ring epoch) once this shard is a merge's donor: it refuses
+    /// every request from then on, so its data is final for the receiver to absorb.
+    pub frozen: Option<u64>,
 }
 
 /// The replicated part of a [`KvState`] as a snapshot carries it.
@@ -80,9 +83,21 @@ pub struct KvImage {
     pub revision: u64,
     pub entries: Vec<(u8, Vec<u8>, KeyEntry)>,
     pub applied: Vec<(u64, CommandResult)>,
+    pub frozen: Option<u64>,
 }
 
 impl KvState {
+    /// Whether this shard answers for `key` of `db` now: it owns it and is not a frozen
+    /// merge donor.
+    pub fn serves(&self, db: u8, key: &[u8]) -> bool {
+        self.frozen.is_none() && self.slice.owns(db, key)
+    }
+
+    /// The refusal a request this shard does not serve gets.
+    pub fn refusal(&self) -> WrongShard {
+        self.frozen_refusal().unwrap_or_else(|| self.slice.wrong_shard())
+    }
+
     /// The live (unexpired) entry of a key.
     pub fn get(&self, db: u8, key: &[u8], now_ms: u64) -> Option<KeyEntry> {
         self.data.get(&(db, key.to_vec())).filter(|e| !e.is_expired(now_ms)).cloned()
@@ -106,7 +121,8 @@ impl KvState {
             .range(from..)
             .skip_while(|((_, k), _)| exclusive && Some(k.as_slice()) == start_after)
             .take_while(|((d, k), _)| *d == db && k.starts_with(prefix))
-            .filter(|(_, e)| !e.is_expired(now_ms))
+            // Keys a merge is still absorbing are not this shard's yet.
+            .filter(|((d, k), e)| !e.is_expired(now_ms) && self.slice.owns(*d, k))
             .take(limit)
             .map(|((_, k), e)| (k.clone(), e.clone()))
             .collect()
@@ -185,8 +201,8 @@ impl KvState {
             Command::Expire { keys } => {
                 let mut expired = 0;
                 for (db, key, mod_revision) in keys {
-                    if !self.slice.owns(db, &key) {
-                        continue; // moved away by a split since the reaper looked
+                    if !self.serves(db, &key) {
+                        continue; // moved away by a split or merge since the reaper looked
                     }
                     if self.data.get(&(db, key.clone())).is_some_and(|e| e.mod_revision == mod_revision) {
                         self.remove(db, &key);
@@ -199,12 +215,69 @@ impl KvState {
             }
             // Applied by the state machine, which also creates the new shard.
             Command::Split { .. } => CommandResult { revision: self.revision, ok: true, ..Default::default() },
+            Command::Freeze { epoch } => {
+                self.frozen.get_or_insert(epoch);
+                CommandResult { revision: self.revision, ok: true, ..Default::default() }
+            }
+            Command::Absorb { modulus, entries, applied } => self.absorb(modulus, entries, applied),
+            Command::MergeDone { modulus, epoch, revision } => self.finish_merge(modulus, epoch, revision),
         }
+    }
+
+    /// The refusal every request to a frozen donor gets: its keys belong to the
+    /// receiver, one level up the ring, as of the merge's epoch.
+    fn frozen_refusal(&self) -> Option<WrongShard> {
+        let epoch = self.frozen?;
+        let modulus = (self.slice.modulus / 2).max(1);
+        Some(WrongShard { shard: self.slice.shard % modulus, modulus, epoch })
+    }
+
+    /// A merge's receiver takes in a chunk of its donor's (frozen) keys and request ids.
+    /// Only while the receiver is still at the donor's `modulus`, so a chunk re-sent by a
+    /// resumed merge overwrites identical entries and a late duplicate after the merge
+    /// changes nothing. The keys stay invisible until [`Command::MergeDone`].
+    fn absorb(&mut self, modulus: u32, entries: Vec<(u8, Vec<u8>, KeyEntry)>, applied: Vec<(u64, CommandResult)>) -> CommandResult {
+        let ok = self.slice.modulus == modulus && modulus >= 2 && self.frozen.is_none();
+        if ok {
+            let donor = Slice { shard: self.slice.shard + modulus / 2, modulus, epoch: self.slice.epoch };
+            for (db, key, e) in entries.into_iter().filter(|(db, key, _)| donor.owns(*db, key)) {
+                if let Some(t) = self.data.get(&(db, key.clone())).and_then(|old| old.expires_at_ms) {
+                    self.expiry.remove(&(t, db, key.clone()));
+                }
+                if let Some(t) = e.expires_at_ms {
+                    self.expiry.insert((t, db, key.clone()));
+                }
+                self.data.insert((db, key), e);
+            }
+            for (id, r) in applied {
+                if !self.applied.contains_key(&id) {
+                    self.remember(id, Arc::new(r));
+                }
+            }
+        }
+        CommandResult { revision: self.revision, ok, ..Default::default() }
+    }
+
+    /// Ends a merge: the receiver owns its donor's slice too (`modulus` is half the
+    /// old one) from ring `epoch` on, and its revisions continue above the donor's, so
+    /// every absorbed key's `mod_revision` stays below any later write's.
+    fn finish_merge(&mut self, modulus: u32, epoch: u64, donor_revision: u64) -> CommandResult {
+        let ok = self.slice.modulus == modulus * 2 && self.frozen.is_none();
+        if ok {
+            self.slice.modulus = modulus;
+            self.slice.epoch = epoch;
+            self.revision = self.revision.max(donor_revision);
+        }
+        let done = ok || self.slice.modulus <= modulus;
+        CommandResult { revision: self.revision, ok: done, ..Default::default() }
     }
 
     /// A `WrongShard` answer if any op touches a key outside this shard's slice: the whole
     /// transaction is refused, nothing applies.
     fn refuse_foreign(&self, ops: &[Op]) -> Option<CommandResult> {
+        if let Some(ws) = self.frozen_refusal() {
+            return Some(CommandResult { revision: self.revision, ok: false, wrong_shard: Some(ws), ..Default::default() });
+        }
         let foreign = ops.iter().any(|op| match op {
             Op::Put { db, key, .. } | Op::Delete { db, key, .. } | Op::Get { db, key } => !self.slice.owns(*db, key),
         });
@@ -223,6 +296,9 @@ impl KvState {
     /// membership. `Ok(None)` if the shard is already at `modulus` or finer (a repeated
     /// split command).
     pub fn split(&mut self, modulus: u32, epoch: u64) -> Result<Option<KvState>, String> {
+        if self.frozen.is_some() {
+            return Err(format!("shard {} is frozen by a merge", self.slice.shard));
+        }
         if modulus <= self.slice.modulus {
             return Ok(None);
         }
@@ -305,23 +381,42 @@ impl KvState {
         }
     }
 
+    /// Up to about `max_bytes` of entries (at least one) after `after`, in key order: a
+    /// merge's donor handed over piece by piece.
+    pub fn export(&self, after: Option<&MapKey>, max_bytes: usize) -> Vec<(u8, Vec<u8>, KeyEntry)> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone()));
+        let mut bytes = 0;
+        let mut out = Vec::new();
+        for ((db, key), e) in self.data.range((from, Bound::Unbounded)) {
+            if bytes >= max_bytes {
+                break;
+            }
+            bytes += key.len() + e.value.len() + 48;
+            out.push((*db, key.clone(), e.clone()));
+        }
+        out
+    }
+
+    /// The remembered request results, oldest first.
+    pub fn applied_results(&self) -> Vec<(u64, CommandResult)> {
+        self.applied_order.iter().filter_map(|id| Some((*id, CommandResult::clone(self.applied.get(id)?)))).collect()
+    }
+
     /// The replicated state as a snapshot carries it.
     pub fn image(&self) -> KvImage {
         KvImage {
             slice: self.slice,
             revision: self.revision,
             entries: self.data.iter().map(|((db, k), e)| (*db, k.clone(), e.clone())).collect(),
-            applied: self
-                .applied_order
-                .iter()
-                .filter_map(|id| Some((*id, CommandResult::clone(self.applied.get(id)?))))
-                .collect(),
+            applied: self.applied_results(),
+            frozen: self.frozen,
         }
     }
 
     /// Rebuilds the state from a snapshot image.
     pub fn from_image(image: KvImage, last_applied: Option<LogId>, membership: StoredMembership) -> Self {
-        let mut s = KvState { slice: image.slice, revision: image.revision, last_applied, membership, ..Default::default() };
+        let mut s = KvState { slice: image.slice, revision: image.revision, last_applied, membership, frozen: image.frozen, ..Default::default() };
         for (db, key, e) in image.entries {
             if let Some(t) = e.expires_at_ms {
                 s.expiry.insert((t, db, key.clone()));
@@ -532,3 +627,7 @@ mod tests {
         assert_eq!(events[1].value.as_deref(), Some(&b"2"[..]));
     }
 }
+
+#[cfg(test)]
+#[path = "kv_merge_tests.rs"]
+mod merge_tests;

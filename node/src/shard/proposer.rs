@@ -48,7 +48,10 @@ fn command_bytes(c: &Command) -> usize {
             })
             .sum(),
         Command::Expire { keys } => keys.iter().map(|(_, k, _)| k.len() + 16).sum(),
-        Command::Split { .. } => 16,
+        Command::Split { .. } | Command::Freeze { .. } | Command::MergeDone { .. } => 16,
+        Command::Absorb { entries, applied, .. } => {
+            entries.iter().map(|(_, k, e)| k.len() + e.value.len() + 48).sum::<usize>() + applied.len() * 32
+        }
     }
 }
 

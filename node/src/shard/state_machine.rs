@@ -30,6 +30,9 @@ pub trait SplitHost: Send + Sync {
     /// A snapshot installed on `parent` skipped the split that created `shard` here:
     /// open an empty replica, which the new shard's leader fills with a snapshot.
     fn missed(&self, parent: ShardId, shard: ShardId);
+    /// `receiver` absorbed `donor` (a merge finished here): this node's replica of the
+    /// donor is no longer needed.
+    fn merged(&self, receiver: ShardId, donor: ShardId);
 }
 
 /// A node that never splits (tests of one shard).
@@ -41,11 +44,12 @@ impl SplitHost for NoSplits {
     }
     fn created(&self, _: ShardId, _: ShardId) {}
     fn missed(&self, _: ShardId, _: ShardId) {}
+    fn merged(&self, _: ShardId, _: ShardId) {}
 }
 
 /// On-disk snapshot file: `MAGIC | meta_len u32 LE | meta (postcard) | body | crc32 u32 LE`,
 /// the CRC covering everything before it. Written to a temporary name, fsynced, renamed.
-const SNAP_MAGIC: &[u8; 8] = b"RKVSNAP2";
+const SNAP_MAGIC: &[u8; 8] = b"RKVSNAP3";
 const SNAP_FILE: &str = "snapshot.bin";
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
@@ -212,6 +216,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut results = Vec::new();
         let mut events = Vec::new();
         let mut children = Vec::new();
+        let mut donors = Vec::new();
         let revision = {
             let mut s = write_state(&self.state);
             for entry in entries {
@@ -232,6 +237,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                             tracing::warn!(shard = self.shard, error = %e, "split refused");
                                             r.ok = false;
                                         }
+                                    }
+                                    r
+                                }
+                                Command::MergeDone { modulus, epoch, revision } => {
+                                    let before = s.slice.modulus;
+                                    let r = s.apply_command(Command::MergeDone { modulus, epoch, revision }, &mut events);
+                                    if s.slice.modulus < before {
+                                        donors.push(s.slice.shard + modulus);
                                     }
                                     r
                                 }
@@ -265,6 +278,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
             tracing::info!(shard = self.shard, new_shard = id, keys, "split: new shard created");
             self.host.created(self.shard, id);
+        }
+        for donor in donors {
+            tracing::info!(shard = self.shard, donor, "merge: donor absorbed");
+            self.host.merged(self.shard, donor);
         }
         Ok(results)
     }
@@ -302,6 +319,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
                 m *= 2;
             }
+        }
+        // Merges it jumped over: their donors' replicas here are done.
+        let mut m = after.modulus.max(1);
+        while m < before.modulus {
+            self.host.merged(self.shard, self.shard + m);
+            m *= 2;
         }
         // Watchers behind this point cannot be served from history: they get a resync.
         self.events.reset(revision);

@@ -59,6 +59,16 @@ pub enum Command {
     /// replica hands the keys of shard `id + modulus / 2` to a new local shard with the
     /// same members. A shard already at `modulus` ignores it.
     Split { modulus: u32, epoch: u64 },
+    /// Freeze this shard as a merge's donor at ring `epoch`: from this entry on it
+    /// refuses every request (a retryable `WrongShard` naming the receiver), so the
+    /// state it holds is final. Repeats are no-ops.
+    Freeze { epoch: u64 },
+    /// On a merge's receiver (still at `modulus`): take in a chunk of the frozen donor's
+    /// keys and request ids, not yet visible.
+    Absorb { modulus: u32, entries: Vec<(u8, Vec<u8>, KeyEntry)>, applied: Vec<(u64, CommandResult)> },
+    /// On a merge's receiver: own the donor's slice too, now at `modulus` (half the old
+    /// one) from ring `epoch` on, with revisions continuing above the donor's `revision`.
+    MergeDone { modulus: u32, epoch: u64, revision: u64 },
 }
 
 /// One operation of a transaction.
