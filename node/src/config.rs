@@ -27,8 +27,12 @@ pub struct Config {
     #[arg(long, env = "RINGKV_INTERNAL_LISTEN")]
     pub internal_listen: Option<SocketAddr>,
 
-    /// Cluster members as `id=host:port` internal addresses, comma-separated, this node
-    /// included. Empty: standalone.
+    /// The nodes that bootstrap the ring, as `id=host:port` internal addresses,
+    /// comma-separated. Empty: standalone. A node listed here is a founding member: the
+    /// lowest id bootstraps every shard once all of them answer. A node not listed here
+    /// joins an existing ring: it bootstraps nothing, learns the ring from the listed
+    /// nodes, and holds replicas once the admin API adds them (so every pod of a
+    /// StatefulSet can share one list, whatever the node count grows to).
     #[arg(long, env = "RINGKV_PEERS", default_value = "", value_parser = parse_peers)]
     pub peers: Peers,
 
@@ -116,9 +120,16 @@ impl Config {
         })
     }
 
-    /// Whether this node runs alone (no peers besides itself).
+    /// Whether this node runs alone (no peers besides itself). A node joining a ring
+    /// it is not a founding member of never is.
     pub fn is_standalone(&self) -> bool {
-        self.peers.len() <= 1
+        self.peers.keys().all(|id| *id == self.node_id)
+    }
+
+    /// Whether this node joins an existing ring instead of bootstrapping one: it has
+    /// peers but is not among them.
+    pub fn is_joining(&self) -> bool {
+        !self.peers.is_empty() && !self.peers.contains_key(&self.node_id)
     }
 
     /// Reports every contradiction at once, before any port is bound.
@@ -130,8 +141,14 @@ impl Config {
         if let Err(e) = validate_shard_count(self.shards) {
             errs.push(format!("--shards: {e}"));
         }
-        if !self.peers.is_empty() && !self.peers.contains_key(&self.node_id) {
-            errs.push(format!("--peers must include this node (id {})", self.node_id));
+        // Bootstrap is run by the lowest id among the peers and this node: a joining node
+        // below the founders would initialise every shard a second time.
+        if self.is_joining() && self.peers.keys().next().is_some_and(|lowest| self.node_id < *lowest) {
+            errs.push(format!(
+                "--node-id {} is not in --peers and is lower than every id there; a joining node needs a higher id \
+                 than the lowest founding peer (which bootstraps the ring)",
+                self.node_id
+            ));
         }
         if self.max_key_bytes == 0 {
             errs.push("--max-key-bytes must be > 0".to_string());
@@ -190,7 +207,20 @@ mod tests {
         assert!(parse_peers("1=a:1,1=b:2").is_err());
         assert!(parse_peers("x=a:1").is_err());
         assert!(parse_peers("1=nohost").is_err());
+    }
+
+    #[test]
+    fn a_node_outside_the_peer_list_joins_and_is_never_standalone() {
         let c = Config::parse_from(["ringkv-node", "--node-id", "3", "--peers", "1=a:1,2=b:2"]);
-        assert!(c.validate().unwrap_err()[0].contains("must include this node"));
+        assert!(c.validate().is_ok());
+        assert!(c.is_joining() && !c.is_standalone());
+        let lone = Config::parse_from(["ringkv-node", "--node-id", "2", "--peers", "1=a:1"]);
+        assert!(lone.is_joining() && !lone.is_standalone(), "one founding peer that is not us: join it");
+        let founder = Config::parse_from(["ringkv-node", "--node-id", "1", "--peers", "1=a:1,2=b:2"]);
+        assert!(!founder.is_joining() && !founder.is_standalone());
+        let alone = Config::parse_from(["ringkv-node", "--node-id", "1", "--peers", "1=a:1"]);
+        assert!(alone.is_standalone() && !alone.is_joining());
+        let below = Config::parse_from(["ringkv-node", "--node-id", "1", "--peers", "2=a:1,3=b:2"]);
+        assert!(below.validate().unwrap_err()[0].contains("lower than every id"));
     }
 }

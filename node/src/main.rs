@@ -33,6 +33,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
+    if config.is_joining() {
+        tracing::info!(node_id = config.node_id, "not among --peers: joining the ring they bootstrapped; replicas come from the admin API");
+    }
     let client = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the client port {}", config.listen))?;

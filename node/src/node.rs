@@ -128,7 +128,8 @@ impl Node {
         let dir_err = |source| StartError::DataDir { path: dir.display().to_string(), source };
         std::fs::create_dir_all(&dir).map_err(dir_err)?;
         let shard_count = check_identity(&dir, &Identity { node_id: config.node_id, shards: config.shards })?;
-        let hosted = hosted_on_disk(&dir, shard_count).map_err(dir_err)?;
+        let on_disk = hosted_on_disk(&dir, shard_count).map_err(dir_err)?;
+        let hosted = on_disk.hosted;
 
         let m = metrics.clone();
         let opts = WalOptions {
@@ -167,7 +168,7 @@ impl Node {
         );
 
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let relay = Arc::new(SplitRelay { hosted: Mutex::new(hosted.clone()), tx });
+        let relay = Arc::new(SplitRelay { hosted: Mutex::new(hosted.clone()), retired: Mutex::new(on_disk.retired), tx });
         let changes = Arc::new(tokio::sync::Notify::new());
         let deps = ShardDeps {
             node_id: config.node_id,

@@ -144,6 +144,25 @@ impl Driver {
                 }
             }
         }
+        // A merge's donor still hosted by a node that has not caught up is covered by its
+        // receiver at a newer epoch: it is no longer part of the ring.
+        let absorbed: Vec<ShardId> = best
+            .values()
+            .filter(|(_, epoch, _, s)| {
+                let mut m = s.modulus / 2;
+                while m >= 1 {
+                    if best.get(&(s.id % m)).is_some_and(|(_, e, _, r)| r.modulus == m && e > epoch) {
+                        return true;
+                    }
+                    m /= 2;
+                }
+                false
+            })
+            .map(|(_, _, _, s)| s.id)
+            .collect();
+        for id in absorbed {
+            best.remove(&id);
+        }
         let epoch = views.iter().map(|v| v.epoch).chain(best.values().map(|b| b.1)).max().unwrap_or(0);
         let mut observed = Observed { nodes: addrs.keys().map(|id| (*id, true)).collect(), shards: BTreeMap::new() };
         let mut keys = BTreeMap::new();

@@ -300,6 +300,13 @@ impl Cluster {
     pub fn print_logs(&self, lines: usize) {
         for n in &self.nodes {
             eprintln!("----- node {} ({}), last {lines} log lines -----", n.id, n.log_path.display());
+            let log = n.log();
+            // A panic deep in a long log is what matters most: show where it started.
+            if let Some(at) = log.find("panicked at") {
+                let start = log[..at].rfind('\n').map_or(0, |i| i + 1);
+                let excerpt: Vec<&str> = log[start..].lines().take(12).collect();
+                eprintln!("first panic:\n{}\n-----", excerpt.join("\n"));
+            }
             eprintln!("{}", n.log_tail(lines));
         }
     }
@@ -312,6 +319,10 @@ impl Drop for Cluster {
         }
         for n in &self.nodes {
             n.kill();
+        }
+        if std::thread::panicking() && std::env::var_os("RINGKV_KEEP_TEST_DATA").is_some() {
+            eprintln!("RINGKV_KEEP_TEST_DATA: data and logs kept in {}", self.dir.path().display());
+            self.dir.disable_cleanup(true);
         }
     }
 }

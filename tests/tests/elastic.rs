@@ -130,13 +130,12 @@ impl ClientCtx {
     }
 }
 
-/// 5 → 3 → 5 nodes and 4 → 8 → 16 shards with R = 3, under a mixed load of puts,
+/// 5 → 3 → 5 → 3 nodes and 4 → 8 → 16 → 4 shards with R = 3, under a mixed load of puts,
 /// deletes, compare-and-swaps and linearizable reads. Afterwards the recorded history
 /// must be linearizable per key (so no acknowledged write is lost and no read went back
 /// in time), there must be no error answer other than a retryable 503, and the ring must
 /// be balanced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "open in issue #4: after replicas are re-added to a shard, a split's new shard can miss replicas and never elect a leader"]
 async fn resharding_and_moving_replicas_under_load_stay_linearizable() {
     let c = Cluster::builder(5).shards(4).start().await;
     let d = driver(&c);
@@ -161,7 +160,10 @@ async fn resharding_and_moving_replicas_under_load_stay_linearizable() {
     let ring = converge(&d, 16, 3, &[1, 2, 3]).await;
     assert_eq!(ring.observed.shards.len(), 16);
     // Back to 5 nodes: replicas and leaders spread onto 4 and 5.
-    let ring = converge(&d, 16, 3, &[1, 2, 3, 4, 5]).await;
+    converge(&d, 16, 3, &[1, 2, 3, 4, 5]).await;
+    // Halve twice while draining back to 3 nodes: merges need co-located replicas.
+    let ring = converge(&d, 4, 3, &[1, 2, 3]).await;
+    assert_eq!(ring.observed.shards.len(), 4);
     eprintln!("{}", ring.describe());
 
     ctx.stop.store(true, Ordering::Release);
@@ -181,10 +183,10 @@ async fn resharding_and_moving_replicas_under_load_stay_linearizable() {
     assert!(stats.ops > 500, "the load ran: {} ops", stats.ops);
 }
 
-/// Splits that a killed driver left half done are finished by the next driver, and a
-/// node killed with SIGKILL right after a split comes back with the split's shards.
+/// Splits and merges that a killed driver left half done are finished by the next
+/// driver, and a node killed with SIGKILL meanwhile comes back with the ring's shards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupted_reshard_converges_and_a_killed_node_keeps_its_new_shards() {
+async fn interrupted_splits_and_merges_converge_and_a_killed_node_follows() {
     let c = Cluster::start(3, 4).await;
     let n1 = c.node(1);
     let mut written = Vec::new();
@@ -232,4 +234,30 @@ async fn an_interrupted_reshard_converges_and_a_killed_node_keeps_its_new_shards
     }
     let missing = c.read_back(&written, &c.ids()).await;
     assert!(missing.is_empty(), "lost after the splits: {missing:?}");
+
+    // Halving back to 4: a driver killed mid-merge, a node killed meanwhile.
+    let d2 = d.clone();
+    let run = tokio::spawn(async move {
+        let spec = |_: &Ring| Spec { shards: 4, replication: 3, nodes: [1, 2, 3].into() };
+        let _ = d2.converge(spec, Duration::from_secs(60), |_| {}).await;
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    run.abort();
+    c.kill(3);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.restart(3);
+    let ring = converge(&d, 4, 3, &[1, 2, 3]).await;
+    assert_eq!(ring.keys.values().sum::<u64>(), 400, "no key lost or duplicated by the merges");
+    for s in 0..4u32 {
+        assert_eq!(ring.keys[&s], before.keys[&s], "shard {s} holds exactly its keys again");
+    }
+    c.wait_ready().await;
+    for id in c.ids() {
+        let url = format!("http://{}/internal/ring", c.internal_addr(id));
+        let view: serde_json::Value = c.http().get(url).send().await.expect("ring").json().await.expect("json");
+        let hosted = view["shards"].as_array().map_or(0, Vec::len);
+        assert_eq!(hosted, 4, "node {id} retired the donors: {view}");
+    }
+    let missing = c.read_back(&written, &c.ids()).await;
+    assert!(missing.is_empty(), "lost after the merges: {missing:?}");
 }

@@ -2,7 +2,7 @@
 //! (`ring.json`), replicas opened by splits or for a leader to fill, replicas retired
 //! after removal, and the route table every request is located with.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,8 +19,13 @@ use crate::shard::Shard;
 /// Which shards this node hosts, persisted in `ring.json` so that a restart reopens
 /// exactly them (shards created by splits included).
 #[derive(Serialize, Deserialize, Default, Debug)]
-struct HostedFile {
-    hosted: BTreeSet<ShardId>,
+pub(super) struct HostedFile {
+    pub(super) hosted: BTreeSet<ShardId>,
+    /// Shards whose replica this node retired, with the ring epoch of the slice it had
+    /// then. Replaying a split from a parent's log (a replica added again, a restart)
+    /// must not bring back a child as old as that: its group went on without this node.
+    #[serde(default)]
+    pub(super) retired: BTreeMap<ShardId, u64>,
 }
 
 /// A change of the ring a shard's state machine reports to its node.
@@ -36,6 +41,7 @@ pub(super) enum RingChange {
 /// changes to the node's task that opens and retires replicas.
 pub(super) struct SplitRelay {
     pub(super) hosted: Mutex<BTreeSet<ShardId>>,
+    pub(super) retired: Mutex<BTreeMap<ShardId, u64>>,
     pub(super) tx: tokio::sync::mpsc::UnboundedSender<RingChange>,
 }
 
@@ -43,8 +49,10 @@ pub(super) struct SplitRelay {
 const ROUTE_REFRESH: Duration = Duration::from_secs(1);
 
 impl SplitHost for SplitRelay {
-    fn hosts(&self, shard: ShardId) -> bool {
-        self.hosted.lock().unwrap_or_else(|p| p.into_inner()).contains(&shard)
+    fn should_create(&self, shard: ShardId, epoch: u64) -> bool {
+        let hosted = self.hosted.lock().unwrap_or_else(|p| p.into_inner()).contains(&shard);
+        let retired = self.retired.lock().unwrap_or_else(|p| p.into_inner()).get(&shard).is_some_and(|e| *e >= epoch);
+        !hosted && !retired
     }
 
     fn created(&self, parent: ShardId, shard: ShardId) {
@@ -64,12 +72,13 @@ impl SplitHost for SplitRelay {
 /// The shards to open on start: those `ring.json` lists (all bootstrap shards on a fresh
 /// directory), plus any shard directory holding a snapshot (a split's new shard whose
 /// creation was cut off before `ring.json` was rewritten).
-pub(super) fn hosted_on_disk(dir: &Path, bootstrap_shards: u32) -> std::io::Result<BTreeSet<ShardId>> {
-    let mut hosted = match std::fs::read(dir.join("ring.json")) {
-        Ok(bytes) => serde_json::from_slice::<HostedFile>(&bytes).map_err(std::io::Error::other)?.hosted,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0..bootstrap_shards).collect(),
+pub(super) fn hosted_on_disk(dir: &Path, bootstrap_shards: u32) -> std::io::Result<HostedFile> {
+    let mut file = match std::fs::read(dir.join("ring.json")) {
+        Ok(bytes) => serde_json::from_slice::<HostedFile>(&bytes).map_err(std::io::Error::other)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => HostedFile { hosted: (0..bootstrap_shards).collect(), ..Default::default() },
         Err(e) => return Err(e),
     };
+    let hosted = &mut file.hosted;
     if let Ok(entries) = std::fs::read_dir(dir.join("shards")) {
         for e in entries.flatten() {
             let id = e.file_name().to_str().and_then(|n| n.parse::<ShardId>().ok());
@@ -78,7 +87,7 @@ pub(super) fn hosted_on_disk(dir: &Path, bootstrap_shards: u32) -> std::io::Resu
             }
         }
     }
-    Ok(hosted)
+    Ok(file)
 }
 
 /// Where shard `id` keeps its snapshot.
@@ -157,7 +166,8 @@ impl Node {
     pub(super) async fn save_hosted(&self) -> std::io::Result<()> {
         let _g = self.hosting.lock().await;
         let hosted: BTreeSet<ShardId> = self.shards.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
-        let bytes = serde_json::to_vec_pretty(&HostedFile { hosted }).map_err(std::io::Error::other)?;
+        let retired = self.relay.retired.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let bytes = serde_json::to_vec_pretty(&HostedFile { hosted, retired }).map_err(std::io::Error::other)?;
         let dir = self.config.data_dir.clone();
         tokio::task::spawn_blocking(move || write_durably(&dir, "ring.json", &bytes)).await.map_err(std::io::Error::other)?
     }
@@ -322,6 +332,12 @@ impl Node {
     pub(crate) async fn retire(&self, id: ShardId) -> std::io::Result<()> {
         let Some(s) = self.shards.write().unwrap_or_else(|p| p.into_inner()).remove(&id) else { return Ok(()) };
         self.relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        let epoch = s.slice().epoch;
+        {
+            let mut retired = self.relay.retired.lock().unwrap_or_else(|p| p.into_inner());
+            let e = retired.entry(id).or_insert(epoch);
+            *e = (*e).max(epoch);
+        }
         if let Err(e) = s.raft.shutdown().await {
             tracing::warn!(shard = id, error = %e, "raft shutdown");
         }

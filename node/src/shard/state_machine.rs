@@ -21,9 +21,11 @@ use crate::ring::{NodeId, ShardId};
 
 /// What a shard's state machine tells the node about splits.
 pub trait SplitHost: Send + Sync {
-    /// Whether this node already hosts `shard` (a replayed split must not recreate it:
-    /// the new shard may have taken writes since).
-    fn hosts(&self, shard: ShardId) -> bool;
+    /// Whether a split (or a snapshot that skipped it) at ring `epoch` should create
+    /// `shard` here: not if this node hosts it already, nor if it retired a replica of
+    /// it that was at least as new (a replayed split must not bring it back: the new
+    /// shard's group went on without this node).
+    fn should_create(&self, shard: ShardId, epoch: u64) -> bool;
     /// `shard` was created by a split on this node and its first snapshot is durable:
     /// open it and start its Raft group.
     fn created(&self, parent: ShardId, shard: ShardId);
@@ -39,7 +41,7 @@ pub trait SplitHost: Send + Sync {
 pub struct NoSplits;
 
 impl SplitHost for NoSplits {
-    fn hosts(&self, _: ShardId) -> bool {
+    fn should_create(&self, _: ShardId, _: u64) -> bool {
         false
     }
     fn created(&self, _: ShardId, _: ShardId) {}
@@ -267,7 +269,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // only copy. A replayed split of a shard already hosted changes only this one.
         for child in children {
             let id = child.slice.shard;
-            if self.host.hosts(id) {
+            if !self.host.should_create(id, child.slice.epoch) {
                 continue;
             }
             let dir = sibling_dir(&self.dir, id);
@@ -309,12 +311,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let state = KvState::from_image(image, meta.last_log_id, meta.last_membership.clone());
         let revision = state.revision;
         let (before, after) = (read_state(&self.state).slice, state.slice);
+        // A replica that never applied anything (one being added) has no splits to
+        // catch up on: it joins only this shard, and its slice before is a guess.
+        let had_state = read_state(&self.state).last_applied.is_some();
         *write_state(&self.state) = state;
         // Splits the snapshot jumped over: their new shards have replicas here too.
-        if before.modulus > 0 {
+        if before.modulus > 0 && had_state {
             let mut m = before.modulus;
             while m < after.modulus {
-                if !self.host.hosts(self.shard + m) {
+                if self.host.should_create(self.shard + m, after.epoch) {
                     self.host.missed(self.shard, self.shard + m);
                 }
                 m *= 2;
@@ -322,7 +327,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         // Merges it jumped over: their donors' replicas here are done.
         let mut m = after.modulus.max(1);
-        while m < before.modulus {
+        while had_state && m < before.modulus {
             self.host.merged(self.shard, self.shard + m);
             m *= 2;
         }
