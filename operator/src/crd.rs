@@ -310,9 +310,13 @@ pub struct KVClusterStatus {
     /// The ring epoch the nodes report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ring_epoch: Option<u64>,
-    /// Shards the data plane runs (may differ from `spec.shards` until resharding exists).
+    /// Shards the data plane runs (differs from `spec.shards` while resharding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<u32>,
+    /// The layout the ring was bootstrapped with, which the pod template keeps for good
+    /// (see the operator's `NodeLayout`): recorded so a lost StatefulSet comes back with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapLayout>,
     /// Nodes (pods) that exist.
     #[serde(default)]
     pub nodes: u32,
@@ -327,6 +331,16 @@ pub struct KVClusterStatus {
     pub last_operation: Option<OperationStatus>,
 }
 
+/// The founding nodes and shard count of a ring.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapLayout {
+    /// Nodes `1..=nodes` bootstrapped the ring (`RINGKV_PEERS`).
+    pub nodes: u32,
+    /// The shard count it was bootstrapped with (`RINGKV_SHARDS`).
+    pub shards: u32,
+}
+
 /// The phase shown by `kubectl get kvc`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum Phase {
@@ -336,8 +350,12 @@ pub enum Phase {
     Running,
     /// A new pod template rolling through the pods.
     Updating,
-    /// Nodes being removed.
+    /// Nodes being added or removed (replicas moving onto or off them).
     Scaling,
+    /// Shards splitting or merging towards `spec.shards`.
+    Resharding,
+    /// Replicas or leaders moving between nodes (a `replicationFactor` change, balance).
+    Rebalancing,
     /// Formed once, but not every node is ready or not every shard has a leader.
     NotReady,
     /// The spec asks for something the operator cannot do (see the Degraded condition).
@@ -350,7 +368,8 @@ pub enum Phase {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OperationStatus {
-    /// What kind of operation (`Create`, `ScaleUp`, `ScaleDown`, `Rollout`, ...).
+    /// What kind of operation (`Create`, `Rollout`, `ScaleUp`, `ScaleDown`, `Reshard`,
+    /// `Rebalance`).
     #[serde(rename = "type")]
     pub type_: String,
     /// Where it stands, in words.
@@ -361,6 +380,12 @@ pub struct OperationStatus {
     /// Units in all.
     #[serde(default)]
     pub total: u32,
+    /// Data-plane steps (splits, merges, replica and leader moves) executed so far.
+    #[serde(default)]
+    pub steps: u32,
+    /// The last data-plane step executed, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_step: Option<String>,
     /// When it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,

@@ -2,9 +2,11 @@
 //!
 //! Object steps are server-side applies with the operator's field manager (forced, so
 //! the operator owns the fields it sets), idempotent and safe to repeat on every pass.
-//! Wait and Blocked steps make no calls: they are counted and end up in status. When
-//! data-plane steps exist (splits, replica moves), they will run one per pass, only once
-//! no wait is pending, and resume from what the nodes report after an operator restart.
+//! Wait and Blocked steps make no calls: they are counted and end up in status. The one
+//! data-plane step a plan may hold runs after them through [`DataPlane::execute`] (the
+//! planning library's driver), and [`execute_data`] turns the driver's answer into a
+//! [`DataOutcome`]: a failure is retried by the next pass, which plans again from what
+//! the nodes then report; a refusal (a step the driver cannot do) becomes `Degraded`.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
@@ -13,10 +15,13 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::Client;
 use serde::Serialize;
 
+use ringkv_plan::driver::{Cluster, DriverError};
+
 use crate::crd::KVClusterSpec;
 use crate::error::is_not_found;
 use crate::metrics::Metrics;
-use crate::plan::{Blocked, Step};
+use crate::observe::DataPlane;
+use crate::plan::{data_step_name, describe, Blocked, Step};
 use crate::resources::{self, Owner, FIELD_MANAGER};
 use crate::Error;
 
@@ -84,9 +89,56 @@ pub async fn execute(client: &Client, metrics: &Metrics, spec: &KVClusterSpec, o
                 let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
                 apply(&api, name, &resources::statefulset(spec, owner, *layout)).await?;
             }
-            Step::WaitForRollout { .. } | Step::WaitForNodes { .. } | Step::WaitForRing | Step::Blocked(_) => {}
+            // Run by `execute_data` and counted there.
+            Step::Data(_) => continue,
+            Step::WaitForRollout { .. }
+            | Step::WaitForNodes { .. }
+            | Step::WaitForRing
+            | Step::WaitForPlanner(_)
+            | Step::Blocked(_) => {}
         }
         metrics.steps.with_label_values(&[step.name()]).inc();
     }
     Ok(report)
+}
+
+/// How the one data-plane step of a pass went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataOutcome {
+    /// The nodes accepted the step.
+    Done(ringkv_plan::Step),
+    /// It failed on the way (a node did not answer, a leader moved): the next pass
+    /// observes and plans again.
+    Failed(ringkv_plan::Step, String),
+    /// The driver cannot execute this step (it answered `Blocked`): reported as
+    /// `Degraded`, and tried again by every pass, so a driver that learns it just works.
+    Blocked(ringkv_plan::Step, String),
+}
+
+impl DataOutcome {
+    /// What `Degraded` says when the driver refuses the step.
+    pub fn blocked(&self) -> Option<Blocked> {
+        match self {
+            DataOutcome::Blocked(step, why) => Some(Blocked {
+                reason: "StepBlocked",
+                message: format!("the next step, {}, cannot be executed: {why}", describe(step)),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Executes `step`, planned from `cluster`, through the nodes' admin API.
+pub async fn execute_data(data_plane: &dyn DataPlane, metrics: &Metrics, cluster: &Cluster, step: &ringkv_plan::Step) -> DataOutcome {
+    match data_plane.execute(cluster, step).await {
+        Ok(()) => {
+            metrics.steps.with_label_values(&[data_step_name(step)]).inc();
+            DataOutcome::Done(step.clone())
+        }
+        Err(DriverError::Blocked(why)) => DataOutcome::Blocked(step.clone(), why),
+        Err(e) => {
+            metrics.steps.with_label_values(&["data_step_failed"]).inc();
+            DataOutcome::Failed(step.clone(), e.to_string())
+        }
+    }
 }

@@ -2,14 +2,18 @@
 //!
 //! The data plane is observed over each pod's client port: `GET /readyz` (every hosted
 //! shard has a leader and is caught up) and `GET /v1/cluster` (the ring as that node sees
-//! it). Both sit behind the [`DataPlane`] trait so reconcile tests run without pods. A node
-//! that does not answer is simply not ready: observing never fails a reconcile.
+//! it), and over the internal ports by the planning library's driver (`GET
+//! /internal/ring`: every shard's modulus, voters, learners and leader), which is also
+//! how planner steps are executed. All of it sits behind the [`DataPlane`] trait so
+//! reconcile tests run without pods. A node that does not answer is simply not ready:
+//! observing never fails a reconcile.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::future::{join_all, BoxFuture};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use ringkv_plan::driver::{Cluster, Driver, DriverError};
 use serde::Deserialize;
 
 use crate::crd::KVClusterStatus;
@@ -80,17 +84,27 @@ pub struct NodeProbe {
 pub trait DataPlane: Send + Sync + 'static {
     /// Probe the node whose client API is at `base_url` (`http://host:port`).
     fn probe<'a>(&'a self, base_url: &'a str) -> BoxFuture<'a, NodeProbe>;
+
+    /// The ring as the planning library's driver observes it through the internal
+    /// ports `seeds` (`host:port`): for each shard, the view of the node leading it.
+    fn ring<'a>(&'a self, seeds: &'a [String]) -> BoxFuture<'a, Result<Cluster, DriverError>>;
+
+    /// Executes one planner step through the admin API of the nodes concerned (their
+    /// addresses come from `cluster`, the observation the step was planned from).
+    fn execute<'a>(&'a self, cluster: &'a Cluster, step: &'a ringkv_plan::Step) -> BoxFuture<'a, Result<(), DriverError>>;
 }
 
-/// [`DataPlane`] over HTTP with a short timeout per request.
+/// [`DataPlane`] over HTTP with a short timeout per request; planner steps go through
+/// the planning library's [`Driver`], the same code the admin command line runs.
 pub struct HttpDataPlane {
     http: reqwest::Client,
+    driver: Driver,
 }
 
 impl HttpDataPlane {
-    /// A client whose requests give up after `timeout`.
+    /// A client whose probes give up after `timeout` (the driver keeps its own timeouts).
     pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        Ok(HttpDataPlane { http: reqwest::Client::builder().timeout(timeout).build()? })
+        Ok(HttpDataPlane { http: reqwest::Client::builder().timeout(timeout).build()?, driver: Driver::new(Vec::new()) })
     }
 }
 
@@ -108,6 +122,21 @@ impl DataPlane for HttpDataPlane {
             NodeProbe { ready, view }
         })
     }
+
+    fn ring<'a>(&'a self, seeds: &'a [String]) -> BoxFuture<'a, Result<Cluster, DriverError>> {
+        Box::pin(async move {
+            // A clone shares the HTTP client; seeds are this cluster's nodes only.
+            let mut driver = self.driver.clone();
+            for seed in seeds {
+                driver.add_seed(seed.clone());
+            }
+            driver.observe().await
+        })
+    }
+
+    fn execute<'a>(&'a self, cluster: &'a Cluster, step: &'a ringkv_plan::Step) -> BoxFuture<'a, Result<(), DriverError>> {
+        Box::pin(self.driver.execute(cluster, step))
+    }
 }
 
 /// The StatefulSet as far as planning cares.
@@ -121,8 +150,10 @@ pub struct StatefulSetState {
     pub updated_replicas: u32,
     /// The newest template has reached every pod.
     pub rollout_complete: bool,
-    /// `RINGKV_SHARDS` in the pod template: the shard count the nodes' data dirs hold.
+    /// `RINGKV_SHARDS` in the pod template: the shard count the ring was bootstrapped with.
     pub shards: Option<u32>,
+    /// How many nodes `RINGKV_PEERS` in the pod template lists: the founding nodes.
+    pub peers: Option<u32>,
 }
 
 impl StatefulSetState {
@@ -135,19 +166,24 @@ impl StatefulSetState {
         let updated_replicas = count(status.and_then(|s| s.updated_replicas));
         let same_revision = status.is_some_and(|s| s.current_revision.is_some() && s.current_revision == s.update_revision);
         let generation_seen = status.and_then(|s| s.observed_generation) == sts.metadata.generation;
-        let shards = spec
-            .and_then(|s| s.template.spec.as_ref())
-            .and_then(|p| p.containers.first())
-            .and_then(|c| c.env.as_ref())
-            .and_then(|env| env.iter().find(|e| e.name == "RINGKV_SHARDS"))
-            .and_then(|e| e.value.as_deref())
-            .and_then(|v| v.parse().ok());
+        let env = |name: &str| {
+            spec.and_then(|s| s.template.spec.as_ref())
+                .and_then(|p| p.containers.first())
+                .and_then(|c| c.env.as_ref())
+                .and_then(|env| env.iter().find(|e| e.name == name))
+                .and_then(|e| e.value.clone())
+        };
+        let shards = env("RINGKV_SHARDS").and_then(|v| v.parse().ok());
+        let peers = env("RINGKV_PEERS").map(|v| v.split(',').filter(|p| !p.trim().is_empty()).count())
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0);
         StatefulSetState {
             replicas,
             ready_replicas: count(status.and_then(|s| s.ready_replicas)),
             updated_replicas,
             rollout_complete: generation_seen && (same_revision || updated_replicas >= replicas),
             shards,
+            peers,
         }
     }
 }
@@ -169,6 +205,12 @@ pub struct Observed {
     pub statefulset: Option<StatefulSetState>,
     /// Node id → what it answered, for every node the StatefulSet should have.
     pub nodes: BTreeMap<u32, NodeProbe>,
+    /// The ring as the planning library sees it, a node healthy only when it answered
+    /// the driver *and* `/readyz`; `None` when no node answered on its internal port.
+    pub ring: Option<ringkv_plan::Observed>,
+    /// `status.currentOperation.type` from the last reconcile that wrote status, so an
+    /// operation keeps its name through its last (balancing) steps.
+    pub operation: Option<String>,
 }
 
 impl Observed {
@@ -194,11 +236,26 @@ impl Observed {
 
 }
 
-/// The layout a created cluster's status records (see [`Observed::previous`]).
+/// The layout a created cluster's status records (see [`Observed::previous`]): its pods,
+/// and the bootstrap layout its pod template carried (older statuses lack it: then the
+/// shard count and node count are the best guess there is).
 pub fn previous_layout(status: Option<&KVClusterStatus>) -> Option<NodeLayout> {
     let s = status.filter(|s| was_created(Some(s)))?;
-    let shards = s.shards?;
-    (s.nodes > 0).then_some(NodeLayout { nodes: s.nodes, shards })
+    let shards = s.bootstrap.as_ref().map(|b| b.shards).or(s.shards)?;
+    let peers = s.bootstrap.as_ref().map_or(s.nodes, |b| b.nodes);
+    (s.nodes > 0).then_some(NodeLayout { nodes: s.nodes, shards, peers })
+}
+
+/// The planner's view of `cluster`: a node counts as healthy only when it also answered
+/// `/readyz` (a node catching up or without a leader for one of its shards is waited
+/// for, never given or relieved of replicas).
+pub fn planner_view(cluster: &Cluster, probes: &BTreeMap<u32, NodeProbe>) -> ringkv_plan::Observed {
+    let mut observed = cluster.observed.clone();
+    for (id, healthy) in &mut observed.nodes {
+        let ready = u32::try_from(*id).ok().and_then(|id| probes.get(&id)).is_some_and(|p| p.ready);
+        *healthy = *healthy && ready;
+    }
+    observed
 }
 
 /// Whether a status shows a cluster that finished its creation (see [`Observed::created`]).

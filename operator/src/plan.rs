@@ -1,28 +1,39 @@
 //! `plan(spec, observed) -> Plan`: the steps from what is to what the spec asks for.
 //!
 //! Pure: no I/O, so every decision is a table-driven test. The executor applies the
-//! Kubernetes steps (idempotent server-side applies, all of them every pass); `Wait*`
-//! and `Blocked` steps are reports that become status.
+//! Kubernetes steps (idempotent server-side applies, all of them every pass), then at
+//! most one data-plane step; `Wait*` and `Blocked` steps are reports that become status.
 //!
-//! What the data plane can do today decides what the plan may ask for. Nodes bootstrap
-//! themselves from `RINGKV_PEERS` (every node holds a replica of every shard); splits,
-//! merges and replica moves come from the planning library that is not written yet. So
-//! once the StatefulSet exists, a change of `shards`, a larger `nodes`, a smaller `nodes`
-//! whose leaving nodes hold replicas, or a `replicationFactor` the ring does not have, is
-//! a [`Step::Blocked`] with a reason and a message (`Degraded=True`), and the StatefulSet
-//! stays at the layout the nodes run. Never changing `RINGKV_SHARDS` under existing data
-//! matters: a node refuses a data dir created with another shard count.
+//! The data plane is planned by the planning library (`ringkv-plan`, the same one the
+//! admin command line drives): its `next_step` gets the spec as `{shards,
+//! replicationFactor, nodes 1..=spec.nodes}` and the ring the nodes report, and answers
+//! one split, merge, replica move or leader transfer, a wait, or why it cannot. One such
+//! step per reconcile pass, and only once nothing else waits (rollout, pods, leaders):
+//! level-triggered, since the ring lives in the nodes' Raft logs and every step is
+//! idempotent, so a restarted operator simply plans again.
+//!
+//! Nodes come and go around that. Scale up: the StatefulSet grows at once, the new pods
+//! start as nodes outside the founding peer list (they join and hold nothing), and once
+//! they are ready the planner moves replicas and leaders onto them. Scale down: the
+//! leaving nodes (the highest ordinals) are outside the planner's spec, so it drains
+//! them; the StatefulSet shrinks only in a pass that sees them hold no replica (voter or
+//! learner). The pod template keeps the bootstrap layout (see
+//! [`NodeLayout`]), so neither scaling nor resharding rolls the pods.
 
-use std::fmt::Write as _;
+use std::collections::BTreeSet;
+
+use ringkv_plan::{next_step, Next};
 
 use crate::crd::KVClusterSpec;
-use crate::observe::{ClusterView, Observed, StatefulSetState};
+use crate::observe::{Observed, StatefulSetState};
 use crate::resources::NodeLayout;
+
+pub use crate::plan_ops::{operation, Operation, OperationKind};
 
 /// Why the plan cannot reach the spec, for `Degraded`'s reason and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Blocked {
-    /// A CamelCase reason (`ReshardingNotSupported`, ...).
+    /// A CamelCase reason (`PlanBlocked`, `StepBlocked`, ...).
     pub reason: &'static str,
     /// What is wrong and what the user can do, in one sentence or two.
     pub message: String,
@@ -49,7 +60,11 @@ pub enum Step {
     WaitForNodes { ready: u32, total: u32 },
     /// Wait until some node reports a ring in which every shard has a leader.
     WaitForRing,
-    /// The spec asks for something the data plane cannot do yet (or not safely now).
+    /// The planning library waits (a membership change in flight, a node unhealthy).
+    WaitForPlanner(String),
+    /// One planner step for the nodes' admin API: always last, at most one per plan.
+    Data(ringkv_plan::Step),
+    /// The spec asks for something that cannot be done (or not safely now).
     Blocked(Blocked),
 }
 
@@ -66,45 +81,46 @@ impl Step {
             Step::WaitForRollout { .. } => "wait_for_rollout",
             Step::WaitForNodes { .. } => "wait_for_nodes",
             Step::WaitForRing => "wait_for_ring",
+            Step::WaitForPlanner(_) => "wait_for_planner",
+            Step::Data(s) => data_step_name(s),
             Step::Blocked(_) => "blocked",
         }
     }
 
     /// Whether this step waits for the cluster to settle.
     pub fn is_wait(&self) -> bool {
-        matches!(self, Step::WaitForRollout { .. } | Step::WaitForNodes { .. } | Step::WaitForRing)
+        matches!(
+            self,
+            Step::WaitForRollout { .. } | Step::WaitForNodes { .. } | Step::WaitForRing | Step::WaitForPlanner(_)
+        )
     }
 }
 
-/// What the operator is in the middle of, for `status.currentOperation`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OperationKind {
-    /// Pods starting and bootstrapping for the first time.
-    Create,
-    /// A new pod template rolling through the pods.
-    Rollout,
-    /// Removing nodes that hold no replicas.
-    ScaleDown,
+/// A bounded label for a planner step (metrics, event reasons are built from it).
+pub fn data_step_name(step: &ringkv_plan::Step) -> &'static str {
+    use ringkv_plan::Step as P;
+    match step {
+        P::Split { .. } => "split",
+        P::Merge { .. } => "merge",
+        P::AddReplica { .. } => "add_replica",
+        P::RemoveReplica { .. } => "remove_replica",
+        P::TransferLeader { .. } => "transfer_leader",
+    }
 }
 
-impl OperationKind {
-    /// The value in `status.currentOperation.type`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperationKind::Create => "Create",
-            OperationKind::Rollout => "Rollout",
-            OperationKind::ScaleDown => "ScaleDown",
+/// A planner step in a few words, for status and events: `split shard 3 (4 → 8)`.
+pub fn describe(step: &ringkv_plan::Step) -> String {
+    use ringkv_plan::Step as P;
+    match *step {
+        P::Split { shard, modulus } => format!("split shard {shard} ({} → {modulus})", modulus / 2),
+        P::Merge { receiver, donor } => {
+            let m = donor.saturating_sub(receiver).saturating_mul(2);
+            format!("merge shard {donor} into shard {receiver} ({m} → {})", m / 2)
         }
+        P::AddReplica { shard, node } => format!("add a replica of shard {shard} on node {node}"),
+        P::RemoveReplica { shard, node } => format!("remove the replica of shard {shard} from node {node}"),
+        P::TransferLeader { shard, to } => format!("move the leader of shard {shard} to node {to}"),
     }
-}
-
-/// An operation with its progress.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Operation {
-    pub kind: OperationKind,
-    pub done: u32,
-    pub total: u32,
-    pub message: String,
 }
 
 /// The plan: steps in order, and the operation they belong to.
@@ -130,14 +146,33 @@ impl Plan {
             _ => None,
         })
     }
+
+    /// The data-plane step to execute after the Kubernetes steps, if any.
+    pub fn data_step(&self) -> Option<&ringkv_plan::Step> {
+        self.steps.iter().find_map(|s| match s {
+            Step::Data(d) => Some(d),
+            _ => None,
+        })
+    }
 }
 
-fn list(ids: &[u32]) -> String {
-    let mut s = String::new();
-    for (i, id) in ids.iter().enumerate() {
-        let _ = write!(s, "{}{id}", if i == 0 { "" } else { ", " });
+/// Comma-separated ids, for messages.
+pub(crate) fn list<T: std::fmt::Display>(ids: impl IntoIterator<Item = T>) -> String {
+    ids.into_iter().map(|id| id.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// What the planning library is asked to reach.
+pub fn planner_spec(spec: &KVClusterSpec) -> ringkv_plan::Spec {
+    ringkv_plan::Spec {
+        shards: spec.shards,
+        replication: usize::try_from(spec.replication_factor).unwrap_or(usize::MAX),
+        nodes: (1..=spec.nodes).map(u64::from).collect(),
     }
-    s
+}
+
+/// Nodes holding a voter or a learner of some shard.
+pub(crate) fn holders(ring: &ringkv_plan::Observed) -> BTreeSet<u64> {
+    ring.shards.values().flat_map(|s| s.voters.iter().chain(&s.learners).copied()).collect()
 }
 
 /// The steps from `observed` towards `spec`. Paused: no steps at all.
@@ -156,159 +191,73 @@ pub fn plan(spec: &KVClusterSpec, observed: &Observed) -> Plan {
     }
 
     // A created cluster whose StatefulSet is gone comes back as it was: its volumes hold
-    // that shard count, and the checks below apply to it as to a live one.
+    // that ring, and the rules below apply to it as to a live one.
     let recreated = observed.previous.map(|prev| StatefulSetState {
         replicas: prev.nodes,
         shards: Some(prev.shards),
+        peers: Some(prev.peers),
         rollout_complete: true,
         ..Default::default()
     });
     let Some(sts) = observed.statefulset.as_ref().or(recreated.as_ref()) else {
-        let layout = NodeLayout { nodes: spec.nodes, shards: spec.shards };
-        p.steps.push(Step::ApplyStatefulSet(layout));
+        p.steps.push(Step::ApplyStatefulSet(NodeLayout::new(spec.nodes, spec.shards)));
         p.steps.push(Step::WaitForNodes { ready: 0, total: spec.nodes });
-        p.operation = Some(Operation {
-            kind: OperationKind::Create,
-            done: 0,
-            total: spec.nodes,
-            message: format!("creating {} nodes with {} shards", spec.nodes, spec.shards),
-        });
+        p.operation = Some(Operation::create(0, spec.nodes, format!("creating {} nodes with {} shards", spec.nodes, spec.shards)));
         return p;
     };
 
-    let any_view = observed.ring();
-    // Placement decisions need a formed ring (every shard initialised).
-    let ring = any_view.filter(|r| r.formed());
-    // The shard count the nodes' data dirs hold: the nodes', else the template's.
-    let shards = any_view.map(|r| r.shard_count).or(sts.shards).unwrap_or(spec.shards);
-    let mut blocked = Vec::new();
-    if spec.shards != shards {
-        blocked.push(Blocked {
-            reason: "ReshardingNotSupported",
-            message: format!(
-                "resharding is not supported yet: the cluster runs {shards} shards and spec.shards asks for {}; \
-                 the cluster keeps serving with {shards} (set spec.shards to {shards} to clear this)",
-                spec.shards
-            ),
-        });
-    }
-    let (nodes, mut operation) = node_count(spec, sts.replicas, ring, &mut blocked);
-    let layout = NodeLayout { nodes, shards };
-    if let Some(r) = ring {
-        placement(spec, r, layout.nodes, &mut blocked);
-    }
+    // A bootstrapped ring (an empty one is still forming: nothing to plan or drain yet).
+    let ring = observed.ring.as_ref().filter(|r| !r.shards.is_empty());
+    let layout = NodeLayout {
+        nodes: node_count(spec, sts.replicas, ring),
+        shards: sts.shards.unwrap_or(spec.shards),
+        peers: sts.peers.unwrap_or(sts.replicas),
+    };
     p.steps.push(Step::ApplyStatefulSet(layout));
-    p.steps.extend(blocked.into_iter().map(Step::Blocked));
 
     let ready = u32::try_from(observed.nodes.iter().filter(|(id, n)| **id <= layout.nodes && n.ready).count())
         .unwrap_or(u32::MAX);
     if !sts.rollout_complete {
         p.steps.push(Step::WaitForRollout { updated: sts.updated_replicas, total: sts.replicas });
-        if observed.created && operation.is_none() {
-            operation = Some(Operation {
-                kind: OperationKind::Rollout,
-                done: sts.updated_replicas.min(sts.replicas),
-                total: sts.replicas,
-                message: format!("{} of {} pods run the newest template", sts.updated_replicas, sts.replicas),
-            });
-        }
     }
+    // Nodes not created yet (the StatefulSet just grew) are not ready either.
     if ready < layout.nodes {
         p.steps.push(Step::WaitForNodes { ready, total: layout.nodes });
     }
-    if !ring.is_some_and(|r| r.all_led()) {
+    if !observed.ring().is_some_and(|r| r.formed() && r.all_led()) {
         p.steps.push(Step::WaitForRing);
     }
-    if !observed.created && p.steps.iter().any(Step::is_wait) {
-        operation = Some(Operation {
-            kind: OperationKind::Create,
-            done: ready,
-            total: layout.nodes,
-            message: format!("{ready} of {} nodes ready", layout.nodes),
-        });
+    if !p.steps.iter().any(Step::is_wait) {
+        match ring {
+            Some(r) => match next_step(&planner_spec(spec), r) {
+                Next::Step(s) => p.steps.push(Step::Data(s)),
+                Next::Wait(why) => p.steps.push(Step::WaitForPlanner(why)),
+                Next::Blocked(why) => p.steps.push(Step::Blocked(Blocked { reason: "PlanBlocked", message: why })),
+                Next::Converged => {}
+            },
+            None => p.steps.push(Step::Blocked(Blocked {
+                reason: "InternalPortUnreachable",
+                message: "every node answers on its client port, but none on its internal port (/internal/ring): \
+                          the operator plans and executes splits and replica moves through it; check that a \
+                          NetworkPolicy lets the operator reach port 8180 of the nodes"
+                    .to_string(),
+            })),
+        }
     }
-    p.operation = operation;
+    p.operation = operation(spec, observed, sts, layout, &p.steps);
     p
 }
 
-/// The node count to run, given `current` pods: a larger spec is blocked (new nodes
-/// would hold nothing), a smaller one only shrinks when the leaving nodes hold no replica.
-fn node_count(
-    spec: &KVClusterSpec,
-    current: u32,
-    ring: Option<&ClusterView>,
-    blocked: &mut Vec<Blocked>,
-) -> (u32, Option<Operation>) {
-    if spec.nodes > current {
-        blocked.push(Blocked {
-            reason: "AddingNodesNotSupported",
-            message: format!(
-                "adding nodes is not supported yet: new nodes would hold no replicas until replica moves exist; \
-                 the cluster keeps running {current} nodes (spec.nodes asks for {})",
-                spec.nodes
-            ),
-        });
-        return (current, None);
+/// The pods to run, given `current` ones: a larger spec grows at once (new nodes join
+/// empty and the planner fills them); a smaller one shrinks only once the leaving nodes
+/// (ordinals above `spec.nodes`) hold no replica in the ring.
+fn node_count(spec: &KVClusterSpec, current: u32, ring: Option<&ringkv_plan::Observed>) -> u32 {
+    if spec.nodes >= current {
+        return spec.nodes;
     }
-    if spec.nodes == current {
-        return (current, None);
-    }
-    let leaving: Vec<u32> = (spec.nodes + 1..=current).collect();
-    let Some(r) = ring else {
-        blocked.push(Blocked {
-            reason: "RingUnknown",
-            message: format!(
-                "cannot remove nodes {} yet: no node reports a formed ring on /v1/cluster, so the operator \
-                 cannot tell whether they hold replicas",
-                list(&leaving)
-            ),
-        });
-        return (current, None);
-    };
-    let held = r.replicas_by_node();
-    let holders: Vec<u32> = leaving.iter().copied().filter(|id| held.contains_key(&u64::from(*id))).collect();
-    if !holders.is_empty() {
-        blocked.push(Blocked {
-            reason: "DrainNotSupported",
-            message: format!(
-                "removing nodes {} needs their replicas moved first; draining nodes is not supported yet, so \
-                 the cluster keeps running {current} nodes",
-                list(&holders)
-            ),
-        });
-        return (current, None);
-    }
-    let operation = Operation {
-        kind: OperationKind::ScaleDown,
-        done: 0,
-        total: u32::try_from(leaving.len()).unwrap_or(u32::MAX),
-        message: format!("removing nodes {}, which hold no replicas", list(&leaving)),
-    };
-    (spec.nodes, Some(operation))
-}
-
-/// Where the formed ring differs from what the spec's placement would be.
-fn placement(spec: &KVClusterSpec, ring: &ClusterView, nodes: u32, blocked: &mut Vec<Blocked>) {
-    let rf = usize::try_from(spec.replication_factor).unwrap_or(usize::MAX);
-    if let Some(s) = ring.shards.iter().find(|s| s.members.len() != rf) {
-        blocked.push(Blocked {
-            reason: "PlacementNotSupported",
-            message: format!(
-                "shard {} has {} replicas but replicationFactor is {}: placing replicas is not supported yet \
-                 (today every node holds a replica of every shard)",
-                s.id,
-                s.members.len(),
-                spec.replication_factor
-            ),
-        });
-    }
-    let held = ring.replicas_by_node();
-    let idle: Vec<u32> = (1..=nodes).filter(|id| !held.contains_key(&u64::from(*id))).collect();
-    if !idle.is_empty() {
-        blocked.push(Blocked {
-            reason: "RebalancingNotSupported",
-            message: format!("nodes {} hold no replicas: rebalancing is not supported yet", list(&idle)),
-        });
+    match ring {
+        Some(r) if holders(r).iter().all(|n| *n <= u64::from(spec.nodes)) => spec.nodes,
+        _ => current,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use ringkv_plan::ShardState;
 use serde_json::json;
 
 use super::*;
@@ -19,22 +20,23 @@ fn sts(replicas: u32, shards: u32) -> StatefulSetState {
         updated_replicas: replicas,
         rollout_complete: true,
         shards: Some(shards),
+        peers: Some(replicas),
     }
 }
 
-/// A view in which every one of `shard_count` shards has `members`, led when `led`.
+/// The leader of `shard` among `members`: rotating, so leaders are balanced.
+fn leader(shard: u32, members: &[u64]) -> Option<u64> {
+    (!members.is_empty()).then(|| members[shard as usize % members.len()])
+}
+
+/// A client view in which every one of `shard_count` shards has `members`, led when `led`.
 fn view(node: u64, shard_count: u32, members: &[u64], led: bool) -> ClusterView {
     ClusterView {
         node_id: node,
         epoch: 1,
         shard_count,
         shards: (0..shard_count)
-            .map(|id| ShardView {
-                id,
-                members: members.to_vec(),
-                leader: led.then(|| members.first().copied()).flatten(),
-                ..Default::default()
-            })
+            .map(|id| ShardView { id, members: members.to_vec(), leader: leader(id, members).filter(|_| led), ..Default::default() })
             .collect(),
     }
 }
@@ -50,16 +52,42 @@ fn nodes(n: u32, ready: u32, shard_count: u32, members: &[u64]) -> BTreeMap<u32,
         .collect()
 }
 
+/// The planner's ring: `shards` shards of modulus `shards` on `members`, nodes
+/// `1..=healthy` healthy.
+fn ring(healthy: u32, shards: u32, members: &[u64]) -> ringkv_plan::Observed {
+    ringkv_plan::Observed {
+        nodes: (1..=u64::from(healthy)).map(|n| (n, true)).collect(),
+        shards: (0..shards)
+            .map(|id| {
+                let state = ShardState {
+                    id,
+                    modulus: shards,
+                    voters: members.iter().copied().collect(),
+                    learners: Default::default(),
+                    leader: leader(id, members),
+                };
+                (id, state)
+            })
+            .collect(),
+    }
+}
+
 fn observed(statefulset: Option<StatefulSetState>, nodes: BTreeMap<u32, NodeProbe>, created: bool) -> Observed {
-    Observed { generation: 2, status_generation: Some(2), created, previous: None, statefulset, nodes }
+    Observed { generation: 2, status_generation: Some(2), created, statefulset, nodes, ..Default::default() }
+}
+
+/// `n` nodes, all ready, `shards` shards on `members`, as seen by probes and the driver.
+fn running(n: u32, shards: u32, members: &[u64]) -> Observed {
+    Observed { ring: Some(ring(n, shards, members)), ..observed(Some(sts(n, shards)), nodes(n, n, shards, members), true) }
 }
 
 fn summary(step: &Step) -> String {
     match step {
-        Step::ApplyStatefulSet(l) => format!("statefulset({} nodes, {} shards)", l.nodes, l.shards),
+        Step::ApplyStatefulSet(l) => format!("statefulset({} nodes, {} shards, {} peers)", l.nodes, l.shards, l.peers),
         Step::WaitForNodes { ready, total } => format!("wait_for_nodes({ready}/{total})"),
         Step::WaitForRollout { updated, total } => format!("wait_for_rollout({updated}/{total})"),
         Step::Blocked(b) => format!("blocked({})", b.reason),
+        Step::Data(d) => format!("data({})", describe(d)),
         other => other.name().to_string(),
     }
 }
@@ -77,142 +105,180 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let small = || spec(json!({"shards": 4, "replicationFactor": 3, "nodes": 3}));
-    let healthy = || observed(Some(sts(3, 4)), nodes(3, 3, 4, &[1, 2, 3]), true);
+    let healthy = || running(3, 4, &[1, 2, 3]);
     vec![
         Case {
             name: "a new cluster gets its StatefulSet with the spec's layout",
             spec: small(),
             observed: observed(None, BTreeMap::new(), false),
-            then: &["statefulset(3 nodes, 4 shards)", "wait_for_nodes(0/3)"],
+            then: &["statefulset(3 nodes, 4 shards, 3 peers)", "wait_for_nodes(0/3)"],
             operation: Some(OperationKind::Create),
         },
         Case {
             name: "a paused cluster gets no steps at all",
-            spec: spec(json!({"paused": true})),
-            observed: observed(None, BTreeMap::new(), false),
+            spec: spec(json!({"paused": true, "shards": 8})),
+            observed: healthy(),
             then: &[],
             operation: None,
         },
         Case {
-            name: "a healthy cluster re-applies its objects and waits for nothing",
+            name: "a balanced cluster re-applies its objects and plans nothing",
             spec: small(),
             observed: healthy(),
-            then: &["statefulset(3 nodes, 4 shards)"],
+            then: &["statefulset(3 nodes, 4 shards, 3 peers)"],
             operation: None,
         },
         Case {
             name: "pods still starting: wait for nodes and ring, operation Create",
             spec: small(),
             observed: observed(Some(sts(3, 4)), nodes(3, 1, 4, &[]), false),
-            then: &["statefulset(3 nodes, 4 shards)", "wait_for_nodes(1/3)", "wait_for_ring"],
+            then: &["statefulset(3 nodes, 4 shards, 3 peers)", "wait_for_nodes(1/3)", "wait_for_ring"],
             operation: Some(OperationKind::Create),
         },
         Case {
-            name: "a node down after bootstrap waits without calling it creation",
-            spec: small(),
-            observed: observed(Some(sts(3, 4)), nodes(3, 2, 4, &[1, 2, 3]), true),
-            then: &["statefulset(3 nodes, 4 shards)", "wait_for_nodes(2/3)"],
-            operation: None,
+            name: "a node down after bootstrap waits without calling it creation, and plans nothing",
+            spec: spec(json!({"shards": 8})),
+            observed: Observed { nodes: nodes(3, 2, 4, &[1, 2, 3]), ..healthy() },
+            then: &["statefulset(3 nodes, 4 shards, 3 peers)", "wait_for_nodes(2/3)"],
+            operation: Some(OperationKind::Reshard),
         },
         Case {
-            name: "more shards is blocked and the nodes keep their shard count",
+            name: "more shards: the planner splits, the template keeps the bootstrap shard count",
             spec: spec(json!({"shards": 8})),
             observed: healthy(),
-            then: &["statefulset(3 nodes, 4 shards)", "blocked(ReshardingNotSupported)"],
-            operation: None,
+            then: &["statefulset(3 nodes, 4 shards, 3 peers)", "data(split shard 0 (4 → 8))"],
+            operation: Some(OperationKind::Reshard),
         },
         Case {
-            name: "a shard change is blocked even before any node answers (the template knows)",
-            spec: spec(json!({"shards": 16})),
-            observed: observed(Some(sts(3, 4)), nodes(3, 0, 4, &[]), false),
-            then: &[
-                "statefulset(3 nodes, 4 shards)",
-                "blocked(ReshardingNotSupported)",
-                "wait_for_nodes(0/3)",
-                "wait_for_ring",
-            ],
-            operation: Some(OperationKind::Create),
+            name: "halving: the planner merges the top half into the bottom",
+            spec: spec(json!({"shards": 2})),
+            observed: healthy(),
+            then: &["statefulset(3 nodes, 4 shards, 3 peers)", "data(merge shard 3 into shard 1 (4 → 2))"],
+            operation: Some(OperationKind::Reshard),
         },
         Case {
-            name: "more nodes is blocked: new nodes would hold no replicas",
+            name: "more nodes: the StatefulSet grows at once, the founding peers stay, then wait for the pods",
             spec: spec(json!({"nodes": 5})),
             observed: healthy(),
-            then: &["statefulset(3 nodes, 4 shards)", "blocked(AddingNodesNotSupported)"],
-            operation: None,
+            then: &["statefulset(5 nodes, 4 shards, 3 peers)", "wait_for_nodes(3/5)"],
+            operation: Some(OperationKind::ScaleUp),
         },
         Case {
-            name: "fewer nodes is blocked while the leaving nodes hold replicas",
-            spec: spec(json!({"nodes": 3})),
-            observed: observed(Some(sts(5, 4)), nodes(5, 5, 4, &[1, 2, 3, 4, 5]), true),
-            then: &["statefulset(5 nodes, 4 shards)", "blocked(DrainNotSupported)", "blocked(PlacementNotSupported)"],
-            operation: None,
+            name: "new nodes ready and empty: the planner moves replicas onto them",
+            spec: spec(json!({"nodes": 5})),
+            observed: Observed {
+                statefulset: Some(StatefulSetState { peers: Some(3), ..sts(5, 4) }),
+                ..running(5, 4, &[1, 2, 3])
+            },
+            then: &["statefulset(5 nodes, 4 shards, 3 peers)", "data(add a replica of shard 0 on node 4)"],
+            operation: Some(OperationKind::ScaleUp),
         },
         Case {
-            name: "fewer nodes shrinks the StatefulSet when the leaving nodes hold nothing",
+            name: "fewer nodes: the leaving nodes are drained while the StatefulSet keeps them",
             spec: spec(json!({"nodes": 3})),
-            observed: observed(Some(sts(5, 4)), nodes(5, 5, 4, &[1, 2, 3]), true),
-            then: &["statefulset(3 nodes, 4 shards)"],
+            observed: running(5, 4, &[3, 4, 5]),
+            then: &["statefulset(5 nodes, 4 shards, 5 peers)", "data(add a replica of shard 0 on node 1)"],
             operation: Some(OperationKind::ScaleDown),
         },
         Case {
-            name: "fewer nodes waits for proof when no node reports a formed ring",
+            name: "fewer nodes: a learner on a leaving node still counts as held",
+            spec: spec(json!({"nodes": 3})),
+            observed: {
+                let mut o = running(5, 4, &[1, 2, 3]);
+                if let Some(s) = o.ring.as_mut().and_then(|r| r.shards.get_mut(&2)) {
+                    s.learners.insert(5);
+                }
+                o
+            },
+            then: &["statefulset(5 nodes, 4 shards, 5 peers)", "data(remove the replica of shard 2 from node 5)"],
+            operation: Some(OperationKind::ScaleDown),
+        },
+        Case {
+            name: "fewer nodes shrinks the StatefulSet once the leaving nodes hold nothing",
+            spec: spec(json!({"nodes": 3})),
+            observed: running(5, 4, &[1, 2, 3]),
+            then: &["statefulset(3 nodes, 4 shards, 5 peers)"],
+            operation: Some(OperationKind::ScaleDown),
+        },
+        Case {
+            name: "fewer nodes waits for proof when no node reports the ring",
             spec: spec(json!({"nodes": 3})),
             observed: observed(Some(sts(5, 4)), nodes(5, 0, 4, &[]), true),
-            then: &["statefulset(5 nodes, 4 shards)", "blocked(RingUnknown)", "wait_for_nodes(0/5)", "wait_for_ring"],
-            operation: None,
+            then: &["statefulset(5 nodes, 4 shards, 5 peers)", "wait_for_nodes(0/5)", "wait_for_ring"],
+            operation: Some(OperationKind::ScaleDown),
         },
         Case {
-            name: "a ring with more replicas than replicationFactor is reported, not changed",
-            spec: spec(json!({"nodes": 5, "replicationFactor": 3})),
-            observed: observed(Some(sts(5, 4)), nodes(5, 5, 4, &[1, 2, 3, 4, 5]), true),
-            then: &["statefulset(5 nodes, 4 shards)", "blocked(PlacementNotSupported)"],
-            operation: None,
+            name: "a lower replicationFactor goes through the planner",
+            spec: spec(json!({"nodes": 3, "replicationFactor": 1})),
+            observed: healthy(),
+            then: &["statefulset(3 nodes, 4 shards, 3 peers)", "data(remove the replica of shard 0 from node 3)"],
+            operation: Some(OperationKind::Rebalance),
         },
         Case {
-            name: "nodes without replicas are reported as needing a rebalance",
-            spec: spec(json!({"nodes": 5, "replicationFactor": 3})),
-            observed: observed(Some(sts(5, 4)), nodes(5, 5, 4, &[1, 2, 3]), true),
-            then: &["statefulset(5 nodes, 4 shards)", "blocked(RebalancingNotSupported)"],
+            name: "the planner waits for a shard without a leader",
+            spec: small(),
+            observed: {
+                let mut o = healthy();
+                if let Some(s) = o.ring.as_mut().and_then(|r| r.shards.get_mut(&1)) {
+                    s.leader = None;
+                }
+                o
+            },
+            then: &["statefulset(3 nodes, 4 shards, 3 peers)", "wait_for_planner"],
+            operation: Some(OperationKind::Rebalance),
+        },
+        Case {
+            name: "a ring that is not a partition is blocked, for a human",
+            spec: small(),
+            observed: {
+                let mut o = healthy();
+                if let Some(r) = o.ring.as_mut() {
+                    r.shards.remove(&3);
+                }
+                o
+            },
+            then: &["statefulset(3 nodes, 4 shards, 3 peers)", "blocked(PlanBlocked)"],
+            operation: Some(OperationKind::Reshard),
+        },
+        Case {
+            name: "nodes ready but none answers on its internal port: blocked with what to check",
+            spec: small(),
+            observed: Observed { ring: None, ..healthy() },
+            then: &["statefulset(3 nodes, 4 shards, 3 peers)", "blocked(InternalPortUnreachable)"],
             operation: None,
         },
         Case {
             name: "an unfinished rollout is waited for and shown as the operation",
             spec: small(),
-            observed: observed(
-                Some(StatefulSetState { updated_replicas: 1, rollout_complete: false, ..sts(3, 4) }),
-                nodes(3, 3, 4, &[1, 2, 3]),
-                true,
-            ),
-            then: &["statefulset(3 nodes, 4 shards)", "wait_for_rollout(1/3)"],
+            observed: Observed {
+                statefulset: Some(StatefulSetState { updated_replicas: 1, rollout_complete: false, ..sts(3, 4) }),
+                ..healthy()
+            },
+            then: &["statefulset(3 nodes, 4 shards, 3 peers)", "wait_for_rollout(1/3)"],
             operation: Some(OperationKind::Rollout),
         },
         Case {
-            name: "a created cluster whose StatefulSet vanished comes back with its old layout",
-            spec: spec(json!({"shards": 8, "nodes": 3})),
+            name: "a created cluster whose StatefulSet vanished comes back with its bootstrap layout",
+            spec: spec(json!({"shards": 8, "nodes": 4})),
             observed: Observed {
-                previous: Some(NodeLayout { nodes: 3, shards: 4 }),
+                previous: Some(NodeLayout { nodes: 4, shards: 4, peers: 3 }),
                 ..observed(None, BTreeMap::new(), true)
             },
-            then: &[
-                "statefulset(3 nodes, 4 shards)",
-                "blocked(ReshardingNotSupported)",
-                "wait_for_nodes(0/3)",
-                "wait_for_ring",
-            ],
+            then: &["statefulset(4 nodes, 4 shards, 3 peers)", "wait_for_nodes(0/4)", "wait_for_ring"],
             operation: None,
         },
         Case {
             name: "monitoring on applies the ServiceMonitor",
             spec: spec(json!({"monitoring": {"serviceMonitor": {"enabled": true}}})),
             observed: healthy(),
-            then: &["apply_service_monitor", "statefulset(3 nodes, 4 shards)"],
+            then: &["apply_service_monitor", "statefulset(3 nodes, 4 shards, 3 peers)"],
             operation: None,
         },
         Case {
             name: "monitoring off after a spec change deletes the ServiceMonitor",
             spec: small(),
             observed: Observed { status_generation: Some(1), ..healthy() },
-            then: &["delete_service_monitor", "statefulset(3 nodes, 4 shards)"],
+            then: &["delete_service_monitor", "statefulset(3 nodes, 4 shards, 3 peers)"],
             operation: None,
         },
     ]
@@ -239,15 +305,43 @@ fn plan_matches_every_case() {
 }
 
 #[test]
-fn blocked_messages_say_what_is_unsupported_and_what_the_cluster_keeps() {
-    let p = plan(&spec(json!({"shards": 8})), &observed(Some(sts(3, 4)), nodes(3, 3, 4, &[1, 2, 3]), true));
-    let b = p.blocked().next().expect("blocked");
-    assert!(b.message.starts_with("resharding is not supported yet"), "{}", b.message);
-    assert!(b.message.contains("runs 4 shards") && b.message.contains("asks for 8"), "{}", b.message);
+fn operations_say_what_they_do_and_how_far_they_are() {
+    let cases: Vec<(KVClusterSpec, Observed, &str, (u32, u32))> = vec![
+        (spec(json!({"shards": 8})), running(3, 4, &[1, 2, 3]), "4 → 8 shards: split shard 0 (4 → 8)", (0, 8)),
+        (spec(json!({"nodes": 5})), running(3, 4, &[1, 2, 3]), "adding nodes 4, 5: growing the StatefulSet from 3 to 5 pods", (3, 5)),
+        (spec(json!({"nodes": 3})), running(5, 4, &[3, 4, 5]), "draining nodes 4, 5: add a replica of shard 0 on node 1", (0, 2)),
+        (spec(json!({"nodes": 3})), running(5, 4, &[1, 2, 3]), "nodes 4, 5 hold no replica: shrinking the StatefulSet from 5 to 3 pods", (2, 2)),
+    ];
+    for (spec, observed, message, (done, total)) in cases {
+        let op = plan(&spec, &observed).operation.expect("an operation");
+        assert_eq!(op.message, message);
+        assert_eq!((op.done, op.total), (done, total), "{message}");
+    }
+    // Half the shards split: progress counts shards at the target modulus.
+    let mut o = running(3, 4, &[1, 2, 3]);
+    if let Some(r) = o.ring.as_mut() {
+        for id in [0, 4] {
+            r.shards.insert(id, ShardState { id, modulus: 8, ..r.shards[&1].clone() });
+        }
+    }
+    let op = plan(&spec(json!({"shards": 8})), &o).operation.expect("an operation");
+    assert_eq!((op.kind, op.done, op.total), (OperationKind::Reshard, 2, 8));
+    assert!(op.message.starts_with("5 → 8 shards: split shard 1 (4 → 8)"), "{}", op.message);
+}
 
-    let p = plan(&spec(json!({"nodes": 3})), &observed(Some(sts(5, 4)), nodes(5, 5, 4, &[1, 2, 3, 4, 5]), true));
-    let b = p.blocked().next().expect("blocked");
-    assert!(b.message.contains("removing nodes 4, 5"), "{}", b.message);
+#[test]
+fn an_operation_keeps_its_name_through_its_balancing_tail() {
+    // After the new nodes hold replicas, leaders still move: still ScaleUp, not Rebalance.
+    let mut o = running(5, 4, &[1, 2, 3, 4, 5]);
+    if let Some(r) = o.ring.as_mut() {
+        for s in r.shards.values_mut() {
+            s.leader = Some(1);
+        }
+    }
+    let s = spec(json!({"nodes": 5, "replicationFactor": 5}));
+    assert_eq!(plan(&s, &o).operation.map(|op| op.kind), Some(OperationKind::Rebalance));
+    o.operation = Some("ScaleUp".to_string());
+    assert_eq!(plan(&s, &o).operation.map(|op| op.kind), Some(OperationKind::ScaleUp));
 }
 
 #[test]

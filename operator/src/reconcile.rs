@@ -1,7 +1,9 @@
-//! One reconcile pass: finalizer, observe, plan, execute, write status.
+//! One reconcile pass: finalizer, observe, plan, execute (the Kubernetes steps, then at
+//! most one data-plane step), write status, publish Events.
 //!
 //! Level-triggered: every pass starts from what exists (the StatefulSet, the nodes'
-//! answers, the last status), so a restarted operator resumes where the cluster is.
+//! answers and their ring, the last status), so a restarted operator resumes where the
+//! cluster is. Nothing that matters is kept in memory between passes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,15 +13,19 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::crd::{KVCluster, PvcRetention, FINALIZER};
-use crate::execute::execute;
+use ringkv_plan::driver::Cluster;
+
+use crate::events;
+use crate::execute::{execute, execute_data};
 use crate::metrics::Metrics;
-use crate::observe::{previous_layout, probe_nodes, was_created, DataPlane, Observed, StatefulSetState};
-use crate::plan::plan;
+use crate::observe::{planner_view, previous_layout, probe_nodes, was_created, DataPlane, Observed, StatefulSetState};
+use crate::plan::{plan, Step};
 use crate::resources::{Owner, FIELD_MANAGER};
 use crate::status::{build, StatusInput};
 use crate::Error;
@@ -32,6 +38,9 @@ pub const REQUEUE_WAITING: Duration = Duration::from_secs(10);
 pub const REQUEUE_PAUSED: Duration = Duration::from_secs(300);
 /// Retry delay after a failed pass.
 pub const REQUEUE_ERROR: Duration = Duration::from_secs(15);
+/// How soon the next data-plane step is planned after one ran (or the planner waits
+/// for one in flight).
+pub const REQUEUE_STEP: Duration = Duration::from_secs(3);
 
 /// What every reconcile pass shares.
 pub struct Context {
@@ -41,6 +50,8 @@ pub struct Context {
     pub data_plane: Arc<dyn DataPlane>,
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
+    /// Publishes Events about the clusters.
+    pub recorder: Recorder,
     /// The clock used for condition and operation times.
     pub clock: fn() -> Time,
 }
@@ -52,10 +63,16 @@ pub fn now() -> Time {
     Time(Timestamp::from_second(now.as_second()).unwrap_or(now))
 }
 
+/// The Events' reporting controller; `instance` is the operator replica (its pod name).
+pub fn reporter(instance: Option<String>) -> Reporter {
+    Reporter { controller: FIELD_MANAGER.to_string(), instance }
+}
+
 impl Context {
     /// A context with the wall clock.
-    pub fn new(client: Client, data_plane: Arc<dyn DataPlane>, metrics: Arc<Metrics>) -> Self {
-        Context { client, data_plane, metrics, clock: now }
+    pub fn new(client: Client, data_plane: Arc<dyn DataPlane>, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
+        let recorder = Recorder::new(client.clone(), reporter(instance));
+        Context { client, data_plane, metrics, recorder, clock: now }
     }
 }
 
@@ -84,28 +101,42 @@ pub fn error_policy(kvc: Arc<KVCluster>, error: &Error, ctx: Arc<Context>) -> Ac
     Action::requeue(REQUEUE_ERROR)
 }
 
-/// Observes the cluster as it is.
-async fn observe(kvc: &KVCluster, owner: &Owner, ctx: &Context) -> Result<Observed, Error> {
+/// Observes the cluster as it is; also returns the driver's observation, from which a
+/// planner step is executed (it holds the nodes' addresses).
+async fn observe(kvc: &KVCluster, owner: &Owner, ctx: &Context) -> Result<(Observed, Option<Cluster>), Error> {
     let names = &owner.names;
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let statefulset = sts_api.get_opt(&names.cluster).await?.map(|s| StatefulSetState::from_object(&s));
     let count = statefulset.as_ref().map_or(0, |s| s.replicas);
     let nodes = probe_nodes(ctx.data_plane.as_ref(), names, count).await;
-    Ok(Observed {
+    let seeds: Vec<String> = (1..=count).map(|id| names.internal_addr(id)).collect();
+    let cluster = if seeds.is_empty() { None } else { ctx.data_plane.ring(&seeds).await.ok() };
+    let status = kvc.status.as_ref();
+    let observed = Observed {
         generation: kvc.metadata.generation.unwrap_or(0),
-        status_generation: kvc.status.as_ref().and_then(|s| s.observed_generation),
-        created: was_created(kvc.status.as_ref()),
-        previous: previous_layout(kvc.status.as_ref()),
+        status_generation: status.and_then(|s| s.observed_generation),
+        created: was_created(status),
+        previous: previous_layout(status),
+        ring: cluster.as_ref().map(|c| planner_view(c, &nodes)),
+        operation: status.and_then(|s| s.current_operation.as_ref()).map(|o| o.type_.clone()),
         statefulset,
         nodes,
-    })
+    };
+    Ok((observed, cluster))
 }
 
 async fn apply(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error> {
     let owner = Owner::of(kvc)?;
-    let observed = observe(kvc, &owner, ctx).await?;
+    let (observed, cluster) = observe(kvc, &owner, ctx).await?;
     let plan = plan(&kvc.spec, &observed);
-    let report = execute(&ctx.client, &ctx.metrics, &kvc.spec, &owner, &plan.steps).await?;
+    let mut report = execute(&ctx.client, &ctx.metrics, &kvc.spec, &owner, &plan.steps).await?;
+    // One data-plane step, after the Kubernetes steps (the plan holds one only when
+    // nothing waits, and always with the driver's observation it came from).
+    let data = match (plan.data_step(), &cluster) {
+        (Some(step), Some(c)) => Some(execute_data(ctx.data_plane.as_ref(), &ctx.metrics, c, step).await),
+        _ => None,
+    };
+    report.blocked.extend(data.as_ref().and_then(|d| d.blocked()));
 
     let now = (ctx.clock)();
     let input = StatusInput {
@@ -113,6 +144,7 @@ async fn apply(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error> {
         old: kvc.status.as_ref(),
         observed: &observed,
         exec_blocked: &report.blocked,
+        data: data.as_ref(),
         now: &now,
     };
     let status = build(&input, &plan);
@@ -125,9 +157,15 @@ async fn apply(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error> {
     for b in plan.blocked().chain(report.blocked.iter()) {
         tracing::info!(cluster = %owner.names.cluster, reason = b.reason, "{}", b.message);
     }
+    let pods = observed.statefulset.as_ref().map(|s| s.replicas);
+    let notes = events::notes(&owner.names.cluster, pods, plan.layout().map(|l| l.nodes), data.as_ref());
+    events::publish(&ctx.recorder, kvc, notes).await;
 
+    let stepping = data.is_some() || plan.steps.iter().any(|s| matches!(s, Step::WaitForPlanner(_)));
     Ok(if kvc.spec.paused {
         Action::requeue(REQUEUE_PAUSED)
+    } else if stepping {
+        Action::requeue(REQUEUE_STEP)
     } else if plan.steps.iter().any(|s| s.is_wait()) {
         Action::requeue(REQUEUE_WAITING)
     } else {

@@ -7,17 +7,21 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::crd::{KVClusterSpec, KVClusterStatus, OperationStatus, Phase};
+use crate::crd::{BootstrapLayout, KVClusterSpec, KVClusterStatus, OperationStatus, Phase};
+use crate::execute::DataOutcome;
 use crate::observe::Observed;
-use crate::plan::{Blocked, OperationKind, Plan, Step};
+use crate::plan::{describe, Blocked, Plan, Step};
 
 /// Inputs of [`build`] besides the plan.
 pub struct StatusInput<'a> {
     pub spec: &'a KVClusterSpec,
     pub old: Option<&'a KVClusterStatus>,
     pub observed: &'a Observed,
-    /// What the executor found it could not do (e.g. a missing ServiceMonitor CRD).
+    /// What the executor found it could not do (e.g. a missing ServiceMonitor CRD, a
+    /// planner step the driver refuses).
     pub exec_blocked: &'a [Blocked],
+    /// The data-plane step this pass executed, and how it went.
+    pub data: Option<&'a DataOutcome>,
     pub now: &'a Time,
 }
 
@@ -40,7 +44,7 @@ fn condition(old: Option<&KVClusterStatus>, type_: &str, ok: bool, reason: &str,
 
 /// The new status.
 pub fn build(input: &StatusInput<'_>, plan: &Plan) -> KVClusterStatus {
-    let StatusInput { spec, old, observed, exec_blocked, now } = *input;
+    let StatusInput { spec, old, observed, exec_blocked, data, now } = *input;
     let generation = observed.generation;
     let view = observed.ring();
     let nodes = observed.statefulset.as_ref().map_or(0, |s| s.replicas);
@@ -72,12 +76,11 @@ pub fn build(input: &StatusInput<'_>, plan: &Plan) -> KVClusterStatus {
     let (progressing, prog_reason, prog_message) = if spec.paused {
         (false, "Paused", "spec.paused is true: the operator makes no changes".to_string())
     } else if let Some(op) = &plan.operation {
-        let reason = match op.kind {
-            OperationKind::Create => "Creating",
-            OperationKind::Rollout => "RollingOut",
-            OperationKind::ScaleDown => "ScalingDown",
+        let message = match data {
+            Some(DataOutcome::Failed(step, why)) => format!("{}; retrying: {} failed: {why}", op.message, describe(step)),
+            _ => op.message.clone(),
         };
-        (true, reason, op.message.clone())
+        (true, op.kind.reason(), message)
     } else if waiting {
         (true, "WaitingForNodes", ready_message.clone())
     } else {
@@ -98,11 +101,7 @@ pub fn build(input: &StatusInput<'_>, plan: &Plan) -> KVClusterStatus {
     } else if degraded {
         Phase::Degraded
     } else if let Some(op) = &plan.operation {
-        match op.kind {
-            OperationKind::Create => Phase::Creating,
-            OperationKind::Rollout => Phase::Updating,
-            OperationKind::ScaleDown => Phase::Scaling,
-        }
+        op.kind.phase()
     } else if ready {
         Phase::Running
     } else if bootstrapped {
@@ -112,16 +111,22 @@ pub fn build(input: &StatusInput<'_>, plan: &Plan) -> KVClusterStatus {
     };
 
     let old_current = old.and_then(|s| s.current_operation.as_ref());
-    let current_operation = plan.operation.as_ref().map(|op| OperationStatus {
-        type_: op.kind.as_str().to_string(),
-        message: op.message.clone(),
-        done: op.done,
-        total: op.total,
-        started_at: match old_current {
-            Some(o) if o.type_ == op.kind.as_str() => o.started_at.clone().or_else(|| Some(now.clone())),
-            _ => Some(now.clone()),
-        },
-        finished_at: None,
+    let current_operation = plan.operation.as_ref().map(|op| {
+        let same = old_current.filter(|o| o.type_ == op.kind.as_str());
+        let executed = match data {
+            Some(DataOutcome::Done(step)) => Some(describe(step)),
+            _ => None,
+        };
+        OperationStatus {
+            type_: op.kind.as_str().to_string(),
+            message: prog_message.clone(),
+            done: op.done,
+            total: op.total,
+            steps: same.map_or(0, |o| o.steps) + u32::from(executed.is_some()),
+            last_step: executed.or_else(|| same.and_then(|o| o.last_step.clone())),
+            started_at: same.and_then(|o| o.started_at.clone()).or_else(|| Some(now.clone())),
+            finished_at: None,
+        }
     });
     let last_operation = match (old_current, &current_operation) {
         (Some(o), None) => Some(finished(o, now)),
@@ -141,8 +146,14 @@ pub fn build(input: &StatusInput<'_>, plan: &Plan) -> KVClusterStatus {
         ring_epoch: formed.map(|v| v.epoch).or_else(|| old.and_then(|s| s.ring_epoch)),
         shards: view
             .map(|v| v.shard_count)
-            .or_else(|| observed.statefulset.as_ref().and_then(|s| s.shards))
-            .or_else(|| old.and_then(|s| s.shards)),
+            .or_else(|| old.and_then(|s| s.shards))
+            .or_else(|| observed.statefulset.as_ref().and_then(|s| s.shards)),
+        // What the pod template carries, kept once known.
+        bootstrap: observed
+            .statefulset
+            .as_ref()
+            .and_then(|s| Some(BootstrapLayout { nodes: s.peers?, shards: s.shards? }))
+            .or_else(|| old.and_then(|s| s.bootstrap)),
         nodes,
         ready_nodes,
         current_operation,

@@ -9,6 +9,19 @@ use super::*;
 use crate::observe::{ClusterView, NodeProbe, ShardView, StatefulSetState};
 use crate::plan::plan;
 
+/// The planner's view of the same ring: 4 shards on nodes 1..=3, leaders spread.
+fn planner_ring() -> ringkv_plan::Observed {
+    ringkv_plan::Observed {
+        nodes: (1..=3).map(|n| (n, true)).collect(),
+        shards: (0..4)
+            .map(|id| {
+                let voters = [1, 2, 3].into_iter().collect();
+                (id, ringkv_plan::ShardState { id, modulus: 4, voters, learners: Default::default(), leader: Some(u64::from(id % 3 + 1)) })
+            })
+            .collect(),
+    }
+}
+
 fn at(secs: i64) -> Time {
     Time(Timestamp::from_second(secs).expect("valid timestamp"))
 }
@@ -43,14 +56,29 @@ fn observed(ready: u32, generation: i64, old: Option<&KVClusterStatus>) -> Obser
             updated_replicas: 3,
             rollout_complete: true,
             shards: Some(4),
+            peers: Some(3),
         }),
         nodes,
+        ring: Some(planner_ring()),
+        operation: old.and_then(|s| s.current_operation.as_ref()).map(|o| o.type_.clone()),
     }
 }
 
 fn status_for(spec: &KVClusterSpec, observed: &Observed, old: Option<&KVClusterStatus>, now: &Time) -> KVClusterStatus {
-    let input = StatusInput { spec, old, observed, exec_blocked: &[], now };
-    build(&input, &plan(spec, observed))
+    status_with(spec, observed, old, None, now)
+}
+
+fn status_with(
+    spec: &KVClusterSpec,
+    observed: &Observed,
+    old: Option<&KVClusterStatus>,
+    data: Option<&DataOutcome>,
+    now: &Time,
+) -> KVClusterStatus {
+    let p = plan(spec, observed);
+    let blocked: Vec<Blocked> = data.and_then(DataOutcome::blocked).into_iter().collect();
+    let input = StatusInput { spec, old, observed, exec_blocked: &blocked, data, now };
+    build(&input, &p)
 }
 
 fn cond<'a>(s: &'a KVClusterStatus, type_: &str) -> &'a Condition {
@@ -107,17 +135,50 @@ fn transition_time_moves_only_when_a_condition_flips() {
 }
 
 #[test]
-fn an_unsupported_spec_change_is_degraded_with_the_reason() {
+fn a_reshard_in_progress_names_the_step_and_counts_the_steps_done() {
     let old = status_for(&spec(json!({})), &observed(3, 1, None), None, &at(100));
+    assert_eq!(old.bootstrap, Some(BootstrapLayout { nodes: 3, shards: 4 }));
     let spec = spec(json!({"shards": 8}));
-    let s = status_for(&spec, &observed(3, 2, Some(&old)), Some(&old), &at(200));
+    let o = observed(3, 2, Some(&old));
+    let split = plan(&spec, &o).data_step().cloned().expect("a split");
+    let s = status_with(&spec, &o, Some(&old), Some(&DataOutcome::Done(split.clone())), &at(200));
+    assert_eq!(s.phase, Some(Phase::Resharding));
+    let p = cond(&s, "Progressing");
+    assert_eq!((p.status.as_str(), p.reason.as_str()), ("True", "Resharding"));
+    assert_eq!(p.message, "4 → 8 shards: split shard 0 (4 → 8)");
+    let op = s.current_operation.as_ref().expect("an operation");
+    assert_eq!((op.type_.as_str(), op.steps, op.done, op.total), ("Reshard", 1, 0, 8));
+    assert_eq!(op.last_step.as_deref(), Some("split shard 0 (4 → 8)"));
+    assert_eq!(cond(&s, "Degraded").status, "False");
+    assert_eq!(cond(&s, "Ready").status, "True", "the store keeps serving");
+
+    // The next pass: one more step, same start time.
+    let o = observed(3, 2, Some(&s));
+    let next = status_with(&spec, &o, Some(&s), Some(&DataOutcome::Done(split)), &at(210));
+    let op2 = next.current_operation.as_ref().expect("an operation");
+    assert_eq!((op2.steps, op2.started_at.clone()), (2, Some(at(200))));
+
+    // A failed step is retried, and Progressing says so; nothing is counted.
+    let failed = DataOutcome::Failed(ringkv_plan::Step::Split { shard: 0, modulus: 8 }, "node 1 did not answer".into());
+    let f = status_with(&spec, &o, Some(&next), Some(&failed), &at(220));
+    assert!(cond(&f, "Progressing").message.ends_with("retrying: split shard 0 (4 → 8) failed: node 1 did not answer"));
+    assert_eq!(f.current_operation.as_ref().map(|o| o.steps), Some(2));
+}
+
+#[test]
+fn a_step_the_driver_refuses_is_degraded_with_its_message() {
+    let old = status_for(&spec(json!({})), &observed(3, 1, None), None, &at(100));
+    let spec = spec(json!({"shards": 2}));
+    let o = observed(3, 2, Some(&old));
+    let merge = plan(&spec, &o).data_step().cloned().expect("a merge");
+    let refused = DataOutcome::Blocked(merge, "merging is not supported by these nodes".into());
+    let s = status_with(&spec, &o, Some(&old), Some(&refused), &at(200));
     let d = cond(&s, "Degraded");
-    assert_eq!((d.status.as_str(), d.reason.as_str()), ("True", "ReshardingNotSupported"));
-    assert!(d.message.contains("resharding is not supported yet"), "{}", d.message);
+    assert_eq!((d.status.as_str(), d.reason.as_str()), ("True", "StepBlocked"));
+    assert!(d.message.contains("merge shard 3 into shard 1") && d.message.contains("not supported"), "{}", d.message);
     assert_eq!(d.observed_generation, Some(2));
     assert_eq!(s.phase, Some(Phase::Degraded));
-    assert_eq!(s.shards, Some(4), "status reports the shards the nodes run");
-    assert_eq!(cond(&s, "Ready").status, "True", "the store keeps serving");
+    assert_eq!(s.shards, Some(4));
 }
 
 #[test]
@@ -136,7 +197,7 @@ fn executor_findings_count_as_degraded() {
     let o = observed(3, 1, None);
     let blocked = [Blocked { reason: "ServiceMonitorCRDMissing", message: "no CRD".to_string() }];
     let now = at(1);
-    let input = StatusInput { spec: &spec, old: None, observed: &o, exec_blocked: &blocked, now: &now };
+    let input = StatusInput { spec: &spec, old: None, observed: &o, exec_blocked: &blocked, data: None, now: &now };
     let s = build(&input, &plan(&spec, &o));
     assert_eq!(cond(&s, "Degraded").reason, "ServiceMonitorCRDMissing");
 }

@@ -62,6 +62,12 @@ impl Names {
         format!("{}.{}.{}.svc", self.pod(id), self.peers, self.namespace)
     }
 
+    /// Node `id`'s internal address (`host:port`: Raft and the admin API), as the
+    /// operator's planning driver reaches it.
+    pub fn internal_addr(&self, id: u32) -> String {
+        format!("{}:{INTERNAL_PORT}", self.pod_host(id))
+    }
+
     /// Node `id`'s client API base URL, as the operator reaches it.
     pub fn node_url(&self, id: u32) -> String {
         format!("http://{}:{CLIENT_PORT}", self.pod_host(id))

@@ -38,15 +38,33 @@ pub const RUN_AS: i64 = 65532;
 /// 3 s per shard batch) until a follower holds every entry it leads, then closes its WAL.
 pub const TERMINATION_GRACE_SECONDS: i64 = 60;
 
-/// How many nodes, running how many shards: chosen by the plan, not read from the spec,
-/// because the data plane cannot yet follow every spec change.
+/// The pods, and what their shared template tells every node about the ring.
+///
+/// `shards` and `peers` are the layout the ring was *bootstrapped* with and never change
+/// once the StatefulSet exists: the pod template is shared, so changing them would roll
+/// every pod, and a node started later must get the bootstrap values: `RINGKV_SHARDS` is
+/// the slice an empty replica of a bootstrap shard starts from (a replica added later
+/// may replay that shard's log from its first entry), and `RINGKV_PEERS` names the
+/// founding nodes, of which a pod with a higher ordinal is not one, so it joins (see the
+/// node's `--peers`). Splits, merges and replica moves go through the admin API instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeLayout {
+    /// Pods: the StatefulSet's `replicas`.
     pub nodes: u32,
+    /// `RINGKV_SHARDS`: the shard count the ring was bootstrapped with.
     pub shards: u32,
+    /// `RINGKV_PEERS` lists nodes `1..=peers`: the nodes that bootstrapped the ring.
+    pub peers: u32,
 }
 
-/// `RINGKV_PEERS`: every node's stable internal address, `id=host:port`, comma-separated.
+impl NodeLayout {
+    /// A new cluster's layout: every node a founding member.
+    pub fn new(nodes: u32, shards: u32) -> Self {
+        NodeLayout { nodes, shards, peers: nodes }
+    }
+}
+
+/// `RINGKV_PEERS`: the founding nodes' stable internal addresses, `id=host:port`, comma-separated.
 pub fn peers_env(names: &Names, nodes: u32) -> String {
     (1..=nodes).map(|id| format!("{id}={}:{INTERNAL_PORT}", names.pod_host(id))).collect::<Vec<_>>().join(",")
 }
@@ -111,7 +129,7 @@ fn node_container(spec: &KVClusterSpec, names: &Names, layout: NodeLayout) -> Co
             node_id,
             env("RINGKV_LISTEN", format!("0.0.0.0:{CLIENT_PORT}")),
             env("RINGKV_INTERNAL_LISTEN", format!("0.0.0.0:{INTERNAL_PORT}")),
-            env("RINGKV_PEERS", peers_env(names, layout.nodes)),
+            env("RINGKV_PEERS", peers_env(names, layout.peers)),
             env("RINGKV_SHARDS", layout.shards.to_string()),
             env("RINGKV_DATA_DIR", DATA_DIR),
             env("RINGKV_MAX_KEY_BYTES", spec.limits.max_key_bytes.to_string()),

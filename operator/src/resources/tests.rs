@@ -51,7 +51,7 @@ fn peers_list_every_pod_by_stable_name_from_ordinal_one() {
 #[test]
 fn statefulset_layout_comes_from_the_plan_not_the_spec() {
     let s = spec(json!({"shards": 16, "nodes": 5}));
-    let layout = NodeLayout { nodes: 3, shards: 4 };
+    let layout = NodeLayout::new(3, 4);
     let sts = statefulset(&s, &owner(), layout);
     let ss = sts.spec.as_ref().expect("spec");
     assert_eq!(ss.replicas, Some(3));
@@ -63,10 +63,10 @@ fn statefulset_layout_comes_from_the_plan_not_the_spec() {
 #[test]
 fn node_ids_are_pod_ordinals_starting_at_one_without_a_shell() {
     let s = spec(json!({}));
-    let sts = statefulset(&s, &owner(), NodeLayout { nodes: 3, shards: 4 });
+    let sts = statefulset(&s, &owner(), NodeLayout::new(3, 4));
     let ss = sts.spec.as_ref().expect("spec");
     assert_eq!(ss.ordinals.as_ref().and_then(|o| o.start), Some(1));
-    let c = container(&s, NodeLayout { nodes: 3, shards: 4 });
+    let c = container(&s, NodeLayout::new(3, 4));
     let field = env(&c, "RINGKV_NODE_ID").value_from.as_ref().and_then(|v| v.field_ref.as_ref()).map(|f| f.field_path.as_str());
     assert_eq!(field, Some("metadata.labels['apps.kubernetes.io/pod-index']"));
     assert_eq!(c.command, None, "no shell wrapper");
@@ -76,7 +76,7 @@ fn node_ids_are_pod_ordinals_starting_at_one_without_a_shell() {
 #[test]
 fn statefulset_has_stable_names_parallel_start_and_a_volume_per_pod() {
     let s = spec(json!({"storage": {"size": "50Gi", "storageClassName": "fast"}}));
-    let sts = statefulset(&s, &owner(), NodeLayout { nodes: 3, shards: 4 });
+    let sts = statefulset(&s, &owner(), NodeLayout::new(3, 4));
     assert_eq!(sts.metadata.name.as_deref(), Some("demo"));
     assert_eq!(sts.metadata.owner_references.as_ref().map(|o| o[0].uid.as_str()), Some("uid-1"));
     let ss = sts.spec.expect("spec");
@@ -96,7 +96,7 @@ fn statefulset_has_stable_names_parallel_start_and_a_volume_per_pod() {
 #[test]
 fn pods_run_non_root_read_only_without_capabilities_and_probe_health() {
     let s = spec(json!({}));
-    let sts = statefulset(&s, &owner(), NodeLayout { nodes: 3, shards: 4 });
+    let sts = statefulset(&s, &owner(), NodeLayout::new(3, 4));
     let pod = sts.spec.and_then(|s| s.template.spec).expect("pod");
     assert!(pod.termination_grace_period_seconds.is_some_and(|t| t >= 30));
     let psc = pod.security_context.expect("pod security context");
@@ -117,7 +117,7 @@ fn pods_run_non_root_read_only_without_capabilities_and_probe_health() {
 
 #[test]
 fn scheduling_defaults_to_spreading_and_passes_user_settings_through() {
-    let default = statefulset(&spec(json!({})), &owner(), NodeLayout { nodes: 3, shards: 4 });
+    let default = statefulset(&spec(json!({})), &owner(), NodeLayout::new(3, 4));
     let pod = default.spec.and_then(|s| s.template.spec).expect("pod");
     let anti = pod.affinity.and_then(|a| a.pod_anti_affinity).expect("anti-affinity by default");
     let term = &anti.preferred_during_scheduling_ignored_during_execution.expect("preferred")[0];
@@ -130,7 +130,7 @@ fn scheduling_defaults_to_spreading_and_passes_user_settings_through() {
         "limits": {"maxKeyBytes": 100, "maxValueBytes": 2000},
         "image": "example/ringkv:1", "imagePullPolicy": "Always",
     }));
-    let sts = statefulset(&custom, &owner(), NodeLayout { nodes: 3, shards: 4 });
+    let sts = statefulset(&custom, &owner(), NodeLayout::new(3, 4));
     let pod = sts.spec.and_then(|s| s.template.spec).expect("pod");
     assert_eq!(pod.node_selector.and_then(|n| n.get("disk").cloned()).as_deref(), Some("ssd"));
     assert_eq!(pod.tolerations.map(|t| t.len()), Some(1));
@@ -188,7 +188,7 @@ fn service_monitor_scrapes_only_the_client_service() {
 fn every_env_var_set_is_a_node_flag() {
     let config = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../node/src/config.rs"))
         .expect("the node's config.rs is readable");
-    let c = container(&spec(json!({})), NodeLayout { nodes: 3, shards: 4 });
+    let c = container(&spec(json!({})), NodeLayout::new(3, 4));
     for var in c.env.iter().flatten() {
         assert!(config.contains(&format!("env = \"{}\"", var.name)), "{} is not a ringkv-node setting", var.name);
     }

@@ -20,7 +20,7 @@ fn operator_objects() -> Vec<Value> {
     let sample: KVCluster = serde_saphyr::from_str(&text).expect("sample parses");
     let k = kvc(serde_json::to_value(&sample.spec).expect("spec json"), 1);
     let owner = Owner::of(&k).expect("owner");
-    let layout = NodeLayout { nodes: k.spec.nodes, shards: k.spec.shards };
+    let layout = NodeLayout::new(k.spec.nodes, k.spec.shards);
     let typed = |v: Value, api: &str, kind: &str| {
         let mut v = v;
         v["apiVersion"] = json!(api);

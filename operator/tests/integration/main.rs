@@ -4,6 +4,7 @@
 
 mod chart;
 mod crd_files;
+mod data_plane;
 mod reconcile;
 mod samples;
 mod support;

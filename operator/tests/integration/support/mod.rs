@@ -6,7 +6,7 @@ pub mod schema;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -15,8 +15,10 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use ringkv_operator::crd::{KVCluster, KVClusterSpec, FINALIZER};
 use ringkv_operator::metrics::Metrics;
+use kube::runtime::events::Recorder;
 use ringkv_operator::observe::{ClusterView, DataPlane, NodeProbe, ShardView};
-use ringkv_operator::reconcile::{reconcile, Context};
+use ringkv_operator::reconcile::{reconcile, reporter, Context};
+use ringkv_plan::driver::{Cluster, DriverError};
 use ringkv_operator::resources::{statefulset, Names, NodeLayout, Owner};
 use ringkv_operator::Error;
 use serde_json::{json, Value};
@@ -41,6 +43,7 @@ pub mod path {
     pub const PDB: &str = "/apis/policy/v1/namespaces/prod/poddisruptionbudgets/demo";
     pub const SM: &str = "/apis/monitoring.coreos.com/v1/namespaces/prod/servicemonitors/demo";
     pub const PVCS: &str = "/api/v1/namespaces/prod/persistentvolumeclaims";
+    pub const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/prod/events";
 }
 
 /// A KVCluster as the API server hands it to the controller (finalizer already added).
@@ -73,12 +76,29 @@ pub fn statefulset_object(kvc: &KVCluster, layout: NodeLayout, ready: u32, rolli
     v
 }
 
-/// A data plane answering from a table; unknown URLs are unreachable nodes.
+/// A data plane answering from a table; unknown URLs are unreachable nodes. The ring
+/// the driver observes is built from the same table, and executed steps are recorded.
 #[derive(Default)]
-pub struct FakeDataPlane(pub BTreeMap<String, NodeProbe>);
+pub struct FakeDataPlane {
+    pub probes: BTreeMap<String, NodeProbe>,
+    /// What the driver observes on the internal ports; `None`: nobody answers there.
+    pub ring: Option<Cluster>,
+    /// Every step fails with this (a node not answering, say).
+    pub fail_with: Option<String>,
+    /// Every step is refused with this, as the driver refuses a step it cannot do.
+    pub refuse_with: Option<String>,
+    /// Every step executed, in order (shared with the test).
+    pub executed: Arc<Mutex<Vec<ringkv_plan::Step>>>,
+}
+
+/// The leader of `shard` among `members`: rotating, so leaders are balanced.
+fn leader(shard: u32, members: &[u64]) -> Option<u64> {
+    (!members.is_empty()).then(|| members[shard as usize % members.len()])
+}
 
 impl FakeDataPlane {
-    /// Nodes `1..=n`; the first `ready` answer ready with a ring of `shards` shards on `members`.
+    /// Nodes `1..=n`; the first `ready` answer ready with a ring of `shards` shards on
+    /// `members` (leaders spread over them), on the client and the internal port alike.
     pub fn nodes(n: u32, ready: u32, shards: u32, members: &[u64]) -> Self {
         let names = Names::new(NAME, NS);
         let view = |id: u32| ClusterView {
@@ -86,21 +106,63 @@ impl FakeDataPlane {
             epoch: 1,
             shard_count: shards,
             shards: (0..shards)
-                .map(|s| ShardView { id: s, members: members.to_vec(), leader: members.first().copied(), ..Default::default() })
+                .map(|s| ShardView { id: s, members: members.to_vec(), leader: leader(s, members), ..Default::default() })
                 .collect(),
         };
-        FakeDataPlane(
-            (1..=n)
-                .map(|id| (names.node_url(id), NodeProbe { ready: id <= ready, view: (id <= ready).then(|| view(id)) }))
-                .collect(),
-        )
+        let probes = (1..=n)
+            .map(|id| (names.node_url(id), NodeProbe { ready: id <= ready, view: (id <= ready).then(|| view(id)) }))
+            .collect();
+        let ring = (ready > 0).then(|| Cluster {
+            observed: ringkv_plan::Observed {
+                nodes: (1..=ready).map(|id| (u64::from(id), true)).collect(),
+                shards: (0..shards)
+                    .map(|id| {
+                        let voters = members.iter().copied().collect();
+                        (id, ringkv_plan::ShardState { id, modulus: shards, voters, learners: Default::default(), leader: leader(id, members) })
+                    })
+                    .collect(),
+            },
+            addrs: (1..=ready).map(|id| (u64::from(id), names.internal_addr(id))).collect(),
+            epoch: 1,
+            keys: BTreeMap::new(),
+        });
+        FakeDataPlane { probes, ring, ..Default::default() }
+    }
+
+    /// The same, with every step failing with `why` (a node not answering, say).
+    pub fn failing(mut self, why: &str) -> Self {
+        self.fail_with = Some(why.to_string());
+        self
+    }
+
+    /// The same, with every step refused with `why` (the driver's `Blocked`).
+    pub fn refusing(mut self, why: &str) -> Self {
+        self.refuse_with = Some(why.to_string());
+        self
     }
 }
 
 impl DataPlane for FakeDataPlane {
     fn probe<'a>(&'a self, base_url: &'a str) -> BoxFuture<'a, NodeProbe> {
-        let probe = self.0.get(base_url).cloned().unwrap_or_default();
+        let probe = self.probes.get(base_url).cloned().unwrap_or_default();
         Box::pin(async move { probe })
+    }
+
+    fn ring<'a>(&'a self, seeds: &'a [String]) -> BoxFuture<'a, Result<Cluster, DriverError>> {
+        let ring = self.ring.clone().ok_or_else(|| DriverError::NoNodes(seeds.to_vec()));
+        Box::pin(async move { ring })
+    }
+
+    fn execute<'a>(&'a self, _cluster: &'a Cluster, step: &'a ringkv_plan::Step) -> BoxFuture<'a, Result<(), DriverError>> {
+        let result = match (&self.fail_with, &self.refuse_with) {
+            (Some(why), _) => Err(DriverError::Http(why.clone())),
+            (None, Some(why)) => Err(DriverError::Blocked(why.clone())),
+            (None, None) => Ok(()),
+        };
+        if result.is_ok() {
+            self.executed.lock().expect("lock").push(step.clone());
+        }
+        Box::pin(async move { result })
     }
 }
 
@@ -115,6 +177,8 @@ pub struct Pass {
     pub calls: Vec<Recorded>,
     pub metrics: Arc<Metrics>,
     pub ctx_error_policy: Option<Action>,
+    /// The data-plane steps the pass executed.
+    pub executed: Vec<ringkv_plan::Step>,
 }
 
 impl Pass {
@@ -141,7 +205,9 @@ pub async fn reconcile_once(kvc: KVCluster, data_plane: FakeDataPlane, script: V
     let (client, server) = mock_client();
     let server = server.run(script);
     let metrics = Arc::new(Metrics::new());
-    let ctx = Arc::new(Context { client, data_plane: Arc::new(data_plane), metrics: metrics.clone(), clock: fixed_now });
+    let executed = data_plane.executed.clone();
+    let recorder = Recorder::new(client.clone(), reporter(Some("ringkv-operator-0".to_string())));
+    let ctx = Arc::new(Context { client, data_plane: Arc::new(data_plane), metrics: metrics.clone(), recorder, clock: fixed_now });
     let kvc = Arc::new(kvc);
     let result = tokio::time::timeout(Duration::from_secs(10), reconcile(kvc.clone(), ctx.clone()))
         .await
@@ -152,5 +218,6 @@ pub async fn reconcile_once(kvc: KVCluster, data_plane: FakeDataPlane, script: V
         Ok(calls) => calls,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     };
-    Pass { result, calls, metrics, ctx_error_policy }
+    let executed = executed.lock().expect("lock").clone();
+    Pass { result, calls, metrics, ctx_error_policy, executed }
 }
