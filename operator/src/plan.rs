@@ -248,15 +248,24 @@ pub fn plan(spec: &KVClusterSpec, observed: &Observed) -> Plan {
     p
 }
 
+/// Whether `ring` can prove where every replica is: its shards own the whole hash space
+/// (no shard went unseen because the nodes holding it did not answer), and each one's
+/// membership comes from its leader's own view (a lagging follower's may miss a member).
+pub(crate) fn complete(ring: &ringkv_plan::Observed) -> bool {
+    const SLOTS: u64 = 1 << 31;
+    let owned: u64 = ring.shards.values().map(|s| SLOTS / u64::from(s.modulus.max(1))).sum();
+    owned == SLOTS && ring.shards.values().all(|s| s.leader.is_some())
+}
+
 /// The pods to run, given `current` ones: a larger spec grows at once (new nodes join
-/// empty and the planner fills them); a smaller one shrinks only once the leaving nodes
-/// (ordinals above `spec.nodes`) hold no replica in the ring.
+/// empty and the planner fills them); a smaller one shrinks only once a complete ring
+/// shows the leaving nodes (ordinals above `spec.nodes`) hold no replica.
 fn node_count(spec: &KVClusterSpec, current: u32, ring: Option<&ringkv_plan::Observed>) -> u32 {
     if spec.nodes >= current {
         return spec.nodes;
     }
     match ring {
-        Some(r) if holders(r).iter().all(|n| *n <= u64::from(spec.nodes)) => spec.nodes,
+        Some(r) if complete(r) && holders(r).iter().all(|n| *n <= u64::from(spec.nodes)) => spec.nodes,
         _ => current,
     }
 }

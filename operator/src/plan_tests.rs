@@ -201,6 +201,44 @@ fn cases() -> Vec<Case> {
             operation: Some(OperationKind::ScaleDown),
         },
         Case {
+            name: "fewer nodes keeps the pods while a shard goes unseen (its holders did not answer)",
+            spec: spec(json!({"nodes": 3})),
+            observed: {
+                let mut o = running(5, 4, &[1, 2, 3]);
+                if let Some(r) = o.ring.as_mut() {
+                    r.shards.remove(&3);
+                }
+                o
+            },
+            then: &["statefulset(5 nodes, 4 shards, 5 peers)", "blocked(PlanBlocked)"],
+            operation: Some(OperationKind::ScaleDown),
+        },
+        Case {
+            name: "fewer nodes keeps the pods while a shard's membership is not its leader's",
+            spec: spec(json!({"nodes": 3})),
+            observed: {
+                let mut o = running(5, 4, &[1, 2, 3]);
+                if let Some(s) = o.ring.as_mut().and_then(|r| r.shards.get_mut(&0)) {
+                    s.leader = None;
+                }
+                o
+            },
+            then: &["statefulset(5 nodes, 4 shards, 5 peers)", "wait_for_planner"],
+            operation: Some(OperationKind::ScaleDown),
+        },
+        Case {
+            name: "scale up, second pass: the grown StatefulSet's new pods are waited for",
+            spec: spec(json!({"nodes": 5})),
+            observed: Observed {
+                statefulset: Some(StatefulSetState { peers: Some(3), ..sts(5, 4) }),
+                nodes: nodes(5, 3, 4, &[1, 2, 3]),
+                operation: Some("ScaleUp".to_string()),
+                ..running(3, 4, &[1, 2, 3])
+            },
+            then: &["statefulset(5 nodes, 4 shards, 3 peers)", "wait_for_nodes(3/5)"],
+            operation: Some(OperationKind::ScaleUp),
+        },
+        Case {
             name: "fewer nodes waits for proof when no node reports the ring",
             spec: spec(json!({"nodes": 3})),
             observed: observed(Some(sts(5, 4)), nodes(5, 0, 4, &[]), true),
