@@ -168,7 +168,12 @@ impl Node {
         );
 
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let relay = Arc::new(SplitRelay { hosted: Mutex::new(hosted.clone()), retired: Mutex::new(on_disk.retired), tx });
+        let relay = Arc::new(SplitRelay {
+            bootstrapped: on_disk.bootstrapped.into(),
+            hosted: Mutex::new(hosted.clone()),
+            retired: Mutex::new(on_disk.retired),
+            tx,
+        });
         let changes = Arc::new(tokio::sync::Notify::new());
         let deps = ShardDeps {
             node_id: config.node_id,
@@ -323,9 +328,15 @@ impl Node {
     }
 
     /// Brings up every shard that has no Raft state anywhere. Only the lowest-id member
-    /// does this, and only once every member answers and none has state for the shard, so a
-    /// wiped or restarted node never re-initialises a live group.
+    /// does this, only once every member answers and none has state for the shard, and
+    /// only once per data directory (remembered in `ring.json`), so a wiped or restarted
+    /// node never re-initialises a live group, even one whose replicas all moved to
+    /// nodes that joined later.
     pub async fn bootstrap(self: Arc<Self>, stop: CancellationToken) {
+        use std::sync::atomic::Ordering;
+        if self.relay.bootstrapped.load(Ordering::Acquire) {
+            return;
+        }
         let members: BTreeMap<NodeId, BasicNode> = self
             .peers
             .ids()
@@ -337,7 +348,13 @@ impl Node {
         }
         loop {
             match self.bootstrap_once(&members).await {
-                Ok(true) => return,
+                Ok(true) => {
+                    self.relay.bootstrapped.store(true, Ordering::Release);
+                    if let Err(e) = self.save_hosted().await {
+                        tracing::warn!(error = %e, "could not record the bootstrap in ring.json");
+                    }
+                    return;
+                }
                 Ok(false) => {}
                 Err(e) => tracing::info!(reason = %e, "bootstrap waiting for peers"),
             }

@@ -46,7 +46,7 @@ async fn client(c: Arc<ClientCtx>, me: usize, writer: bool) {
             let mut rng = rand::rng();
             (format!("lin-{}", rng.random_range(0..KEYS)), c.urls[rng.random_range(0..c.urls.len())].clone(), rng.random_range(0..10))
         };
-        let url = format!("{node}/v1/kv/{}", key_path(&key));
+        let url = format!("{node}{}", key_path(&key));
         seq += 1;
         let value = format!("c{me}-{seq}");
         if !writer || roll < 3 {
@@ -172,7 +172,7 @@ async fn resharding_and_moving_replicas_under_load_stay_linearizable() {
     for k in 0..KEYS {
         let key = format!("lin-{k}");
         for url in &ctx.urls {
-            get(&ctx, &key, &format!("{url}/v1/kv/{}", key_path(&key))).await;
+            get(&ctx, &key, &format!("{url}{}", key_path(&key))).await;
         }
     }
     let errors = ctx.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -260,4 +260,80 @@ async fn interrupted_splits_and_merges_converge_and_a_killed_node_follows() {
     }
     let missing = c.read_back(&written, &c.ids()).await;
     assert!(missing.is_empty(), "lost after the merges: {missing:?}");
+}
+
+/// An EventSource-like reader of `GET /v1/watch?key=K` on `base`: reconnects with the
+/// last cursor when the stream ends, and returns every event's data until one carries
+/// `want` as its value (or the deadline passes).
+async fn watch_until(base: String, key: String, want: String, deadline: Duration) -> Vec<serde_json::Value> {
+    let http = reqwest::Client::new();
+    let end = tokio::time::Instant::now() + deadline;
+    let mut last_id: Option<String> = None;
+    let mut seen = Vec::new();
+    while tokio::time::Instant::now() < end {
+        let mut req = http.get(format!("{base}/v1/watch?key={}", ringkv_tests::client::query_value(&key)));
+        if let Some(id) = &last_id {
+            req = req.header("last-event-id", id);
+        }
+        let Ok(Ok(mut resp)) = tokio::time::timeout(Duration::from_secs(5), req.send()).await else { continue };
+        if !resp.status().is_success() {
+            eprintln!("watch {base}: {} {}", resp.status(), resp.text().await.unwrap_or_default());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let mut buf = String::new();
+        while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(end, resp.chunk()).await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(at) = buf.find("\n\n") {
+                let block: String = buf.drain(..at + 2).collect();
+                for line in block.lines() {
+                    if let Some(id) = line.strip_prefix("id:") {
+                        last_id = Some(id.trim().to_string());
+                    } else if let Some(data) = line.strip_prefix("data:") {
+                        let v: serde_json::Value = serde_json::from_str(data.trim()).unwrap_or_default();
+                        let done = v["value"] == want.as_str();
+                        seen.push(v);
+                        if done {
+                            return seen;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    panic!("no event with value {want} for {key} from {base} within {deadline:?}; saw {seen:?}");
+}
+
+/// A key watch follows its key into the shard a split moves it to, through the node
+/// that holds a replica and through one that does not (which relays the watch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_watch_follows_its_key_through_a_split_even_on_a_node_without_its_shard() {
+    let c = Cluster::builder(4).shards(2).start().await;
+    let d = driver(&c);
+    let ring = converge(&d, 2, 3, &[1, 2, 3, 4]).await;
+    // A key that moves when shard `s` splits (2 → 4): hash % 4 == s + 2.
+    let key = (0..)
+        .map(|i| format!("follow-{i}"))
+        .find(|k| ringkv_node::ring::key_hash(0, k.as_bytes()) % 4 >= 2)
+        .expect("a key");
+    let shard = (ringkv_node::ring::key_hash(0, key.as_bytes()) % 2) as u32;
+    let voters = &ring.observed.shards[&shard].voters;
+    let outside = c.ids().into_iter().find(|n| !voters.contains(n)).expect("a node without the shard");
+    let inside = *voters.iter().next().expect("a voter");
+    let n1 = c.node(1);
+    n1.put(&key, "before").await;
+
+    let near = tokio::spawn(watch_until(c.url(inside), key.clone(), "after".into(), Duration::from_secs(30)));
+    let far = tokio::spawn(watch_until(c.url(outside), key.clone(), "after".into(), Duration::from_secs(30)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    n1.put(&key, "during").await;
+    converge(&d, 4, 3, &[1, 2, 3, 4]).await;
+    n1.put(&key, "after").await;
+    for (name, task) in [("holder", near), ("relaying node", far)] {
+        let seen = task.await.expect("watcher");
+        let values: Vec<&str> = seen.iter().filter_map(|v| v["value"].as_str()).collect();
+        assert_eq!(values, ["during", "after"], "{name} saw {seen:?}");
+        let last = seen.last().expect("an event");
+        assert_eq!(last["shard"].as_u64(), Some(u64::from(shard) + 2), "{name}: the put after the split comes from the new shard");
+    }
 }

@@ -8,6 +8,12 @@
 //! cursor needs (it is bounded, and it starts afresh when a node restarts or installs a
 //! snapshot), the client gets an explicit `resync` event instead of a silent gap: re-read
 //! the keys, then keep consuming the stream.
+//!
+//! Watches follow the ring: when a split or a merge moves the watched keys to another
+//! shard, the stream adds that shard (with a `resync` event for it, since the keys'
+//! history up to the move lives elsewhere) and drops the ones that no longer hold them.
+//! A node without a replica of the shard a key watch needs passes the watch on to one
+//! that has it (over the internal port) and relays the stream.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -48,19 +54,25 @@ pub fn encode_cursor(cursors: &[(ShardId, u64)]) -> String {
     cursors.iter().map(|(s, r)| format!("{s}:{r}")).collect::<Vec<_>>().join(".")
 }
 
-/// Decodes a `Last-Event-ID` cursor; it must name exactly the watched shards.
-pub fn decode_cursor(s: &str, shards: &[ShardId]) -> Result<Vec<(ShardId, u64)>, ApiError> {
+/// Decodes a `Last-Event-ID` cursor into the position in each of `shards` it names
+/// (`None`: a shard the cursor does not know, after a ring change; shards it names
+/// that are no longer watched are dropped).
+pub fn decode_cursor(s: &str, shards: &[ShardId]) -> Result<Vec<(ShardId, Option<u64>)>, ApiError> {
     let bad = || ApiError::bad_request("bad_cursor", "Last-Event-ID is not a cursor of this watch");
-    let mut out = Vec::new();
+    let mut named = std::collections::BTreeMap::new();
     for part in s.split('.') {
         let (shard, rev) = part.split_once(':').ok_or_else(bad)?;
-        out.push((shard.parse().map_err(|_| bad())?, rev.parse().map_err(|_| bad())?));
+        named.insert(shard.parse::<ShardId>().map_err(|_| bad())?, rev.parse::<u64>().map_err(|_| bad())?);
     }
-    let named: Vec<ShardId> = out.iter().map(|(s, _)| *s).collect();
-    if named != shards {
-        return Err(bad());
+    Ok(shards.iter().map(|s| (*s, named.get(s).copied())).collect())
+}
+
+/// The shards a watch needs now, as this node's routes see the ring.
+fn wanted(node: &Node, db: u8, target: &Target) -> Vec<ShardId> {
+    match target {
+        Target::Key(k) => vec![node.locate(db, k)],
+        Target::Prefix(_) => node.ring_shards(),
     }
-    Ok(out)
 }
 
 fn sse_event(e: &Event, shard: ShardId, cursor: &str) -> SseEvent {
@@ -81,22 +93,31 @@ fn sse_event(e: &Event, shard: ShardId, cursor: &str) -> SseEvent {
     SseEvent::default().event(e.kind.as_str()).id(cursor).data(data.to_string())
 }
 
-/// `GET /v1/watch`.
+/// `GET /v1/watch`: served here, or relayed from a node that holds what it needs.
 pub async fn watch(
     State(node): State<Arc<Node>>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let q = params::query(q.as_deref(), &["key", "prefix", "db", "start_revision"])?;
+    open(node, q, headers, true).await
+}
+
+/// `GET /internal/watch`: a watch relayed by a peer; never relayed further.
+pub async fn watch_internal(
+    State(node): State<Arc<Node>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    open(node, q, headers, false).await
+}
+
+async fn open(node: Arc<Node>, raw: Option<String>, headers: HeaderMap, may_relay: bool) -> Result<Response, ApiError> {
+    let q = params::query(raw.as_deref(), &["key", "prefix", "db", "start_revision"])?;
     let db = params::db(&q)?;
     let target = match (q.get("key"), q.get("prefix")) {
         (Some(k), None) => Target::Key(params::key(k, node.config.max_key_bytes)?),
         (None, Some(p)) => Target::Prefix(p.as_bytes().to_vec()),
         _ => return Err(ApiError::bad_request("bad_query", "give exactly one of `key` or `prefix`")),
-    };
-    let shards: Vec<ShardId> = match &target {
-        Target::Key(k) => vec![node.locate(db, k)],
-        Target::Prefix(_) => node.shard_list().iter().map(|s| s.id).collect(),
     };
     let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let start = q
@@ -104,17 +125,77 @@ pub async fn watch(
         .map(|s| s.parse::<u64>().ok().filter(|r| *r >= 1))
         .map(|r| r.ok_or_else(|| ApiError::bad_request("bad_revision", "start_revision must be an integer >= 1")))
         .transpose()?;
-    let cursors = match (last_id, start) {
+    let shards = wanted(&node, db, &target);
+    let missing: Vec<ShardId> = shards.iter().copied().filter(|s| node.shard(*s).is_none()).collect();
+    if !missing.is_empty() || shards.is_empty() {
+        return match may_relay {
+            true => relay(&node, &target, &missing, raw.as_deref().unwrap_or(""), last_id).await,
+            false => Err(ApiError::Unavailable { message: format!("no replica of shard(s) {missing:?} here") }),
+        };
+    }
+    let cursors: Vec<(ShardId, Option<u64>)> = match (last_id, start) {
         (Some(id), _) => decode_cursor(id, &shards)?,
-        (None, Some(r)) => shards.iter().map(|s| (*s, r - 1)).collect(),
-        (None, None) => shards
-            .iter()
-            .map(|s| Ok((*s, node.shard(*s).ok_or_else(|| ApiError::internal("shard not hosted"))?.events.current())))
-            .collect::<Result<_, ApiError>>()?,
+        (None, Some(r)) => shards.iter().map(|s| (*s, Some(r - 1))).collect(),
+        (None, None) => shards.iter().map(|s| (*s, node.shard(*s).map(|sh| sh.events.current()))).collect(),
     };
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(stream_events(node, db, target, cursors, tx));
     Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+}
+
+/// Passes the watch to a node holding a replica of every shard it needs and relays the
+/// stream. A prefix watch needs all of them: on a ring where no node holds every shard
+/// it is refused with a clear 503.
+async fn relay(node: &Node, target: &Target, missing: &[ShardId], query: &str, last_id: Option<&str>) -> Result<Response, ApiError> {
+    let ring = node.ring_shards();
+    let need: Vec<ShardId> = match target {
+        Target::Key(_) => missing.to_vec(),
+        Target::Prefix(_) => ring.clone(),
+    };
+    let mut holders: Option<std::collections::BTreeSet<u64>> = None;
+    for s in &need {
+        let members: std::collections::BTreeSet<u64> = node.route(*s).map(|r| r.members.into_iter().collect()).unwrap_or_default();
+        holders = Some(match holders {
+            None => members,
+            Some(h) => h.intersection(&members).copied().collect(),
+        });
+    }
+    let holders: Vec<u64> = holders.unwrap_or_default().into_iter().filter(|n| *n != node.id).collect();
+    if holders.is_empty() {
+        return Err(ApiError::Unavailable {
+            message: format!(
+                "no node holds a replica of every shard this watch needs ({need:?}); watch single keys, or place every shard on some node"
+            ),
+        });
+    }
+    let mut last = String::new();
+    for peer in holders {
+        match node.peers.open_stream(peer, &format!("/internal/watch?{query}"), last_id).await {
+            Ok(mut resp) => {
+                let (tx, rx) = mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(64);
+                tokio::spawn(async move {
+                    loop {
+                        let chunk = tokio::select! {
+                            c = resp.chunk() => c,
+                            _ = tx.closed() => return,
+                        };
+                        match chunk {
+                            Ok(Some(b)) => {
+                                if tx.send(Ok(b)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(None) | Err(_) => return, // the client resumes with Last-Event-ID
+                        }
+                    }
+                });
+                let body = axum::body::Body::from_stream(ReceiverStream::new(rx));
+                return Ok(([(axum::http::header::CONTENT_TYPE, "text/event-stream"), (axum::http::header::CACHE_CONTROL, "no-cache")], body).into_response());
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(ApiError::Unavailable { message: format!("could not open the watch on a node holding its shards: {last}") })
 }
 
 /// Most events taken from one shard's history per pass.
@@ -124,18 +205,52 @@ async fn stream_events(
     node: Arc<Node>,
     db: u8,
     target: Target,
-    mut cursors: Vec<(ShardId, u64)>,
+    start: Vec<(ShardId, Option<u64>)>,
     tx: mpsc::Sender<Result<SseEvent, Infallible>>,
 ) {
+    let mut cursors: Vec<(ShardId, u64)> = Vec::new();
+    let mut fresh: Vec<ShardId> = Vec::new();
+    for (shard, at) in start {
+        match at {
+            Some(r) => cursors.push((shard, r)),
+            None => fresh.push(shard),
+        }
+    }
     loop {
         // Register for wake-ups before looking, so no change slips between look and wait.
         let changed = node.changes.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
+        // The ring may have moved the watched keys: follow them.
+        let want = wanted(&node, db, &target);
+        cursors.retain(|(s, _)| want.contains(s));
+        for s in want {
+            if !cursors.iter().any(|(c, _)| *c == s) && !fresh.contains(&s) {
+                fresh.push(s);
+            }
+        }
+        for shard in std::mem::take(&mut fresh) {
+            let Some(sh) = node.shard(shard) else {
+                // Moved to a shard this node does not hold: the client reconnects (any
+                // node relays it to one that does) and resumes from its cursor.
+                let data = json!({ "type": "resync", "shard": shard, "reason": "the watched keys moved to a shard this node does not hold; reconnect" });
+                let _ = tx.send(Ok(SseEvent::default().event("resync").id(encode_cursor(&cursors)).data(data.to_string()))).await;
+                return;
+            };
+            let current = sh.events.current();
+            cursors.push((shard, current));
+            let data = json!({
+                "type": "resync", "shard": shard, "current_revision": current,
+                "reason": "the ring changed: the watched keys are (also) in this shard now; re-read them, then continue",
+            });
+            if tx.send(Ok(SseEvent::default().event("resync").id(encode_cursor(&cursors)).data(data.to_string()))).await.is_err() {
+                return;
+            }
+        }
         let mut more = false;
         for i in 0..cursors.len() {
             let (shard, after) = cursors[i];
-            let Some(sh) = node.shard(shard) else { return };
+            let Some(sh) = node.shard(shard) else { continue };
             match sh.events.since(after, PASS) {
                 Since::Events(events) => {
                     more |= events.len() == PASS;
@@ -168,6 +283,7 @@ async fn stream_events(
         }
         tokio::select! {
             _ = &mut changed => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {} // ring changes arrive without events
             _ = tx.closed() => return,
             _ = node.stopping.cancelled() => return, // the stream ends; clients resume with Last-Event-ID
         }
@@ -179,12 +295,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cursors_round_trip_and_must_name_the_watched_shards() {
+    fn cursors_round_trip_and_follow_a_changed_ring() {
         let c = vec![(0, 5), (1, 0), (3, 17)];
         let s = encode_cursor(&c);
         assert_eq!(s, "0:5.1:0.3:17");
-        assert_eq!(decode_cursor(&s, &[0, 1, 3]).unwrap(), c);
-        assert!(decode_cursor(&s, &[0, 1, 2]).is_err());
+        assert_eq!(decode_cursor(&s, &[0, 1, 3]).unwrap(), vec![(0, Some(5)), (1, Some(0)), (3, Some(17))]);
+        // Shard 3 merged away and shard 2 is new: 2 starts with a resync, 3 is dropped.
+        assert_eq!(decode_cursor(&s, &[0, 1, 2]).unwrap(), vec![(0, Some(5)), (1, Some(0)), (2, None)]);
         assert!(decode_cursor("garbage", &[0]).is_err());
         assert!(decode_cursor("0:x", &[0]).is_err());
     }

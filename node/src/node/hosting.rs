@@ -26,6 +26,10 @@ pub(super) struct HostedFile {
     /// must not bring back a child as old as that: its group went on without this node.
     #[serde(default)]
     pub(super) retired: BTreeMap<ShardId, u64>,
+    /// Set once this node has bootstrapped the ring (or found it bootstrapped): a
+    /// restart never bootstraps again, whatever replicas it holds by then.
+    #[serde(default)]
+    pub(super) bootstrapped: bool,
 }
 
 /// A change of the ring a shard's state machine reports to its node.
@@ -40,6 +44,7 @@ pub(super) enum RingChange {
 /// The split and merge hook the state machines call: remembers new shards and hands
 /// changes to the node's task that opens and retires replicas.
 pub(super) struct SplitRelay {
+    pub(super) bootstrapped: std::sync::atomic::AtomicBool,
     pub(super) hosted: Mutex<BTreeSet<ShardId>>,
     pub(super) retired: Mutex<BTreeMap<ShardId, u64>>,
     pub(super) tx: tokio::sync::mpsc::UnboundedSender<RingChange>,
@@ -167,7 +172,8 @@ impl Node {
         let _g = self.hosting.lock().await;
         let hosted: BTreeSet<ShardId> = self.shards.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
         let retired = self.relay.retired.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let bytes = serde_json::to_vec_pretty(&HostedFile { hosted, retired }).map_err(std::io::Error::other)?;
+        let bootstrapped = self.relay.bootstrapped.load(std::sync::atomic::Ordering::Acquire);
+        let bytes = serde_json::to_vec_pretty(&HostedFile { hosted, retired, bootstrapped }).map_err(std::io::Error::other)?;
         let dir = self.config.data_dir.clone();
         tokio::task::spawn_blocking(move || write_durably(&dir, "ring.json", &bytes)).await.map_err(std::io::Error::other)?
     }

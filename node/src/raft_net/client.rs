@@ -52,6 +52,26 @@ impl PeerClient {
         self.addrs.read().unwrap_or_else(|p| p.into_inner()).get(&node).cloned()
     }
 
+    /// Opens a long-lived GET (a relayed watch) on `node`; the answer's body is read by
+    /// the caller as it arrives. Only connecting and the status are bounded in time.
+    pub async fn open_stream(&self, node: NodeId, path: &str, last_event_id: Option<&str>) -> Result<reqwest::Response, NetError> {
+        let addr = self.addr(node).ok_or_else(|| NetError::Unreachable(node, "no address known".into()))?;
+        let mut req = self.http.get(format!("http://{addr}{path}"));
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = tokio::time::timeout(Duration::from_secs(5), req.send())
+            .await
+            .map_err(|_| NetError::Unreachable(node, "no answer in 5 s".into()))?
+            .map_err(|e| NetError::Unreachable(node, e.to_string()))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(NetError::Remote(node, format!("{status}: {body}")));
+        }
+        Ok(resp)
+    }
+
     /// Records the internal address of a node learned from a shard's membership.
     pub fn learn(&self, node: NodeId, addr: String) {
         self.addrs.write().unwrap_or_else(|p| p.into_inner()).insert(node, addr);

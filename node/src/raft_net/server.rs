@@ -24,6 +24,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/internal/status", get(status))
         .route("/internal/raft/{shard}/{rpc}", post(raft_rpc))
         .route("/internal/shard/{shard}/serve", post(serve))
+        .route("/internal/watch", get(crate::api::watch::watch_internal))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::admin::router())
         .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY))
