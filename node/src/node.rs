@@ -186,7 +186,7 @@ impl Node {
         let mut shards = BTreeMap::new();
         for &id in &hosted {
             let slice = bootstrap_slice(id, shard_count);
-            let shard = Shard::open(id, &shard_dir(&dir, id), recovered.shards.remove(&id), slice, &deps).await?;
+            let shard = Shard::open(id, &shard_dir(&dir, id), recovered.shards.remove(&id), slice, None, &deps).await?;
             shards.insert(id, Arc::new(shard));
         }
         if !recovered.shards.is_empty() {

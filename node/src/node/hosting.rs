@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{write_durably, Node, StartError};
 use crate::ring::{NodeId, Ring, Route, ShardId, ShardInfo};
-use crate::shard::kv::Slice;
+use crate::shard::kv::{KvState, Slice};
 use crate::shard::state_machine::SplitHost;
 use crate::shard::Shard;
 
@@ -33,10 +33,10 @@ pub(super) struct HostedFile {
 }
 
 /// A change of the ring a shard's state machine reports to its node.
-#[derive(Clone, Copy, Debug)]
 pub(super) enum RingChange {
-    /// A split of `parent` created `child` here (or a snapshot skipped that split).
-    Created { parent: ShardId, child: ShardId },
+    /// A split of `parent` created `child` here, durable, with this state (or a
+    /// snapshot skipped that split: no state, the child's leader sends one).
+    Created { parent: ShardId, child: ShardId, state: Option<Box<KvState>> },
     /// `receiver` finished absorbing `donor`: the donor's replica here can go.
     Merged { receiver: ShardId, donor: ShardId },
 }
@@ -60,13 +60,13 @@ impl SplitHost for SplitRelay {
         !hosted && !retired
     }
 
-    fn created(&self, parent: ShardId, shard: ShardId) {
+    fn created(&self, parent: ShardId, shard: ShardId, state: KvState) {
         self.hosted.lock().unwrap_or_else(|p| p.into_inner()).insert(shard);
-        let _ = self.tx.send(RingChange::Created { parent, child: shard });
+        let _ = self.tx.send(RingChange::Created { parent, child: shard, state: Some(Box::new(state)) });
     }
 
     fn missed(&self, parent: ShardId, shard: ShardId) {
-        let _ = self.tx.send(RingChange::Created { parent, child: shard });
+        let _ = self.tx.send(RingChange::Created { parent, child: shard, state: None });
     }
 
     fn merged(&self, receiver: ShardId, donor: ShardId) {
@@ -182,6 +182,12 @@ impl Node {
     /// snapshot is on disk) or an empty replica that a leader is about to fill (add
     /// replica). Returns the replica.
     pub async fn host_shard(&self, id: ShardId) -> Result<Arc<Shard>, StartError> {
+        self.host_shard_with(id, None).await
+    }
+
+    /// [`Node::host_shard`], starting from `initial` (a split's new shard, whose first
+    /// snapshot holding exactly this state is durable) instead of reading the snapshot.
+    async fn host_shard_with(&self, id: ShardId, initial: Option<Box<KvState>>) -> Result<Arc<Shard>, StartError> {
         if let Some(s) = self.shard(id) {
             return Ok(s);
         }
@@ -193,7 +199,8 @@ impl Node {
         // replica starts from the bootstrap slice; any other shard's log begins after a
         // snapshot, which this replica receives first and which says what it owns.
         let slice = bootstrap_slice(id, self.shard_count);
-        let shard = Arc::new(Shard::open(id, &shard_dir(&self.config.data_dir, id), None, slice, &self.deps).await?);
+        let dir = shard_dir(&self.config.data_dir, id);
+        let shard = Arc::new(Shard::open(id, &dir, None, slice, initial.map(|b| *b), &self.deps).await?);
         self.shards.write().unwrap_or_else(|p| p.into_inner()).insert(id, shard.clone());
         self.relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         drop(guard);
@@ -214,14 +221,14 @@ impl Node {
                 _ = stop.cancelled() => return,
                 next = rx.recv() => match next { Some(x) => x, None => return },
             };
-            let (parent, child) = match change {
-                RingChange::Created { parent, child } => (parent, child),
+            let (parent, child, state) = match change {
+                RingChange::Created { parent, child, state } => (parent, child, state),
                 RingChange::Merged { receiver, donor } => {
                     self.retire_merged(receiver, donor).await;
                     continue;
                 }
             };
-            let shard = match self.host_shard(child).await {
+            let shard = match self.host_shard_with(child, state).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(shard = child, error = %e, "could not open the shard a split created");

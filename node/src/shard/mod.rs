@@ -66,12 +66,25 @@ impl Shard {
     /// Opens shard `id` from its snapshot directory and what the WAL recovered.
     /// Opens shard `id` from its snapshot directory and what the WAL recovered; without a
     /// snapshot it starts empty, owning `slice`.
-    pub async fn open(id: ShardId, dir: &Path, recovered: Option<ShardLog>, slice: Slice, with: &ShardDeps) -> Result<Self, OpenError> {
+    /// Opens a shard's replica: its log from `recovered`, its state from the snapshot in
+    /// `dir` (or `initial`, the content of that snapshot when the caller has it in
+    /// memory), owning `slice` when there is neither.
+    pub async fn open(
+        id: ShardId,
+        dir: &Path,
+        recovered: Option<ShardLog>,
+        slice: Slice,
+        initial: Option<KvState>,
+        with: &ShardDeps,
+    ) -> Result<Self, OpenError> {
         let ShardDeps { node_id, raft_config, wal, peers, changes, host } = with;
         let (node_id, wal, peers, notify) = (*node_id, wal.clone(), peers.clone(), changes.clone());
         let log = LogStore::open(id, wal, recovered).map_err(|source| OpenError::Storage { shard: id, source })?;
-        let sm = StateMachineStore::open(id, dir.to_path_buf(), notify, slice, host.clone())
-            .map_err(|source| OpenError::Storage { shard: id, source })?;
+        let sm = match initial {
+            Some(state) => StateMachineStore::with_state(id, dir.to_path_buf(), notify, state, host.clone()),
+            None => StateMachineStore::open(id, dir.to_path_buf(), notify, slice, host.clone())
+                .map_err(|source| OpenError::Storage { shard: id, source })?,
+        };
         let state = sm.state();
         let events = sm.events();
         let net = NetworkFactory { shard: id, peers };

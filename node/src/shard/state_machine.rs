@@ -26,9 +26,10 @@ pub trait SplitHost: Send + Sync {
     /// it that was at least as new (a replayed split must not bring it back: the new
     /// shard's group went on without this node).
     fn should_create(&self, shard: ShardId, epoch: u64) -> bool;
-    /// `shard` was created by a split on this node and its first snapshot is durable:
+    /// `shard` was created by a split on this node and its first snapshot is durable
+    /// (`state` is that snapshot's content, to open the shard without reading it back):
     /// open it and start its Raft group.
-    fn created(&self, parent: ShardId, shard: ShardId);
+    fn created(&self, parent: ShardId, shard: ShardId, state: KvState);
     /// A snapshot installed on `parent` skipped the split that created `shard` here:
     /// open an empty replica, which the new shard's leader fills with a snapshot.
     fn missed(&self, parent: ShardId, shard: ShardId);
@@ -44,7 +45,7 @@ impl SplitHost for NoSplits {
     fn should_create(&self, _: ShardId, _: u64) -> bool {
         false
     }
-    fn created(&self, _: ShardId, _: ShardId) {}
+    fn created(&self, _: ShardId, _: ShardId, _: KvState) {}
     fn missed(&self, _: ShardId, _: ShardId) {}
     fn merged(&self, _: ShardId, _: ShardId) {}
 }
@@ -111,7 +112,14 @@ pub struct StateMachineStore {
     events: EventLog,
     snapshot_seq: u64,
     host: Arc<dyn SplitHost>,
+    /// First snapshots of new shards still being written. This shard's own next
+    /// snapshot waits for them: until they are durable, the split in this shard's log is
+    /// the only durable record of the moved keys, so the log must not be compacted past it.
+    pending: PendingChildren,
 }
+
+/// Writes of split children's first snapshots in flight.
+type PendingChildren = Arc<tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
 
 /// The directory of shard `id`'s snapshot next to `dir`, the directory of another shard.
 fn sibling_dir(dir: &Path, id: ShardId) -> PathBuf {
@@ -122,14 +130,27 @@ fn sibling_dir(dir: &Path, id: ShardId) -> PathBuf {
 /// membership, and a log that starts at index 0 (openraft starts the group from it
 /// exactly as from an `initialize`d one).
 fn write_child_snapshot(dir: &Path, child: &KvState) -> std::io::Result<()> {
+    let meta = child_meta(child);
+    let body = postcard::to_stdvec(&child.image()).map_err(io_err)?;
+    write_snapshot_file(dir, &meta, &body)
+}
+
+/// The first snapshot's metadata of a shard born from a split.
+fn child_meta(child: &KvState) -> SnapshotMeta {
     let origin = LogId::default();
-    let meta = SnapshotMeta {
+    SnapshotMeta {
         last_log_id: Some(origin),
         last_membership: StoredMembership::new(Some(origin), child.membership.membership().clone()),
         snapshot_id: format!("{}-split-{}", child.slice.shard, child.slice.epoch),
-    };
-    let body = postcard::to_stdvec(&child.image()).map_err(io_err)?;
-    write_snapshot_file(dir, &meta, &body)
+    }
+}
+
+/// A split's new state as its first snapshot reads back: applied up to the origin.
+fn as_opened(mut child: KvState) -> KvState {
+    let meta = child_meta(&child);
+    child.last_applied = meta.last_log_id;
+    child.membership = meta.last_membership;
+    child
 }
 
 impl StateMachineStore {
@@ -142,8 +163,14 @@ impl StateMachineStore {
             let image: KvImage = postcard::from_bytes(&body).map_err(io_err)?;
             state = KvState::from_image(image, meta.last_log_id, meta.last_membership.clone());
         }
+        Ok(Self::with_state(shard, dir, notify, state, host))
+    }
+
+    /// A state machine starting from `state`, already durable in `dir` (a split's new
+    /// shard, opened from memory instead of reading back what was just written).
+    pub fn with_state(shard: ShardId, dir: PathBuf, notify: Arc<Notify>, state: KvState, host: Arc<dyn SplitHost>) -> Self {
         let events = EventLog::new(state.revision, notify);
-        Ok(Self { shard, dir, state: Arc::new(RwLock::new(state)), events, snapshot_seq: 0, host })
+        Self { shard, dir, state: Arc::new(RwLock::new(state)), events, snapshot_seq: 0, host, pending: Arc::default() }
     }
 
     /// The shard's change history, for watchers.
@@ -171,10 +198,16 @@ pub struct SnapshotBuilder {
     dir: PathBuf,
     state: Arc<RwLock<KvState>>,
     seq: u64,
+    pending: PendingChildren,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        // New shards' first snapshots are durable before this one can let the log go.
+        let writes = std::mem::take(&mut *self.pending.lock().await);
+        for w in writes {
+            let _ = w.await;
+        }
         let view = read_state(&self.state).clone(); // O(1): shares structure
         let dir = self.dir.clone();
         let shard = self.shard;
@@ -264,22 +297,33 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             s.revision
         };
         self.events.record(events, revision);
-        // A new shard's first snapshot is durable before the split counts as applied: a
-        // later snapshot of this shard (without the moved keys) can then never be the
-        // only copy. A replayed split of a shard already hosted changes only this one.
+        // A new shard's first snapshot is written in the background: this shard goes on
+        // applying (its own keys are not held up by the size of the moved ones), its next
+        // snapshot waits for the write (see `pending`), and the new shard opens once its
+        // snapshot is durable. A crash before then replays the split from this shard's
+        // log. A replayed split of a shard hosted (or retired) here creates nothing.
         for child in children {
             let id = child.slice.shard;
             if !self.host.should_create(id, child.slice.epoch) {
                 continue;
             }
             let dir = sibling_dir(&self.dir, id);
-            let keys = child.len();
-            tokio::task::spawn_blocking(move || write_child_snapshot(&dir, &child))
-                .await
-                .map_err(|e| StorageIOError::write_snapshot(None, &io_err(e)))?
-                .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-            tracing::info!(shard = self.shard, new_shard = id, keys, "split: new shard created");
-            self.host.created(self.shard, id);
+            let (host, parent) = (self.host.clone(), self.shard);
+            let write = tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let keys = child.len();
+                let image = child.clone();
+                match tokio::task::spawn_blocking(move || write_child_snapshot(&dir, &image)).await {
+                    Ok(Ok(())) => {
+                        let ms = started.elapsed().as_millis() as u64;
+                        tracing::info!(shard = parent, new_shard = id, keys, ms, "split: new shard's first snapshot is durable");
+                        host.created(parent, id, as_opened(child));
+                    }
+                    Ok(Err(e)) => tracing::error!(shard = parent, new_shard = id, error = %e, "split: could not write the new shard's snapshot"),
+                    Err(e) => tracing::error!(shard = parent, new_shard = id, error = %e, "split: snapshot writer failed"),
+                }
+            });
+            self.pending.lock().await.push(write);
         }
         for donor in donors {
             tracing::info!(shard = self.shard, donor, "merge: donor absorbed");
@@ -290,7 +334,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         self.snapshot_seq += 1;
-        SnapshotBuilder { shard: self.shard, dir: self.dir.clone(), state: self.state.clone(), seq: self.snapshot_seq }
+        SnapshotBuilder {
+            shard: self.shard,
+            dir: self.dir.clone(),
+            state: self.state.clone(),
+            seq: self.snapshot_seq,
+            pending: self.pending.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
