@@ -63,6 +63,8 @@ pub struct Node {
     routes: RwLock<Routes>,
     deps: ShardDeps,
     relay: Arc<SplitRelay>,
+    /// WAL state of shards not hosted at start, until a replayed split opens them.
+    unclaimed: Mutex<BTreeMap<ShardId, crate::wal::ShardLog>>,
     splits: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<hosting::RingChange>>>,
     /// Serialises changes to the hosted set and `ring.json`.
     hosting: tokio::sync::Mutex<()>,
@@ -171,6 +173,7 @@ impl Node {
         let relay = Arc::new(SplitRelay {
             bootstrapped: on_disk.bootstrapped.into(),
             hosted: Mutex::new(hosted.clone()),
+            not_durable: Mutex::default(),
             retired: Mutex::new(on_disk.retired),
             tx,
         });
@@ -190,7 +193,7 @@ impl Node {
             shards.insert(id, Arc::new(shard));
         }
         if !recovered.shards.is_empty() {
-            tracing::warn!(shards = ?recovered.shards.keys().collect::<Vec<_>>(), "WAL holds shards this node does not host; ignored");
+            tracing::info!(shards = ?recovered.shards.keys().collect::<Vec<_>>(), "WAL holds shards not hosted at start; kept for a split replayed from a parent's log");
         }
         let node = Arc::new(Node {
             id: config.node_id,
@@ -200,6 +203,7 @@ impl Node {
             routes: RwLock::new(Routes::default()),
             deps,
             relay,
+            unclaimed: Mutex::new(std::mem::take(&mut recovered.shards)),
             splits: Mutex::new(Some(rx)),
             hosting: tokio::sync::Mutex::new(()),
             peers,

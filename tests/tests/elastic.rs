@@ -337,3 +337,36 @@ async fn a_key_watch_follows_its_key_through_a_split_even_on_a_node_without_its_
         assert_eq!(last["shard"].as_u64(), Some(u64::from(shard) + 2), "{name}: the put after the split comes from the new shard");
     }
 }
+
+/// Writes acknowledged by a split's new shards right after the split survive every node
+/// being killed at once, whether or not the new shards' first snapshots reached the disk
+/// (if not, the parents' logs replay the split and the new shards' logs are kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_every_node_right_after_a_split_loses_no_write_to_the_new_shards() {
+    let c = Cluster::start(3, 2).await;
+    let n1 = c.node(1);
+    let mut written = Vec::new();
+    for i in 0..200 {
+        let (k, v) = (format!("pre-{i}"), format!("v{i}"));
+        n1.put(&k, &v).await;
+        written.push((k, v));
+    }
+    let d = driver(&c);
+    converge(&d, 4, 3, &[1, 2, 3]).await;
+    for i in 0..100 {
+        let (k, v) = (format!("post-{i}"), format!("w{i}"));
+        c.node(1 + (i % 3)).put(&k, &v).await;
+        written.push((k, v));
+    }
+    for id in c.ids() {
+        c.kill(id);
+    }
+    for id in c.ids() {
+        c.restart(id);
+    }
+    c.wait_ready().await;
+    let ring = d.observe().await.expect("ring");
+    assert_eq!(ring.observed.shards.len(), 4, "the split survived: {}", ring.describe());
+    let missing = c.read_back(&written, &c.ids()).await;
+    assert!(missing.is_empty(), "lost: {missing:?}");
+}

@@ -37,6 +37,9 @@ pub(super) enum RingChange {
     /// A split of `parent` created `child` here, durable, with this state (or a
     /// snapshot skipped that split: no state, the child's leader sends one).
     Created { parent: ShardId, child: ShardId, state: Option<Box<KvState>> },
+    /// The first snapshot of `shard`, created here by a split, is durable: `ring.json`
+    /// may list it.
+    Durable { shard: ShardId },
     /// `receiver` finished absorbing `donor`: the donor's replica here can go.
     Merged { receiver: ShardId, donor: ShardId },
 }
@@ -46,6 +49,9 @@ pub(super) enum RingChange {
 pub(super) struct SplitRelay {
     pub(super) bootstrapped: std::sync::atomic::AtomicBool,
     pub(super) hosted: Mutex<BTreeSet<ShardId>>,
+    /// Split children open here whose first snapshot is not durable yet: left out of
+    /// `ring.json`, so a crash before it is durable has the parent's log replay the split.
+    pub(super) not_durable: Mutex<BTreeSet<ShardId>>,
     pub(super) retired: Mutex<BTreeMap<ShardId, u64>>,
     pub(super) tx: tokio::sync::mpsc::UnboundedSender<RingChange>,
 }
@@ -62,6 +68,7 @@ impl SplitHost for SplitRelay {
 
     fn created(&self, parent: ShardId, shard: ShardId, state: KvState) {
         self.hosted.lock().unwrap_or_else(|p| p.into_inner()).insert(shard);
+        self.not_durable.lock().unwrap_or_else(|p| p.into_inner()).insert(shard);
         let _ = self.tx.send(RingChange::Created { parent, child: shard, state: Some(Box::new(state)) });
     }
 
@@ -71,6 +78,11 @@ impl SplitHost for SplitRelay {
 
     fn merged(&self, receiver: ShardId, donor: ShardId) {
         let _ = self.tx.send(RingChange::Merged { receiver, donor });
+    }
+
+    fn durable(&self, shard: ShardId) {
+        self.not_durable.lock().unwrap_or_else(|p| p.into_inner()).remove(&shard);
+        let _ = self.tx.send(RingChange::Durable { shard });
     }
 }
 
@@ -87,6 +99,9 @@ pub(super) fn hosted_on_disk(dir: &Path, bootstrap_shards: u32) -> std::io::Resu
     if let Ok(entries) = std::fs::read_dir(dir.join("shards")) {
         for e in entries.flatten() {
             let id = e.file_name().to_str().and_then(|n| n.parse::<ShardId>().ok());
+            // A split's first snapshot that never became durable is not to be trusted;
+            // the parent's log replays the split.
+            let _ = std::fs::remove_file(e.path().join(crate::shard::state_machine::PENDING_FILE));
             if let Some(id) = id.filter(|_| e.path().join("snapshot.bin").exists()) {
                 hosted.insert(id);
             }
@@ -170,7 +185,8 @@ impl Node {
 
     pub(super) async fn save_hosted(&self) -> std::io::Result<()> {
         let _g = self.hosting.lock().await;
-        let hosted: BTreeSet<ShardId> = self.shards.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
+        let not_durable = self.relay.not_durable.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let hosted: BTreeSet<ShardId> = self.shards.read().unwrap_or_else(|p| p.into_inner()).keys().copied().filter(|id| !not_durable.contains(id)).collect();
         let retired = self.relay.retired.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let bootstrapped = self.relay.bootstrapped.load(std::sync::atomic::Ordering::Acquire);
         let bytes = serde_json::to_vec_pretty(&HostedFile { hosted, retired, bootstrapped }).map_err(std::io::Error::other)?;
@@ -200,7 +216,14 @@ impl Node {
         // snapshot, which this replica receives first and which says what it owns.
         let slice = bootstrap_slice(id, self.shard_count);
         let dir = shard_dir(&self.config.data_dir, id);
-        let shard = Arc::new(Shard::open(id, &dir, None, slice, initial.map(|b| *b), &self.deps).await?);
+        // A shard the WAL has entries of but that was not hosted at start (a split's new
+        // shard that took writes before its first snapshot was durable) gets them back.
+        // Only a log that is exactly such a shard's (entries from index 1, nothing purged);
+        // its commit index is left for the leader to tell again (it need not be durable).
+        let recovered = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        let recovered = recovered.filter(|l| initial.is_some() && l.purged.is_none() && l.entries.keys().next() == Some(&1));
+        let recovered = recovered.map(|l| crate::wal::ShardLog { committed: None, ..l });
+        let shard = Arc::new(Shard::open(id, &dir, recovered, slice, initial.map(|b| *b), &self.deps).await?);
         self.shards.write().unwrap_or_else(|p| p.into_inner()).insert(id, shard.clone());
         self.relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         drop(guard);
@@ -225,6 +248,12 @@ impl Node {
                 RingChange::Created { parent, child, state } => (parent, child, state),
                 RingChange::Merged { receiver, donor } => {
                     self.retire_merged(receiver, donor).await;
+                    continue;
+                }
+                RingChange::Durable { shard } => {
+                    if let Err(e) = self.save_hosted().await {
+                        tracing::error!(shard, error = %e, "could not record a new shard in ring.json");
+                    }
                     continue;
                 }
             };

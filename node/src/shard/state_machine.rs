@@ -36,6 +36,8 @@ pub trait SplitHost: Send + Sync {
     /// `receiver` absorbed `donor` (a merge finished here): this node's replica of the
     /// donor is no longer needed.
     fn merged(&self, receiver: ShardId, donor: ShardId);
+    /// The first snapshot of `shard` (created here by a split) is durable now.
+    fn durable(&self, shard: ShardId);
 }
 
 /// A node that never splits (tests of one shard).
@@ -48,12 +50,16 @@ impl SplitHost for NoSplits {
     fn created(&self, _: ShardId, _: ShardId, _: KvState) {}
     fn missed(&self, _: ShardId, _: ShardId) {}
     fn merged(&self, _: ShardId, _: ShardId) {}
+    fn durable(&self, _: ShardId) {}
 }
 
 /// On-disk snapshot file: `MAGIC | meta_len u32 LE | meta (postcard) | body | crc32 u32 LE`,
 /// the CRC covering everything before it. Written to a temporary name, fsynced, renamed.
 const SNAP_MAGIC: &[u8; 8] = b"RKVSNAP3";
 const SNAP_FILE: &str = "snapshot.bin";
+/// A split's new shard's first snapshot while it is not yet fsynced: readable (the
+/// shard serves from it at once), never trusted after a restart (deleted on start).
+pub const PENDING_FILE: &str = "snapshot.pending";
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
@@ -61,14 +67,7 @@ fn io_err(e: impl std::fmt::Display) -> std::io::Error {
 
 fn write_snapshot_file(dir: &Path, meta: &SnapshotMeta, body: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let meta_bytes = postcard::to_stdvec(meta).map_err(io_err)?;
-    let mut buf = Vec::with_capacity(SNAP_MAGIC.len() + 8 + meta_bytes.len() + body.len());
-    buf.extend_from_slice(SNAP_MAGIC);
-    buf.extend_from_slice(&(meta_bytes.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&meta_bytes);
-    buf.extend_from_slice(body);
-    let crc = crc32fast::hash(&buf);
-    buf.extend_from_slice(&crc.to_le_bytes());
+    let buf = encode_snapshot(meta, body)?;
     let tmp = dir.join("snapshot.tmp");
     {
         use std::io::Write;
@@ -80,11 +79,56 @@ fn write_snapshot_file(dir: &Path, meta: &SnapshotMeta, body: &[u8]) -> std::io:
     std::fs::File::open(dir)?.sync_all() // the rename itself is durable
 }
 
+/// Writes a split child's first snapshot as [`PENDING_FILE`], without waiting for the
+/// disk: a page-cache write, so the new shard can open at once.
+fn write_pending_snapshot(dir: &Path, meta: &SnapshotMeta, body: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(PENDING_FILE), encode_snapshot(meta, body)?)
+}
+
+/// Makes the pending first snapshot durable and the shard's snapshot, unless the shard
+/// already wrote a newer one of its own (then the pending one is just dropped).
+fn make_pending_durable(dir: &Path) -> std::io::Result<()> {
+    let pending = dir.join(PENDING_FILE);
+    std::fs::File::open(&pending)?.sync_all()?;
+    match std::fs::hard_link(&pending, dir.join(SNAP_FILE)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::remove_file(&pending)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn encode_snapshot(meta: &SnapshotMeta, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let meta_bytes = postcard::to_stdvec(meta).map_err(io_err)?;
+    let mut buf = Vec::with_capacity(SNAP_MAGIC.len() + 8 + meta_bytes.len() + body.len());
+    buf.extend_from_slice(SNAP_MAGIC);
+    buf.extend_from_slice(&(meta_bytes.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&meta_bytes);
+    buf.extend_from_slice(body);
+    let crc = crc32fast::hash(&buf);
+    buf.extend_from_slice(&crc.to_le_bytes());
+    Ok(buf)
+}
+
 /// Reads the snapshot file, if any. A damaged file is an error, never silently ignored:
 /// the log before it may already be purged.
 fn read_snapshot_file(dir: &Path) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
-    let path = dir.join(SNAP_FILE);
-    let buf = match std::fs::read(&path) {
+    read_snapshot_at(&dir.join(SNAP_FILE))
+}
+
+/// The shard's current snapshot for Raft: the durable one, else a split's pending first
+/// snapshot (written by this process: stale ones are deleted on start).
+fn read_current_snapshot(dir: &Path) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
+    match read_snapshot_at(&dir.join(SNAP_FILE))? {
+        Some(s) => Ok(Some(s)),
+        None => read_snapshot_at(&dir.join(PENDING_FILE)),
+    }
+}
+
+fn read_snapshot_at(path: &Path) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
+    let buf = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -132,7 +176,7 @@ fn sibling_dir(dir: &Path, id: ShardId) -> PathBuf {
 fn write_child_snapshot(dir: &Path, child: &KvState) -> std::io::Result<()> {
     let meta = child_meta(child);
     let body = postcard::to_stdvec(&child.image()).map_err(io_err)?;
-    write_snapshot_file(dir, &meta, &body)
+    write_pending_snapshot(dir, &meta, &body)
 }
 
 /// The first snapshot's metadata of a shard born from a split.
@@ -313,14 +357,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let started = std::time::Instant::now();
                 let keys = child.len();
                 let image = child.clone();
-                match tokio::task::spawn_blocking(move || write_child_snapshot(&dir, &image)).await {
-                    Ok(Ok(())) => {
+                let d = dir.clone();
+                match tokio::task::spawn_blocking(move || write_child_snapshot(&d, &image)).await.map_err(io_err).and_then(|r| r) {
+                    Ok(()) => {
                         let ms = started.elapsed().as_millis() as u64;
-                        tracing::info!(shard = parent, new_shard = id, keys, ms, "split: new shard's first snapshot is durable");
+                        tracing::info!(shard = parent, new_shard = id, keys, ms, "split: new shard created");
                         host.created(parent, id, as_opened(child));
                     }
-                    Ok(Err(e)) => tracing::error!(shard = parent, new_shard = id, error = %e, "split: could not write the new shard's snapshot"),
-                    Err(e) => tracing::error!(shard = parent, new_shard = id, error = %e, "split: snapshot writer failed"),
+                    Err(e) => {
+                        tracing::error!(shard = parent, new_shard = id, error = %e, "split: could not write the new shard's snapshot");
+                        return;
+                    }
+                }
+                match tokio::task::spawn_blocking(move || make_pending_durable(&dir)).await.map_err(io_err).and_then(|r| r) {
+                    Ok(()) => {
+                        let ms = started.elapsed().as_millis() as u64;
+                        tracing::info!(shard = parent, new_shard = id, ms, "split: new shard's first snapshot is durable");
+                        host.durable(id);
+                    }
+                    Err(e) => tracing::error!(shard = parent, new_shard = id, error = %e, "split: could not make the new shard's snapshot durable"),
                 }
             });
             self.pending.lock().await.push(write);
@@ -389,7 +444,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let dir = self.dir.clone();
-        let read = tokio::task::spawn_blocking(move || read_snapshot_file(&dir))
+        let read = tokio::task::spawn_blocking(move || read_current_snapshot(&dir))
             .await
             .map_err(|e| StorageIOError::read_snapshot(None, &io_err(e)))?
             .map_err(|e| StorageIOError::read_snapshot(None, &e))?;

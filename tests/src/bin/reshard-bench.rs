@@ -142,6 +142,16 @@ async fn run() -> anyhow::Result<()> {
     report("reshard.balance", &samples, baseline, balance_start, balance_end);
     let errors = samples.iter().filter(|s| !s.ok).count();
     println!("reshard.errors: {errors}");
+    // How long each new shard's first snapshot took to become durable (node logs).
+    let mut snap_ms: Vec<u64> = Vec::new();
+    for id in c.ids() {
+        for line in c.log(id).lines().filter(|l| l.contains("first snapshot is durable")) {
+            if let Some(ms) = line.split_whitespace().find_map(|w| w.strip_prefix("ms=")).and_then(|v| v.parse().ok()) {
+                snap_ms.push(ms);
+            }
+        }
+    }
+    println!("reshard.child_snapshot_max_ms: {}", snap_ms.iter().max().copied().unwrap_or(0));
     Ok(())
 }
 
