@@ -431,6 +431,14 @@ impl Node {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            // Snapshots rewrite whole shards: take them only once the WAL has grown as
+            // large as the data they would rewrite, so compaction costs at most about as
+            // many bytes as the writes did (not a rewrite of every shard per segment).
+            let (wal_bytes, _) = self.wal.disk_usage();
+            let data: u64 = self.shard_list().iter().map(|s| s.snapshot_bytes.load(std::sync::atomic::Ordering::Relaxed)).sum();
+            if wal_bytes < data {
+                continue;
+            }
             for id in self.wal.pinning_shards() {
                 let Some(s) = self.shard(id) else { continue };
                 let applied = s.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);

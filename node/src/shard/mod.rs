@@ -39,6 +39,8 @@ pub struct Shard {
     /// Set on the leader while it hands leadership to another replica: it serves
     /// nothing (routers retry) so that no append renews the followers' leader lease.
     pub transferring: std::sync::atomic::AtomicBool,
+    /// Size of this replica's latest snapshot (WAL compaction weighs it).
+    pub snapshot_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What every shard of a node is opened with.
@@ -87,6 +89,7 @@ impl Shard {
         };
         let state = sm.state();
         let events = sm.events();
+        let snapshot_bytes = sm.snapshot_bytes();
         let net = NetworkFactory { shard: id, peers };
         let raft = Raft::new(node_id, raft_config.clone(), net, log.clone(), sm)
             .await
@@ -102,6 +105,7 @@ impl Shard {
             proposer,
             read_index: read_index::ReadIndex::default(),
             transferring: std::sync::atomic::AtomicBool::new(false),
+            snapshot_bytes,
         })
     }
 

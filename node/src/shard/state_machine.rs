@@ -160,6 +160,8 @@ pub struct StateMachineStore {
     /// snapshot waits for them: until they are durable, the split in this shard's log is
     /// the only durable record of the moved keys, so the log must not be compacted past it.
     pending: PendingChildren,
+    /// Size of the latest snapshot file, for the node's WAL compaction policy.
+    snapshot_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Writes of split children's first snapshots in flight.
@@ -203,18 +205,37 @@ impl StateMachineStore {
     pub fn open(shard: ShardId, dir: PathBuf, notify: Arc<Notify>, slice: Slice, host: Arc<dyn SplitHost>) -> std::io::Result<Self> {
         let mut state = KvState::default();
         state.slice = slice;
+        let mut bytes = 0;
         if let Some((meta, body)) = read_snapshot_file(&dir)? {
+            bytes = body.len() as u64;
             let image: KvImage = postcard::from_bytes(&body).map_err(io_err)?;
             state = KvState::from_image(image, meta.last_log_id, meta.last_membership.clone());
         }
-        Ok(Self::with_state(shard, dir, notify, state, host))
+        let sm = Self::with_state(shard, dir, notify, state, host);
+        sm.snapshot_bytes.store(bytes, std::sync::atomic::Ordering::Relaxed);
+        Ok(sm)
     }
 
     /// A state machine starting from `state`, already durable in `dir` (a split's new
     /// shard, opened from memory instead of reading back what was just written).
     pub fn with_state(shard: ShardId, dir: PathBuf, notify: Arc<Notify>, state: KvState, host: Arc<dyn SplitHost>) -> Self {
         let events = EventLog::new(state.revision, notify);
-        Self { shard, dir, state: Arc::new(RwLock::new(state)), events, snapshot_seq: 0, host, pending: Arc::default() }
+        Self {
+            shard,
+            dir,
+            state: Arc::new(RwLock::new(state)),
+            events,
+            snapshot_seq: 0,
+            host,
+            pending: Arc::default(),
+            snapshot_bytes: Arc::default(),
+        }
+    }
+
+    /// The size of the latest snapshot, kept up to date as snapshots are built and
+    /// installed.
+    pub fn snapshot_bytes(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.snapshot_bytes.clone()
     }
 
     /// The shard's change history, for watchers.
@@ -243,6 +264,7 @@ pub struct SnapshotBuilder {
     state: Arc<RwLock<KvState>>,
     seq: u64,
     pending: PendingChildren,
+    snapshot_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -275,6 +297,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let (meta, body) = built;
         tracing::info!(shard, last = ?meta.last_log_id, bytes = body.len(), "snapshot built");
+        self.snapshot_bytes.store(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(body)) })
     }
 }
@@ -395,6 +418,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             state: self.state.clone(),
             seq: self.snapshot_seq,
             pending: self.pending.clone(),
+            snapshot_bytes: self.snapshot_bytes.clone(),
         }
     }
 
@@ -404,6 +428,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
         let bytes = snapshot.into_inner();
+        self.snapshot_bytes.store(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let image: KvImage = postcard::from_bytes(&bytes)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &io_err(e)))?;
         let dir = self.dir.clone();
