@@ -98,6 +98,12 @@ async fn run() -> anyhow::Result<()> {
     println!("reshard.data_mb: {data_mb}");
     println!("reshard.load_mb_per_s: {:.1}", data_mb as f64 / took.as_secs_f64());
     eprintln!("# loaded {keys} keys of {} KiB in {:.1} s", value / 1024, took.as_secs_f64());
+    // Let the page cache reach the disk before measuring, so the baseline is not a
+    // writeback storm from the load.
+    let settle = Instant::now();
+    let _ = std::process::Command::new("sync").status();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    eprintln!("# settled in {:.1} s", settle.elapsed().as_secs_f64());
 
     // Writers run through a baseline, the doubling, and as long again after.
     let urls: Arc<Vec<String>> = Arc::new(c.ids().iter().map(|id| c.url(*id)).collect());
@@ -137,21 +143,22 @@ async fn run() -> anyhow::Result<()> {
     anyhow::ensure!(ring.observed.shards.len() == 8, "not 8 shards: {}", ring.describe());
     anyhow::ensure!(total_keys >= keys, "keys lost: {total_keys} < {keys}");
 
+    report("reshard.baseline", &samples, baseline, Duration::ZERO, baseline);
     report("reshard.split", &samples, baseline, split_start, split_end);
     println!("reshard.splits: {splits}");
     report("reshard.balance", &samples, baseline, balance_start, balance_end);
     let errors = samples.iter().filter(|s| !s.ok).count();
     println!("reshard.errors: {errors}");
     // How long each new shard's first snapshot took to become durable (node logs).
-    let mut snap_ms: Vec<u64> = Vec::new();
-    for id in c.ids() {
-        for line in c.log(id).lines().filter(|l| l.contains("first snapshot is durable")) {
-            if let Some(ms) = line.split_whitespace().find_map(|w| w.strip_prefix("ms=")).and_then(|v| v.parse().ok()) {
-                snap_ms.push(ms);
+    for (what, marker) in [("open", "split: new shard created"), ("durable", "first snapshot is durable")] {
+        let mut ms: Vec<u64> = Vec::new();
+        for id in c.ids() {
+            for line in c.log(id).lines().filter(|l| l.contains(marker)) {
+                ms.extend(line.split_whitespace().find_map(|w| w.strip_prefix("ms=")).and_then(|v| v.parse::<u64>().ok()));
             }
         }
+        println!("reshard.child_snapshot_{what}_max_ms: {}", ms.iter().max().copied().unwrap_or(0));
     }
-    println!("reshard.child_snapshot_max_ms: {}", snap_ms.iter().max().copied().unwrap_or(0));
     Ok(())
 }
 
