@@ -101,7 +101,7 @@ pub(super) fn hosted_on_disk(dir: &Path, bootstrap_shards: u32) -> std::io::Resu
             let id = e.file_name().to_str().and_then(|n| n.parse::<ShardId>().ok());
             // A split's first snapshot that never became durable is not to be trusted;
             // the parent's log replays the split.
-            let _ = std::fs::remove_file(e.path().join(crate::shard::state_machine::PENDING_FILE));
+            let _ = std::fs::remove_file(e.path().join(crate::shard::state_machine::INITIAL_TMP));
             if let Some(id) = id.filter(|_| e.path().join("snapshot.bin").exists()) {
                 hosted.insert(id);
             }

@@ -5,6 +5,7 @@ pub mod kv;
 pub mod log_store;
 pub mod proposer;
 pub mod read_index;
+pub mod snapshot_body;
 pub mod state_machine;
 pub mod types;
 

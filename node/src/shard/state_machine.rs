@@ -7,7 +7,6 @@
 //! (fsynced, then renamed into place), and on start the shard rebuilds from the snapshot
 //! plus the WAL's committed entries.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -15,6 +14,7 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 
 use super::events::{EventLog, Notify};
+use super::snapshot_body::SnapshotBody;
 use super::kv::{KvImage, KvState, Slice};
 use super::types::{Command, Entry, LogId, ProposalResult, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::ring::{NodeId, ShardId};
@@ -57,9 +57,8 @@ impl SplitHost for NoSplits {
 /// the CRC covering everything before it. Written to a temporary name, fsynced, renamed.
 const SNAP_MAGIC: &[u8; 8] = b"RKVSNAP3";
 const SNAP_FILE: &str = "snapshot.bin";
-/// A split's new shard's first snapshot while it is not yet fsynced: readable (the
-/// shard serves from it at once), never trusted after a restart (deleted on start).
-pub const PENDING_FILE: &str = "snapshot.pending";
+/// A split child's first snapshot on its way to disk; never trusted after a restart.
+pub const INITIAL_TMP: &str = "snapshot.initial.tmp";
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
@@ -79,24 +78,23 @@ fn write_snapshot_file(dir: &Path, meta: &SnapshotMeta, body: &[u8]) -> std::io:
     std::fs::File::open(dir)?.sync_all() // the rename itself is durable
 }
 
-/// Writes a split child's first snapshot as [`PENDING_FILE`], without waiting for the
-/// disk: a page-cache write, so the new shard can open at once.
-fn write_pending_snapshot(dir: &Path, meta: &SnapshotMeta, body: &[u8]) -> std::io::Result<()> {
+/// Writes a split child's first snapshot durably, unless the shard already wrote a
+/// newer one of its own (it serves from memory meanwhile and may snapshot again first).
+fn write_initial_snapshot(dir: &Path, meta: &SnapshotMeta, body: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join(PENDING_FILE), encode_snapshot(meta, body)?)
-}
-
-/// Makes the pending first snapshot durable and the shard's snapshot, unless the shard
-/// already wrote a newer one of its own (then the pending one is just dropped).
-fn make_pending_durable(dir: &Path) -> std::io::Result<()> {
-    let pending = dir.join(PENDING_FILE);
-    std::fs::File::open(&pending)?.sync_all()?;
-    match std::fs::hard_link(&pending, dir.join(SNAP_FILE)) {
+    let tmp = dir.join("snapshot.initial.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&encode_snapshot(meta, body)?)?;
+        f.sync_all()?;
+    }
+    match std::fs::hard_link(&tmp, dir.join(SNAP_FILE)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }
-    std::fs::remove_file(&pending)?;
+    std::fs::remove_file(&tmp)?;
     std::fs::File::open(dir)?.sync_all()
 }
 
@@ -116,15 +114,6 @@ fn encode_snapshot(meta: &SnapshotMeta, body: &[u8]) -> std::io::Result<Vec<u8>>
 /// the log before it may already be purged.
 fn read_snapshot_file(dir: &Path) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
     read_snapshot_at(&dir.join(SNAP_FILE))
-}
-
-/// The shard's current snapshot for Raft: the durable one, else a split's pending first
-/// snapshot (written by this process: stale ones are deleted on start).
-fn read_current_snapshot(dir: &Path) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
-    match read_snapshot_at(&dir.join(SNAP_FILE))? {
-        Some(s) => Ok(Some(s)),
-        None => read_snapshot_at(&dir.join(PENDING_FILE)),
-    }
 }
 
 fn read_snapshot_at(path: &Path) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
@@ -162,6 +151,9 @@ pub struct StateMachineStore {
     pending: PendingChildren,
     /// Size of the latest snapshot file, for the node's WAL compaction policy.
     snapshot_bytes: Arc<std::sync::atomic::AtomicU64>,
+    /// A split's new shard: its first snapshot's content, served from memory (encoded
+    /// only if read) until the snapshot file exists.
+    initial: Option<(SnapshotMeta, KvState)>,
 }
 
 /// Writes of split children's first snapshots in flight.
@@ -178,7 +170,7 @@ fn sibling_dir(dir: &Path, id: ShardId) -> PathBuf {
 fn write_child_snapshot(dir: &Path, child: &KvState) -> std::io::Result<()> {
     let meta = child_meta(child);
     let body = postcard::to_stdvec(&child.image()).map_err(io_err)?;
-    write_pending_snapshot(dir, &meta, &body)
+    write_initial_snapshot(dir, &meta, &body)
 }
 
 /// The first snapshot's metadata of a shard born from a split.
@@ -211,15 +203,17 @@ impl StateMachineStore {
             let image: KvImage = postcard::from_bytes(&body).map_err(io_err)?;
             state = KvState::from_image(image, meta.last_log_id, meta.last_membership.clone());
         }
-        let sm = Self::with_state(shard, dir, notify, state, host);
+        let mut sm = Self::with_state(shard, dir, notify, state, host);
+        sm.initial = None;
         sm.snapshot_bytes.store(bytes, std::sync::atomic::Ordering::Relaxed);
         Ok(sm)
     }
 
-    /// A state machine starting from `state`, already durable in `dir` (a split's new
-    /// shard, opened from memory instead of reading back what was just written).
+    /// A state machine starting from `state`: a split's new shard, opened from memory
+    /// while its first snapshot goes to disk in the background.
     pub fn with_state(shard: ShardId, dir: PathBuf, notify: Arc<Notify>, state: KvState, host: Arc<dyn SplitHost>) -> Self {
         let events = EventLog::new(state.revision, notify);
+        let initial = Some((child_meta(&state), state.clone()));
         Self {
             shard,
             dir,
@@ -229,6 +223,7 @@ impl StateMachineStore {
             host,
             pending: Arc::default(),
             snapshot_bytes: Arc::default(),
+            initial,
         }
     }
 
@@ -298,7 +293,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let (meta, body) = built;
         tracing::info!(shard, last = ?meta.last_log_id, bytes = body.len(), "snapshot built");
         self.snapshot_bytes.store(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(body)) })
+        Ok(Snapshot { meta, snapshot: Box::new(SnapshotBody::bytes(body)) })
     }
 }
 
@@ -364,41 +359,32 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             s.revision
         };
         self.events.record(events, revision);
-        // A new shard's first snapshot is written in the background: this shard goes on
-        // applying (its own keys are not held up by the size of the moved ones), its next
-        // snapshot waits for the write (see `pending`), and the new shard opens once its
-        // snapshot is durable. A crash before then replays the split from this shard's
-        // log. A replayed split of a shard hosted (or retired) here creates nothing.
+        // A new shard opens at once, from memory (its snapshot body is encoded only if a
+        // follower ever needs it), and its first snapshot goes to disk in the background:
+        // neither this shard's keys nor the moved ones wait for the size of the data.
+        // This shard's next snapshot waits for that write (see `pending`); a crash before
+        // then replays the split from this shard's log, and the new shard gets its WAL
+        // entries back. A replayed split of a shard hosted (or retired) here creates nothing.
         for child in children {
             let id = child.slice.shard;
             if !self.host.should_create(id, child.slice.epoch) {
                 continue;
             }
             let dir = sibling_dir(&self.dir, id);
+            let opened = as_opened(child);
+            let keys = opened.len();
+            self.host.created(self.shard, id, opened.clone());
+            tracing::info!(shard = self.shard, new_shard = id, keys, "split: new shard created");
             let (host, parent) = (self.host.clone(), self.shard);
             let write = tokio::spawn(async move {
                 let started = std::time::Instant::now();
-                let keys = child.len();
-                let image = child.clone();
-                let d = dir.clone();
-                match tokio::task::spawn_blocking(move || write_child_snapshot(&d, &image)).await.map_err(io_err).and_then(|r| r) {
-                    Ok(()) => {
-                        let ms = started.elapsed().as_millis() as u64;
-                        tracing::info!(shard = parent, new_shard = id, keys, ms, "split: new shard created");
-                        host.created(parent, id, as_opened(child));
-                    }
-                    Err(e) => {
-                        tracing::error!(shard = parent, new_shard = id, error = %e, "split: could not write the new shard's snapshot");
-                        return;
-                    }
-                }
-                match tokio::task::spawn_blocking(move || make_pending_durable(&dir)).await.map_err(io_err).and_then(|r| r) {
+                match tokio::task::spawn_blocking(move || write_child_snapshot(&dir, &opened)).await.map_err(io_err).and_then(|r| r) {
                     Ok(()) => {
                         let ms = started.elapsed().as_millis() as u64;
                         tracing::info!(shard = parent, new_shard = id, ms, "split: new shard's first snapshot is durable");
                         host.durable(id);
                     }
-                    Err(e) => tracing::error!(shard = parent, new_shard = id, error = %e, "split: could not make the new shard's snapshot durable"),
+                    Err(e) => tracing::error!(shard = parent, new_shard = id, error = %e, "split: could not write the new shard's snapshot"),
                 }
             });
             self.pending.lock().await.push(write);
@@ -422,12 +408,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotBody>, StorageError> {
+        Ok(Box::new(SnapshotBody::bytes(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
-        let bytes = snapshot.into_inner();
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<SnapshotBody>) -> Result<(), StorageError> {
+        let bytes = snapshot.into_bytes().map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        self.initial = None;
         self.snapshot_bytes.store(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let image: KvImage = postcard::from_bytes(&bytes)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &io_err(e)))?;
@@ -469,11 +456,21 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let dir = self.dir.clone();
-        let read = tokio::task::spawn_blocking(move || read_current_snapshot(&dir))
+        let read = tokio::task::spawn_blocking(move || read_snapshot_file(&dir))
             .await
             .map_err(|e| StorageIOError::read_snapshot(None, &io_err(e)))?
             .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        Ok(read.map(|(meta, body)| Snapshot { meta, snapshot: Box::new(Cursor::new(body)) }))
+        match read {
+            Some((meta, body)) => {
+                self.initial = None;
+                Ok(Some(Snapshot { meta, snapshot: Box::new(SnapshotBody::bytes(body)) }))
+            }
+            // A split's new shard before its first snapshot reached the disk.
+            None => Ok(self.initial.as_ref().map(|(meta, state)| Snapshot {
+                meta: meta.clone(),
+                snapshot: Box::new(SnapshotBody::lazy(state.clone())),
+            })),
+        }
     }
 }
 
@@ -512,8 +509,8 @@ mod tests {
 
         // Install on a fresh replica: same state, and the file is persisted there too.
         let mut other = StateMachineStore::open(0, dir.path().join("b"), Arc::default(), Slice::default(), Arc::new(NoSplits)).unwrap();
-        let data = snap.snapshot.into_inner();
-        other.install_snapshot(&snap.meta, Box::new(Cursor::new(data))).await.unwrap();
+        let data = snap.snapshot.into_bytes().unwrap();
+        other.install_snapshot(&snap.meta, Box::new(SnapshotBody::bytes(data))).await.unwrap();
         let got = other.state().read().unwrap().data.clone();
         assert_eq!(got, sm.state().read().unwrap().data);
         assert_eq!(other.state().read().unwrap().revision, 2, "the revision counter travels with the snapshot");

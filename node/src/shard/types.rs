@@ -1,6 +1,5 @@
 //! The Raft type configuration and the commands a shard's log carries.
 
-use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +13,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = super::snapshot_body::SnapshotBody,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
