@@ -92,12 +92,39 @@ impl LogStore {
     }
 }
 
+/// The most payload bytes one AppendEntries carries (at least one entry). openraft 0.9
+/// bounds a batch by entry count only and gives the RPC one heartbeat interval: with
+/// large values a lagging follower would get batches too big to arrive in time, time
+/// out, and get the same batch again, forever.
+const MAX_APPEND_BYTES: usize = 1 << 20;
+
+fn entry_bytes(e: &Entry) -> usize {
+    match &e.payload {
+        openraft::EntryPayload::Normal(p) => p.commands.iter().map(super::proposer::command_bytes).sum::<usize>() + 32,
+        _ => 64,
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         Ok(self.lock().entries.range(range).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
+        let g = self.lock();
+        let mut bytes = 0;
+        let mut out = Vec::new();
+        for e in g.entries.range(start..end).map(|(_, e)| e) {
+            if !out.is_empty() && bytes >= MAX_APPEND_BYTES {
+                break;
+            }
+            bytes += entry_bytes(e);
+            out.push(e.clone());
+        }
+        Ok(out)
     }
 }
 

@@ -38,7 +38,8 @@ pub struct Proposer {
     tx: mpsc::UnboundedSender<(Command, Waiter)>,
 }
 
-fn command_bytes(c: &Command) -> usize {
+/// Roughly how many bytes a command carries (keys and values).
+pub(crate) fn command_bytes(c: &Command) -> usize {
     match c {
         Command::Txn { ops, .. } => ops
             .iter()

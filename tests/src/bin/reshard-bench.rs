@@ -172,6 +172,9 @@ fn report(name: &str, samples: &[Sample], baseline: Duration, from: Duration, to
     let base_ops = samples.iter().filter(|s| s.ok && ended(s) < base).count() as f64 / baseline.as_secs_f64();
     let overlapping: Vec<&Sample> = samples.iter().filter(|s| s.start_us < to && ended(s) >= from).collect();
     let longest = overlapping.iter().map(|s| s.took_us).max().unwrap_or(0);
+    // Writes that started inside the window (a write that began before it may have been
+    // held up by something else).
+    let longest_started = samples.iter().filter(|s| s.start_us >= from && s.start_us < to).map(|s| s.took_us).max().unwrap_or(0);
     // Completions per 100 ms bucket over the window (at least one bucket).
     let buckets = ((to - from) / 100_000).max(1);
     let mut counts = vec![0u64; buckets as usize];
@@ -182,6 +185,7 @@ fn report(name: &str, samples: &[Sample], baseline: Duration, from: Duration, to
     let mean = counts.iter().sum::<u64>() as f64 * 10.0 / buckets as f64;
     println!("{name}.seconds: {:.2}", (to - from) as f64 / 1e6);
     println!("{name}.longest_write_ms: {:.0}", longest as f64 / 1000.0);
+    println!("{name}.longest_write_started_inside_ms: {:.0}", longest_started as f64 / 1000.0);
     println!("{name}.baseline_ops_per_s: {base_ops:.0}");
     println!("{name}.mean_ops_per_s: {mean:.0}");
     println!("{name}.mean_vs_baseline: {:.2}", mean / base_ops.max(1.0));
