@@ -68,12 +68,7 @@ fn write_snapshot_file(dir: &Path, meta: &SnapshotMeta, body: &[u8]) -> std::io:
     std::fs::create_dir_all(dir)?;
     let buf = encode_snapshot(meta, body)?;
     let tmp = dir.join("snapshot.tmp");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&buf)?;
-        f.sync_all()?; // durable before it replaces the previous snapshot
-    }
+    write_in_steps(&tmp, &buf)?; // durable before it replaces the previous snapshot
     std::fs::rename(&tmp, dir.join(SNAP_FILE))?;
     std::fs::File::open(dir)?.sync_all() // the rename itself is durable
 }
@@ -82,13 +77,8 @@ fn write_snapshot_file(dir: &Path, meta: &SnapshotMeta, body: &[u8]) -> std::io:
 /// newer one of its own (it serves from memory meanwhile and may snapshot again first).
 fn write_initial_snapshot(dir: &Path, meta: &SnapshotMeta, body: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join("snapshot.initial.tmp");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&encode_snapshot(meta, body)?)?;
-        f.sync_all()?;
-    }
+    let tmp = dir.join(INITIAL_TMP);
+    write_in_steps(&tmp, &encode_snapshot(meta, body)?)?;
     match std::fs::hard_link(&tmp, dir.join(SNAP_FILE)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -96,6 +86,23 @@ fn write_initial_snapshot(dir: &Path, meta: &SnapshotMeta, body: &[u8]) -> std::
     }
     std::fs::remove_file(&tmp)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// How much of a snapshot may be dirty in the page cache at once.
+const SYNC_STEP: usize = 8 << 20;
+
+/// Writes `bytes` to a new file and makes it durable, syncing every [`SYNC_STEP`]: a
+/// large snapshot written in one go and synced at the end fills the page cache, and on
+/// common filesystems the WAL's next fsync then waits for all of it (client writes
+/// stall for seconds). In steps, WAL fsyncs wait for one step at most.
+fn write_in_steps(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    for chunk in bytes.chunks(SYNC_STEP) {
+        f.write_all(chunk)?;
+        f.sync_data()?;
+    }
+    f.sync_all()
 }
 
 fn encode_snapshot(meta: &SnapshotMeta, body: &[u8]) -> std::io::Result<Vec<u8>> {
