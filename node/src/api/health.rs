@@ -30,9 +30,23 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], node.metrics.render()).into_response()
 }
 
-/// `GET /v1/cluster`: shards, members, leaders, terms and indexes as this node sees them.
+/// `GET /v1/cluster`: this node's replicas (`shards`: members, leaders, terms, indexes)
+/// and the whole ring as its routes know it (`ring`: every shard's slice, epoch,
+/// members and leader, hosted here or not).
 pub async fn cluster(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
     let ring = node.ring();
+    let routes: Vec<serde_json::Value> = node
+        .ring_shards()
+        .into_iter()
+        .filter_map(|id| node.route(id).map(|r| (id, r)))
+        .map(|(id, r)| {
+            json!({
+                "id": id, "modulus": r.modulus, "epoch": r.epoch, "members": r.members,
+                "leader": r.leader, "hosted_here": node.shard(id).is_some(),
+            })
+        })
+        .collect();
+    let replication = node.ring_shards().into_iter().filter_map(|id| node.route(id)).map(|r| r.members.len()).max();
     let nodes: Vec<_> = node
         .peers
         .ids()
@@ -43,8 +57,9 @@ pub async fn cluster(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
         "node_id": node.id,
         "epoch": ring.epoch,
         "shard_count": ring.shard_count,
-        "replication_factor": nodes.len(),
+        "replication_factor": replication.unwrap_or(nodes.len()),
         "nodes": nodes,
         "shards": ring.shards,
+        "ring": routes,
     }))
 }

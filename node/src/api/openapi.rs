@@ -223,8 +223,22 @@ pub struct ClusterView {
     pub shard_count: u32,
     pub replication_factor: usize,
     pub nodes: Vec<ClusterNode>,
-    /// The shards as this node sees them (the type the node serves).
+    /// This node's replicas (the type the node serves).
     pub shards: Vec<crate::ring::ShardInfo>,
+    /// Every shard of the ring as this node's routes know it, hosted here or not.
+    pub ring: Vec<RingShard>,
+}
+
+/// One shard of the ring in `GET /v1/cluster`'s `ring`.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RingShard {
+    pub id: u32,
+    /// The shard owns the keys with `hash mod modulus == id`.
+    pub modulus: u32,
+    pub epoch: u64,
+    pub members: Vec<u64>,
+    pub leader: Option<u64>,
+    pub hosted_here: bool,
 }
 
 /// `{"status": "ok"}` or `{"status": "ready"}`.
