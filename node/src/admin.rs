@@ -325,7 +325,8 @@ impl Node {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             // Followers refuse votes while the lease from our last append lasts.
-            tokio::time::sleep(self.config.election_timeout * 2 + Duration::from_millis(50)).await;
+            // openraft's lease is `election_timeout_max` (4/3 of the configured timeout).
+            tokio::time::sleep(self.config.election_timeout * 4 / 3 + Duration::from_millis(50)).await;
             let path = format!("/internal/admin/shards/{shard}/campaign");
             self.peers.post_json(target, &path, self.config.election_timeout * 5).await.map_err(|e| AdminError::Failed(e.to_string()))?;
             Ok(())

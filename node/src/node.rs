@@ -156,7 +156,9 @@ impl Node {
                 cluster_name: "ringkv".into(),
                 heartbeat_interval: config.heartbeat.as_millis() as u64,
                 election_timeout_min: config.election_timeout.as_millis() as u64,
-                election_timeout_max: config.election_timeout.as_millis() as u64 * 2,
+                // openraft 0.9's leader lease is `election_timeout_max`: a leadership
+                // transfer waits that long (see admin.rs), so the range is kept narrow.
+                election_timeout_max: config.election_timeout.as_millis() as u64 * 4 / 3,
                 install_snapshot_timeout: 10_000,
                 snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_entries),
                 // Entries kept behind a snapshot so a briefly lagging follower catches up
