@@ -102,22 +102,26 @@ impl Routes {
         if self.covered_by_newer(shard, &route) {
             return;
         }
-        match self.shards.get_mut(&shard) {
+        let (m, epoch) = (route.modulus, route.epoch);
+        let coarser = match self.shards.get_mut(&shard) {
             Some(r) if r.epoch > route.epoch => return,
             Some(r) => {
                 let keep_leader = route.leader.is_none() && r.epoch == route.epoch;
                 let leader = if keep_leader { r.leader } else { route.leader };
+                let coarser = route.modulus < r.modulus;
                 *r = Route { leader, ..route };
+                coarser
             }
             None => {
                 self.shards.insert(shard, route);
+                true
             }
+        };
+        // Only a shard that now owns more (a merge's receiver) can have absorbed others;
+        // the common refresh of a known route skips the scan.
+        if coarser && m > 0 {
+            self.shards.retain(|id, r| *id == shard || r.modulus <= m || id % m != shard || r.epoch >= epoch);
         }
-        let (m, epoch) = (self.shards[&shard].modulus, self.shards[&shard].epoch);
-        self.shards.retain(|id, r| {
-            let absorbed = *id != shard && r.modulus > m && m > 0 && id % m == shard && r.epoch < epoch;
-            !absorbed
-        });
     }
 
     /// Whether a coarser route with a newer epoch owns `shard`'s slice: the report is

@@ -183,6 +183,33 @@ async fn resharding_and_moving_replicas_under_load_stay_linearizable() {
     assert!(stats.ops > 500, "the load ran: {} ops", stats.ops);
 }
 
+/// Starts a driver towards `shards` on nodes 1..=3, kills it after its first step or so,
+/// SIGKILLs `victim` and restarts it, then converges with a fresh driver.
+async fn interrupted_converge(c: &Cluster, d: &Driver, shards: u32, victim: u64) -> Ring {
+    let d2 = d.clone();
+    let run = tokio::spawn(async move {
+        let spec = move |_: &Ring| Spec { shards, replication: 3, nodes: [1, 2, 3].into() };
+        let _ = d2.converge(spec, Duration::from_secs(60), |_| {}).await;
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    run.abort();
+    c.kill(victim);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.restart(victim);
+    converge(d, shards, 3, &[1, 2, 3]).await
+}
+
+/// Once ready, every node hosts exactly `n` replicas (`GET /internal/ring`).
+async fn assert_every_node_hosts(c: &Cluster, n: usize) {
+    c.wait_ready().await;
+    for id in c.ids() {
+        let url = format!("http://{}/internal/ring", c.internal_addr(id));
+        let view: serde_json::Value = c.http().get(url).send().await.expect("ring").json().await.expect("json");
+        let hosted = view["shards"].as_array().map_or(0, Vec::len);
+        assert_eq!(hosted, n, "node {id} hosts {view}");
+    }
+}
+
 /// Splits and merges that a killed driver left half done are finished by the next
 /// driver, and a node killed with SIGKILL meanwhile comes back with the ring's shards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,19 +227,8 @@ async fn interrupted_splits_and_merges_converge_and_a_killed_node_follows() {
     let keys_before: u64 = before.keys.values().sum();
     assert_eq!(keys_before, 400);
 
-    // A driver killed after its first step or so.
-    let d2 = d.clone();
-    let run = tokio::spawn(async move {
-        let spec = |_: &Ring| Spec { shards: 8, replication: 3, nodes: [1, 2, 3].into() };
-        let _ = d2.converge(spec, Duration::from_secs(60), |_| {}).await;
-    });
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    run.abort();
-    // A node killed mid-way, restarted later.
-    c.kill(2);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    c.restart(2);
-    let ring = converge(&d, 8, 3, &[1, 2, 3]).await;
+    // A driver killed after its first step or so, a node killed mid-way.
+    let ring = interrupted_converge(&c, &d, 8, 2).await;
 
     // Exactly the keys that had to move moved: each new shard s+4 holds the keys with
     // hash % 8 == s+4, about half of its parent's.
@@ -225,39 +241,17 @@ async fn interrupted_splits_and_merges_converge_and_a_killed_node_follows() {
         assert!(moved * 4 > parent && moved * 4 < parent * 3, "shard {s}: {moved} of {parent} moved");
     }
     // Every node, node 2 included, has all 8 shards and every value reads back.
-    c.wait_ready().await;
-    for id in c.ids() {
-        let url = format!("http://{}/internal/ring", c.internal_addr(id));
-        let view: serde_json::Value = c.http().get(url).send().await.expect("ring").json().await.expect("json");
-        let hosted = view["shards"].as_array().map_or(0, Vec::len);
-        assert_eq!(hosted, 8, "node {id} hosts {view}");
-    }
+    assert_every_node_hosts(&c, 8).await;
     let missing = c.read_back(&written, &c.ids()).await;
     assert!(missing.is_empty(), "lost after the splits: {missing:?}");
 
     // Halving back to 4: a driver killed mid-merge, a node killed meanwhile.
-    let d2 = d.clone();
-    let run = tokio::spawn(async move {
-        let spec = |_: &Ring| Spec { shards: 4, replication: 3, nodes: [1, 2, 3].into() };
-        let _ = d2.converge(spec, Duration::from_secs(60), |_| {}).await;
-    });
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    run.abort();
-    c.kill(3);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    c.restart(3);
-    let ring = converge(&d, 4, 3, &[1, 2, 3]).await;
+    let ring = interrupted_converge(&c, &d, 4, 3).await;
     assert_eq!(ring.keys.values().sum::<u64>(), 400, "no key lost or duplicated by the merges");
     for s in 0..4u32 {
         assert_eq!(ring.keys[&s], before.keys[&s], "shard {s} holds exactly its keys again");
     }
-    c.wait_ready().await;
-    for id in c.ids() {
-        let url = format!("http://{}/internal/ring", c.internal_addr(id));
-        let view: serde_json::Value = c.http().get(url).send().await.expect("ring").json().await.expect("json");
-        let hosted = view["shards"].as_array().map_or(0, Vec::len);
-        assert_eq!(hosted, 4, "node {id} retired the donors: {view}");
-    }
+    assert_every_node_hosts(&c, 4).await; // the merges' donors are retired everywhere
     let missing = c.read_back(&written, &c.ids()).await;
     assert!(missing.is_empty(), "lost after the merges: {missing:?}");
 }

@@ -35,18 +35,20 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Response {
 /// members and leader, hosted here or not).
 pub async fn cluster(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
     let ring = node.ring();
-    let routes: Vec<serde_json::Value> = node
+    let routes: Vec<super::openapi::RingShard> = node
         .ring_shards()
         .into_iter()
         .filter_map(|id| node.route(id).map(|r| (id, r)))
-        .map(|(id, r)| {
-            json!({
-                "id": id, "modulus": r.modulus, "epoch": r.epoch, "members": r.members,
-                "leader": r.leader, "hosted_here": node.shard(id).is_some(),
-            })
+        .map(|(id, r)| super::openapi::RingShard {
+            id,
+            modulus: r.modulus,
+            epoch: r.epoch,
+            members: r.members,
+            leader: r.leader,
+            hosted_here: node.shard(id).is_some(),
         })
         .collect();
-    let replication = node.ring_shards().into_iter().filter_map(|id| node.route(id)).map(|r| r.members.len()).max();
+    let replication = routes.iter().map(|r| r.members.len()).max();
     let nodes: Vec<_> = node
         .peers
         .ids()

@@ -120,11 +120,8 @@ fn encode_snapshot(meta: &SnapshotMeta, body: &[u8]) -> std::io::Result<Vec<u8>>
 /// Reads the snapshot file, if any. A damaged file is an error, never silently ignored:
 /// the log before it may already be purged.
 fn read_snapshot_file(dir: &Path) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
-    read_snapshot_at(&dir.join(SNAP_FILE))
-}
-
-fn read_snapshot_at(path: &Path) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
-    let buf = match std::fs::read(path) {
+    let path = dir.join(SNAP_FILE);
+    let buf = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
