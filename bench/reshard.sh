@@ -10,7 +10,8 @@
 #   reshard.split.worst_100ms_vs_baseline  the slowest 100 ms bucket / baseline
 #   reshard.balance.*                   the same for the leader moves that follow
 #
-# Env: DATA_MB (1024), VALUE_KB (64), WRITERS (16), BASELINE_S (5), NO_BUILD=1.
+# Env: DATA_MB (1024), VALUE_KB (64) or VALUE_BYTES (small values load in batches),
+# WRITERS (16), BASELINE_S (5), NO_BUILD=1.
 # Needs about 4 × DATA_MB of free disk under $TMPDIR (3 replicas + the split snapshots).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

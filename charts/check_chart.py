@@ -10,9 +10,10 @@
    tests); ServiceMonitors, whose schema ships with prometheus-operator, only by shape.
    Objects the operator builds (StatefulSet, Services, PodDisruptionBudget) arrive as
    JSON files named on the command line and are validated the same way.
-3. Checks a few promises: no wildcard RBAC, integers rendered as integers, the values
-   schema refusing a typo, and a KVCluster with fewer nodes than its replication factor
-   failing to render.
+3. Checks a few promises: no wildcard RBAC yet a grant for every call the operator
+   makes, integers rendered as integers, the values schema refusing a typo, a KVCluster
+   with fewer nodes than its replication factor and two replicas without a Lease
+   failing to render, and watchNamespace placing the KVCluster where it is watched.
 
 Exit status: 0 all passed, 1 a check failed, 3 a required PyPI package is missing
 (the Rust test that runs this script reports that as a skip, except under CI).
@@ -52,7 +53,13 @@ ALL_FEATURES = {
         "shards": 16,
         "replicationFactor": 3,
         "nodes": 5,
+        "imagePullPolicy": "Always",
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
+        "nodeSelector": {"example.com/pool": "storage"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ringkv", "effect": "NoSchedule"}],
+        "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "kv"}}, "topologyKey": "kubernetes.io/hostname"}
+        ]}},
         "storage": {"size": "20Gi", "storageClassName": "fast"},
         "limits": {"maxKeyBytes": 8192, "maxValueBytes": 4194304},
         "service": {"type": "LoadBalancer", "annotations": {"example.com/lb": "internal"}},
@@ -60,7 +67,31 @@ ALL_FEATURES = {
         "pvcRetention": "Delete",
     },
 }
-NAMESPACED_ONLY = {"watchNamespace": "apps", "leaderElection": {"enabled": False}}
+# One namespace, one replica without a Lease: the KVCluster and the nodes' NetworkPolicy
+# go to the watched namespace, RBAC becomes a Role there.
+NAMESPACED_ONLY = {
+    "watchNamespace": "apps",
+    "replicaCount": 1,
+    "leaderElection": {"enabled": False},
+    "networkPolicy": {"enabled": True},
+    "cluster": {"enabled": True},
+}
+
+# Every call the operator makes (operator/src: controller, reconcile, execute, events;
+# kube-lease-manager for the Lease): (apiGroup, resource, verb). The role must grant each.
+OPERATOR_CALLS = [
+    ("ringkv.io", "kvclusters", v) for v in ("list", "watch", "patch")
+] + [
+    ("ringkv.io", "kvclusters/status", "patch"),
+    ("ringkv.io", "kvclusters/finalizers", "update"),
+] + [("apps", "statefulsets", v) for v in ("get", "list", "watch", "create", "patch")] + [
+    (g, r, v) for g, r in (("", "services"), ("policy", "poddisruptionbudgets")) for v in ("create", "patch")
+] + [("monitoring.coreos.com", "servicemonitors", v) for v in ("create", "patch", "delete")] + [
+    ("", "persistentvolumeclaims", "deletecollection"),
+    ("events.k8s.io", "events", "create"),
+    ("events.k8s.io", "events", "patch"),
+]
+LEASE_CALLS = [("coordination.k8s.io", "leases", v) for v in ("get", "create", "patch")]
 VALUE_SETS = {"default values": {}, "all features": ALL_FEATURES, "one namespace": NAMESPACED_ONLY}
 
 passed, failed = 0, 0
@@ -169,6 +200,18 @@ def check_rbac(objects, label):
     result(not wildcard, f"no wildcard RBAC ({label})", ", ".join(wildcard))
 
 
+def check_rbac_covers(objects, label, leases):
+    """Each call the operator makes is granted by some rule of the chart's roles."""
+    rules = [r for _, o in objects if o["kind"] in ("ClusterRole", "Role") for r in o.get("rules", [])]
+
+    def granted(group, resource, verb):
+        return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules)
+
+    wanted = OPERATOR_CALLS + (LEASE_CALLS if leases else [])
+    missing = [f"{g or 'core'}/{r} {v}" for g, r, v in wanted if not granted(g, r, v)]
+    result(not missing, f"RBAC grants every call the operator makes ({label})", ", ".join(missing))
+
+
 def must_fail_render(values, expect, what):
     try:
         helm.Chart.load(str(CHART)).render(values, name=RELEASE, namespace=NAMESPACE)
@@ -186,6 +229,7 @@ def main():
         for path, obj in objects:
             validate(obj, f"{label} {path}")
         check_rbac(objects, label)
+        check_rbac_covers(objects, label, leases=values.get("leaderElection", {}).get("enabled", True))
 
     chart = helm.Chart.load(str(CHART))
     for crd in chart.crds:
@@ -195,7 +239,9 @@ def main():
         for obj in load_docs((ROOT / path).read_text()):
             validate(obj, path)
         if path == "deploy/operator.yaml":
-            check_rbac([(path, o) for o in load_docs((ROOT / path).read_text())], path)
+            docs = [(path, o) for o in load_docs((ROOT / path).read_text())]
+            check_rbac(docs, path)
+            check_rbac_covers(docs, path, leases=True)
     for sample in sorted((ROOT / "deploy" / "samples").glob("*.yaml")):
         obj = load_docs(sample.read_text())[0]
         if sample.name != "invalid.yaml":
@@ -213,6 +259,19 @@ def main():
         result(False, "values.schema.json refuses an unknown key", "accepted cluster.shard")
     except helm.HelmError:
         result(True, "values.schema.json refuses an unknown key")
+    one_ns = render(NAMESPACED_ONLY)
+    placed = {f"{o['kind']}/{o['metadata']['name']}": o["metadata"].get("namespace") for _, o in one_ns}
+    want = {"KVCluster/ringkv": "apps", "NetworkPolicy/ringkv-nodes": "apps", "Role/ringkv": "apps"}
+    wrong = {k: placed.get(k) for k, ns in want.items() if placed.get(k) != ns}
+    result(not wrong, "with watchNamespace the KVCluster, nodes' NetworkPolicy and Role are in it", str(wrong))
+    kept = [o for _, o in one_ns if o["kind"] == "KVCluster" and o["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep"]
+    result(len(kept) == 1, "helm uninstall keeps the KVCluster (its finalizer needs the operator)")
+    notes = helm.Chart.load(str(CHART)).render(NAMESPACED_ONLY, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    notes = next((t for p, t in notes.items() if p.endswith("NOTES.txt")), "")
+    result("kubectl -n apps wait --for=condition=Ready kvc/ringkv" in notes, "NOTES.txt tells how to wait for the cluster", notes)
+    must_fail_render(
+        {"leaderElection": {"enabled": False}}, "needs leaderElection.enabled", "two replicas without a Lease do not render"
+    )
     too_few = copy.deepcopy(ALL_FEATURES)
     too_few["cluster"]["nodes"] = 1
     must_fail_render(too_few, "must be at least", "a KVCluster with nodes < replicationFactor does not render")

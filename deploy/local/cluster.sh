@@ -13,7 +13,7 @@
 #   SHARDS [4]           shard count, a power of two
 #   BASE_PORT [8080]     node i (1-based) serves HTTP on BASE_PORT+i-1, Raft on BASE_PORT+100+i-1
 #   DATA [./ringkv-cluster]  state root: node-i.pid, node-i.log, node-i/ (data), cluster.env
-#   BIN [<repo>/target/debug/ringkv-node]  node binary; the default is built if missing
+#   BIN [${CARGO_TARGET_DIR:-<repo>/target}/debug/ringkv-node]  node binary; the default is built if missing
 #   BUILD [0]            1: run `cargo build -p ringkv-node` before `up` even if the binary exists
 #   READY_TIMEOUT [30]   seconds `up` waits for /readyz on every node
 #   STOP_TIMEOUT [15]    seconds `down` waits after SIGTERM before SIGKILL
@@ -120,7 +120,7 @@ resolve_bin() {
     [ -x "$BIN" ] || die "BIN=$BIN is not an executable file"
     return
   fi
-  BIN="$REPO/target/debug/$BIN_NAME"
+  BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/$BIN_NAME"
   if [ ! -x "$BIN" ] || [ "$BUILD" = 1 ]; then
     command -v cargo >/dev/null 2>&1 || die "cargo not found and $BIN missing; set BIN=/path/to/$BIN_NAME"
     note "building: cargo build -p $BIN_NAME (in $REPO)"

@@ -19,12 +19,14 @@
 //!   of its removal through Raft: the leader stops talking to it).
 //! - `POST /internal/admin/shards/{s}/leader/{node}` (leader): hand leadership to
 //!   `node`, a caught-up voter. openraft 0.9 has no leader transfer, so it is done by
-//!   hand: the leader stops serving and heartbeating until the followers' leader lease
-//!   lapses, and the target, asked to `campaign`, wins the election that follows (it
-//!   asks first and has every entry). Requests wait meanwhile (about two election
-//!   timeouts) and are retried by the routers.
-//! - `POST /internal/admin/shards/{s}/campaign`: start elections for `s` on this node
-//!   until some other node than the caller's leads it (part of a transfer).
+//!   hand: the leader stops serving, proposing and heartbeating, waits until the target
+//!   holds its last entry and asks it to `campaign`. The old leader's own lease runs
+//!   from its election, so it grants the vote at once and, with three voters, the
+//!   target wins within a round trip. Otherwise (more voters, or a leader elected less
+//!   than a lease ago) the target campaigns again once the followers' lease from the
+//!   last append lapses (about 0.9 s). Requests wait meanwhile, retried by the routers.
+//! - `POST /internal/admin/shards/{s}/campaign[?within_ms=T&log_index=I]`: start
+//!   elections for `s` on this node (once its log reaches `I`) until it leads it.
 //! - `POST /internal/admin/shards/{s}/retire`: close and delete this node's replica of
 //!   `s`, provided the shard's current membership (as its leader reports it) no longer
 //!   includes this node.
@@ -101,9 +103,29 @@ async fn transfer(
     Ok(Json(json!({ "shard": shard, "leader": target })))
 }
 
-async fn campaign(State(node): State<Arc<Node>>, Path(shard): Path<ShardId>) -> Result<Json<serde_json::Value>, AdminError> {
+#[derive(Deserialize)]
+struct CampaignQuery {
+    /// How long to keep trying; default four election timeouts.
+    within_ms: Option<u64>,
+    /// Campaign only once this replica's log reaches this index (the old leader's last).
+    log_index: Option<u64>,
+}
+
+async fn campaign(
+    State(node): State<Arc<Node>>,
+    Path(shard): Path<ShardId>,
+    Query(q): Query<CampaignQuery>,
+) -> Result<Json<serde_json::Value>, AdminError> {
     let sh = node.shard(shard).ok_or(AdminError::NotHosted(shard))?;
-    let deadline = tokio::time::Instant::now() + node.config.election_timeout * 4;
+    let patience = q.within_ms.map(Duration::from_millis).unwrap_or(node.config.election_timeout * 4);
+    let deadline = tokio::time::Instant::now() + patience.min(Duration::from_secs(30));
+    if let Some(want) = q.log_index {
+        let mut rx = sh.raft.metrics();
+        let caught_up = tokio::time::timeout_at(deadline, rx.wait_for(|m| m.last_log_index.unwrap_or(0) >= want)).await;
+        if !matches!(caught_up, Ok(Ok(_))) {
+            return Err(AdminError::Failed(format!("node {}'s log did not reach index {want} of shard {shard}", node.id)));
+        }
+    }
     while tokio::time::Instant::now() < deadline {
         if sh.leader() == Some(node.id) {
             return Ok(Json(json!({ "shard": shard, "leader": node.id })));
@@ -307,27 +329,50 @@ impl Node {
         if !m.membership_config.membership().voter_ids().any(|v| v == target) {
             return Err(AdminError::Bad(format!("node {target} is not a voter of shard {shard}")));
         }
+        // openraft's leader lease is `election_timeout_max` (4/3 of the configured timeout).
+        let lease = self.config.election_timeout * 4 / 3 + Duration::from_millis(50);
+        let voters = m.membership_config.membership().voter_ids().count();
+        // With three voters this leader's vote elects the target, but only once its own
+        // lease (counted from when it took office) has lapsed: wait for that while still
+        // serving, so that clients do not wait.
+        let quick = voters <= 3;
+        if let (true, Some(since)) = (quick, sh.log.vote_saved_at()) {
+            tokio::time::sleep_until((since + lease).into()).await;
+        }
+        let sh = self.led(shard)?;
         use std::sync::atomic::Ordering;
         sh.transferring.store(true, Ordering::Release);
         sh.raft.runtime_config().heartbeat(false);
         let outcome = async {
-            // The target must hold every entry, or the others would not vote for it.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            loop {
+            // No proposal may be in Raft while the target catches up: an entry appended
+            // after the check would leave the target's log shorter than the others' and
+            // they would refuse it their votes.
+            let paused = tokio::time::timeout_at(deadline, sh.proposer.pause()).await;
+            let _paused = paused.map_err(|_| AdminError::Failed(format!("shard {shard}'s proposals did not settle")))?;
+            // The target must hold every entry, or the others would not vote for it.
+            let last = loop {
                 let m = sh.raft.metrics().borrow().clone();
                 let matched = m.replication.as_ref().and_then(|r| r.get(&target).copied().flatten()).map(|l| l.index);
                 if matched.is_some() && matched == m.last_log_index {
-                    break;
+                    break m.last_log_index.unwrap_or(0);
                 }
                 if tokio::time::Instant::now() >= deadline {
                     return Err(AdminError::Failed(format!("node {target} is not caught up on shard {shard}")));
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            // Fast path: a leader whose own lease has lapsed grants a higher-term vote,
+            // so with three voters the target wins at once. Followers refuse votes while
+            // the lease from our last append lasts: with more voters (or if the fast path
+            // fails) the target campaigns again once that has lapsed.
+            let lapsed = tokio::time::Instant::now() + lease;
+            let fast = format!("/internal/admin/shards/{shard}/campaign?within_ms=300&log_index={last}");
+            if quick && self.peers.post_json(target, &fast, Duration::from_secs(2)).await.is_ok() {
+                return Ok(());
             }
-            // Followers refuse votes while the lease from our last append lasts.
-            // openraft's lease is `election_timeout_max` (4/3 of the configured timeout).
-            tokio::time::sleep(self.config.election_timeout * 4 / 3 + Duration::from_millis(50)).await;
-            let path = format!("/internal/admin/shards/{shard}/campaign");
+            tokio::time::sleep_until(lapsed).await;
+            let path = format!("/internal/admin/shards/{shard}/campaign?log_index={last}");
             self.peers.post_json(target, &path, self.config.election_timeout * 5).await.map_err(|e| AdminError::Failed(e.to_string()))?;
             Ok(())
         }

@@ -56,7 +56,7 @@ impl Metrics {
         let raft_applied_index = g("ringkv_raft_applied_index", "Applied log index of the shard on this node");
         let raft_snapshot_index = g("ringkv_raft_snapshot_index", "Last log index covered by the shard's snapshot on this node");
         let raft_purged_index = g("ringkv_raft_purged_index", "Log index up to which the shard's log is purged on this node");
-        let keys = g("ringkv_keys", "Keys stored in the shard on this node");
+        let keys = g("ringkv_keys", "Keys stored in the shard on this node (right after a split, until its sweep ends, the other shard's too)");
         let wal_fsync = must(prometheus::Histogram::with_opts(
             HistogramOpts::new("ringkv_wal_fsync_duration_seconds", "WAL write+fsync latency per group commit").buckets(lat),
         ));

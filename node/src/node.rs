@@ -249,7 +249,7 @@ impl Node {
         let m = s.raft.metrics().borrow().clone();
         let (slice, revision, keys) = {
             let st = s.read();
-            (st.slice, st.revision, st.len() as u64)
+            (st.slice, st.revision, st.stored() as u64)
         };
         let membership = m.membership_config.membership();
         let members = voter_ids(&m.membership_config);
@@ -479,34 +479,54 @@ impl Node {
             self.metrics.raft_applied_index.with_label_values(&l).set(m.last_applied.map(|x| x.index).unwrap_or(0) as i64);
             self.metrics.raft_snapshot_index.with_label_values(&l).set(m.snapshot.map(|x| x.index).unwrap_or(0) as i64);
             self.metrics.raft_purged_index.with_label_values(&l).set(m.purged.map(|x| x.index).unwrap_or(0) as i64);
-            self.metrics.keys.with_label_values(&l).set(s.read().len() as i64);
+            self.metrics.keys.with_label_values(&l).set(s.read().stored() as i64);
         }
     }
 
-    /// Leadership handoff on shutdown: for every shard this node leads, wait (bounded)
-    /// until some follower holds every entry, so the next leader has all acknowledged
-    /// writes and the election after we stop is quick and loses nothing.
+    /// Leadership handoff on shutdown, for every shard this node leads at once (bounded
+    /// by `max_wait`): hand leadership to the most caught-up follower (see
+    /// [`Node::transfer_leader`]: with three voters, no lease to sit out); if that fails,
+    /// wait until some follower holds every entry, so the next leader has all
+    /// acknowledged writes and the election after we stop is quick.
     pub async fn hand_off_leadership(&self, max_wait: Duration) {
         if self.config.is_standalone() {
             return;
         }
         let deadline = tokio::time::Instant::now() + max_wait;
-        for s in self.shard_list() {
-            loop {
-                let m = s.raft.metrics().borrow().clone();
-                if m.current_leader != Some(self.id) {
-                    break;
+        futures::future::join_all(self.shard_list().into_iter().map(|s| self.hand_off(s, deadline))).await;
+    }
+
+    async fn hand_off(&self, s: Arc<Shard>, deadline: tokio::time::Instant) {
+        let m = s.raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.id) {
+            return;
+        }
+        let matched = |id: &NodeId| m.replication.as_ref().and_then(|r| r.get(id).copied().flatten()).map(|l| l.index);
+        let others = m.membership_config.membership().voter_ids().filter(|v| *v != self.id);
+        if let Some(target) = others.max_by_key(matched) {
+            match tokio::time::timeout_at(deadline, self.transfer_leader(s.id, target)).await {
+                Ok(Ok(())) => {
+                    tracing::info!(shard = s.id, target, "leadership handed over");
+                    return;
                 }
-                let last = m.last_log_index;
-                let caught_up = m
-                    .replication
-                    .as_ref()
-                    .is_some_and(|r| r.iter().any(|(id, matched)| *id != self.id && matched.map(|l| l.index) == last));
-                if caught_up || tokio::time::Instant::now() >= deadline {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok(Err(e)) => tracing::info!(shard = s.id, target, error = %e, "leadership transfer failed; stepping away"),
+                Err(_) => tracing::info!(shard = s.id, target, "leadership transfer timed out; stepping away"),
             }
+        }
+        loop {
+            let m = s.raft.metrics().borrow().clone();
+            if m.current_leader != Some(self.id) {
+                break;
+            }
+            let last = m.last_log_index;
+            let caught_up = m
+                .replication
+                .as_ref()
+                .is_some_and(|r| r.iter().any(|(id, matched)| *id != self.id && matched.map(|l| l.index) == last));
+            if caught_up || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

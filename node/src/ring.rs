@@ -193,7 +193,8 @@ pub struct ShardInfo {
     pub learners: Vec<NodeId>,
     /// The shard's revision counter on this replica.
     pub revision: u64,
-    /// Keys held by this replica (expired but unreaped ones included).
+    /// Keys held by this replica (expired but unreaped ones included; for a moment after
+    /// a split, also the other shard's keys its background sweep has not dropped yet).
     pub keys: u64,
     pub leader: Option<NodeId>,
     pub term: u64,

@@ -4,8 +4,9 @@
 //! Helm chart is generated from them (`ringkv-operator crd`), and a test fails when the
 //! committed copies drift. Validation lives in the schema so the API server refuses bad
 //! specs before the operator sees them: an enum of powers of two for `shards` (CEL has no
-//! bitwise operators), an enum for `replicationFactor`, and a CEL rule for
-//! `nodes >= replicationFactor`. Defaults live in the schema too, so `kubectl get -o yaml`
+//! bitwise operators), an enum for `replicationFactor`, a CEL rule for
+//! `nodes >= replicationFactor`, and a transition rule that keeps `storage` as created
+//! (the StatefulSet could not apply a change, and would fail every pass). Defaults live in the schema too, so `kubectl get -o yaml`
 //! shows what the operator acts on.
 
 use std::collections::BTreeMap;
@@ -88,8 +89,13 @@ pub struct KVClusterSpec {
     #[serde(default = "default_resources")]
     pub resources: ResourceRequirements,
 
-    /// The persistent volume of each node (its WAL and snapshots).
+    /// The persistent volume of each node (its WAL and snapshots). Fixed once the
+    /// cluster exists: a StatefulSet's volume claim templates cannot change.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "storage cannot change once the cluster exists (the StatefulSet's volume claim templates are \
+         immutable); to grow the volumes, resize each PersistentVolumeClaim"
+    ))]
     pub storage: StorageSpec,
 
     /// Request size limits enforced by every node.
@@ -120,7 +126,8 @@ pub struct KVClusterSpec {
     #[serde(default)]
     pub monitoring: MonitoringSpec,
 
-    /// What happens to the nodes' volumes when the KVCluster is deleted.
+    /// What happens to the nodes' volumes when the KVCluster is deleted. (A scale-down
+    /// always deletes the removed pods' volumes: those nodes were drained first.)
     #[serde(default)]
     pub pvc_retention: PvcRetention,
 }
@@ -172,12 +179,19 @@ impl PullPolicy {
 pub struct StorageSpec {
     /// Volume size (a Kubernetes quantity such as `10Gi`).
     #[serde(default = "default_storage_size")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 64), regex(pattern = QUANTITY))]
     pub size: String,
     /// Storage class; the cluster's default class when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
     pub storage_class_name: Option<String>,
 }
+
+/// A Kubernetes resource quantity, as the API server parses it (apimachinery's
+/// `resource.Quantity`), so a typo is refused by the schema rather than by every
+/// StatefulSet apply. Strings here are bounded so the CEL rule over `storage` stays
+/// cheap in the API server's cost estimate.
+const QUANTITY: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
 
 fn default_storage_size() -> String {
     "10Gi".to_string()
@@ -284,6 +298,10 @@ impl Default for ServiceMonitorSpec {
 }
 
 /// What happens to the nodes' PersistentVolumeClaims when the KVCluster is deleted.
+///
+/// Applied by the operator's finalizer, not by the StatefulSet's `whenDeleted` (always
+/// `Retain`): a StatefulSet deleted on its own is recreated by the operator onto the
+/// same volumes, which must still hold the ring.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum PvcRetention {
     /// Keep them: a KVCluster created again with the same name finds its data.
@@ -329,6 +347,20 @@ pub struct KVClusterStatus {
     /// The last operation that finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_operation: Option<OperationStatus>,
+    /// A data-plane step still running after the pass that started it (adding a replica
+    /// waits for it to catch up). No other step starts and no pod is removed meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_in_flight: Option<StepInFlight>,
+}
+
+/// A data-plane step in flight.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepInFlight {
+    /// The step, in words.
+    pub step: String,
+    /// When it started.
+    pub started_at: Time,
 }
 
 /// The founding nodes and shard count of a ring.

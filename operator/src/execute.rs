@@ -2,9 +2,12 @@
 //!
 //! Object steps are server-side applies with the operator's field manager (forced, so
 //! the operator owns the fields it sets), idempotent and safe to repeat on every pass.
+//! An object the API server refuses as invalid is reported (`Degraded`, reason
+//! `InvalidSpec`), not retried as a failure: only a spec change can fix it.
 //! Wait and Blocked steps make no calls: they are counted and end up in status. The one
 //! data-plane step a plan may hold runs after them through [`DataPlane::execute`] (the
-//! planning library's driver), and [`execute_data`] turns the driver's answer into a
+//! planning library's driver, in a task of its own: see [`crate::inflight`]), and
+//! [`execute_data`] turns the driver's answer into a
 //! [`DataOutcome`]: a failure is retried by the next pass, which plans again from what
 //! the nodes then report; a refusal (a step the driver cannot do) becomes `Degraded`.
 
@@ -43,6 +46,23 @@ where
     Ok(())
 }
 
+/// What to report when the API server refuses an object as invalid (422): a value the
+/// CRD schema lets through but Kubernetes does not (a malformed quantity in
+/// `resources`, a bad toleration). Retrying cannot help until the spec changes, so it
+/// is `Degraded` with the API server's own message, not a failed pass retried forever.
+fn refused(result: Result<(), Error>, what: &str, name: &str, report: &mut Report) -> Result<(), Error> {
+    match result {
+        Err(Error::Kube(kube::Error::Api(status))) if status.code == 422 => {
+            report.blocked.push(Blocked {
+                reason: "InvalidSpec",
+                message: format!("the API server refused {what} {name}; fix the KVCluster spec: {}", status.message),
+            });
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 /// Executes `steps` for the cluster `owner` describes.
 pub async fn execute(client: &Client, metrics: &Metrics, spec: &KVClusterSpec, owner: &Owner, steps: &[Step]) -> Result<Report, Error> {
     let ns = owner.names.namespace.as_str();
@@ -52,15 +72,18 @@ pub async fn execute(client: &Client, metrics: &Metrics, spec: &KVClusterSpec, o
         match step {
             Step::ApplyPeerService => {
                 let api: Api<Service> = Api::namespaced(client.clone(), ns);
-                apply(&api, &owner.names.peers, &resources::peer_service(owner)).await?;
+                let result = apply(&api, &owner.names.peers, &resources::peer_service(owner)).await;
+                refused(result, "the Service", &owner.names.peers, &mut report)?;
             }
             Step::ApplyClientService => {
                 let api: Api<Service> = Api::namespaced(client.clone(), ns);
-                apply(&api, name, &resources::client_service(spec, owner)).await?;
+                let result = apply(&api, name, &resources::client_service(spec, owner)).await;
+                refused(result, "the Service", name, &mut report)?;
             }
             Step::ApplyDisruptionBudget => {
                 let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
-                apply(&api, name, &resources::disruption_budget(owner)).await?;
+                let result = apply(&api, name, &resources::disruption_budget(owner)).await;
+                refused(result, "the PodDisruptionBudget", name, &mut report)?;
             }
             Step::ApplyServiceMonitor => {
                 let api: Api<DynamicObject> =
@@ -72,7 +95,7 @@ pub async fn execute(client: &Client, metrics: &Metrics, spec: &KVClusterSpec, o
                                   (monitoring.coreos.com/v1) is not installed"
                             .to_string(),
                     }),
-                    other => other?,
+                    other => refused(other, "the ServiceMonitor", name, &mut report)?,
                 }
             }
             Step::DeleteServiceMonitor => {
@@ -87,7 +110,8 @@ pub async fn execute(client: &Client, metrics: &Metrics, spec: &KVClusterSpec, o
             }
             Step::ApplyStatefulSet(layout) => {
                 let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-                apply(&api, name, &resources::statefulset(spec, owner, *layout)).await?;
+                let result = apply(&api, name, &resources::statefulset(spec, owner, *layout)).await;
+                refused(result, "the StatefulSet", name, &mut report)?;
             }
             // Run by `execute_data` and counted there.
             Step::Data(_) => continue,
@@ -95,6 +119,7 @@ pub async fn execute(client: &Client, metrics: &Metrics, spec: &KVClusterSpec, o
             | Step::WaitForNodes { .. }
             | Step::WaitForRing
             | Step::WaitForPlanner(_)
+            | Step::WaitForStep(_)
             | Step::Blocked(_) => {}
         }
         metrics.steps.with_label_values(&[step.name()]).inc();

@@ -9,8 +9,9 @@
 //! [`plan::Step`]s — a pure function that asks the planning library (`ringkv-plan`) for
 //! the next data-plane step (split, merge, replica or leader move) once nothing waits.
 //! [`execute`] server-side applies the objects built by [`resources`] (StatefulSet, peer
-//! and client Services, PodDisruptionBudget, ServiceMonitor), then runs that one
-//! data-plane step through the driver; [`status`] computes the new status (conditions
+//! and client Services, PodDisruptionBudget, ServiceMonitor), then starts that one
+//! data-plane step through the driver in a task tracked by [`inflight`] (a slow step,
+//! such as a replica catching up, is picked up by a later pass); [`status`] computes the new status (conditions
 //! `Ready`/`Progressing`/`Degraded` with `observedGeneration`, the current operation
 //! with its progress), written only when it changed, and [`events`] publishes a
 //! Kubernetes Event per step. [`controller`] runs the loop behind a Lease (leader
@@ -23,6 +24,7 @@ pub mod crd;
 pub mod error;
 pub mod events;
 pub mod execute;
+pub mod inflight;
 pub mod metrics;
 pub mod observe;
 pub mod plan;

@@ -211,6 +211,9 @@ pub struct Observed {
     /// `status.currentOperation.type` from the last reconcile that wrote status, so an
     /// operation keeps its name through its last (balancing) steps.
     pub operation: Option<String>,
+    /// The data-plane step an earlier pass started that is still running (see
+    /// [`crate::inflight`]); none after an operator restart, which plans afresh.
+    pub in_flight: Option<ringkv_plan::Step>,
 }
 
 impl Observed {

@@ -62,6 +62,9 @@ pub enum Step {
     WaitForRing,
     /// The planning library waits (a membership change in flight, a node unhealthy).
     WaitForPlanner(String),
+    /// A data-plane step an earlier pass started is still running: no other step starts
+    /// and no pod is removed until it ends.
+    WaitForStep(ringkv_plan::Step),
     /// One planner step for the nodes' admin API: always last, at most one per plan.
     Data(ringkv_plan::Step),
     /// The spec asks for something that cannot be done (or not safely now).
@@ -82,6 +85,7 @@ impl Step {
             Step::WaitForNodes { .. } => "wait_for_nodes",
             Step::WaitForRing => "wait_for_ring",
             Step::WaitForPlanner(_) => "wait_for_planner",
+            Step::WaitForStep(_) => "wait_for_step",
             Step::Data(s) => data_step_name(s),
             Step::Blocked(_) => "blocked",
         }
@@ -91,7 +95,11 @@ impl Step {
     pub fn is_wait(&self) -> bool {
         matches!(
             self,
-            Step::WaitForRollout { .. } | Step::WaitForNodes { .. } | Step::WaitForRing | Step::WaitForPlanner(_)
+            Step::WaitForRollout { .. }
+                | Step::WaitForNodes { .. }
+                | Step::WaitForRing
+                | Step::WaitForPlanner(_)
+                | Step::WaitForStep(_)
         )
     }
 }
@@ -209,7 +217,7 @@ pub fn plan(spec: &KVClusterSpec, observed: &Observed) -> Plan {
     // A bootstrapped ring (an empty one is still forming: nothing to plan or drain yet).
     let ring = observed.ring.as_ref().filter(|r| !r.shards.is_empty());
     let layout = NodeLayout {
-        nodes: node_count(spec, sts.replicas, ring),
+        nodes: node_count(spec, sts.replicas, ring, observed.in_flight.is_some()),
         shards: sts.shards.unwrap_or(spec.shards),
         peers: sts.peers.unwrap_or(sts.replicas),
     };
@@ -226,6 +234,9 @@ pub fn plan(spec: &KVClusterSpec, observed: &Observed) -> Plan {
     }
     if !observed.ring().is_some_and(|r| r.formed() && r.all_led()) {
         p.steps.push(Step::WaitForRing);
+    }
+    if let Some(step) = &observed.in_flight {
+        p.steps.push(Step::WaitForStep(step.clone()));
     }
     if !p.steps.iter().any(Step::is_wait) {
         match ring {
@@ -259,10 +270,15 @@ pub(crate) fn complete(ring: &ringkv_plan::Observed) -> bool {
 
 /// The pods to run, given `current` ones: a larger spec grows at once (new nodes join
 /// empty and the planner fills them); a smaller one shrinks only once a complete ring
-/// shows the leaving nodes (ordinals above `spec.nodes`) hold no replica.
-fn node_count(spec: &KVClusterSpec, current: u32, ring: Option<&ringkv_plan::Observed>) -> u32 {
+/// shows the leaving nodes (ordinals above `spec.nodes`) hold no replica, and no step is
+/// in flight (one planned for an earlier spec may be adding a replica on a leaving node
+/// that the ring does not show yet).
+fn node_count(spec: &KVClusterSpec, current: u32, ring: Option<&ringkv_plan::Observed>, stepping: bool) -> u32 {
     if spec.nodes >= current {
         return spec.nodes;
+    }
+    if stepping {
+        return current;
     }
     match ring {
         Some(r) if complete(r) && holders(r).iter().all(|n| *n <= u64::from(spec.nodes)) => spec.nodes,

@@ -90,6 +90,7 @@ impl Operation {
 fn doing(steps: &[Step]) -> String {
     let now = steps.iter().find_map(|s| match s {
         Step::Data(d) => Some(describe(d)),
+        Step::WaitForStep(d) => Some(format!("{} (in flight)", describe(d))),
         Step::WaitForPlanner(why) => Some(format!("waiting: {why}")),
         _ => None,
     });
@@ -122,7 +123,8 @@ pub fn operation(
     }
     // The planner has not converged: it gave a step, a wait, or a reason it cannot.
     let work = steps.iter().any(|s| {
-        matches!(s, Step::Data(_) | Step::WaitForPlanner(_)) || matches!(s, Step::Blocked(b) if b.reason == "PlanBlocked")
+        matches!(s, Step::Data(_) | Step::WaitForPlanner(_) | Step::WaitForStep(_))
+            || matches!(s, Step::Blocked(b) if b.reason == "PlanBlocked")
     });
     let continuing = |kind: OperationKind| (work || waits) && observed.operation.as_deref() == Some(kind.as_str());
     let ring = observed.ring.as_ref().filter(|r| !r.shards.is_empty());

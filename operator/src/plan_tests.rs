@@ -88,6 +88,7 @@ fn summary(step: &Step) -> String {
         Step::WaitForRollout { updated, total } => format!("wait_for_rollout({updated}/{total})"),
         Step::Blocked(b) => format!("blocked({})", b.reason),
         Step::Data(d) => format!("data({})", describe(d)),
+        Step::WaitForStep(d) => format!("wait_for_step({})", describe(d)),
         other => other.name().to_string(),
     }
 }
@@ -224,6 +225,23 @@ fn cases() -> Vec<Case> {
                 o
             },
             then: &["statefulset(5 nodes, 4 shards, 5 peers)", "wait_for_planner"],
+            operation: Some(OperationKind::ScaleDown),
+        },
+        Case {
+            name: "a step in flight: nothing else is planned while it runs",
+            spec: spec(json!({"shards": 8})),
+            observed: Observed { in_flight: Some(ringkv_plan::Step::Split { shard: 0, modulus: 8 }), ..healthy() },
+            then: &["statefulset(3 nodes, 4 shards, 3 peers)", "wait_for_step(split shard 0 (4 → 8))"],
+            operation: Some(OperationKind::Reshard),
+        },
+        Case {
+            name: "fewer nodes keeps the pods while a step is in flight, though the ring shows them empty",
+            spec: spec(json!({"nodes": 3})),
+            observed: Observed {
+                in_flight: Some(ringkv_plan::Step::AddReplica { shard: 0, node: 4 }),
+                ..running(5, 4, &[1, 2, 3])
+            },
+            then: &["statefulset(5 nodes, 4 shards, 5 peers)", "wait_for_step(add a replica of shard 0 on node 4)"],
             operation: Some(OperationKind::ScaleDown),
         },
         Case {

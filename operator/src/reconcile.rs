@@ -3,7 +3,9 @@
 //!
 //! Level-triggered: every pass starts from what exists (the StatefulSet, the nodes'
 //! answers and their ring, the last status), so a restarted operator resumes where the
-//! cluster is. Nothing that matters is kept in memory between passes.
+//! cluster is. The one thing kept between passes is the data-plane step in flight
+//! ([`crate::inflight`]): a pass never waits for a slow step beyond a short grace, and
+//! a restart that loses the step simply plans again from the ring.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +24,8 @@ use crate::crd::{KVCluster, PvcRetention, FINALIZER};
 use ringkv_plan::driver::Cluster;
 
 use crate::events;
-use crate::execute::{execute, execute_data};
+use crate::execute::{execute, execute_data, DataOutcome};
+use crate::inflight::{InFlight, Key, Poll, Running};
 use crate::metrics::Metrics;
 use crate::observe::{planner_view, previous_layout, probe_nodes, was_created, DataPlane, Observed, StatefulSetState};
 use crate::plan::{plan, Step};
@@ -39,8 +42,11 @@ pub const REQUEUE_PAUSED: Duration = Duration::from_secs(300);
 /// Retry delay after a failed pass.
 pub const REQUEUE_ERROR: Duration = Duration::from_secs(15);
 /// How soon the next data-plane step is planned after one ran (or the planner waits
-/// for one in flight).
+/// for one in flight, or a step's task is still running).
 pub const REQUEUE_STEP: Duration = Duration::from_secs(3);
+/// How long a pass waits for the data-plane step it started before leaving it in
+/// flight (most splits and leader moves end within it; a replica catching up does not).
+pub const STEP_GRACE: Duration = Duration::from_secs(2);
 
 /// What every reconcile pass shares.
 pub struct Context {
@@ -54,6 +60,10 @@ pub struct Context {
     pub recorder: Recorder,
     /// The clock used for condition and operation times.
     pub clock: fn() -> Time,
+    /// The data-plane steps still running, one per cluster at most.
+    pub in_flight: Arc<InFlight>,
+    /// How long a pass waits for the step it started ([`STEP_GRACE`]).
+    pub step_grace: Duration,
 }
 
 /// The wall clock, in whole seconds (what a `Time` keeps once serialized).
@@ -72,7 +82,7 @@ impl Context {
     /// A context with the wall clock.
     pub fn new(client: Client, data_plane: Arc<dyn DataPlane>, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
         let recorder = Recorder::new(client.clone(), reporter(instance));
-        Context { client, data_plane, metrics, recorder, clock: now }
+        Context { client, data_plane, metrics, recorder, clock: now, in_flight: Arc::new(InFlight::new()), step_grace: STEP_GRACE }
     }
 }
 
@@ -102,8 +112,14 @@ pub fn error_policy(kvc: Arc<KVCluster>, error: &Error, ctx: Arc<Context>) -> Ac
 }
 
 /// Observes the cluster as it is; also returns the driver's observation, from which a
-/// planner step is executed (it holds the nodes' addresses).
-async fn observe(kvc: &KVCluster, owner: &Owner, ctx: &Context) -> Result<(Observed, Option<Cluster>), Error> {
+/// planner step is executed (it holds the nodes' addresses). `in_flight`: the step an
+/// earlier pass started that still runs.
+async fn observe(
+    kvc: &KVCluster,
+    owner: &Owner,
+    ctx: &Context,
+    in_flight: Option<&Running>,
+) -> Result<(Observed, Option<Cluster>), Error> {
     let names = &owner.names;
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let statefulset = sts_api.get_opt(&names.cluster).await?.map(|s| StatefulSetState::from_object(&s));
@@ -121,21 +137,34 @@ async fn observe(kvc: &KVCluster, owner: &Owner, ctx: &Context) -> Result<(Obser
         operation: status.and_then(|s| s.current_operation.as_ref()).map(|o| o.type_.clone()),
         statefulset,
         nodes,
+        in_flight: in_flight.map(|r| r.step.clone()),
     };
     Ok((observed, cluster))
 }
 
 async fn apply(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error> {
     let owner = Owner::of(kvc)?;
-    let (observed, cluster) = observe(kvc, &owner, ctx).await?;
+    let key = Key::of(&owner.names);
+    let uid = kvc.metadata.uid.as_deref().ok_or(Error::MissingField("metadata.uid"))?;
+    // Before observing: a step that ended since the last pass is reported by this one,
+    // and the ring observed next already shows its effect.
+    let (mut data, mut in_flight) = match ctx.in_flight.poll(&key, uid) {
+        Poll::Idle => (None, None),
+        Poll::Running(r) => (None, Some(r)),
+        Poll::Finished(outcome) => (Some(outcome), None),
+    };
+    let (observed, cluster) = observe(kvc, &owner, ctx, in_flight.as_ref()).await?;
     let plan = plan(&kvc.spec, &observed);
     let mut report = execute(&ctx.client, &ctx.metrics, &kvc.spec, &owner, &plan.steps).await?;
     // One data-plane step, after the Kubernetes steps (the plan holds one only when
-    // nothing waits, and always with the driver's observation it came from).
-    let data = match (plan.data_step(), &cluster) {
-        (Some(step), Some(c)) => Some(execute_data(ctx.data_plane.as_ref(), &ctx.metrics, c, step).await),
-        _ => None,
-    };
+    // nothing waits, a step in flight included, and always with the driver's observation
+    // it came from). A pass that reported an ended step starts the next on the next pass.
+    if let (None, Some(step), Some(c)) = (&data, plan.data_step(), &cluster) {
+        match start_step(ctx, key, uid, step, c).await {
+            Ok(outcome) => data = Some(outcome),
+            Err(running) => in_flight = Some(running),
+        }
+    }
     report.blocked.extend(data.as_ref().and_then(|d| d.blocked()));
 
     let now = (ctx.clock)();
@@ -145,6 +174,7 @@ async fn apply(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error> {
         observed: &observed,
         exec_blocked: &report.blocked,
         data: data.as_ref(),
+        in_flight: in_flight.as_ref(),
         now: &now,
     };
     let status = build(&input, &plan);
@@ -162,7 +192,10 @@ async fn apply(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error> {
     events::publish(&ctx.recorder, kvc, notes).await;
 
     let stepping = data.is_some() || plan.steps.iter().any(|s| matches!(s, Step::WaitForPlanner(_)));
-    Ok(if kvc.spec.paused {
+    Ok(if in_flight.is_some() {
+        // Even when paused: the step's outcome is picked up and reported.
+        Action::requeue(REQUEUE_STEP)
+    } else if kvc.spec.paused {
         Action::requeue(REQUEUE_PAUSED)
     } else if stepping {
         Action::requeue(REQUEUE_STEP)
@@ -173,9 +206,26 @@ async fn apply(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error> {
     })
 }
 
+/// Starts `step`, planned from `cluster`, in a task of its own; its outcome if it ended
+/// within the grace, else the step left in flight.
+async fn start_step(ctx: &Context, key: Key, uid: &str, step: &ringkv_plan::Step, cluster: &Cluster) -> Result<DataOutcome, Running> {
+    let running = Running { step: step.clone(), since: (ctx.clock)() };
+    let (data_plane, metrics, cluster, step) = (ctx.data_plane.clone(), ctx.metrics.clone(), cluster.clone(), step.clone());
+    let run = async move { execute_data(data_plane.as_ref(), &metrics, &cluster, &step).await };
+    let cluster = key.name.clone();
+    let started = ctx.in_flight.start(key, uid, running, ctx.step_grace, run).await;
+    if let Err(r) = &started {
+        tracing::info!(%cluster, step = %r.step.describe(), "data-plane step still running; a later pass reports it");
+    }
+    started
+}
+
 /// The KVCluster is being deleted: owned objects go by garbage collection; the volumes
 /// go too only when `pvcRetention` is `Delete` (they carry no owner reference).
 async fn cleanup(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error> {
+    if let Ok(names) = crate::resources::Names::of(kvc) {
+        ctx.in_flight.forget(&Key::of(&names));
+    }
     if kvc.spec.pvc_retention == PvcRetention::Delete {
         let owner = Owner::of(kvc)?;
         let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &owner.names.namespace);

@@ -7,8 +7,9 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::crd::{BootstrapLayout, KVClusterSpec, KVClusterStatus, OperationStatus, Phase};
+use crate::crd::{BootstrapLayout, KVClusterSpec, KVClusterStatus, OperationStatus, Phase, StepInFlight};
 use crate::execute::DataOutcome;
+use crate::inflight::Running;
 use crate::observe::Observed;
 use crate::plan::{describe, Blocked, Plan, Step};
 
@@ -20,8 +21,10 @@ pub struct StatusInput<'a> {
     /// What the executor found it could not do (e.g. a missing ServiceMonitor CRD, a
     /// planner step the driver refuses).
     pub exec_blocked: &'a [Blocked],
-    /// The data-plane step this pass executed, and how it went.
+    /// The data-plane step this pass executed or saw end, and how it went.
     pub data: Option<&'a DataOutcome>,
+    /// The data-plane step still running after this pass.
+    pub in_flight: Option<&'a Running>,
     pub now: &'a Time,
 }
 
@@ -44,7 +47,7 @@ fn condition(old: Option<&KVClusterStatus>, type_: &str, ok: bool, reason: &str,
 
 /// The new status.
 pub fn build(input: &StatusInput<'_>, plan: &Plan) -> KVClusterStatus {
-    let StatusInput { spec, old, observed, exec_blocked, data, now } = *input;
+    let StatusInput { spec, old, observed, exec_blocked, data, in_flight, now } = *input;
     let generation = observed.generation;
     let view = observed.ring();
     let nodes = observed.statefulset.as_ref().map_or(0, |s| s.replicas);
@@ -74,7 +77,11 @@ pub fn build(input: &StatusInput<'_>, plan: &Plan) -> KVClusterStatus {
 
     let waiting = plan.steps.iter().any(Step::is_wait);
     let (progressing, prog_reason, prog_message) = if spec.paused {
-        (false, "Paused", "spec.paused is true: the operator makes no changes".to_string())
+        let mut message = "spec.paused is true: the operator makes no changes".to_string();
+        if let Some(r) = in_flight {
+            message.push_str(&format!("; a step started before the pause is finishing: {}", describe(&r.step)));
+        }
+        (false, "Paused", message)
     } else if let Some(op) = &plan.operation {
         let message = match data {
             Some(DataOutcome::Failed(step, why)) => format!("{}; retrying: {} failed: {why}", op.message, describe(step)),
@@ -158,6 +165,7 @@ pub fn build(input: &StatusInput<'_>, plan: &Plan) -> KVClusterStatus {
         ready_nodes,
         current_operation,
         last_operation,
+        step_in_flight: in_flight.map(|r| StepInFlight { step: describe(&r.step), started_at: r.since.clone() }),
     }
 }
 

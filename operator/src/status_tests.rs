@@ -61,6 +61,7 @@ fn observed(ready: u32, generation: i64, old: Option<&KVClusterStatus>) -> Obser
         nodes,
         ring: Some(planner_ring()),
         operation: old.and_then(|s| s.current_operation.as_ref()).map(|o| o.type_.clone()),
+        in_flight: None,
     }
 }
 
@@ -77,7 +78,7 @@ fn status_with(
 ) -> KVClusterStatus {
     let p = plan(spec, observed);
     let blocked: Vec<Blocked> = data.and_then(DataOutcome::blocked).into_iter().collect();
-    let input = StatusInput { spec, old, observed, exec_blocked: &blocked, data, now };
+    let input = StatusInput { spec, old, observed, exec_blocked: &blocked, data, in_flight: None, now };
     build(&input, &p)
 }
 
@@ -197,7 +198,24 @@ fn executor_findings_count_as_degraded() {
     let o = observed(3, 1, None);
     let blocked = [Blocked { reason: "ServiceMonitorCRDMissing", message: "no CRD".to_string() }];
     let now = at(1);
-    let input = StatusInput { spec: &spec, old: None, observed: &o, exec_blocked: &blocked, data: None, now: &now };
+    let input = StatusInput { spec: &spec, old: None, observed: &o, exec_blocked: &blocked, data: None, in_flight: None, now: &now };
     let s = build(&input, &plan(&spec, &o));
     assert_eq!(cond(&s, "Degraded").reason, "ServiceMonitorCRDMissing");
+}
+
+#[test]
+fn a_step_in_flight_is_recorded_and_a_pause_says_it_is_finishing() {
+    let o = observed(3, 2, None);
+    let running = crate::inflight::Running { step: ringkv_plan::Step::AddReplica { shard: 1, node: 3 }, since: at(5) };
+    let now = at(10);
+    for paused in [false, true] {
+        let spec = spec(json!({ "paused": paused }));
+        let input = StatusInput { spec: &spec, old: None, observed: &o, exec_blocked: &[], data: None, in_flight: Some(&running), now: &now };
+        let s = build(&input, &plan(&spec, &o));
+        let flight = s.step_in_flight.clone().expect("stepInFlight");
+        assert_eq!((flight.step.as_str(), flight.started_at), ("add a replica of shard 1 on node 3", at(5)));
+        if paused {
+            assert!(cond(&s, "Progressing").message.ends_with("finishing: add a replica of shard 1 on node 3"));
+        }
+    }
 }

@@ -101,7 +101,7 @@ impl NodeProcess {
             }
         }
         cmd.args(&self.args)
-            .env("RINGKV_LOG", "info,openraft=warn")
+            .env("RINGKV_LOG", std::env::var("RINGKV_TEST_NODE_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))

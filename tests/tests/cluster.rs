@@ -309,8 +309,13 @@ async fn sigterm_of_a_leader_exits_zero_and_its_shards_move_without_losing_write
     let writer = Writer::start("graceful", c.node(survivors[0]));
     writer.wait_for_progress(20, PROGRESS_TIMEOUT).await;
 
+    let led = leaders.values().filter(|l| **l == victim).count();
     let status = c.stop(victim).await;
     assert_eq!(status.code(), Some(0), "SIGTERM is a clean exit, got {status}");
+    // With three voters the stopping leader hands each shard to a follower (no election
+    // timeout for the survivors to sit out).
+    let handed = c.log(victim).matches("leadership handed over").count();
+    assert_eq!(handed, led, "shards handed over on SIGTERM (of {led} led)");
     let after = c.wait_for_leaders(&survivors).await;
     assert!(after.values().all(|l| survivors.contains(l)), "{after:?}");
     writer.wait_for_progress(30, PROGRESS_TIMEOUT).await;

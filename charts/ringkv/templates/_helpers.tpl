@@ -38,3 +38,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "ringkv.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{/* The namespace of the KVCluster created from values (and of the nodes' NetworkPolicy):
+the watched namespace when the operator watches only one, else the release's. */}}
+{{- define "ringkv.clusterNamespace" -}}
+{{- default .Release.Namespace .Values.watchNamespace -}}
+{{- end -}}

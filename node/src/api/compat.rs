@@ -162,7 +162,7 @@ async fn get(node: &Node, db: u8, key: &str) -> Result<Option<Vec<u8>>, ApiError
     let key = params::key(key, node.config.max_key_bytes)?;
     let shard = node.locate(db, &key);
     match node.read(shard, ShardRequest::Get { db, key }, Consistency::Linearizable).await? {
-        ShardResponse::Value(v) => Ok(v.map(|e| e.value)),
+        ShardResponse::Value(v) => Ok(v.map(|e| e.value.into())),
         other => Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
     }
 }

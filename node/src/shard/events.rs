@@ -43,12 +43,12 @@ pub struct Event {
     pub db: u8,
     pub key: Vec<u8>,
     /// The new value (puts only).
-    pub value: Option<Vec<u8>>,
+    pub value: Option<bytes::Bytes>,
 }
 
 impl Event {
     fn bytes(&self) -> usize {
-        self.key.len() + self.value.as_ref().map_or(0, Vec::len) + 32
+        self.key.len() + self.value.as_ref().map_or(0, bytes::Bytes::len) + 32
     }
 }
 
@@ -146,7 +146,7 @@ mod tests {
     use super::*;
 
     fn ev(revision: u64) -> Event {
-        Event { revision, kind: EventKind::Put, db: 0, key: b"k".to_vec(), value: Some(vec![0; 10]) }
+        Event { revision, kind: EventKind::Put, db: 0, key: b"k".to_vec(), value: Some(vec![0; 10].into()) }
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! it: transactions with compare-and-swap preconditions, expiry, revisions, and the
 //! request-id table that makes retried writes apply once.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use imbl::OrdMap;
+use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 
 use super::events::{Event, EventKind};
@@ -54,13 +54,24 @@ impl Slice {
 
 /// The state every replica of a shard agrees on. Clones are O(1) (persistent maps), so a
 /// snapshot is taken without stopping writes.
+///
+/// After a split the map may still hold keys outside the slice (`stale`): the split
+/// hands both shards the whole map in O(1) and a background pass
+/// ([`KvState::stale_keys`], [`KvState::drop_stale`]) removes the other shard's keys.
+/// Such keys are never visible: every read, listing, count, export and image goes by
+/// the slice.
 #[derive(Clone, Default)]
 pub struct KvState {
     /// What this shard owns; keys outside it are refused with `WrongShard`.
     pub slice: Slice,
     pub data: OrdMap<MapKey, KeyEntry>,
-    /// `(expires_at_ms, db, key)` for keys with a TTL; drives the reaper.
-    expiry: BTreeSet<(u64, u8, Vec<u8>)>,
+    /// `(expires_at_ms, db, key)` for keys with a TTL; drives the reaper. Persistent, so
+    /// a split shares it in O(1) too.
+    expiry: OrdSet<(u64, u8, Vec<u8>)>,
+    /// Set (to the split's ring epoch) while `data` may hold keys outside the slice, left
+    /// there by a split until the background pass has dropped them. Not replicated and
+    /// not in snapshots: replicas differ only in invisible keys.
+    stale: Option<u64>,
     /// The shard's revision: bumped by every mutation, identical on every replica (the
     /// commands are applied in log order), and carried in snapshots.
     pub revision: u64,
@@ -100,6 +111,9 @@ impl KvState {
 
     /// The live (unexpired) entry of a key.
     pub fn get(&self, db: u8, key: &[u8], now_ms: u64) -> Option<KeyEntry> {
+        if self.stale.is_some() && !self.slice.owns(db, key) {
+            return None;
+        }
         self.data.get(&(db, key.to_vec())).filter(|e| !e.is_expired(now_ms)).cloned()
     }
 
@@ -133,18 +147,70 @@ impl KvState {
         self.expiry
             .iter()
             .take_while(|(t, _, _)| *t <= now_ms)
+            .filter(|(_, db, key)| self.stale.is_none() || self.slice.owns(*db, key))
             .take(max)
             .filter_map(|(_, db, key)| Some((*db, key.clone(), self.data.get(&(*db, key.clone()))?.mod_revision)))
             .collect()
     }
 
-    /// Number of stored keys, expired-but-not-yet-reaped included.
+    /// Number of keys this shard owns, expired-but-not-yet-reaped included. O(keys)
+    /// while a split's leftovers are still in the map.
     pub fn len(&self) -> usize {
-        self.data.len()
+        match self.stale {
+            None => self.data.len(),
+            Some(_) => self.data.keys().filter(|(db, k)| self.slice.owns(*db, k)).count(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len() == 0
+    }
+
+    /// Number of keys in the map, O(1): [`KvState::len`] plus, for a moment after a
+    /// split, the other shard's keys not yet dropped. What the node reports.
+    pub fn stored(&self) -> usize {
+        self.data.len()
+    }
+
+    /// If the map may hold a split's leftovers: the mark a sweep passes to
+    /// [`KvState::drop_stale`], and an O(1) view of the map to find them in, outside
+    /// any lock.
+    pub fn stale_view(&self) -> Option<(u64, MapView)> {
+        Some((self.stale?, MapView { data: self.data.clone(), slice: self.slice }))
+    }
+
+    /// Removes `keys` (found by [`KvState::stale_keys`] while `stale == Some(mark)`) if
+    /// they still lie outside the slice. `false` if the state moved on (a merge absorbed
+    /// keys, or a newer split): the pass must start again from the current `stale` mark.
+    pub fn drop_stale(&mut self, mark: u64, keys: &[MapKey]) -> bool {
+        if self.stale != Some(mark) {
+            return false;
+        }
+        for (db, key) in keys {
+            if !self.slice.owns(*db, key) {
+                self.remove(*db, key);
+            }
+        }
+        true
+    }
+
+    /// Ends the pass started at `mark`: the map holds only the slice's keys.
+    pub fn stale_dropped(&mut self, mark: u64) {
+        if self.stale == Some(mark) {
+            self.stale = None;
+        }
+    }
+
+    /// Drops every key outside the slice at once (before a merge absorbs keys, which
+    /// must not meet a split's leftovers).
+    fn drop_all_stale(&mut self) {
+        if self.stale.take().is_some() {
+            let slice = self.slice;
+            let stale: Vec<MapKey> = self.data.keys().filter(|(db, k)| !slice.owns(*db, k)).cloned().collect();
+            for (db, key) in stale {
+                self.remove(db, &key);
+            }
+        }
     }
 
     fn remove(&mut self, db: u8, key: &[u8]) -> Option<KeyEntry> {
@@ -160,7 +226,7 @@ impl KvState {
         self.get(db, key, now_ms).map_or(0, |e| e.mod_revision)
     }
 
-    fn put(&mut self, db: u8, key: Vec<u8>, value: Vec<u8>, expires_at_ms: Option<u64>, now_ms: u64) -> u64 {
+    fn put(&mut self, db: u8, key: Vec<u8>, value: bytes::Bytes, expires_at_ms: Option<u64>, now_ms: u64) -> u64 {
         self.revision += 1;
         let revision = self.revision;
         let map_key = (db, key);
@@ -239,6 +305,7 @@ impl KvState {
     fn absorb(&mut self, modulus: u32, entries: Vec<(u8, Vec<u8>, KeyEntry)>, applied: Vec<(u64, CommandResult)>) -> CommandResult {
         let ok = self.slice.modulus == modulus && modulus >= 2 && self.frozen.is_none();
         if ok {
+            self.drop_all_stale();
             let donor = Slice { shard: self.slice.shard + modulus / 2, modulus, epoch: self.slice.epoch };
             for (db, key, e) in entries.into_iter().filter(|(db, key, _)| donor.owns(*db, key)) {
                 if let Some(t) = self.data.get(&(db, key.clone())).and_then(|old| old.expires_at_ms) {
@@ -305,26 +372,24 @@ impl KvState {
         if modulus != self.slice.modulus * 2 {
             return Err(format!("shard {} is at modulus {}; a split doubles it, not {modulus}", self.slice.shard, self.slice.modulus));
         }
+        // Both shards keep the whole map (O(1): persistent maps share it); each drops
+        // the other's keys in the background. The slices make them invisible at once.
         let child_slice = Slice { shard: self.slice.shard + self.slice.modulus, modulus, epoch };
-        let mut child = KvState {
+        let child = KvState {
             slice: child_slice,
+            data: self.data.clone(),
+            expiry: self.expiry.clone(),
+            stale: Some(epoch),
             revision: self.revision,
             applied: self.applied.clone(),
             applied_order: self.applied_order.clone(),
+            last_applied: None,
             membership: self.membership.clone(),
-            ..Default::default()
+            frozen: None,
         };
-        let moving: Vec<MapKey> = self.data.keys().filter(|(db, k)| child_slice.owns(*db, k)).cloned().collect();
-        for (db, key) in moving {
-            if let Some(e) = self.remove(db, &key) {
-                if let Some(t) = e.expires_at_ms {
-                    child.expiry.insert((t, db, key.clone()));
-                }
-                child.data.insert((db, key), e);
-            }
-        }
         self.slice.modulus = modulus;
         self.slice.epoch = epoch;
+        self.stale = Some(epoch);
         Ok(Some(child))
     }
 
@@ -352,6 +417,7 @@ impl KvState {
             .map(|op| match op {
                 Op::Put { db, key, value, expires_at_ms, .. } => {
                     let event_key = key.clone();
+                    let value = bytes::Bytes::from(value); // no copy; shared with the event
                     let event_value = value.clone();
                     let revision = self.put(db, key, value, expires_at_ms, now_ms);
                     events.push(Event { revision, kind: EventKind::Put, db, key: event_key, value: Some(event_value) });
@@ -392,6 +458,9 @@ impl KvState {
             if bytes >= max_bytes {
                 break;
             }
+            if self.stale.is_some() && !self.slice.owns(*db, key) {
+                continue;
+            }
             bytes += key.len() + e.value.len() + 48;
             out.push((*db, key.clone(), e.clone()));
         }
@@ -408,7 +477,12 @@ impl KvState {
         KvImage {
             slice: self.slice,
             revision: self.revision,
-            entries: self.data.iter().map(|((db, k), e)| (*db, k.clone(), e.clone())).collect(),
+            entries: self
+                .data
+                .iter()
+                .filter(|((db, k), _)| self.stale.is_none() || self.slice.owns(*db, k))
+                .map(|((db, k), e)| (*db, k.clone(), e.clone()))
+                .collect(),
             applied: self.applied_results(),
             frozen: self.frozen,
         }
@@ -430,203 +504,36 @@ impl KvState {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// An O(1) copy of a shard's map and slice (see [`KvState::stale_view`]).
+pub struct MapView {
+    data: OrdMap<MapKey, KeyEntry>,
+    slice: Slice,
+}
 
-    fn put(s: &mut KvState, key: &str, val: &str, expires: Option<u64>, now: u64) -> CommandResult {
-        txn(s, rand_id(), now, vec![Op::Put { db: 0, key: key.into(), value: val.into(), expires_at_ms: expires, expect: None }])
-    }
-
-    fn txn(s: &mut KvState, id: u64, now: u64, ops: Vec<Op>) -> CommandResult {
-        s.apply_command(Command::Txn { id, now_ms: now, ops }, &mut Vec::new())
-    }
-
-    fn rand_id() -> u64 {
-        rand::random()
-    }
-
-    fn del(key: &str, expect: Option<u64>) -> Op {
-        Op::Delete { db: 0, key: key.into(), expect }
-    }
-
-    #[test]
-    fn a_split_moves_exactly_the_new_shards_keys_and_carries_revisions_and_request_ids() {
-        let mut s = KvState { slice: Slice { shard: 1, modulus: 4, epoch: 1 }, ..Default::default() };
-        let mut owned = Vec::new();
-        for i in 0..2_000u32 {
-            let key = format!("k{i}");
-            if s.slice.owns(0, key.as_bytes()) {
-                owned.push(key);
+impl MapView {
+    /// Up to `scan` map entries after `after`: the keys among them that lie outside the
+    /// slice, and where the next batch starts (`None` once the whole map was seen).
+    pub fn stale_keys(&self, after: Option<&MapKey>, scan: usize) -> (Vec<MapKey>, Option<MapKey>) {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone()));
+        let mut stale = Vec::new();
+        let mut last = None;
+        for (i, (k, _)) in self.data.range((from, Bound::Unbounded)).enumerate() {
+            if i == scan {
+                return (stale, last);
             }
+            if !self.slice.owns(k.0, &k.1) {
+                stale.push(k.clone());
+            }
+            last = Some(k.clone());
         }
-        for (n, k) in owned.iter().enumerate() {
-            txn(&mut s, n as u64 + 1, 0, vec![Op::Put { db: 0, key: k.clone().into_bytes(), value: b"v".to_vec(), expires_at_ms: Some(u64::MAX), expect: None }]);
-        }
-        let before = s.revision;
-        let child = s.split(8, 2).unwrap().expect("a new shard");
-        assert_eq!(child.slice, Slice { shard: 5, modulus: 8, epoch: 2 });
-        assert_eq!(s.slice, Slice { shard: 1, modulus: 8, epoch: 2 });
-        assert_eq!(s.len() + child.len(), owned.len(), "no key lost or duplicated");
-        for k in &owned {
-            let h = key_hash(0, k.as_bytes()) % 8;
-            let (here, there) = (s.get(0, k.as_bytes(), 0).is_some(), child.get(0, k.as_bytes(), 0).is_some());
-            assert_eq!((here, there), (h == 1, h == 5), "{k}");
-        }
-        // Roughly half moved (measured, not assumed).
-        assert!(child.len() * 3 > owned.len() && child.len() * 3 < owned.len() * 2, "{} of {}", child.len(), owned.len());
-        assert_eq!(child.revision, before, "the new shard's revisions go on from the old one's");
-        // The TTL index moved with the keys.
-        assert_eq!(child.expired(u64::MAX, usize::MAX).len(), child.len());
-        assert_eq!(s.expired(u64::MAX, usize::MAX).len(), s.len());
-        // A request applied before the split and retried on the new shard applies once.
-        let mut child = child;
-        let moved_key = owned.iter().position(|k| key_hash(0, k.as_bytes()) % 8 == 5).unwrap();
-        let retry = txn(&mut child, moved_key as u64 + 1, 0, vec![Op::Put { db: 0, key: owned[moved_key].clone().into_bytes(), value: b"again".to_vec(), expires_at_ms: None, expect: None }]);
-        assert_eq!(retry.revision, moved_key as u64 + 1, "the first answer, not a new write");
-        // The old shard refuses the moved keys, whole transactions at a time.
-        let r = txn(&mut s, 99_999, 0, vec![
-            Op::Put { db: 0, key: owned[moved_key].clone().into_bytes(), value: b"x".to_vec(), expires_at_ms: None, expect: None },
-        ]);
-        assert_eq!(r.wrong_shard, Some(WrongShard { shard: 1, modulus: 8, epoch: 2 }));
-        assert!(!r.ok && s.revision == before);
-        // A repeated split is a no-op; a jump of two levels is refused.
-        assert!(s.split(8, 2).unwrap().is_none());
-        assert!(s.split(32, 3).is_err());
-    }
-
-    #[test]
-    fn revisions_track_create_mod_and_version() {
-        let mut s = KvState::default();
-        put(&mut s, "other", "x", None, 0); // revision 1
-        put(&mut s, "k", "a", None, 0); // 2
-        put(&mut s, "k", "b", None, 0); // 3
-        let e = s.get(0, b"k", 0).unwrap();
-        assert_eq!((e.create_revision, e.mod_revision, e.version, e.value.as_slice()), (2, 3, 2, &b"b"[..]));
-        let r = txn(&mut s, 1, 0, vec![del("k", None)]);
-        assert_eq!((r.ops[0].clone(), r.revision), (OpResult::Delete { deleted: true }, 4));
-        let r = txn(&mut s, 2, 0, vec![del("k", None)]);
-        assert_eq!((r.ops[0].clone(), r.revision), (OpResult::Delete { deleted: false }, 4), "a no-op takes no revision");
-        put(&mut s, "k", "c", None, 0);
-        let e = s.get(0, b"k", 0).unwrap();
-        assert_eq!((e.create_revision, e.mod_revision, e.version), (5, 5, 1), "a re-created key starts over");
-    }
-
-    #[test]
-    fn compare_and_swap_applies_only_on_the_expected_revision() {
-        let mut s = KvState::default();
-        let absent = |v: &str| Op::Put { db: 0, key: b"c".to_vec(), value: v.into(), expires_at_ms: None, expect: Some(0) };
-        assert!(txn(&mut s, 1, 0, vec![absent("1")]).ok, "0 means only if absent");
-        let r = txn(&mut s, 2, 0, vec![absent("2")]);
-        assert_eq!((r.ok, r.ops[0].clone()), (false, OpResult::Conflict { current: 1 }));
-        let swap = |v: &str, at| Op::Put { db: 0, key: b"c".to_vec(), value: v.into(), expires_at_ms: None, expect: Some(at) };
-        assert!(txn(&mut s, 3, 0, vec![swap("2", 1)]).ok);
-        assert!(!txn(&mut s, 4, 0, vec![swap("3", 1)]).ok, "a stale revision loses");
-        assert_eq!(s.get(0, b"c", 0).unwrap().value, b"2");
-        assert!(!txn(&mut s, 5, 0, vec![del("c", Some(1))]).ok);
-        assert!(txn(&mut s, 6, 0, vec![del("c", Some(2))]).ok);
-        assert!(s.get(0, b"c", 0).is_none());
-    }
-
-    #[test]
-    fn a_failed_precondition_applies_nothing_of_the_transaction() {
-        let mut s = KvState::default();
-        put(&mut s, "a", "1", None, 0);
-        let before = s.revision;
-        let ops = vec![
-            Op::Put { db: 0, key: b"b".to_vec(), value: b"x".to_vec(), expires_at_ms: None, expect: None },
-            del("a", Some(99)),
-        ];
-        let r = txn(&mut s, 7, 0, ops);
-        assert!(!r.ok);
-        assert_eq!(r.ops, vec![OpResult::Skipped, OpResult::Conflict { current: 1 }]);
-        assert!(s.get(0, b"b", 0).is_none(), "nothing half-applied");
-        assert_eq!(s.revision, before);
-    }
-
-    #[test]
-    fn gets_in_a_transaction_see_its_earlier_writes() {
-        let mut s = KvState::default();
-        let ops = vec![
-            Op::Put { db: 0, key: b"k".to_vec(), value: b"v".to_vec(), expires_at_ms: None, expect: Some(0) },
-            Op::Get { db: 0, key: b"k".to_vec() },
-        ];
-        let r = txn(&mut s, 9, 0, ops);
-        match &r.ops[1] {
-            OpResult::Get(Some(e)) => assert_eq!(e.value, b"v"),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_retried_request_id_applies_once() {
-        let mut s = KvState::default();
-        let op = || vec![Op::Put { db: 0, key: b"k".to_vec(), value: b"v".to_vec(), expires_at_ms: None, expect: Some(0) }];
-        let first = txn(&mut s, 42, 0, op());
-        let retry = txn(&mut s, 42, 0, op());
-        assert!(first.ok);
-        assert_eq!(first, retry, "the retry gets the first answer, not a conflict");
-        assert_eq!(s.revision, 1);
-        // The table survives a snapshot image.
-        let restored = KvState::from_image(s.image(), None, Default::default());
-        let mut restored = restored;
-        assert_eq!(txn(&mut restored, 42, 0, op()), first);
-    }
-
-    #[test]
-    fn expired_keys_are_hidden_then_reaped_unless_rewritten() {
-        let mut s = KvState::default();
-        put(&mut s, "gone", "x", Some(1_000), 0);
-        put(&mut s, "kept", "y", Some(1_000), 0);
-        assert!(s.get(0, b"gone", 999).is_some());
-        assert!(s.get(0, b"gone", 1_000).is_none(), "never returned once expired");
-        assert!(s.list(0, b"", None, 10, 1_000).is_empty());
-        let expired = s.expired(1_000, 10);
-        assert_eq!(expired.len(), 2);
-        // "kept" is rewritten before the reaper's proposal applies: the reaper must not delete it.
-        put(&mut s, "kept", "z", None, 1_001);
-        let mut events = Vec::new();
-        let r = s.apply_command(Command::Expire { keys: expired }, &mut events);
-        assert_eq!(r.expired, 1);
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0].kind, EventKind::Expire);
-        assert_eq!(s.len(), 1);
-        assert_eq!(s.get(0, b"kept", u64::MAX).unwrap().value, b"z");
-        assert!(s.expired(u64::MAX, 10).is_empty(), "expiry index follows the rewrite");
-    }
-
-    #[test]
-    fn list_is_ordered_prefix_bounded_and_resumable() {
-        let mut s = KvState::default();
-        for k in ["a/1", "a/2", "a/3", "b/1", "a"] {
-            put(&mut s, k, "v", None, 0);
-        }
-        txn(&mut s, 5, 0, vec![Op::Put { db: 1, key: b"a/9".to_vec(), value: b"v".to_vec(), expires_at_ms: None, expect: None }]);
-        let keys = |v: Vec<(Vec<u8>, KeyEntry)>| v.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
-        assert_eq!(keys(s.list(0, b"a/", None, 10, 0)), ["a/1", "a/2", "a/3"]);
-        assert_eq!(keys(s.list(0, b"a/", Some(b"a/1"), 10, 0)), ["a/2", "a/3"]);
-        assert_eq!(keys(s.list(0, b"a/", None, 2, 0)), ["a/1", "a/2"]);
-        assert_eq!(keys(s.list(0, b"", None, 10, 0)), ["a", "a/1", "a/2", "a/3", "b/1"]);
-        assert_eq!(keys(s.list(1, b"", None, 10, 0)), ["a/9"]);
-    }
-
-    #[test]
-    fn every_mutation_emits_one_event_in_revision_order() {
-        let mut s = KvState::default();
-        let mut events = Vec::new();
-        let ops = vec![
-            Op::Put { db: 0, key: b"a".to_vec(), value: b"1".to_vec(), expires_at_ms: None, expect: None },
-            Op::Put { db: 0, key: b"a".to_vec(), value: b"2".to_vec(), expires_at_ms: None, expect: None },
-            del("a", None),
-            del("a", None),
-            Op::Get { db: 0, key: b"a".to_vec() },
-        ];
-        s.apply_command(Command::Txn { id: 1, now_ms: 0, ops }, &mut events);
-        let got: Vec<(u64, EventKind)> = events.iter().map(|e| (e.revision, e.kind)).collect();
-        assert_eq!(got, vec![(1, EventKind::Put), (2, EventKind::Put), (3, EventKind::Delete)]);
-        assert_eq!(events[1].value.as_deref(), Some(&b"2"[..]));
+        (stale, None)
     }
 }
+
+#[cfg(test)]
+#[path = "kv_tests.rs"]
+mod tests;
 
 #[cfg(test)]
 #[path = "kv_merge_tests.rs"]

@@ -96,14 +96,14 @@ fn a_merge_moves_every_key_keeps_revisions_and_request_ids_and_is_idempotent() {
     let (id, first) = d.applied_results().last().cloned().unwrap();
     let again = put(&mut r, id, &hot, "retried");
     assert_eq!(again, first);
-    assert_eq!(r.get(0, hot.as_bytes(), 0).unwrap().value, b"after");
+    assert_eq!(r.get(0, hot.as_bytes(), 0).unwrap().value, &b"after"[..]);
 
     // Late duplicates change nothing.
     let rev = r.revision;
     assert!(r.apply_command(done, &mut Vec::new()).ok, "done again: still done");
     let stale = Command::Absorb { modulus: 8, entries: donor_keys.clone(), applied: Vec::new() };
     assert!(!r.apply_command(stale, &mut Vec::new()).ok);
-    assert_eq!((r.revision, r.get(0, hot.as_bytes(), 0).unwrap().value), (rev, b"after".to_vec()));
+    assert_eq!((r.revision, r.get(0, hot.as_bytes(), 0).unwrap().value), (rev, bytes::Bytes::from_static(b"after")));
 }
 
 #[test]

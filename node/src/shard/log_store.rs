@@ -19,6 +19,8 @@ use crate::wal::{Record, ShardLog, Wal};
 #[derive(Default)]
 struct LogInner {
     vote: Option<Vote>,
+    /// When `vote` was last saved in this process (a leader's: when it took office).
+    vote_saved_at: Option<std::time::Instant>,
     committed: Option<LogId>,
     purged: Option<LogId>,
     entries: BTreeMap<u64, Entry>,
@@ -66,6 +68,12 @@ impl LogStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// When this replica last saved a vote in this process. On a leader that is when it
+    /// took office, which is when openraft starts its own leader lease.
+    pub fn vote_saved_at(&self) -> Option<std::time::Instant> {
+        self.lock().vote_saved_at
     }
 
     /// The last committed log index this replica knows of (0 if none).
@@ -145,7 +153,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let rec = Record::Vote(encode(vote)?);
         // Fsynced before return: a vote must never be forgotten after it was cast.
         self.wal.write(self.shard, vec![rec]).await.map_err(|e| StorageIOError::write_vote(&e))?;
-        self.lock().vote = Some(*vote);
+        let mut inner = self.lock();
+        inner.vote = Some(*vote);
+        inner.vote_saved_at = Some(std::time::Instant::now());
         Ok(())
     }
 

@@ -36,6 +36,7 @@ type Waiter = oneshot::Sender<Result<CommandResult, ProposeError>>;
 #[derive(Clone)]
 pub struct Proposer {
     tx: mpsc::UnboundedSender<(Command, Waiter)>,
+    slots: Arc<Semaphore>,
 }
 
 /// Roughly how many bytes a command carries (keys and values).
@@ -60,8 +61,16 @@ impl Proposer {
     /// Starts the proposer task of a shard; it ends when every handle is dropped.
     pub fn start(raft: Raft) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx));
-        Self { tx }
+        let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        tokio::spawn(run(raft, rx, slots.clone()));
+        Self { tx, slots }
+    }
+
+    /// Waits until no proposal of this shard is in Raft and holds further ones back
+    /// until the returned guard is dropped (commands queue meanwhile). A leader transfer
+    /// uses it so that its target can be sure to hold the leader's last entry.
+    pub async fn pause(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.slots.clone().acquire_many_owned(MAX_IN_FLIGHT as u32).await.ok()
     }
 
     /// Proposes `cmd` and waits until it is committed and applied.
@@ -72,8 +81,7 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Waiter)>) {
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Waiter)>, slots: Arc<Semaphore>) {
     while let Some(first) = rx.recv().await {
         // Wait for a slot first: everything that arrives meanwhile joins this batch.
         let Ok(permit) = slots.clone().acquire_owned().await else { return };

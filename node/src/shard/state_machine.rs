@@ -94,13 +94,20 @@ const SYNC_STEP: usize = 8 << 20;
 /// Writes `bytes` to a new file and makes it durable, syncing every [`SYNC_STEP`]: a
 /// large snapshot written in one go and synced at the end fills the page cache, and on
 /// common filesystems the WAL's next fsync then waits for all of it (client writes
-/// stall for seconds). In steps, WAL fsyncs wait for one step at most.
+/// stall for seconds). In steps, WAL fsyncs wait for one step at most; and after each
+/// step the writer rests as long as the step took, so a snapshot (always background
+/// work) takes at most half of the disk from the WAL's fsyncs.
 fn write_in_steps(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut f = std::fs::File::create(path)?;
-    for chunk in bytes.chunks(SYNC_STEP) {
+    let steps = bytes.len().div_ceil(SYNC_STEP);
+    for (i, chunk) in bytes.chunks(SYNC_STEP).enumerate() {
+        let step = std::time::Instant::now();
         f.write_all(chunk)?;
         f.sync_data()?;
+        if i + 1 < steps {
+            std::thread::sleep(step.elapsed()); // between steps only: small files go at once
+        }
     }
     f.sync_all()
 }
@@ -218,10 +225,15 @@ impl StateMachineStore {
     pub fn with_state(shard: ShardId, dir: PathBuf, notify: Arc<Notify>, state: KvState, host: Arc<dyn SplitHost>) -> Self {
         let events = EventLog::new(state.revision, notify);
         let initial = Some((child_meta(&state), state.clone()));
+        let stale = state.stale_view().is_some();
+        let state = Arc::new(RwLock::new(state));
+        if stale {
+            sweep_stale(shard, state.clone());
+        }
         Self {
             shard,
             dir,
-            state: Arc::new(RwLock::new(state)),
+            state,
             events,
             snapshot_seq: 0,
             host,
@@ -246,6 +258,53 @@ impl StateMachineStore {
     pub fn state(&self) -> Arc<RwLock<KvState>> {
         self.state.clone()
     }
+}
+
+/// Entries a sweep looks at per batch; it holds the state's write lock only to remove
+/// the stale ones among them (a few milliseconds).
+const SWEEP_BATCH: usize = 4096;
+/// A sweep rests this many times as long as each batch took: leftovers cost memory,
+/// not correctness, so the sweep yields the CPU to client traffic.
+const SWEEP_REST: u32 = 3;
+
+/// Background work after a split runs one job of each kind at a time per node (one
+/// leftover sweep, one new shard's first snapshot), so a doubling of every shard does
+/// not take every core from client traffic at once.
+static SWEEPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+static FIRST_SNAPSHOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Drops a split's leftovers (keys outside the slice) from `state` in the background,
+/// batch by batch, so that neither the split's apply nor any write waits for the size
+/// of the data. Starts again if a newer split leaves more; stops if a merge dropped
+/// them first.
+pub(crate) fn sweep_stale(shard: ShardId, state: Arc<RwLock<KvState>>) {
+    tokio::spawn(async move {
+        let Ok(_turn) = SWEEPS.acquire().await else { return };
+        let started = std::time::Instant::now();
+        let mut dropped = 0;
+        'pass: loop {
+            let Some((mark, view)) = read_state(&state).stale_view() else { break };
+            let mut after = None;
+            loop {
+                let batch = std::time::Instant::now();
+                let (stale, next) = view.stale_keys(after.as_ref(), SWEEP_BATCH);
+                if !stale.is_empty() {
+                    if !write_state(&state).drop_stale(mark, &stale) {
+                        continue 'pass;
+                    }
+                    dropped += stale.len();
+                }
+                match next {
+                    Some(k) => after = Some(k),
+                    None => break,
+                }
+                tokio::time::sleep((batch.elapsed() * SWEEP_REST).max(std::time::Duration::from_millis(1))).await;
+            }
+            write_state(&state).stale_dropped(mark);
+        }
+        let ms = started.elapsed().as_millis() as u64;
+        tracing::info!(shard, dropped, ms, "split: the other shard's keys are dropped");
+    });
 }
 
 fn read_state(state: &RwLock<KvState>) -> std::sync::RwLockReadGuard<'_, KvState> {
@@ -318,6 +377,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut events = Vec::new();
         let mut children = Vec::new();
         let mut donors = Vec::new();
+        let mut split = false;
         let revision = {
             let mut s = write_state(&self.state);
             for entry in entries {
@@ -332,7 +392,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                 Command::Split { modulus, epoch } => {
                                     let mut r = s.apply_command(Command::Split { modulus, epoch }, &mut events);
                                     match s.split(modulus, epoch) {
-                                        Ok(Some(child)) => children.push(child),
+                                        Ok(Some(child)) => {
+                                            split = true;
+                                            children.push(child);
+                                        }
                                         Ok(None) => {}
                                         Err(e) => {
                                             tracing::warn!(shard = self.shard, error = %e, "split refused");
@@ -363,6 +426,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             s.revision
         };
         self.events.record(events, revision);
+        if split {
+            sweep_stale(self.shard, self.state.clone());
+        }
         // A new shard opens at once, from memory (its snapshot body is encoded only if a
         // follower ever needs it), and its first snapshot goes to disk in the background:
         // neither this shard's keys nor the moved ones wait for the size of the data.
@@ -376,11 +442,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             let dir = sibling_dir(&self.dir, id);
             let opened = as_opened(child);
-            let keys = opened.len();
             self.host.created(self.shard, id, opened.clone());
-            tracing::info!(shard = self.shard, new_shard = id, keys, "split: new shard created");
+            tracing::info!(shard = self.shard, new_shard = id, "split: new shard created");
             let (host, parent) = (self.host.clone(), self.shard);
             let write = tokio::spawn(async move {
+                let Ok(_turn) = FIRST_SNAPSHOTS.acquire().await else { return };
                 let started = std::time::Instant::now();
                 match tokio::task::spawn_blocking(move || write_child_snapshot(&dir, &opened)).await.map_err(io_err).and_then(|r| r) {
                     Ok(()) => {
@@ -509,7 +575,7 @@ mod tests {
 
         // Reopen from disk: the same state comes back.
         let reopened = StateMachineStore::open(0, dir.path().join("a"), Arc::default(), Slice::default(), Arc::new(NoSplits)).unwrap();
-        assert_eq!(reopened.state().read().unwrap().get(0, b"k2", 0).unwrap().value, b"v2");
+        assert_eq!(reopened.state().read().unwrap().get(0, b"k2", 0).unwrap().value, &b"v2"[..]);
 
         // Install on a fresh replica: same state, and the file is persisted there too.
         let mut other = StateMachineStore::open(0, dir.path().join("b"), Arc::default(), Slice::default(), Arc::new(NoSplits)).unwrap();

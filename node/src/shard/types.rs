@@ -125,7 +125,9 @@ pub struct WrongShard {
 /// A stored key's value and metadata, as every replica holds it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct KeyEntry {
-    pub value: Vec<u8>,
+    /// Refcounted: cloning an entry (a read, a copy-on-write of the map after a snapshot
+    /// or split shared it) does not copy the value.
+    pub value: bytes::Bytes,
     /// Revision of the put that created the key.
     pub create_revision: u64,
     /// Revision of the last put to the key.

@@ -77,8 +77,11 @@ pub fn service_monitor_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"), "servicemonitors")
 }
 
-/// A ServiceMonitor scraping every node's `/metrics` through the client Service only
-/// (selecting on the role label, so the headless Service does not double every target).
+/// A ServiceMonitor scraping every node's `/metrics` through the headless peer Service:
+/// it lists pods that are not ready too (`publishNotReadyAddresses`), so a node that
+/// is catching up or lost its leaders is still scraped — the client Service would drop
+/// it just when its metrics matter. Selecting on the role label keeps the client Service
+/// from doubling every target.
 pub fn service_monitor(spec: &KVClusterSpec, owner: &Owner) -> DynamicObject {
     let names = &owner.names;
     let sm = &spec.monitoring.service_monitor;
@@ -87,7 +90,7 @@ pub fn service_monitor(spec: &KVClusterSpec, owner: &Owner) -> DynamicObject {
         labels.extend(sm.labels.clone());
     }
     let mut match_labels = names.selector_labels();
-    match_labels.insert(SERVICE_ROLE_LABEL.to_string(), "client".to_string());
+    match_labels.insert(SERVICE_ROLE_LABEL.to_string(), "peers".to_string());
     let mut obj = DynamicObject::new(&names.cluster, &service_monitor_resource());
     obj.metadata = meta;
     obj.data = json!({

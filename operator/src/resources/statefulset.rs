@@ -199,10 +199,14 @@ pub fn statefulset(spec: &KVClusterSpec, owner: &Owner, layout: NodeLayout) -> S
                 type_: Some("RollingUpdate".to_string()),
                 ..Default::default()
             }),
-            // Volumes outlive pods; the finalizer deletes them when pvcRetention is Delete.
+            // A scale-down removes pods only once the ring shows they hold no replica
+            // (drained first), so their volumes hold nothing worth keeping, and a later
+            // scale-up must start those ordinals empty: deleted with the pod. Otherwise
+            // volumes outlive pods and the StatefulSet; the KVCluster's finalizer deletes
+            // them when pvcRetention is Delete.
             persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
                 when_deleted: Some("Retain".to_string()),
-                when_scaled: Some("Retain".to_string()),
+                when_scaled: Some("Delete".to_string()),
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(pod_labels), ..Default::default() }),

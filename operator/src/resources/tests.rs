@@ -82,6 +82,10 @@ fn statefulset_has_stable_names_parallel_start_and_a_volume_per_pod() {
     let ss = sts.spec.expect("spec");
     assert_eq!(ss.service_name.as_deref(), Some("demo-peers"));
     assert_eq!(ss.pod_management_policy.as_deref(), Some("Parallel"));
+    // Drained pods' volumes go with them on scale-down; otherwise volumes are kept
+    // (the finalizer applies pvcRetention when the KVCluster goes).
+    let retention = ss.persistent_volume_claim_retention_policy.as_ref().expect("retention policy");
+    assert_eq!((retention.when_scaled.as_deref(), retention.when_deleted.as_deref()), (Some("Delete"), Some("Retain")));
     let claim = &ss.volume_claim_templates.expect("claims")[0];
     let cs = claim.spec.as_ref().expect("claim spec");
     assert_eq!(cs.storage_class_name.as_deref(), Some("fast"));
@@ -173,12 +177,16 @@ fn disruption_budget_allows_one_node_down() {
 }
 
 #[test]
-fn service_monitor_scrapes_only_the_client_service() {
+fn service_monitor_scrapes_every_node_ready_or_not_through_the_peer_service() {
     let s = spec(json!({"monitoring": {"serviceMonitor": {"enabled": true, "interval": "15s", "labels": {"release": "prom"}}}}));
     let sm = service_monitor(&s, &owner());
     assert_eq!(sm.types.as_ref().map(|t| t.kind.as_str()), Some("ServiceMonitor"));
     assert_eq!(sm.metadata.labels.as_ref().and_then(|l| l.get("release")).map(String::as_str), Some("prom"));
-    assert_eq!(sm.data["spec"]["selector"]["matchLabels"][SERVICE_ROLE_LABEL], "client");
+    assert_eq!(sm.data["spec"]["selector"]["matchLabels"][SERVICE_ROLE_LABEL], "peers");
+    let peers = peer_service(&owner());
+    assert_eq!(peers.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_ROLE_LABEL)).map(String::as_str), Some("peers"));
+    let port = &sm.data["spec"]["endpoints"][0]["port"];
+    assert!(peers.spec.and_then(|s| s.ports).into_iter().flatten().any(|p| p.name.as_deref() == port.as_str()), "{port}");
     assert_eq!(sm.data["spec"]["endpoints"][0]["interval"], "15s");
     assert_eq!(sm.data["spec"]["endpoints"][0]["path"], "/metrics");
 }
@@ -191,5 +199,23 @@ fn every_env_var_set_is_a_node_flag() {
     let c = container(&spec(json!({})), NodeLayout::new(3, 4));
     for var in c.env.iter().flatten() {
         assert!(config.contains(&format!("env = \"{}\"", var.name)), "{} is not a ringkv-node setting", var.name);
+    }
+}
+
+#[test]
+fn drained_pods_lose_their_volumes_and_deletion_is_left_to_the_finalizer() {
+    // (pvcRetention, whenScaled, whenDeleted): whatever the spec says about deletion,
+    // a scale-down deletes the removed (drained) pods' claims, and the StatefulSet never
+    // deletes claims on its own deletion — the operator recreates it onto them; the
+    // finalizer deletes them by the selector labels when pvcRetention is Delete.
+    let cases = [("Retain", "Delete", "Retain"), ("Delete", "Delete", "Retain")];
+    for (retention, scaled, deleted) in cases {
+        let s = spec(json!({ "pvcRetention": retention }));
+        let ss = statefulset(&s, &owner(), NodeLayout::new(3, 4)).spec.expect("spec");
+        let policy = ss.persistent_volume_claim_retention_policy.expect("retention policy");
+        assert_eq!((policy.when_scaled.as_deref(), policy.when_deleted.as_deref()), (Some(scaled), Some(deleted)), "{retention}");
+        let claim_labels = ss.volume_claim_templates.expect("claims")[0].metadata.labels.clone().expect("labels");
+        let selector = Names::new("demo", "prod").selector();
+        assert!(selector.split(',').all(|kv| kv.split_once('=').is_some_and(|(k, v)| claim_labels.get(k).map(String::as_str) == Some(v))));
     }
 }

@@ -5,6 +5,7 @@
 mod chart;
 mod crd_files;
 mod data_plane;
+mod in_flight;
 mod reconcile;
 mod samples;
 mod support;

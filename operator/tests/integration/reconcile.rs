@@ -180,3 +180,23 @@ async fn an_api_failure_fails_the_pass_and_is_counted_by_reason() {
     assert_eq!(pass.metrics.reconciles.get(), 1);
     assert!(pass.metrics.render().contains("ringkv_operator_reconcile_failures_total{reason=\"api_error\"} 1"));
 }
+
+#[tokio::test]
+async fn an_object_the_api_server_refuses_is_degraded_with_its_message_not_a_failed_pass() {
+    let old = settled_status().await;
+    // A resources quantity the CRD schema lets through but Kubernetes refuses.
+    let mut k = kvc(json!({"resources": {"requests": {"memory": "lots"}}}), 2);
+    k.status = Some(old);
+    let mut script = vec![get_sts(Reply::Json(statefulset_object(&k, NodeLayout::new(3, 4), 3, false)))];
+    script.extend(apply_services());
+    script.extend([delete_absent_service_monitor(), Exchange::new(Method::PATCH, path::STS, Reply::Error(422)), patch_status()]);
+    let pass = reconcile_once(k, FakeDataPlane::nodes(3, 3, 4, &[1, 2, 3]), script).await;
+    assert_eq!(pass.action(), Action::requeue(REQUEUE_STABLE), "not an error: retrying cannot help");
+    let status = pass.body(&Method::PATCH, path::KVC_STATUS);
+    let degraded = condition(status, "Degraded");
+    assert_eq!((&degraded["status"], &degraded["reason"]), (&json!("True"), &json!("InvalidSpec")));
+    let message = degraded["message"].as_str().unwrap_or_default();
+    assert!(message.contains("refused the StatefulSet demo") && message.contains("mock API server: Invalid"), "{message}");
+    assert_eq!(degraded["observedGeneration"], 2);
+    assert_eq!(pass.metrics.failures.with_label_values(&["api_error"]).get(), 0);
+}

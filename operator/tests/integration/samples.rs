@@ -43,7 +43,7 @@ fn the_invalid_sample_fails_with_the_expected_messages() {
 fn the_schema_catches_each_mistake_on_its_own() {
     let schema = crd_schema();
     let base = || json!({"apiVersion": "ringkv.io/v1alpha1", "kind": "KVCluster", "metadata": {"name": "x"}, "spec": {}});
-    let cases: [(&str, Value, &str); 7] = [
+    let cases: [(&str, Value, &str); 9] = [
         ("defaults alone are valid", json!({}), ""),
         ("shards must be a power of two", json!({"shards": 12}), "spec.shards: Unsupported value: 12"),
         ("too many shards", json!({"shards": 2048}), "spec.shards: Unsupported value: 2048"),
@@ -51,6 +51,8 @@ fn the_schema_catches_each_mistake_on_its_own() {
         ("unknown fields are refused", json!({"shard": 4}), "spec.shard: unknown field"),
         ("the pull policy is an enum", json!({"imagePullPolicy": "Sometimes"}), "spec.imagePullPolicy: Unsupported value"),
         ("scrape intervals are durations", json!({"monitoring": {"serviceMonitor": {"interval": "soon"}}}), "should match"),
+        ("volume sizes are quantities", json!({"storage": {"size": "10 GB"}}), "spec.storage.size: Invalid value"),
+        ("a quantity with a decimal suffix is one", json!({"storage": {"size": "500M"}}), ""),
     ];
     for (name, spec, want) in cases {
         let mut obj = base();
@@ -61,5 +63,27 @@ fn the_schema_catches_each_mistake_on_its_own() {
         } else {
             assert!(errors.iter().any(|e| e.contains(want)), "{name}: want {want:?} in {errors:#?}");
         }
+    }
+}
+
+#[test]
+fn storage_is_fixed_once_created_and_everything_else_may_change() {
+    let schema = crd_schema();
+    let obj = |spec: Value| json!({"apiVersion": "ringkv.io/v1alpha1", "kind": "KVCluster", "metadata": {"name": "x"}, "spec": spec});
+    let old = obj(json!({"shards": 4, "nodes": 3, "storage": {"size": "1Gi"}}));
+    let cases: [(&str, Value, &str); 4] = [
+        ("a reshard and a scale", json!({"shards": 8, "nodes": 5, "storage": {"size": "1Gi"}}), ""),
+        ("a bigger volume", json!({"storage": {"size": "2Gi"}}), "storage cannot change once the cluster exists"),
+        ("another storage class", json!({"storage": {"size": "1Gi", "storageClassName": "fast"}}), "storage cannot change"),
+        ("storage left out (the default 10Gi)", json!({}), "storage cannot change"),
+    ];
+    for (name, spec, want) in cases {
+        let errors = schema::validate_update(&schema, &obj(spec.clone()), Some(&old));
+        if want.is_empty() {
+            assert!(errors.is_empty(), "{name}: {errors:#?}");
+        } else {
+            assert!(errors.iter().any(|e| e.contains(want) && e.starts_with("spec.storage")), "{name}: want {want:?} in {errors:#?}");
+        }
+        assert!(schema::validate(&schema, &obj(spec)).is_empty(), "{name}: a new cluster may have any storage");
     }
 }

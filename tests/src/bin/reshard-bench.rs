@@ -3,7 +3,7 @@
 //! throughput dip. Run through `bench/reshard.sh` (release build); prints `name: value`
 //! lines like the other benchmarks.
 //!
-//! Environment: `DATA_MB` (default 1024), `VALUE_KB` (64), `WRITERS` (16), `BASELINE_S`
+//! Environment: `DATA_MB` (default 1024), `VALUE_KB` (64) or `VALUE_BYTES`, `WRITERS` (16), `BASELINE_S`
 //! (5), and `RINGKV_NODE_BIN` (the node binary; the script sets it).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -60,15 +60,28 @@ async fn load(c: &Cluster, total: u64, value: usize) -> (u64, Duration) {
         tasks.spawn(async move {
             let body = vec![b'v'; value];
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
+                // Small values go in batches of up to 500 puts (one request), large ones
+                // one by one.
+                let per = if value >= 4096 { 1 } else { 500 };
+                let i = next.fetch_add(per, Ordering::Relaxed);
                 if i >= n {
                     return;
                 }
-                let url = format!("{}/v1/kv/bulk-{i:08}", urls[w % urls.len()]);
+                let base = &urls[w % urls.len()];
+                let request = |http: &reqwest::Client| {
+                    if per == 1 {
+                        return http.put(format!("{base}/v1/kv/bulk-{i:08}")).body(body.clone());
+                    }
+                    let text = String::from_utf8(body.clone()).expect("ascii");
+                    let ops: Vec<_> = (i..(i + per).min(n))
+                        .map(|k| serde_json::json!({ "op": "put", "key": format!("bulk-{k:08}"), "value": text }))
+                        .collect();
+                    http.post(format!("{base}/v1/batch")).json(&serde_json::json!({ "ops": ops }))
+                };
                 for attempt in 0.. {
-                    match http.put(&url).body(body.clone()).send().await {
+                    match request(&http).send().await {
                         Ok(r) if r.status().is_success() => break,
-                        other if attempt > 20 => panic!("load: {url}: {other:?}"),
+                        other if attempt > 20 => panic!("load: {base}, key {i}: {other:?}"),
                         _ => tokio::time::sleep(Duration::from_millis(100)).await,
                     }
                 }
@@ -86,7 +99,10 @@ fn main() -> anyhow::Result<()> {
 
 async fn run() -> anyhow::Result<()> {
     let data_mb = env("DATA_MB", 1024);
-    let value = env("VALUE_KB", 64) as usize * 1024;
+    let value = match env("VALUE_BYTES", 0) {
+        0 => env("VALUE_KB", 64) as usize * 1024,
+        bytes => bytes as usize,
+    };
     let writers = env("WRITERS", 16);
     let baseline = Duration::from_secs(env("BASELINE_S", 5));
     let c = Cluster::builder(3).shards(4).start().await;
@@ -97,7 +113,7 @@ async fn run() -> anyhow::Result<()> {
     let (keys, took) = load(&c, data_mb << 20, value).await;
     println!("reshard.data_mb: {data_mb}");
     println!("reshard.load_mb_per_s: {:.1}", data_mb as f64 / took.as_secs_f64());
-    eprintln!("# loaded {keys} keys of {} KiB in {:.1} s", value / 1024, took.as_secs_f64());
+    eprintln!("# loaded {keys} keys of {value} bytes in {:.1} s", took.as_secs_f64());
     // Let the page cache reach the disk before measuring, so the baseline is not a
     // writeback storm from the load.
     let settle = Instant::now();
@@ -150,14 +166,19 @@ async fn run() -> anyhow::Result<()> {
     let errors = samples.iter().filter(|s| !s.ok).count();
     println!("reshard.errors: {errors}");
     // How long each new shard's first snapshot took to become durable (node logs).
-    for (what, marker) in [("open", "split: new shard created"), ("durable", "first snapshot is durable")] {
+    // And how long the background sweeps of the split's leftovers ran.
+    for (what, marker) in [
+        ("child_snapshot_open", "split: new shard created"),
+        ("child_snapshot_durable", "first snapshot is durable"),
+        ("leftover_sweep", "the other shard's keys are dropped"),
+    ] {
         let mut ms: Vec<u64> = Vec::new();
         for id in c.ids() {
             for line in c.log(id).lines().filter(|l| l.contains(marker)) {
                 ms.extend(line.split_whitespace().find_map(|w| w.strip_prefix("ms=")).and_then(|v| v.parse::<u64>().ok()));
             }
         }
-        println!("reshard.child_snapshot_{what}_max_ms: {}", ms.iter().max().copied().unwrap_or(0));
+        println!("reshard.{what}_max_ms: {}", ms.iter().max().copied().unwrap_or(0));
     }
     Ok(())
 }

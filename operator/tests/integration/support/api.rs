@@ -62,6 +62,7 @@ fn status_body(code: u16) -> Value {
     let reason = match code {
         404 => "NotFound",
         409 => "Conflict",
+        422 => "Invalid",
         _ => "InternalError",
     };
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use ringkv_operator::crd::{KVCluster, KVClusterSpec, FINALIZER};
+use ringkv_operator::inflight::InFlight;
 use ringkv_operator::metrics::Metrics;
 use kube::runtime::events::Recorder;
 use ringkv_operator::observe::{ClusterView, DataPlane, NodeProbe, ShardView};
@@ -89,6 +90,9 @@ pub struct FakeDataPlane {
     pub refuse_with: Option<String>,
     /// Every step executed, in order (shared with the test).
     pub executed: Arc<Mutex<Vec<ringkv_plan::Step>>>,
+    /// When set, every step waits for a permit of this semaphore before it ends (a
+    /// replica catching up, held for as long as the test wants).
+    pub gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// The leader of `shard` among `members`: rotating, so leaders are balanced.
@@ -140,6 +144,12 @@ impl FakeDataPlane {
         self.refuse_with = Some(why.to_string());
         self
     }
+
+    /// The same, with every step running until `gate` hands it a permit.
+    pub fn gated(mut self, gate: &Arc<tokio::sync::Semaphore>) -> Self {
+        self.gate = Some(gate.clone());
+        self
+    }
 }
 
 impl DataPlane for FakeDataPlane {
@@ -159,10 +169,16 @@ impl DataPlane for FakeDataPlane {
             (None, Some(why)) => Err(DriverError::Blocked(why.clone())),
             (None, None) => Ok(()),
         };
-        if result.is_ok() {
-            self.executed.lock().expect("lock").push(step.clone());
-        }
-        Box::pin(async move { result })
+        let (gate, executed) = (self.gate.clone(), self.executed.clone());
+        Box::pin(async move {
+            if let Some(gate) = gate {
+                gate.acquire_owned().await.expect("the gate stays open").forget();
+            }
+            if result.is_ok() {
+                executed.lock().expect("lock").push(step.clone());
+            }
+            result
+        })
     }
 }
 
@@ -199,15 +215,33 @@ impl Pass {
     }
 }
 
-/// Runs one reconcile pass of `kvc` against `script`, with `data_plane` as the nodes.
-/// The error policy runs on failure, as the controller would.
+/// How long a test pass waits for the data-plane step it started (the fake's steps end
+/// at once unless gated).
+pub const TEST_STEP_GRACE: Duration = Duration::from_millis(300);
+
+/// Runs one reconcile pass of `kvc` against `script`, with `data_plane` as the nodes,
+/// by a freshly started operator. The error policy runs on failure, as the controller
+/// would.
 pub async fn reconcile_once(kvc: KVCluster, data_plane: FakeDataPlane, script: Vec<Exchange>) -> Pass {
+    reconcile_by(&Arc::new(InFlight::new()), kvc, data_plane, script).await
+}
+
+/// The same, by an operator whose steps in flight are `in_flight` (shared by its passes).
+pub async fn reconcile_by(in_flight: &Arc<InFlight>, kvc: KVCluster, data_plane: FakeDataPlane, script: Vec<Exchange>) -> Pass {
     let (client, server) = mock_client();
     let server = server.run(script);
     let metrics = Arc::new(Metrics::new());
     let executed = data_plane.executed.clone();
     let recorder = Recorder::new(client.clone(), reporter(Some("ringkv-operator-0".to_string())));
-    let ctx = Arc::new(Context { client, data_plane: Arc::new(data_plane), metrics: metrics.clone(), recorder, clock: fixed_now });
+    let ctx = Arc::new(Context {
+        client,
+        data_plane: Arc::new(data_plane),
+        metrics: metrics.clone(),
+        recorder,
+        clock: fixed_now,
+        in_flight: in_flight.clone(),
+        step_grace: TEST_STEP_GRACE,
+    });
     let kvc = Arc::new(kvc);
     let result = tokio::time::timeout(Duration::from_secs(10), reconcile(kvc.clone(), ctx.clone()))
         .await

@@ -5,12 +5,19 @@
 
 use serde_json::Value;
 
-/// Every error, structural then CEL, as `path: message`.
+/// Every error, structural then CEL, as `path: message`, of creating `object`.
 pub fn validate(schema: &Value, object: &Value) -> Vec<String> {
+    validate_update(schema, object, None)
+}
+
+/// The same for an update from `old` (transition rules, which use `oldSelf`, run only
+/// then, as on the API server).
+pub fn validate_update(schema: &Value, object: &Value, old: Option<&Value>) -> Vec<String> {
     let defaulted = kube_cel::apply_defaults(schema, object);
+    let old = old.map(|o| kube_cel::apply_defaults(schema, o));
     let mut errors = Vec::new();
     check(schema, &defaulted, "", true, &mut errors);
-    if let Err(cel) = kube_cel::Validator::new().validate(schema, &defaulted, None) {
+    if let Err(cel) = kube_cel::Validator::new().validate(schema, &defaulted, old.as_ref()) {
         for e in cel.iter() {
             errors.push(format!("{}: Invalid value: {}", e.field_path, e.message));
         }
