@@ -63,6 +63,8 @@ pub enum ShardRequest {
     /// Keys of one shard, which must be at `modulus` (the router's view): a shard that
     /// split or merged since refuses, so a listing never silently misses moved keys.
     List { db: u8, prefix: Vec<u8>, start_after: Option<Vec<u8>>, limit: usize, modulus: u32 },
+    /// The shard's revision at a linearizable point (a watch "from now" starts after it).
+    Revision,
 }
 
 impl ShardRequest {
@@ -77,7 +79,7 @@ impl ShardRequest {
                 })
                 .collect(),
             ShardRequest::Get { db, key } => vec![(*db, key.as_slice())],
-            ShardRequest::List { .. } => Vec::new(),
+            ShardRequest::List { .. } | ShardRequest::Revision => Vec::new(),
         }
     }
 }
@@ -88,6 +90,7 @@ pub enum ShardResponse {
     Written(CommandResult),
     Value(Option<KeyEntry>),
     Items(Vec<(Vec<u8>, KeyEntry)>),
+    Revision(u64),
 }
 
 /// Why a replica could not serve a request.
@@ -215,6 +218,7 @@ impl Node {
             ShardRequest::Write(_) => "write",
             ShardRequest::Get { .. } => "get",
             ShardRequest::List { .. } => "list",
+            ShardRequest::Revision => "revision",
         };
         self.metrics.forwards.with_label_values(&[kind]).inc();
         let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
@@ -274,6 +278,7 @@ fn read_state(sh: &Shard, req: ShardRequest) -> Result<ShardResponse, ServeError
         ShardRequest::List { db, prefix, start_after, limit, modulus } if s.slice.modulus == modulus && modulus > 0 && s.frozen.is_none() => {
             Ok(ShardResponse::Items(s.list(db, &prefix, start_after.as_deref(), limit, now)))
         }
+        ShardRequest::Revision => Ok(ShardResponse::Revision(s.revision)),
         ShardRequest::Write(_) => Ok(ShardResponse::Value(None)),
         _ => Err(ServeError::WrongShard(s.refusal())),
     }

@@ -284,3 +284,22 @@ async fn a_watch_resumes_from_its_last_event_id_and_is_told_to_resync_after_comp
     let e = tokio::time::timeout(Duration::from_secs(10), after.recv()).await.expect("an event").expect("open");
     assert_eq!((e.event.as_str(), e.data["value"].as_str()), ("put", Some("after")));
 }
+
+/// A watch opened without a start revision starts after every write acknowledged before
+/// it opened, even on a follower that has not applied the last write yet: the start is
+/// the revision the shard leader confirms, not the replica's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_opened_on_a_follower_never_delivers_writes_acknowledged_before_it_opened() {
+    let c = Cluster::start(3, 1).await;
+    let leaders = c.wait_for_leaders(&c.ids()).await;
+    let leader = leaders[&0];
+    let follower = c.node(c.ids().into_iter().find(|id| *id != leader).expect("a follower"));
+    let writer = c.node(leader);
+    for round in 0..20 {
+        writer.put("fresh", &format!("old-{round}")).await;
+        let mut events = open_watch(&follower, "key=fresh", None).await;
+        writer.put("fresh", &format!("new-{round}")).await;
+        let e = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.expect("an event").expect("open");
+        assert_eq!(e.data["value"], format!("new-{round}"), "round {round}: {e:?}");
+    }
+}

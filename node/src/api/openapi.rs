@@ -307,7 +307,9 @@ pub struct WatchQuery {
     pub prefix: Option<String>,
     #[param(minimum = 0, maximum = 15)]
     pub db: Option<u8>,
-    /// Replay history from this revision (>= 1) before live events; default: from now.
+    /// Replay history from this revision (>= 1) before live events; default: from now
+    /// (after every write acknowledged before the watch opened, as the shard leader
+    /// confirms it; 503 when a shard has no leader).
     #[param(minimum = 1)]
     pub start_revision: Option<u64>,
 }

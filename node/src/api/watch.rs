@@ -31,6 +31,7 @@ use super::params;
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::ring::ShardId;
+use crate::router::{ShardRequest, ShardResponse};
 use crate::shard::events::{Event, Since};
 
 /// What a watch follows.
@@ -136,11 +137,27 @@ async fn open(node: Arc<Node>, raw: Option<String>, headers: HeaderMap, may_rela
     let cursors: Vec<(ShardId, Option<u64>)> = match (last_id, start) {
         (Some(id), _) => decode_cursor(id, &shards)?,
         (None, Some(r)) => shards.iter().map(|s| (*s, Some(r - 1))).collect(),
-        (None, None) => shards.iter().map(|s| (*s, node.shard(*s).map(|sh| sh.events.current()))).collect(),
+        (None, None) => now_cursors(&node, &shards).await?,
     };
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(stream_events(node, db, target, cursors, tx));
     Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+}
+
+/// Cursors for a watch "from now": each shard's revision at a linearizable point,
+/// confirmed by its leader, so a write acknowledged before the watch opened is never
+/// delivered, even when this replica has not applied it yet (the stream then waits for
+/// the replica to pass that revision).
+async fn now_cursors(node: &Node, shards: &[ShardId]) -> Result<Vec<(ShardId, Option<u64>)>, ApiError> {
+    let revisions = futures::future::join_all(shards.iter().map(|s| node.execute(*s, ShardRequest::Revision))).await;
+    let mut cursors = Vec::with_capacity(shards.len());
+    for (shard, r) in shards.iter().zip(revisions) {
+        match r? {
+            ShardResponse::Revision(rev) => cursors.push((*shard, Some(rev))),
+            other => return Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
+        }
+    }
+    Ok(cursors)
 }
 
 /// Passes the watch to a node holding a replica of every shard it needs and relays the
