@@ -65,9 +65,13 @@ pub async fn run(
     let internal_stop = CancellationToken::new();
 
     let internal_app = raft_net::server::router(node.clone());
-    let istop = internal_stop.clone();
+    let (istop, inode) = (internal_stop.clone(), node.clone());
     tracker.spawn(async move {
-        let r = axum::serve(internal.tap_io(nodelay), internal_app).with_graceful_shutdown(istop.cancelled_owned()).await;
+        let http = match raft_net::listener::split(internal, inode, istop.clone()) {
+            Ok(h) => h,
+            Err(e) => return tracing::error!(error = %e, "internal port"),
+        };
+        let r = axum::serve(http, internal_app).with_graceful_shutdown(istop.cancelled_owned()).await;
         if let Err(e) = r {
             tracing::error!(error = %e, "internal server failed");
         }

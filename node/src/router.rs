@@ -222,8 +222,8 @@ impl Node {
         };
         self.metrics.forwards.with_label_values(&[kind]).inc();
         let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
-        let path = format!("/internal/shard/{shard}/serve");
-        let out: Result<Result<ShardResponse, ServeError>, _> = self.peers.call(leader, None, &path, req, timeout).await;
+        let out: Result<Result<ShardResponse, ServeError>, _> =
+            self.peers.wire_call(leader, None, crate::raft_net::wire::Kind::Serve, shard, req, timeout).await;
         match out {
             Ok(r) => r,
             Err(e) => Err(ServeError::Retry(e.to_string())),

@@ -1,4 +1,5 @@
-//! The client side: a pooled HTTP/2 (prior knowledge, h2c) client to every peer.
+//! The client side: wire connections for the hot calls and a pooled HTTP/2 (prior
+//! knowledge, h2c) client for the rest, to every peer.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -14,6 +15,7 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::wire::{Kind, WireClient};
 use crate::ring::{NodeId, ShardId};
 use crate::shard::types::TypeConfig;
 
@@ -32,6 +34,7 @@ pub enum NetError {
 #[derive(Clone)]
 pub struct PeerClient {
     http: reqwest::Client,
+    wire: Arc<WireClient>,
     addrs: Arc<RwLock<BTreeMap<NodeId, String>>>,
 }
 
@@ -44,7 +47,7 @@ impl PeerClient {
             .http2_keep_alive_interval(Duration::from_secs(5))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Self { http, addrs: Arc::new(RwLock::new(addrs)) }
+        Self { http, wire: Arc::default(), addrs: Arc::new(RwLock::new(addrs)) }
     }
 
     /// The internal address of `node`, if known.
@@ -113,6 +116,23 @@ impl PeerClient {
         postcard::from_bytes(&bytes).map_err(|e| NetError::Remote(node, format!("decode: {e}")))
     }
 
+    /// One request over the wire to `node` (see [`super::wire`]), answer decoded.
+    pub async fn wire_call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        node: NodeId,
+        fallback_addr: Option<&str>,
+        kind: Kind,
+        shard: ShardId,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, NetError> {
+        let addr = self
+            .addr(node)
+            .or_else(|| fallback_addr.map(str::to_string))
+            .ok_or_else(|| NetError::Unreachable(node, "no address known".into()))?;
+        self.wire.call(node, &addr, kind, shard, req, timeout).await
+    }
+
     /// POST without a body, JSON answer (admin endpoints).
     pub async fn post_json(&self, node: NodeId, path: &str, timeout: Duration) -> Result<serde_json::Value, NetError> {
         let addr = self.addr(node).ok_or_else(|| NetError::Unreachable(node, "no address known".into()))?;
@@ -179,9 +199,12 @@ impl Network {
         req: &Req,
         option: &RPCOption,
     ) -> RpcResult<Resp, E> {
-        let path = format!("/internal/raft/{}/{what}", self.shard);
-        let out: Result<Result<Resp, RaftError<NodeId, E>>, NetError> =
-            self.peers.call(self.target, Some(&self.addr), &path, req, option.hard_ttl()).await;
+        let (addr, ttl) = (Some(self.addr.as_str()), option.hard_ttl());
+        let out: Result<Result<Resp, RaftError<NodeId, E>>, NetError> = match what {
+            "append" => self.peers.wire_call(self.target, addr, Kind::Append, self.shard, req, ttl).await,
+            "vote" => self.peers.wire_call(self.target, addr, Kind::Vote, self.shard, req, ttl).await,
+            _ => self.peers.call(self.target, addr, &format!("/internal/raft/{}/{what}", self.shard), req, ttl).await,
+        };
         match out {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),

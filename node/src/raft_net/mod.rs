@@ -1,8 +1,12 @@
-//! Node-to-node traffic on the internal port: Raft RPCs of every shard and forwarded
-//! client requests, multiplexed over one HTTP/2 connection per peer (the shard id is in
-//! the path), with postcard-encoded bodies.
+//! Node-to-node traffic on the internal port. The hot calls (AppendEntries, votes,
+//! forwarded client requests) use the wire, a small binary protocol with one connection
+//! per peer ([`wire`]); snapshots, admin calls, status and relayed watches use HTTP/2
+//! (h2c) on the same port, which tells the two apart by a connection's first bytes
+//! ([`listener`]). Bodies are postcard either way.
 
 pub mod client;
+pub mod listener;
 pub mod server;
+pub mod wire;
 
 pub use client::{NetError, NetworkFactory, PeerClient};

@@ -31,16 +31,21 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-fn reply<T: Serialize>(v: &T) -> Response {
-    match postcard::to_stdvec(v) {
-        Ok(b) => (StatusCode::OK, b).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
+    postcard::to_stdvec(v).map_err(|e| format!("encode: {e}"))
 }
 
-#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
-fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, Response> {
-    postcard::from_bytes(b).map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable body: {e}")).into_response())
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    postcard::from_bytes(b).map_err(|e| format!("undecodable body: {e}"))
+}
+
+/// As HTTP: 200 with the postcard answer, or an error text (404 for a shard not hosted).
+fn http_answer(r: Result<Vec<u8>, String>) -> Response {
+    match r {
+        Ok(b) => (StatusCode::OK, b).into_response(),
+        Err(e) if e.contains("not hosted") => (StatusCode::NOT_FOUND, e).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
 }
 
 async fn status(State(node): State<Arc<Node>>) -> Json<crate::node::NodeStatus> {
@@ -48,36 +53,41 @@ async fn status(State(node): State<Arc<Node>>) -> Json<crate::node::NodeStatus> 
 }
 
 async fn raft_rpc(State(node): State<Arc<Node>>, Path((shard, rpc)): Path<(ShardId, String)>, body: Bytes) -> Response {
+    http_answer(raft_call(&node, shard, &rpc, &body).await)
+}
+
+/// One Raft RPC (`append`, `vote` or `snapshot`) for `shard`: the postcard-encoded
+/// result of the local replica's handling, whichever transport brought it.
+pub async fn raft_call(node: &Node, shard: ShardId, rpc: &str, body: &[u8]) -> Result<Vec<u8>, String> {
     let Some(s) = node.shard(shard) else {
-        return (StatusCode::NOT_FOUND, format!("shard {shard} not hosted")).into_response();
+        return Err(format!("shard {shard} not hosted"));
     };
-    let r = async {
-        Ok::<Response, Response>(match rpc.as_str() {
-            "append" => {
-                let r = s.raft.append_entries(decode(&body)?).await;
-                if matches!(&r, Ok(resp) if resp.is_success()) {
-                    s.heard_from_leader.store(true, std::sync::atomic::Ordering::Release);
-                }
-                reply(&r)
+    match rpc {
+        "append" => {
+            let r = s.raft.append_entries(decode(body)?).await;
+            if matches!(&r, Ok(resp) if resp.is_success()) {
+                s.heard_from_leader.store(true, std::sync::atomic::Ordering::Release);
             }
-            "vote" => reply(&s.raft.vote(decode(&body)?).await),
-            "snapshot" => reply(&s.raft.install_snapshot(decode(&body)?).await),
-            _ => (StatusCode::NOT_FOUND, "unknown rpc").into_response(),
-        })
-    };
-    r.await.unwrap_or_else(|e| e)
+            encode(&r)
+        }
+        "vote" => encode(&s.raft.vote(decode(body)?).await),
+        "snapshot" => encode(&s.raft.install_snapshot(decode(body)?).await),
+        _ => Err(format!("unknown rpc {rpc}")),
+    }
 }
 
 async fn serve(State(node): State<Arc<Node>>, Path(shard): Path<ShardId>, body: Bytes) -> Response {
-    let req: ShardRequest = match decode(&body) {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
+    http_answer(serve_call(&node, shard, &body).await)
+}
+
+/// A client request forwarded by a peer, served by this node's replica of `shard`.
+pub async fn serve_call(node: &Node, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, String> {
+    let req: ShardRequest = decode(body)?;
     // The forwarding node gives up at its own deadline; do not outlive it by much.
     let out: Result<ShardResponse, ServeError> =
         match tokio::time::timeout(node.config.request_timeout, node.serve_local(shard, req)).await {
             Ok(r) => r,
             Err(_) => Err(ServeError::Retry("timed out waiting for a quorum".into())),
         };
-    reply(&out)
+    encode(&out)
 }

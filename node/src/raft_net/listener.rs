@@ -1,0 +1,129 @@
+//! The internal port's listener: a connection that opens with the wire's magic bytes is
+//! served here as a wire connection; every other one goes on to the HTTP router.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::Listener;
+use tokio::io::{AsyncReadExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::server;
+use super::wire::{self, Kind, MAGIC};
+use crate::node::Node;
+
+/// How long a new connection may take to send its first four bytes.
+const SNIFF_LIMIT: Duration = Duration::from_secs(5);
+
+/// The HTTP side of the internal port, as `axum::serve` sees it.
+pub struct HttpSide {
+    rx: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl Listener for HttpSide {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        match self.rx.recv().await {
+            Some(c) => c,
+            None => std::future::pending().await, // stopping: axum's shutdown ends the wait
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+/// Accepts on `listener` until `stop`, serving wire connections itself and passing the
+/// others to the returned HTTP side.
+pub fn split(listener: TcpListener, node: Arc<Node>, stop: CancellationToken) -> std::io::Result<HttpSide> {
+    let local = listener.local_addr()?;
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.cancelled() => return,
+            };
+            match accepted {
+                Ok((s, addr)) => {
+                    let _ = s.set_nodelay(true);
+                    tokio::spawn(sniff(s, addr, tx.clone(), node.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: do not spin.
+                    tracing::warn!(error = %e, "internal port: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    Ok(HttpSide { rx, local })
+}
+
+async fn sniff(s: TcpStream, addr: SocketAddr, http: mpsc::Sender<(TcpStream, SocketAddr)>, node: Arc<Node>, stop: CancellationToken) {
+    let mut head = [0u8; 4];
+    let peeked = tokio::time::timeout(SNIFF_LIMIT, async {
+        loop {
+            let n = s.peek(&mut head).await?;
+            if n == 0 || n >= head.len() {
+                return Ok::<usize, std::io::Error>(n);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    match peeked {
+        Ok(Ok(4)) if &head == MAGIC => serve_wire(s, node, stop).await,
+        Ok(Ok(n)) if n > 0 => {
+            let _ = http.send((s, addr)).await;
+        }
+        _ => {} // closed, silent or broken before saying anything
+    }
+}
+
+/// Serves one wire connection: each request in its own task (a slow append must not hold
+/// up a vote), answers written back in batches by the connection's writer.
+async fn serve_wire(s: TcpStream, node: Arc<Node>, stop: CancellationToken) {
+    let (r, w) = s.into_split();
+    let mut r = BufReader::with_capacity(64 << 10, r);
+    let mut magic = [0u8; 4];
+    if r.read_exact(&mut magic).await.is_err() {
+        return;
+    }
+    let conn_stop = stop.child_token();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(wire::write_loop(w, rx, conn_stop.clone()));
+    loop {
+        let next = tokio::select! {
+            r = wire::read_request(&mut r) => r,
+            _ = conn_stop.cancelled() => break,
+        };
+        let req = match next {
+            Ok(Some(req)) => req,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "wire connection dropped");
+                break;
+            }
+        };
+        let (node, tx) = (node.clone(), tx.clone());
+        tokio::spawn(async move {
+            let (status, body) = match Kind::from_u8(req.kind) {
+                Some(Kind::Append) => server::raft_call(&node, req.shard, "append", &req.body).await,
+                Some(Kind::Vote) => server::raft_call(&node, req.shard, "vote", &req.body).await,
+                Some(Kind::Serve) => server::serve_call(&node, req.shard, &req.body).await,
+                None => Err(format!("unknown request kind {}", req.kind)),
+            }
+            .map_or_else(|e| (wire::FAILED, e.into_bytes()), |b| (wire::OK, b));
+            let _ = tx.send(wire::answer_frame(req.id, status, &body));
+        });
+    }
+    conn_stop.cancel();
+}
