@@ -430,3 +430,51 @@ async fn killing_every_node_at_once_loses_no_acknowledged_write_or_delete() {
         .await;
     }
 }
+
+/// Bad traffic on the internal port's wire protocol (unknown request kinds, undecodable
+/// bodies, absurd frame lengths, a frame cut short) gets an error answer or a closed
+/// connection; the node keeps replicating and serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_on_the_internal_wire_are_refused_and_the_cluster_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = Cluster::start(3, 2).await;
+    c.wait_for_leaders(&c.ids()).await;
+    let addr = c.internal_addr(1);
+    let frame = |id: u64, kind: u8, shard: u32, body: &[u8]| {
+        let mut f = ((13 + body.len()) as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(&id.to_be_bytes());
+        f.push(kind);
+        f.extend_from_slice(&shard.to_be_bytes());
+        f.extend_from_slice(body);
+        f
+    };
+    // Error answers, matched by id: an unknown kind, garbage for an append, a shard not hosted.
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"RKW1").await.expect("magic");
+    for (id, kind, shard, body) in [(1u64, 99u8, 0u32, &b"x"[..]), (2, 1, 0, &b"\xff\xff\xff"[..]), (3, 2, 4242, &b""[..])] {
+        s.write_all(&frame(id, kind, shard, body)).await.expect("frame");
+        let len = tokio::time::timeout(Duration::from_secs(5), s.read_u32()).await.expect("an answer").expect("len");
+        let mut rest = vec![0; len as usize];
+        s.read_exact(&mut rest).await.expect("answer");
+        assert_eq!(u64::from_be_bytes(rest[..8].try_into().expect("id")), id);
+        assert_eq!(rest[8], 1, "request {id}: an error status, got {:?}", String::from_utf8_lossy(&rest[9..]));
+    }
+    // An absurd length, then a frame cut short: the connection is closed, nothing allocated up front.
+    for bad in [[&b"RKW1"[..], &u32::MAX.to_be_bytes()[..]].concat(), [&b"RKW1"[..], &frame(9, 1, 0, &[0; 64])[..20]].concat()] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(&bad).await.expect("write");
+        s.shutdown().await.expect("half-close");
+        let mut sink = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await.expect("closed");
+        assert!(r.is_err() || sink.is_empty(), "no answer to a bad frame: {sink:?}");
+    }
+    // HTTP on the same port still works, and so does replication.
+    let status = reqwest::get(format!("http://{addr}/internal/status")).await.expect("status");
+    assert_eq!(status.status(), StatusCode::OK);
+    for i in 0..20 {
+        c.node(1 + i % 3).put(&format!("after-bad-frames/{i}"), "v").await;
+    }
+    for id in c.ids() {
+        assert_eq!(c.node(id).get("after-bad-frames/19").await.as_deref(), Some("v"));
+    }
+}

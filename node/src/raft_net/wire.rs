@@ -112,8 +112,12 @@ async fn read_frame(r: &mut BufReader<OwnedReadHalf>, header: usize) -> std::io:
     if len < header || len > MAX_FRAME {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad frame length {len}")));
     }
-    let mut buf = vec![0; len];
-    r.read_exact(&mut buf).await?;
+    // Grown as the bytes arrive: a bogus length cannot make the node allocate it up front.
+    let mut buf = Vec::with_capacity(len.min(1 << 20));
+    (&mut *r).take(len as u64).read_to_end(&mut buf).await?;
+    if buf.len() < len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "frame cut short"));
+    }
     Ok(Some(buf))
 }
 
