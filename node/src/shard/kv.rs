@@ -230,20 +230,26 @@ impl KvState {
         self.revision += 1;
         let revision = self.revision;
         let map_key = (db, key);
-        // One lookup, then one in-place replace (not remove + insert).
-        let (create_revision, version) = match self.data.get(&map_key) {
-            Some(p) => {
-                if let Some(t) = p.expires_at_ms {
+        // An existing key (the common case under load) is replaced in place: one walk down
+        // the tree, not a lookup and then an insert.
+        if let Some(p) = self.data.get_mut(&map_key) {
+            let (create_revision, version) = if p.is_expired(now_ms) { (revision, 1) } else { (p.create_revision, p.version + 1) };
+            let old_expiry = p.expires_at_ms;
+            *p = KeyEntry { value, create_revision, mod_revision: revision, version, expires_at_ms };
+            if old_expiry != expires_at_ms {
+                if let Some(t) = old_expiry {
                     self.expiry.remove(&(t, db, map_key.1.clone()));
                 }
-                if p.is_expired(now_ms) { (revision, 1) } else { (p.create_revision, p.version + 1) }
+                if let Some(t) = expires_at_ms {
+                    self.expiry.insert((t, db, map_key.1));
+                }
             }
-            None => (revision, 1),
-        };
+            return revision;
+        }
         if let Some(t) = expires_at_ms {
             self.expiry.insert((t, db, map_key.1.clone()));
         }
-        self.data.insert(map_key, KeyEntry { value, create_revision, mod_revision: revision, version, expires_at_ms });
+        self.data.insert(map_key, KeyEntry { value, create_revision: revision, mod_revision: revision, version: 1, expires_at_ms });
         revision
     }
 

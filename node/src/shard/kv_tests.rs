@@ -270,3 +270,21 @@ fn every_mutation_emits_one_event_in_revision_order() {
     assert_eq!(got, vec![(1, EventKind::Put), (2, EventKind::Put), (3, EventKind::Delete)]);
     assert_eq!(events[1].value.as_deref(), Some(&b"2"[..]));
 }
+
+#[test]
+fn rewriting_a_key_moves_its_expiry_and_an_expired_key_starts_a_new_life() {
+    let mut s = KvState::default();
+    put(&mut s, "k", "a", Some(1_000), 0);
+    put(&mut s, "k", "b", Some(5_000), 10); // new deadline: only the new one is indexed
+    assert!(s.expired(1_000, 10).is_empty(), "the old deadline left the index");
+    assert_eq!(s.expired(5_000, 10).len(), 1);
+    put(&mut s, "k", "c", Some(5_000), 20); // same deadline: still indexed once
+    assert_eq!(s.expired(u64::MAX, 10).len(), 1);
+    let live = s.get(0, b"k", 30).expect("live");
+    assert_eq!((live.version, live.create_revision, live.mod_revision), (3, 1, 3));
+    // Rewritten after it expired (not reaped yet): a new key, version 1.
+    put(&mut s, "k", "d", None, 6_000);
+    let e = s.get(0, b"k", 6_000).expect("rewritten");
+    assert_eq!((e.version, e.create_revision, e.mod_revision), (1, 4, 4));
+    assert!(s.expired(u64::MAX, 10).is_empty(), "no deadline left");
+}

@@ -124,7 +124,9 @@ impl Shard {
     /// quorum for `stale_after` does not count itself: openraft 0.9 leaders never step
     /// down on their own, and one cut off from its followers must not look healthy.
     pub fn leader_checked(&self, me: NodeId, stale_after: std::time::Duration) -> Option<NodeId> {
-        let m = self.raft.metrics().borrow().clone();
+        // Looked at in place: this runs for every request, and the metrics are large.
+        let m = self.raft.metrics();
+        let m = m.borrow();
         match m.current_leader {
             Some(l) if l == me && is_stale_leader(&m, stale_after) => None,
             other => other,
