@@ -54,7 +54,12 @@ pub const DEFAULT_NODE_IMAGE: &str = concat!("ghcr.io/ringkv/ringkv-node:", env!
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyNodes", description = "Ready nodes"),
     printcolumn(name = "Epoch", type_ = "integer", json_path = ".status.ringEpoch", description = "Ring epoch"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // Pods carry a `controller-revision-hash` label of the StatefulSet's name plus 11
+    // characters, and labels stop at 63: a longer name makes a StatefulSet whose pods are
+    // never created. Refused up front instead.
+    validation = Rule::new("size(self.metadata.name) <= 52")
+        .message("metadata.name must be at most 52 characters (the StatefulSet and its pods are named after it)")
 )]
 #[x_kube(validation = Rule::new("self.nodes >= self.replicationFactor")
     .message("nodes must be at least replicationFactor")

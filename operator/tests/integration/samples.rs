@@ -87,3 +87,18 @@ fn storage_is_fixed_once_created_and_everything_else_may_change() {
         assert!(schema::validate(&schema, &obj(spec)).is_empty(), "{name}: a new cluster may have any storage");
     }
 }
+
+#[test]
+fn the_scaled_sample_applies_over_the_small_one() {
+    let errors = schema::validate_update(&crd_schema(), &sample("scaled.yaml"), Some(&sample("small.yaml")));
+    assert!(errors.is_empty(), "kubectl apply -f scaled.yaml over small.yaml: {errors:#?}");
+}
+
+#[test]
+fn names_longer_than_the_statefulset_allows_are_refused() {
+    let schema = crd_schema();
+    let obj = |name: String| json!({"apiVersion": "ringkv.io/v1alpha1", "kind": "KVCluster", "metadata": {"name": name}, "spec": {}});
+    assert!(schema::validate(&schema, &obj("a".repeat(52))).is_empty(), "52 characters fit");
+    let errors = schema::validate(&schema, &obj("a".repeat(53)));
+    assert!(errors.iter().any(|e| e.contains("metadata.name must be at most 52 characters")), "{errors:#?}");
+}
