@@ -269,6 +269,12 @@ def main():
     notes = helm.Chart.load(str(CHART)).render(NAMESPACED_ONLY, name=RELEASE, namespace=NAMESPACE, is_install=True)
     notes = next((t for p, t in notes.items() if p.endswith("NOTES.txt")), "")
     result("kubectl -n apps wait --for=condition=Ready kvc/ringkv" in notes, "NOTES.txt tells how to wait for the cluster", notes)
+    defaults = {f"{o['kind']}/{o['metadata']['name']}": o for _, o in render({})}
+    policy = defaults.get("NetworkPolicy/ringkv-nodes", {})
+    internal_from = [r.get("from") for r in policy.get("spec", {}).get("ingress", []) if any(p.get("port") == 8180 for p in r.get("ports", []))]
+    result(bool(internal_from) and all(internal_from), "by default a NetworkPolicy keeps everyone but nodes and the operator off the internal port", str(policy))
+    spread = defaults.get("Deployment/ringkv", {}).get("spec", {}).get("template", {}).get("spec", {}).get("affinity", {})
+    result("podAntiAffinity" in spread, "by default the operator's replicas prefer different hosts", str(spread))
     must_fail_render(
         {"leaderElection": {"enabled": False}}, "needs leaderElection.enabled", "two replicas without a Lease do not render"
     )
