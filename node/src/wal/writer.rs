@@ -7,15 +7,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::format::{self, Record};
 use super::fs::{FileSystem, WalFile};
 use super::segment::{self, SegmentInfo, Segments};
 use super::{Error, OnFsync, ShardLog};
-
-/// Longest a batch waits for the requests its recent predecessors had (see [`Writer::run`]).
-const LINGER: Duration = Duration::from_micros(200);
 
 /// Called once with the outcome of a submit.
 pub(super) type Done = Box<dyn FnOnce(Result<(), Error>) + Send>;
@@ -118,38 +115,16 @@ impl Writer {
     }
 
     /// Group commit: block for one request, take everything else already queued, write
-    /// and fsync it as one batch. When recent batches carried more durable requests than
-    /// the one at hand, wait up to [`LINGER`] for the rest (the other shards' appends are
-    /// usually a few microseconds behind) so that one fsync covers them: the
-    /// commit-delay-with-siblings rule of PostgreSQL's `commit_delay`. A lone writer
-    /// never waits, since its batches stay at one request. Returns when every sender is
-    /// gone and the queue is drained, so whatever was submitted before close() is on disk.
+    /// and fsync it as one batch. Returns when every sender is gone and the queue is
+    /// drained, so whatever was submitted before close() is on disk.
     pub(super) fn run(mut self, requests: Receiver<Request>) {
         let mut pending: Vec<Request> = Vec::new();
-        // Durable requests per batch, smoothed over the last batches.
-        let mut typical = 1.0f64;
         while let Ok(first) = requests.recv() {
             pending.push(first);
             pending.extend(requests.try_iter());
             if pending.iter().all(|r| r.lazy) {
                 continue; // ride along with the next durable batch, in submission order
             }
-            let durable = |p: &[Request]| p.iter().filter(|r| !r.lazy).count();
-            let want = typical.round() as usize;
-            if durable(&pending) < want {
-                let until = Instant::now() + LINGER;
-                while durable(&pending) < want {
-                    let Some(left) = until.checked_duration_since(Instant::now()) else { break };
-                    match requests.recv_timeout(left) {
-                        Ok(r) => {
-                            pending.push(r);
-                            pending.extend(requests.try_iter());
-                        }
-                        Err(_) => break,
-                    }
-                }
-            }
-            typical = typical * 0.875 + durable(&pending) as f64 * 0.125;
             self.write_batch(std::mem::take(&mut pending));
             if self.buf.capacity() > 16 << 20 {
                 self.buf = Vec::new(); // do not keep one huge batch's buffer forever
