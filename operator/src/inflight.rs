@@ -53,7 +53,7 @@ pub struct Running {
 }
 
 /// What [`InFlight::poll`] found for a cluster.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Poll {
     /// No step in flight: the pass may plan and start one.
     Idle,
@@ -73,6 +73,9 @@ struct Task {
 #[derive(Default)]
 pub struct InFlight {
     tasks: Mutex<HashMap<Key, Task>>,
+    /// Outcomes a failed pass could not report, by cluster (with its uid): the next
+    /// pass reports them.
+    handed_back: Mutex<HashMap<Key, (String, DataOutcome)>>,
 }
 
 impl InFlight {
@@ -91,6 +94,12 @@ impl InFlight {
     /// it ended (then the entry is gone). A step of another object of the same name is
     /// stopped and forgotten.
     pub fn poll(&self, key: &Key, uid: &str) -> Poll {
+        let back = self.handed_back.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+        if let Some((owner, outcome)) = back {
+            if owner == uid {
+                return Poll::Finished(outcome);
+            }
+        }
         let mut tasks = self.tasks();
         let Some(task) = tasks.get(key) else { return Poll::Idle };
         if task.uid != uid {
@@ -131,8 +140,15 @@ impl InFlight {
         }
     }
 
+    /// Keeps a step's outcome that a pass took but could not report (its status patch
+    /// failed, say), so that the next pass reports it: a step's Event is never lost.
+    pub fn hand_back(&self, key: Key, uid: &str, outcome: DataOutcome) {
+        self.handed_back.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (uid.to_string(), outcome));
+    }
+
     /// Stops and forgets the cluster's step (the cluster is being deleted).
     pub fn forget(&self, key: &Key) {
+        self.handed_back.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
         if let Some(task) = self.tasks().remove(key) {
             task.handle.abort();
         }
@@ -168,6 +184,18 @@ mod tests {
         let got = t.start(key(), "u1", running(&step), Duration::from_secs(5), async move { done }).await;
         assert_eq!(got, Ok(DataOutcome::Done(step)));
         assert!(matches!(t.poll(&key(), "u1"), Poll::Idle));
+    }
+
+    #[tokio::test]
+    async fn an_outcome_handed_back_by_a_failed_pass_is_reported_by_the_next_one_only() {
+        let t = InFlight::new();
+        let step = P::TransferLeader { shard: 1, to: 2 };
+        t.hand_back(key(), "u1", DataOutcome::Done(step.clone()));
+        assert_eq!(t.poll(&key(), "u1"), Poll::Finished(DataOutcome::Done(step.clone())));
+        assert!(matches!(t.poll(&key(), "u1"), Poll::Idle), "reported once");
+        t.hand_back(key(), "u1", DataOutcome::Done(step));
+        assert!(matches!(t.poll(&key(), "u2"), Poll::Idle), "not by a new object of the same name");
+        assert!(matches!(t.poll(&key(), "u1"), Poll::Idle), "and then gone");
     }
 
     #[tokio::test]

@@ -146,6 +146,25 @@ async fn apply(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error> {
     let owner = Owner::of(kvc)?;
     let key = Key::of(&owner.names);
     let uid = kvc.metadata.uid.as_deref().ok_or(Error::MissingField("metadata.uid"))?;
+    let mut unreported = None;
+    let r = pass(kvc, ctx, &owner, key.clone(), uid, &mut unreported).await;
+    if let (Err(_), Some(outcome)) = (&r, unreported) {
+        // The step happened; a failed pass must not lose its status line and Event.
+        ctx.in_flight.hand_back(key, uid, outcome);
+    }
+    r
+}
+
+/// One reconcile pass. `unreported` holds a data-plane step's outcome from when the pass
+/// takes it until its status is written.
+async fn pass(
+    kvc: &KVCluster,
+    ctx: &Context,
+    owner: &Owner,
+    key: Key,
+    uid: &str,
+    unreported: &mut Option<DataOutcome>,
+) -> Result<Action, Error> {
     // Before observing: a step that ended since the last pass is reported by this one,
     // and the ring observed next already shows its effect.
     let (mut data, mut in_flight) = match ctx.in_flight.poll(&key, uid) {
@@ -153,9 +172,10 @@ async fn apply(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error> {
         Poll::Running(r) => (None, Some(r)),
         Poll::Finished(outcome) => (Some(outcome), None),
     };
-    let (observed, cluster) = observe(kvc, &owner, ctx, in_flight.as_ref()).await?;
+    unreported.clone_from(&data);
+    let (observed, cluster) = observe(kvc, owner, ctx, in_flight.as_ref()).await?;
     let plan = plan(&kvc.spec, &observed);
-    let mut report = execute(&ctx.client, &ctx.metrics, &kvc.spec, &owner, &plan.steps).await?;
+    let mut report = execute(&ctx.client, &ctx.metrics, &kvc.spec, owner, &plan.steps).await?;
     // One data-plane step, after the Kubernetes steps (the plan holds one only when
     // nothing waits, a step in flight included, and always with the driver's observation
     // it came from). A pass that reported an ended step starts the next on the next pass.
@@ -164,6 +184,7 @@ async fn apply(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error> {
             Ok(outcome) => data = Some(outcome),
             Err(running) => in_flight = Some(running),
         }
+        unreported.clone_from(&data);
     }
     report.blocked.extend(data.as_ref().and_then(|d| d.blocked()));
 
@@ -184,6 +205,7 @@ async fn apply(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error> {
         api.patch_status(&owner.names.cluster, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
             .await?;
     }
+    *unreported = None; // in the status now; the Event follows
     for b in plan.blocked().chain(report.blocked.iter()) {
         tracing::info!(cluster = %owner.names.cluster, reason = b.reason, "{}", b.message);
     }

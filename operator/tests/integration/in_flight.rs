@@ -160,3 +160,32 @@ async fn a_paused_cluster_still_picks_up_the_step_it_had_in_flight() {
     assert_eq!(progressing["reason"], "Paused");
     assert!(progressing["message"].as_str().is_some_and(|m| m.contains("finishing: add a replica of shard 0 on node 4")), "{progressing}");
 }
+
+#[tokio::test]
+async fn a_step_taken_by_a_pass_whose_status_patch_fails_is_reported_by_the_next_pass() {
+    let operator = Arc::new(InFlight::new());
+    let gate = Arc::new(Semaphore::new(0));
+    let grown = NodeLayout { nodes: 5, shards: 4, peers: 3 };
+    let settled = settled_status().await;
+    let nodes = ring_on(&[1, 2, 3]).gated(&gate);
+    let p1 = pass_by(&operator, (json!({"nodes": 5}), 2), &settled, grown, nodes, vec![patch_status()]).await;
+    let s1 = status(&p1);
+    assert!(s1.step_in_flight.is_some(), "the step outlives the pass");
+    gate.add_permits(1);
+    until_finished(&operator).await;
+
+    // The pass that picks up the ended step cannot write its status (the API server errs).
+    let failed_patch = Exchange::new(Method::PATCH, path::KVC_STATUS, Reply::Error(500));
+    let p2 = pass_by(&operator, (json!({"nodes": 5}), 2), &s1, grown, ring_on(&[1, 2, 3, 4]), vec![failed_patch]).await;
+    assert!(p2.result.is_err(), "the pass fails");
+    assert!(!p2.calls.iter().any(|c| c.path == path::EVENTS), "no Event for a step whose status was not written");
+
+    // The next pass reports it: status and Event, and starts nothing else meanwhile.
+    let p3 = pass_by(&operator, (json!({"nodes": 5}), 2), &s1, grown, ring_on(&[1, 2, 3, 4]), vec![patch_status(), event()]).await;
+    assert!(p3.executed.is_empty(), "the next step waits for the next pass");
+    let op = status(&p3).current_operation.expect("an operation");
+    assert_eq!((op.steps, op.last_step.as_deref()), (1, Some("add a replica of shard 0 on node 4")));
+    let events: Vec<&Value> = p3.calls.iter().filter(|c| c.path == path::EVENTS).map(|c| &c.body).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["reason"], json!("AddReplica"));
+}
