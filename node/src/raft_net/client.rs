@@ -58,7 +58,7 @@ impl PeerClient {
     /// Opens a long-lived GET (a relayed watch) on `node`; the answer's body is read by
     /// the caller as it arrives. Only connecting and the status are bounded in time.
     pub async fn open_stream(&self, node: NodeId, path: &str, last_event_id: Option<&str>) -> Result<reqwest::Response, NetError> {
-        let addr = self.addr(node).ok_or_else(|| NetError::Unreachable(node, "no address known".into()))?;
+        let addr = self.resolve(node, None)?;
         let mut req = self.http.get(format!("http://{addr}{path}"));
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id);
@@ -73,6 +73,14 @@ impl PeerClient {
             return Err(NetError::Remote(node, format!("{status}: {body}")));
         }
         Ok(resp)
+    }
+
+    /// The address to reach `node` at: the known one, else `fallback` (a shard
+    /// membership's entry for a node not learned yet).
+    fn resolve(&self, node: NodeId, fallback: Option<&str>) -> Result<String, NetError> {
+        self.addr(node)
+            .or_else(|| fallback.map(str::to_string))
+            .ok_or_else(|| NetError::Unreachable(node, "no address known".into()))
     }
 
     /// Records the internal address of a node learned from a shard's membership.
@@ -94,10 +102,7 @@ impl PeerClient {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, NetError> {
-        let addr = self
-            .addr(node)
-            .or_else(|| fallback_addr.map(str::to_string))
-            .ok_or_else(|| NetError::Unreachable(node, "no address known".into()))?;
+        let addr = self.resolve(node, fallback_addr)?;
         let body = postcard::to_stdvec(req).map_err(|e| NetError::Remote(node, format!("encode: {e}")))?;
         let resp = self
             .http
@@ -126,16 +131,13 @@ impl PeerClient {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, NetError> {
-        let addr = self
-            .addr(node)
-            .or_else(|| fallback_addr.map(str::to_string))
-            .ok_or_else(|| NetError::Unreachable(node, "no address known".into()))?;
+        let addr = self.resolve(node, fallback_addr)?;
         self.wire.call(node, &addr, kind, shard, req, timeout).await
     }
 
     /// POST without a body, JSON answer (admin endpoints).
     pub async fn post_json(&self, node: NodeId, path: &str, timeout: Duration) -> Result<serde_json::Value, NetError> {
-        let addr = self.addr(node).ok_or_else(|| NetError::Unreachable(node, "no address known".into()))?;
+        let addr = self.resolve(node, None)?;
         let resp = self
             .http
             .post(format!("http://{addr}{path}"))
@@ -153,7 +155,7 @@ impl PeerClient {
 
     /// GET with a JSON answer (status endpoints).
     pub async fn get_json<Resp: DeserializeOwned>(&self, node: NodeId, path: &str, timeout: Duration) -> Result<Resp, NetError> {
-        let addr = self.addr(node).ok_or_else(|| NetError::Unreachable(node, "no address known".into()))?;
+        let addr = self.resolve(node, None)?;
         let resp = self
             .http
             .get(format!("http://{addr}{path}"))

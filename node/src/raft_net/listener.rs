@@ -119,9 +119,9 @@ async fn serve_wire(s: TcpStream, node: Arc<Node>, stop: CancellationToken) {
                 Some(Kind::Append) => server::raft_call(&node, req.shard, "append", &req.body).await,
                 Some(Kind::Vote) => server::raft_call(&node, req.shard, "vote", &req.body).await,
                 Some(Kind::Serve) => server::serve_call(&node, req.shard, &req.body).await,
-                None => Err(format!("unknown request kind {}", req.kind)),
+                None => Err(server::CallError::Bad(format!("unknown request kind {}", req.kind))),
             }
-            .map_or_else(|e| (wire::FAILED, e.into_bytes()), |b| (wire::OK, b));
+            .map_or_else(|e| (wire::FAILED, e.to_string().into_bytes()), |b| (wire::OK, b));
             let _ = tx.send(wire::answer_frame(req.id, status, &body));
         });
     }

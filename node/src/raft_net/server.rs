@@ -31,20 +31,29 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
-    postcard::to_stdvec(v).map_err(|e| format!("encode: {e}"))
+/// Why an internal call got no answer from the local replica.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("shard {0} not hosted")]
+    NotHosted(ShardId),
+    #[error("{0}")]
+    Bad(String),
 }
 
-fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
-    postcard::from_bytes(b).map_err(|e| format!("undecodable body: {e}"))
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, CallError> {
+    postcard::to_stdvec(v).map_err(|e| CallError::Bad(format!("encode: {e}")))
 }
 
-/// As HTTP: 200 with the postcard answer, or an error text (404 for a shard not hosted).
-fn http_answer(r: Result<Vec<u8>, String>) -> Response {
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, CallError> {
+    postcard::from_bytes(b).map_err(|e| CallError::Bad(format!("undecodable body: {e}")))
+}
+
+/// As HTTP: 200 with the postcard answer, 404 for a shard not hosted, else 400.
+fn http_answer(r: Result<Vec<u8>, CallError>) -> Response {
     match r {
         Ok(b) => (StatusCode::OK, b).into_response(),
-        Err(e) if e.contains("not hosted") => (StatusCode::NOT_FOUND, e).into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+        Err(e @ CallError::NotHosted(_)) => (StatusCode::NOT_FOUND, e.to_string()).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
 }
 
@@ -58,10 +67,8 @@ async fn raft_rpc(State(node): State<Arc<Node>>, Path((shard, rpc)): Path<(Shard
 
 /// One Raft RPC (`append`, `vote` or `snapshot`) for `shard`: the postcard-encoded
 /// result of the local replica's handling, whichever transport brought it.
-pub async fn raft_call(node: &Node, shard: ShardId, rpc: &str, body: &[u8]) -> Result<Vec<u8>, String> {
-    let Some(s) = node.shard(shard) else {
-        return Err(format!("shard {shard} not hosted"));
-    };
+pub async fn raft_call(node: &Node, shard: ShardId, rpc: &str, body: &[u8]) -> Result<Vec<u8>, CallError> {
+    let s = node.shard(shard).ok_or(CallError::NotHosted(shard))?;
     match rpc {
         "append" => {
             let r = s.raft.append_entries(decode(body)?).await;
@@ -72,7 +79,7 @@ pub async fn raft_call(node: &Node, shard: ShardId, rpc: &str, body: &[u8]) -> R
         }
         "vote" => encode(&s.raft.vote(decode(body)?).await),
         "snapshot" => encode(&s.raft.install_snapshot(decode(body)?).await),
-        _ => Err(format!("unknown rpc {rpc}")),
+        _ => Err(CallError::Bad(format!("unknown rpc {rpc}"))),
     }
 }
 
@@ -81,7 +88,7 @@ async fn serve(State(node): State<Arc<Node>>, Path(shard): Path<ShardId>, body: 
 }
 
 /// A client request forwarded by a peer, served by this node's replica of `shard`.
-pub async fn serve_call(node: &Node, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, String> {
+pub async fn serve_call(node: &Node, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, CallError> {
     let req: ShardRequest = decode(body)?;
     // The forwarding node gives up at its own deadline; do not outlive it by much.
     let out: Result<ShardResponse, ServeError> =

@@ -131,29 +131,26 @@ pub async fn read_request(r: &mut BufReader<OwnedReadHalf>) -> std::io::Result<O
     Ok(Some(Request { id, kind, shard, body }))
 }
 
-/// Writes frames as they come, every frame already queued in one write.
+/// Writes frames as they come, every frame already queued (up to a batch) in one write.
+/// Cancels `stop` when the connection fails or the channel closes.
 pub async fn write_loop(w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>, stop: CancellationToken) {
     let mut w = BufWriter::with_capacity(WRITE_BATCH_BYTES, w);
-    loop {
+    'frames: loop {
         let first = tokio::select! {
             f = rx.recv() => f,
             _ = stop.cancelled() => None,
         };
-        let Some(first) = first else { break };
-        let mut queued = first.len();
-        if w.write_all(&first).await.is_err() {
-            break;
-        }
-        while queued < WRITE_BATCH_BYTES {
-            let Ok(f) = rx.try_recv() else { break };
-            queued += f.len();
-            if w.write_all(&f).await.is_err() {
-                stop.cancel();
-                return;
+        let mut queued = 0;
+        let mut next = first;
+        while let Some(frame) = next {
+            queued += frame.len();
+            if w.write_all(&frame).await.is_err() {
+                break 'frames;
             }
+            next = if queued < WRITE_BATCH_BYTES { rx.try_recv().ok() } else { None };
         }
-        if w.flush().await.is_err() {
-            break;
+        if queued == 0 || w.flush().await.is_err() {
+            break; // the channel closed, stop was cancelled, or the connection failed
         }
     }
     stop.cancel();
