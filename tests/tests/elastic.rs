@@ -333,12 +333,20 @@ async fn a_key_watch_follows_its_key_through_a_split_even_on_a_node_without_its_
     let far = tokio::spawn(watch_until(c.url(outside), key.clone(), "after".into(), Duration::from_secs(30)));
     tokio::time::sleep(Duration::from_millis(500)).await;
     n1.put(&key, "during").await;
+    // Split the key's shard and write at once, before the watches notice the new shard:
+    // they continue from the parent's history into the new shard's without a gap.
+    let now = d.observe().await.expect("ring");
+    d.execute(&now, &ringkv_plan::Step::Split { shard, modulus: 4 }).await.expect("split");
+    for v in ["after-1", "after-2", "after-3"] {
+        n1.put(&key, v).await;
+    }
     converge(&d, 4, 3, &[1, 2, 3, 4]).await;
     n1.put(&key, "after").await;
     for (name, task) in [("holder", near), ("relaying node", far)] {
         let seen = task.await.expect("watcher");
         let values: Vec<&str> = seen.iter().filter_map(|v| v["value"].as_str()).collect();
-        assert_eq!(values, ["during", "after"], "{name} saw {seen:?}");
+        assert_eq!(values, ["during", "after-1", "after-2", "after-3", "after"], "{name} saw {seen:?}");
+        assert!(!seen.iter().any(|v| v["type"] == "resync"), "{name} had to resync: {seen:?}");
         let last = seen.last().expect("an event");
         assert_eq!(last["shard"].as_u64(), Some(u64::from(shard) + 2), "{name}: the put after the split comes from the new shard");
     }

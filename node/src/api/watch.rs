@@ -9,9 +9,13 @@
 //! snapshot), the client gets an explicit `resync` event instead of a silent gap: re-read
 //! the keys, then keep consuming the stream.
 //!
-//! Watches follow the ring: when a split or a merge moves the watched keys to another
-//! shard, the stream adds that shard (with a `resync` event for it, since the keys'
-//! history up to the move lives elsewhere) and drops the ones that no longer hold them.
+//! Watches follow the ring. After a split the new shard's history continues its
+//! parent's (both count revisions on from the parent's at the split), so the stream
+//! delivers the parent's events up to the split, then the new shard's, without a gap.
+//! When a merge (or anything else) moves the watched keys, the stream adds the shard
+//! that holds them now with a `resync` event (the keys' history up to the move lives
+//! elsewhere), and drops the ones that no longer hold them after delivering what they
+//! still have here.
 //! A node without a replica of the shard a key watch needs passes the watch on to one
 //! that has it (over the internal port) and relays the stream.
 
@@ -33,6 +37,7 @@ use crate::node::Node;
 use crate::ring::ShardId;
 use crate::router::{ShardRequest, ShardResponse};
 use crate::shard::events::{Event, Since};
+use crate::shard::Shard;
 
 /// What a watch follows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,8 +61,9 @@ pub fn encode_cursor(cursors: &[(ShardId, u64)]) -> String {
 }
 
 /// Decodes a `Last-Event-ID` cursor into the position in each of `shards` it names
-/// (`None`: a shard the cursor does not know, after a ring change; shards it names
-/// that are no longer watched are dropped).
+/// (`None`: a shard the cursor does not know, after a ring change), followed by the
+/// shards it names that are no longer watched (a split's parent, whose cursor the new
+/// shard continues from; the stream lets them go after that).
 pub fn decode_cursor(s: &str, shards: &[ShardId]) -> Result<Vec<(ShardId, Option<u64>)>, ApiError> {
     let bad = || ApiError::bad_request("bad_cursor", "Last-Event-ID is not a cursor of this watch");
     let mut named = std::collections::BTreeMap::new();
@@ -65,7 +71,9 @@ pub fn decode_cursor(s: &str, shards: &[ShardId]) -> Result<Vec<(ShardId, Option
         let (shard, rev) = part.split_once(':').ok_or_else(bad)?;
         named.insert(shard.parse::<ShardId>().map_err(|_| bad())?, rev.parse::<u64>().map_err(|_| bad())?);
     }
-    Ok(shards.iter().map(|s| (*s, named.get(s).copied())).collect())
+    let mut cursors: Vec<(ShardId, Option<u64>)> = shards.iter().map(|s| (*s, named.get(s).copied())).collect();
+    cursors.extend(named.into_iter().filter(|(s, _)| !shards.contains(s)).map(|(s, r)| (s, Some(r))));
+    Ok(cursors)
 }
 
 /// The shards a watch needs now, as this node's routes see the ring.
@@ -218,6 +226,53 @@ async fn relay(node: &Node, target: &Target, missing: &[ShardId], query: &str, l
 /// Most events taken from one shard's history per pass.
 const PASS: usize = 512;
 
+/// The stream ended: the client went away.
+struct Closed;
+
+/// Delivers the events of `cursors[i]`'s shard after its cursor, up to revision `upto`:
+/// a shard the watch is about to stop following. `Ok(false)` when the history needed
+/// is no longer kept here.
+async fn drain(
+    sh: &Shard,
+    i: usize,
+    upto: u64,
+    db: u8,
+    target: &Target,
+    cursors: &mut [(ShardId, u64)],
+    tx: &mpsc::Sender<Result<SseEvent, Infallible>>,
+) -> Result<bool, Closed> {
+    loop {
+        if cursors[i].1 >= upto {
+            return Ok(true);
+        }
+        let Since::Events(events) = sh.events.since(cursors[i].1, PASS) else { return Ok(false) };
+        if events.is_empty() {
+            return Ok(true);
+        }
+        for e in events {
+            if e.revision > upto {
+                return Ok(true);
+            }
+            cursors[i].1 = e.revision;
+            if e.db == db && target.matches(&e.key) {
+                let ev = sse_event(&e, cursors[i].0, &encode_cursor(cursors));
+                tx.send(Ok(ev)).await.map_err(|_| Closed)?;
+            }
+        }
+    }
+}
+
+/// When `child` is a split's new shard opened here and the watch has a cursor in its
+/// parent: the parent's cursor index and the revision of the split. The child's
+/// history continues the parent's from there, so the watch goes on without a gap.
+fn split_origin(node: &Node, child: ShardId, cursors: &[(ShardId, u64)]) -> Option<(usize, u64)> {
+    let sh = node.shard(child)?;
+    let born = sh.events.born()?;
+    let parent = child.checked_sub(sh.slice().modulus / 2)?;
+    node.shard(parent)?;
+    Some((cursors.iter().position(|(s, _)| *s == parent)?, born))
+}
+
 async fn stream_events(
     node: Arc<Node>,
     db: u8,
@@ -225,28 +280,69 @@ async fn stream_events(
     start: Vec<(ShardId, Option<u64>)>,
     tx: mpsc::Sender<Result<SseEvent, Infallible>>,
 ) {
-    let mut cursors: Vec<(ShardId, u64)> = Vec::new();
-    let mut fresh: Vec<ShardId> = Vec::new();
-    for (shard, at) in start {
-        match at {
-            Some(r) => cursors.push((shard, r)),
-            None => fresh.push(shard),
-        }
-    }
+    let mut cursors: Vec<(ShardId, u64)> = start.into_iter().filter_map(|(s, at)| Some((s, at?))).collect();
     loop {
         // Register for wake-ups before looking, so no change slips between look and wait.
         let changed = node.changes.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        // The ring may have moved the watched keys: follow them.
+        // The ring may have moved the watched keys: follow them. A split's new shard
+        // continues from its parent's cursor (the parent's history holds the moved
+        // keys' events up to the split); any other new shard starts with a resync.
         let want = wanted(&node, db, &target);
-        cursors.retain(|(s, _)| want.contains(s));
-        for s in want {
-            if !cursors.iter().any(|(c, _)| *c == s) && !fresh.contains(&s) {
-                fresh.push(s);
+        let mut resync: Vec<ShardId> = Vec::new();
+        for s in want.iter().copied().filter(|s| !cursors.iter().any(|(c, _)| c == s)).collect::<Vec<_>>() {
+            let Some((i, born)) = split_origin(&node, s, &cursors) else {
+                resync.push(s);
+                continue;
+            };
+            let parent = cursors[i].0;
+            if !want.contains(&parent) {
+                // The parent stops being followed: its events up to the split first.
+                let Some(ps) = node.shard(parent) else {
+                    resync.push(s);
+                    continue;
+                };
+                match drain(&ps, i, born, db, &target, &mut cursors, &tx).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        resync.push(s);
+                        continue;
+                    }
+                    Err(Closed) => return,
+                }
+            }
+            cursors.push((s, born));
+        }
+        // Shards no longer followed: deliver what they still hold, then let them go. One
+        // already gone from this node (a merge's retired donor) may have had more.
+        let mut lost: Vec<ShardId> = Vec::new();
+        for i in 0..cursors.len() {
+            let shard = cursors[i].0;
+            if want.contains(&shard) {
+                continue;
+            }
+            let drained = match node.shard(shard) {
+                Some(sh) => drain(&sh, i, sh.events.current(), db, &target, &mut cursors, &tx).await,
+                None => Ok(false),
+            };
+            match drained {
+                Ok(true) => {}
+                Ok(false) => lost.push(shard),
+                Err(Closed) => return,
             }
         }
-        for shard in std::mem::take(&mut fresh) {
+        cursors.retain(|(s, _)| want.contains(s));
+        for shard in lost {
+            let data = json!({
+                "type": "resync", "shard": shard,
+                "reason": "the watched keys moved out of this shard and its remaining history is not on this node; re-read them, then continue",
+            });
+            if tx.send(Ok(SseEvent::default().event("resync").id(encode_cursor(&cursors)).data(data.to_string()))).await.is_err() {
+                return;
+            }
+        }
+        for shard in resync {
             let Some(sh) = node.shard(shard) else {
                 // Moved to a shard this node does not hold: the client reconnects (any
                 // node relays it to one that does) and resumes from its cursor.
@@ -317,8 +413,8 @@ mod tests {
         let s = encode_cursor(&c);
         assert_eq!(s, "0:5.1:0.3:17");
         assert_eq!(decode_cursor(&s, &[0, 1, 3]).unwrap(), vec![(0, Some(5)), (1, Some(0)), (3, Some(17))]);
-        // Shard 3 merged away and shard 2 is new: 2 starts with a resync, 3 is dropped.
-        assert_eq!(decode_cursor(&s, &[0, 1, 2]).unwrap(), vec![(0, Some(5)), (1, Some(0)), (2, None)]);
+        // Shard 3 merged away and shard 2 is new: 2 has no cursor, 3's comes last.
+        assert_eq!(decode_cursor(&s, &[0, 1, 2]).unwrap(), vec![(0, Some(5)), (1, Some(0)), (2, None), (3, Some(17))]);
         assert!(decode_cursor("garbage", &[0]).is_err());
         assert!(decode_cursor("0:x", &[0]).is_err());
     }

@@ -84,6 +84,10 @@ impl SplitHost for SplitRelay {
         self.not_durable.lock().unwrap_or_else(|p| p.into_inner()).remove(&shard);
         let _ = self.tx.send(RingChange::Durable { shard });
     }
+
+    fn hosts(&self, shard: ShardId) -> bool {
+        self.hosted.lock().unwrap_or_else(|p| p.into_inner()).contains(&shard)
+    }
 }
 
 /// The shards to open on start: those `ring.json` lists (all bootstrap shards on a fresh

@@ -70,6 +70,9 @@ struct Inner {
     first: u64,
     /// The shard's revision after the last recorded command.
     current: u64,
+    /// For a split's new shard opened in this process: the parent's revision at the
+    /// split, where this history continues the parent's (see [`EventLog::born`]).
+    born: Option<u64>,
 }
 
 /// A shard's event history, shared by its state machine (writer) and watchers.
@@ -86,6 +89,22 @@ impl EventLog {
     pub fn new(revision: u64, notify: Arc<Notify>) -> Self {
         let inner = Inner { first: revision + 1, current: revision, ..Default::default() };
         Self { inner: Arc::new(Mutex::new(inner)), notify }
+    }
+
+    /// The history of a split's new shard, whose state is the parent's at `revision`:
+    /// the parent's history up to `revision` holds this shard's earlier events, and this
+    /// one holds every later event.
+    pub fn split_child(revision: u64, notify: Arc<Notify>) -> Self {
+        let log = Self::new(revision, notify);
+        log.lock().born = Some(revision);
+        log
+    }
+
+    /// For a split's new shard: the parent's revision at the split. A watcher that has
+    /// every event of the parent up to it continues here after it. `None` when this
+    /// history does not start at a split (opened from a snapshot, or reset by one).
+    pub fn born(&self) -> Option<u64> {
+        self.lock().born
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

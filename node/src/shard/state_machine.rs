@@ -38,6 +38,8 @@ pub trait SplitHost: Send + Sync {
     fn merged(&self, receiver: ShardId, donor: ShardId);
     /// The first snapshot of `shard` (created here by a split) is durable now.
     fn durable(&self, shard: ShardId);
+    /// Whether this node still hosts `shard` (a replica retired since is not written).
+    fn hosts(&self, shard: ShardId) -> bool;
 }
 
 /// A node that never splits (tests of one shard).
@@ -51,6 +53,9 @@ impl SplitHost for NoSplits {
     fn missed(&self, _: ShardId, _: ShardId) {}
     fn merged(&self, _: ShardId, _: ShardId) {}
     fn durable(&self, _: ShardId) {}
+    fn hosts(&self, _: ShardId) -> bool {
+        false
+    }
 }
 
 /// On-disk snapshot file: `MAGIC | meta_len u32 LE | meta (postcard) | body | crc32 u32 LE`,
@@ -214,7 +219,7 @@ impl StateMachineStore {
             let image: KvImage = postcard::from_bytes(&body).map_err(io_err)?;
             state = KvState::from_image(image, meta.last_log_id, meta.last_membership.clone());
         }
-        let mut sm = Self::with_state(shard, dir, notify, state, host);
+        let mut sm = Self::build(shard, dir, notify, state, host, false);
         sm.initial = None;
         sm.snapshot_bytes.store(bytes, std::sync::atomic::Ordering::Relaxed);
         Ok(sm)
@@ -223,7 +228,11 @@ impl StateMachineStore {
     /// A state machine starting from `state`: a split's new shard, opened from memory
     /// while its first snapshot goes to disk in the background.
     pub fn with_state(shard: ShardId, dir: PathBuf, notify: Arc<Notify>, state: KvState, host: Arc<dyn SplitHost>) -> Self {
-        let events = EventLog::new(state.revision, notify);
+        Self::build(shard, dir, notify, state, host, true)
+    }
+
+    fn build(shard: ShardId, dir: PathBuf, notify: Arc<Notify>, state: KvState, host: Arc<dyn SplitHost>, split_child: bool) -> Self {
+        let events = if split_child { EventLog::split_child(state.revision, notify) } else { EventLog::new(state.revision, notify) };
         let initial = Some((child_meta(&state), state.clone()));
         let stale = state.stale_view().is_some();
         let state = Arc::new(RwLock::new(state));
@@ -445,16 +454,26 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             self.host.created(self.shard, id, opened.clone());
             tracing::info!(shard = self.shard, new_shard = id, "split: new shard created");
             let (host, parent) = (self.host.clone(), self.shard);
+            // The parent's next snapshot (which lets its log go, and with it the split
+            // entry a crash would replay) waits for this write, so a failed write is
+            // retried until it succeeds or the replica is retired.
             let write = tokio::spawn(async move {
                 let Ok(_turn) = FIRST_SNAPSHOTS.acquire().await else { return };
                 let started = std::time::Instant::now();
-                match tokio::task::spawn_blocking(move || write_child_snapshot(&dir, &opened)).await.map_err(io_err).and_then(|r| r) {
-                    Ok(()) => {
-                        let ms = started.elapsed().as_millis() as u64;
-                        tracing::info!(shard = parent, new_shard = id, ms, "split: new shard's first snapshot is durable");
-                        host.durable(id);
+                let mut pause = std::time::Duration::from_millis(100);
+                while host.hosts(id) {
+                    let (dir, state) = (dir.clone(), opened.clone());
+                    match tokio::task::spawn_blocking(move || write_child_snapshot(&dir, &state)).await.map_err(io_err).and_then(|r| r) {
+                        Ok(()) => {
+                            let ms = started.elapsed().as_millis() as u64;
+                            tracing::info!(shard = parent, new_shard = id, ms, "split: new shard's first snapshot is durable");
+                            host.durable(id);
+                            return;
+                        }
+                        Err(e) => tracing::error!(shard = parent, new_shard = id, error = %e, retry_in = ?pause, "split: could not write the new shard's snapshot"),
                     }
-                    Err(e) => tracing::error!(shard = parent, new_shard = id, error = %e, "split: could not write the new shard's snapshot"),
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(10));
                 }
             });
             self.pending.lock().await.push(write);
