@@ -43,6 +43,11 @@ struct Identity {
     shards: u32,
 }
 
+/// How far a replica's applied index may trail its committed index and still count as
+/// ready: a busy shard's apply always trails commit by the batches in flight, and a
+/// readiness that flapped with them would drop the pod from its Service under load.
+pub const READY_LAG: u64 = 1024;
+
 /// This node's status as its peers see it on the internal port.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct NodeStatus {
@@ -178,6 +183,7 @@ impl Node {
             not_durable: Mutex::default(),
             retired: Mutex::new(on_disk.retired),
             tx,
+            node_id: config.node_id,
         });
         let changes = Arc::new(tokio::sync::Notify::new());
         let deps = ShardDeps {
@@ -247,9 +253,9 @@ impl Node {
     /// One hosted replica as `GET /v1/cluster` and the admin API report it.
     pub fn shard_info(&self, s: &Shard) -> ShardInfo {
         let m = s.raft.metrics().borrow().clone();
-        let (slice, revision, keys) = {
+        let (slice, revision, keys, frozen) = {
             let st = s.read();
-            (st.slice, st.revision, st.stored() as u64)
+            (st.slice, st.revision, st.stored() as u64, st.frozen.is_some())
         };
         let membership = m.membership_config.membership();
         let members = voter_ids(&m.membership_config);
@@ -274,6 +280,7 @@ impl Node {
             snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
             purged_index: m.purged.map(|l| l.index).unwrap_or(0),
             state: format!("{:?}", m.state),
+            frozen,
         }
     }
 
@@ -293,10 +300,13 @@ impl Node {
             self.member_shards().iter().filter(|s| self.superseded(s).is_none()).map(|s| self.shard_info(s)).collect();
         self.learn_routes(&shards);
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
-        Ring { node_id: self.id, epoch: routes.epoch(), shard_count: routes.shards.len() as u32, shards }
+        let (epoch, shard_count) = (routes.epoch(), routes.shards.len() as u32);
+        drop(routes);
+        Ring { node_id: self.id, epoch, shard_count, shards, ready: self.ready().is_ok() }
     }
 
-    /// Whether every hosted shard has a leader and has applied what it knows is committed.
+    /// Whether every hosted shard has a leader and has applied what it knows is committed
+    /// (up to [`READY_LAG`] entries).
     pub fn ready(&self) -> Result<(), String> {
         let members = self.member_shards();
         {
@@ -325,8 +335,10 @@ impl Node {
             if crate::shard::is_stale_leader(&m, self.leader_stale_after()) {
                 return Err(format!("shard {} is led by this node but no quorum has answered lately", s.id));
             }
+            // Under load apply trails commit by a batch or two all the time; a replica is
+            // catching up (not ready) only when it is further behind than that.
             let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
-            if applied < s.log.committed_index() {
+            if applied + READY_LAG < s.log.committed_index() {
                 return Err(format!("shard {} is catching up ({applied} < {})", s.id, s.log.committed_index()));
             }
         }

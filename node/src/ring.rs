@@ -207,6 +207,10 @@ pub struct ShardInfo {
     pub purged_index: u64,
     /// `Leader`, `Follower`, `Candidate`, ...
     pub state: String,
+    /// Frozen as a merge's donor: it refuses every request (naming its receiver) until
+    /// the merge is done and the shard is retired.
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 /// A versioned view of the ring.
@@ -217,6 +221,10 @@ pub struct Ring {
     pub epoch: u64,
     pub shard_count: u32,
     pub shards: Vec<ShardInfo>,
+    /// Whether the node is ready (`GET /readyz`): every replica here has a leader and
+    /// has applied what it knows is committed. Planners count only ready nodes healthy.
+    #[serde(default)]
+    pub ready: bool,
 }
 
 #[cfg(test)]

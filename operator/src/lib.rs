@@ -18,6 +18,7 @@
 //! election) and serves [`metrics`] and `/healthz` ([`server`]). [`crd`] holds the
 //! resource types from which the CRD YAML is generated. [`config`] is the command line.
 
+pub mod admin;
 pub mod config;
 pub mod controller;
 pub mod crd;

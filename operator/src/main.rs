@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use ringkv_operator::config::{AdminAction, AdminArgs, Cli, Command, RunConfig};
+use ringkv_operator::config::{AdminArgs, Cli, Command, RunConfig};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
@@ -32,46 +32,9 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// `ringkv-operator admin`: the planning library's driver against plain processes.
+/// `ringkv-operator admin`: see [`ringkv_operator::admin`].
 async fn admin(args: AdminArgs) -> anyhow::Result<()> {
-    use ringkv_plan::driver::{Driver, Progress};
-    use ringkv_plan::Spec;
-    let mut driver = Driver::new(args.nodes.clone());
-    if let AdminAction::AddNode { addr } = &args.action {
-        driver.add_seed(addr.clone());
-    }
-    let now = driver.observe().await?;
-    if let AdminAction::Status = args.action {
-        print!("{}", now.describe());
-        return Ok(());
-    }
-    let current_shards = now.observed.shards.len() as u32;
-    let replication = args
-        .replication
-        .unwrap_or_else(|| now.observed.shards.values().map(|s| s.voters.len()).max().unwrap_or(1));
-    let (shards, drained) = match &args.action {
-        AdminAction::Reshard { shards } => (*shards, None),
-        AdminAction::Drain { node_id } => (current_shards, Some(*node_id)),
-        _ => (current_shards, None),
-    };
-    println!("target: {shards} shards, replication {replication}{}", drained.map_or(String::new(), |d| format!(", node {d} drained")));
-    let spec = |c: &ringkv_plan::driver::Cluster| Spec {
-        shards,
-        replication,
-        // Every node seen (answering or not: a restarting node is waited for, not drained).
-        nodes: c.observed.nodes.keys().copied().filter(|id| Some(*id) != drained).collect(),
-    };
-    let started = std::time::Instant::now();
-    let done = driver
-        .converge(spec, args.timeout, |p| match p {
-            Progress::Step(s) => println!("[{:>6.1}s] {}", started.elapsed().as_secs_f64(), s.describe()),
-            Progress::StepFailed(s, why) => println!("[{:>6.1}s] retrying: {} failed: {why}", started.elapsed().as_secs_f64(), s.describe()),
-            Progress::Waiting(why) => println!("[{:>6.1}s] waiting: {why}", started.elapsed().as_secs_f64()),
-            Progress::Converged => println!("[{:>6.1}s] converged", started.elapsed().as_secs_f64()),
-        })
-        .await?;
-    print!("{}", done.describe());
-    Ok(())
+    ringkv_operator::admin::run(args, &mut std::io::stdout()).await
 }
 
 fn init_tracing(format: &str) {

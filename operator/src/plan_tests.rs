@@ -65,6 +65,7 @@ fn ring(healthy: u32, shards: u32, members: &[u64]) -> ringkv_plan::Observed {
                     voters: members.iter().copied().collect(),
                     learners: Default::default(),
                     leader: leader(id, members),
+                    frozen: false,
                 };
                 (id, state)
             })

@@ -26,6 +26,11 @@ pub enum DriverError {
     Timeout(Duration, String),
 }
 
+/// How long an observed ring may stay contradictory (overlapping or missing slices)
+/// before the driver gives up: views taken while a split or merge applies can disagree
+/// for a moment.
+pub const BLOCKED_GRACE: Duration = Duration::from_secs(10);
+
 /// One shard as a node's `GET /internal/ring` reports it (the fields the planner uses).
 #[derive(Clone, Debug, Deserialize)]
 pub struct ShardView {
@@ -40,6 +45,8 @@ pub struct ShardView {
     pub applied_index: u64,
     #[serde(default)]
     pub keys: u64,
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 /// A node's `GET /internal/ring`.
@@ -48,6 +55,9 @@ pub struct RingView {
     pub node_id: NodeId,
     pub epoch: u64,
     pub shards: Vec<ShardView>,
+    /// The node's readiness (every replica led and applied); absent: ready.
+    #[serde(default)]
+    pub ready: Option<bool>,
 }
 
 /// What one observation round found.
@@ -164,7 +174,10 @@ impl Driver {
             best.remove(&id);
         }
         let epoch = views.iter().map(|v| v.epoch).chain(best.values().map(|b| b.1)).max().unwrap_or(0);
-        let mut observed = Observed { nodes: addrs.keys().map(|id| (*id, true)).collect(), shards: BTreeMap::new() };
+        // A node is healthy when it answered and is ready: one catching up (just
+        // restarted, say) is waited for, never counted on for a majority.
+        let nodes = views.iter().map(|v| (v.node_id, v.ready.unwrap_or(true))).collect();
+        let mut observed = Observed { nodes, shards: BTreeMap::new() };
         let mut keys = BTreeMap::new();
         for (id, (leads, _, _, s)) in best {
             // A leader nobody confirms (its own view says otherwise) counts as none.
@@ -177,6 +190,7 @@ impl Driver {
                     voters: s.members.iter().copied().collect(),
                     learners: s.learners.iter().copied().collect(),
                     leader,
+                    frozen: s.frozen,
                 },
             );
             keys.insert(id, s.keys);
@@ -262,6 +276,7 @@ impl Driver {
         let deadline = Instant::now() + timeout;
         let mut last = String::from("nothing observed yet");
         let mut last_wait = None;
+        let mut blocked_since: Option<Instant> = None;
         while Instant::now() < deadline {
             let c = match self.observe().await {
                 Ok(c) => c,
@@ -271,12 +286,32 @@ impl Driver {
                     continue;
                 }
             };
-            match next_step(&spec(&c), &c.observed) {
+            let target = spec(&c);
+            target.check().map_err(DriverError::Blocked)?;
+            let next = next_step(&target, &c.observed);
+            if !matches!(next, Next::Blocked(_)) {
+                blocked_since = None;
+            }
+            match next {
                 Next::Converged => {
                     progress(Progress::Converged);
                     return Ok(c);
                 }
-                Next::Blocked(why) => return Err(DriverError::Blocked(why)),
+                // The spec is sound, so the ring as observed is contradictory. That is
+                // usually a moment's view (one node has applied a split, the node that
+                // answered for its parent not yet): look again before giving up.
+                Next::Blocked(why) => {
+                    let since = *blocked_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= BLOCKED_GRACE {
+                        return Err(DriverError::Blocked(why));
+                    }
+                    if last_wait.as_ref() != Some(&why) {
+                        progress(Progress::Waiting(format!("{why} (looking again)")));
+                        last_wait = Some(why.clone());
+                    }
+                    last = why;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
                 Next::Wait(why) => {
                     if last_wait.as_ref() != Some(&why) {
                         progress(Progress::Waiting(why.clone()));

@@ -10,9 +10,9 @@
 //! builds a `census` (replica and leader counts per node), then asks the rules in
 //! priority order; the first with something to say wins:
 //!
-//! 1. `repair`: every shard needs a healthy leader and majority (else wait); learners
-//!    left by an interrupted add are promoted, or removed if their node is leaving or
-//!    down.
+//! 1. `repair`: every shard needs a healthy leader and majority (else wait); then a
+//!    merge cut off after freezing its donor is finished (`reshard`); learners left by
+//!    an interrupted add are promoted, or removed if their node is leaving or down.
 //! 2. `repair`: a shard below the replication gains a voter.
 //! 3. `repair`: voters on nodes outside the spec are drained, add before remove.
 //!
@@ -43,8 +43,9 @@ pub use step::{Next, Step};
 use census::Census;
 
 /// The rules in priority order (see the crate documentation).
-const RULES: [fn(&Census) -> Option<Next>; 9] = [
+const RULES: [fn(&Census) -> Option<Next>; 10] = [
     repair::await_leaders,
+    reshard::finish_merges,
     repair::finish_learners,
     repair::repair,
     repair::drain,
@@ -83,6 +84,9 @@ pub fn is_balanced(spec: &Spec, observed: &Observed) -> Result<(), String> {
         let id = shard.id;
         if shard.modulus != spec.shards {
             return Err(format!("shard {id} has modulus {}", shard.modulus));
+        }
+        if shard.frozen {
+            return Err(format!("shard {id} is frozen for a merge"));
         }
         if !shard.learners.is_empty() {
             return Err(format!("shard {id} has learners {:?}", shard.learners));

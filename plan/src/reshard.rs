@@ -11,6 +11,24 @@ use crate::census::Census;
 use crate::state::ShardState;
 use crate::step::{Next, Step};
 
+/// Rule 1b: a frozen shard is the donor of a merge that was cut off after the freeze
+/// (a driver killed, or the spec changed, mid-merge). The donor refuses every request
+/// until its receiver absorbs it, so finishing that merge comes before anything else,
+/// whatever the spec asks; nothing has changed either shard's voters since the freeze,
+/// so they are still co-located.
+pub(crate) fn finish_merges(c: &Census) -> Option<Next> {
+    let donor = c.observed.shards.values().find(|s| s.frozen)?;
+    let half = donor.modulus / 2;
+    let receiver = (donor.id >= half)
+        .then(|| c.observed.shards.get(&(donor.id - half)))
+        .flatten()
+        .filter(|r| r.modulus == donor.modulus && !r.frozen);
+    Some(match receiver {
+        Some(r) => Next::Step(Step::Merge { receiver: r.id, donor: donor.id }),
+        None => Next::Wait(format!("shard {} is frozen for a merge whose receiver is not observed", donor.id)),
+    })
+}
+
 /// Rules 4 (too many shards: merge) and 5 (too few: split). `None` when the moduli all
 /// equal the spec's shard count, or when the shard to split has excess voters (the
 /// excess rule runs next and trims them).

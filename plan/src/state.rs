@@ -35,6 +35,10 @@ pub struct ShardState {
     pub learners: BTreeSet<NodeId>,
     /// The current leader, if the shard has one.
     pub leader: Option<NodeId>,
+    /// Frozen as a merge's donor: the merge was started and must be finished before
+    /// anything else changes this shard (it refuses every request until then).
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 /// The cluster as the driver saw it in one observation round.
@@ -49,7 +53,7 @@ pub struct Observed {
 
 impl Spec {
     /// Reports the first contradiction in the spec itself, which no step can fix.
-    pub(crate) fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), String> {
         if !self.shards.is_power_of_two() {
             return Err(format!(
                 "spec asks for {} shards; the shard count must be a power of two",

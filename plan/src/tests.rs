@@ -18,6 +18,7 @@ pub(crate) fn shard(id: ShardId, modulus: u32, voters: &[NodeId], leader: NodeId
         voters: voters.iter().copied().collect(),
         learners: BTreeSet::new(),
         leader: Some(leader),
+        frozen: false,
     }
 }
 
@@ -386,6 +387,31 @@ fn resharding_splits_and_merges_in_ring_order() {
             Want::Is(transfer(3, 4)),
         ),
         case(
+            "a merge cut off after its freeze is finished first, whatever the spec says",
+            spec(8, 3, &three),
+            with(ring(4, &three, 3), |o| o.shards.get_mut(&3).unwrap().frozen = true),
+            Want::Is(step(Step::Merge { receiver: 1, donor: 3 })),
+        ),
+        case(
+            "even before a drain, which would take the donor's replicas away",
+            spec(4, 3, &[1, 2, 3, 4]),
+            with(ring(4, &[1, 2, 3, 4, 5], 3), |o| {
+                o.shards.insert(2, shard(2, 4, &[3, 4, 5], 3));
+                o.shards.get_mut(&2).unwrap().frozen = true;
+                o.shards.insert(0, shard(0, 4, &[3, 4, 5], 3));
+            }),
+            Want::Is(step(Step::Merge { receiver: 0, donor: 2 })),
+        ),
+        case(
+            "a frozen shard without its receiver is waited for",
+            spec(4, 3, &three),
+            with(ring(4, &three, 3), |o| {
+                o.shards.get_mut(&3).unwrap().frozen = true;
+                o.shards.get_mut(&1).unwrap().frozen = true;
+            }),
+            Want::Wait("receiver is not observed"),
+        ),
+        case(
             "a split waits for the shard to shed its excess voter",
             spec(8, 3, &[1, 2, 3, 4]),
             observed(
@@ -479,6 +505,12 @@ fn is_balanced_says_what_is_off() {
             Some("learners"),
         ),
         ("drained voter", spec(4, 2, &[1, 2]), ring(4, &three, 2), Some("outside the spec")),
+        (
+            "frozen donor",
+            spec(4, 3, &three),
+            with(ring(4, &three, 3), |o| o.shards.get_mut(&2).unwrap().frozen = true),
+            Some("frozen"),
+        ),
         (
             "replicas off",
             spec(4, 1, &three),

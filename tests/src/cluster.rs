@@ -27,6 +27,7 @@ pub struct ClusterBuilder {
     nodes: usize,
     shards: u32,
     standalone: bool,
+    joining: usize,
     flags: Vec<(String, String)>,
 }
 
@@ -34,6 +35,13 @@ impl ClusterBuilder {
     /// Sets `--shards` (default 4).
     pub fn shards(mut self, n: u32) -> Self {
         self.shards = n;
+        self
+    }
+
+    /// The last `n` nodes are not founders: `--peers` lists only the others, so these
+    /// start empty and join the ring once the admin API gives them replicas.
+    pub fn joining(mut self, n: usize) -> Self {
+        self.joining = n;
         self
     }
 
@@ -56,7 +64,8 @@ impl ClusterBuilder {
                 NodeProcess::new(id, Ipv4Addr::new(127, 0, 0, base + u8::try_from(i - 1).expect("small")), dir.path())
             })
             .collect();
-        let peers = nodes.iter().map(|n| format!("{}={}", n.id, n.internal_addr)).collect::<Vec<_>>().join(",");
+        let founders = self.nodes - self.joining.min(self.nodes - 1);
+        let peers = nodes.iter().take(founders).map(|n| format!("{}={}", n.id, n.internal_addr)).collect::<Vec<_>>().join(",");
         for n in &mut nodes {
             let mut args = vec![
                 "--node-id".to_string(),
@@ -117,12 +126,12 @@ impl Cluster {
     /// Options for a cluster of `nodes` peers.
     pub fn builder(nodes: usize) -> ClusterBuilder {
         assert!(nodes >= 1);
-        ClusterBuilder { nodes, shards: 4, standalone: false, flags: Vec::new() }
+        ClusterBuilder { nodes, shards: 4, standalone: false, joining: 0, flags: Vec::new() }
     }
 
     /// Options for a standalone node (no `--peers`).
     pub fn standalone_builder() -> ClusterBuilder {
-        ClusterBuilder { nodes: 1, shards: 4, standalone: true, flags: Vec::new() }
+        ClusterBuilder { nodes: 1, shards: 4, standalone: true, joining: 0, flags: Vec::new() }
     }
 
     fn process(&self, id: u64) -> &NodeProcess {

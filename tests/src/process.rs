@@ -23,17 +23,16 @@ pub fn node_binary() -> PathBuf {
         assert!(p.is_file(), "{NODE_BIN_ENV}={} is not a file", p.display());
         return p;
     }
+    workspace_binary("ringkv-node", "ringkv-node")
+}
+
+/// A binary of this workspace that cargo built next to this test executable: `name`
+/// of package `package` (`cargo nextest run --workspace` builds them all).
+pub fn workspace_binary(name: &str, package: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable has a path");
-    let candidates: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(3)
-        .map(|dir| dir.join("ringkv-node"))
-        .collect();
+    let candidates: Vec<PathBuf> = exe.ancestors().skip(1).take(3).map(|dir| dir.join(name)).collect();
     candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
-        panic!(
-            "ringkv-node binary not found (looked at {candidates:?}); build it first: cargo build -p ringkv-node"
-        )
+        panic!("{name} binary not found (looked at {candidates:?}); build it first: cargo build -p {package}")
     })
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use ringkv_plan::driver::{Cluster as Ring, Driver, Progress};
-use ringkv_plan::Spec;
+use ringkv_plan::{Spec, Step};
 use ringkv_tests::linearizability::{check, History, Op, Outcome};
 use ringkv_tests::{key_path, Cluster};
 
@@ -29,6 +29,8 @@ async fn converge(d: &Driver, shards: u32, replication: usize, nodes: &[u64]) ->
                 eprintln!("step: {}", s.describe());
             } else if let Progress::StepFailed(s, why) = &p {
                 eprintln!("step failed (will retry): {}: {why}", s.describe());
+            } else if let Progress::Waiting(why) = &p {
+                eprintln!("waiting: {why}");
             }
         })
         .await
@@ -168,11 +170,18 @@ async fn resharding_and_moving_replicas_under_load_stay_linearizable() {
 
     ctx.stop.store(true, Ordering::Release);
     while load.join_next().await.is_some() {}
-    // Final reads of every key through every node join the history.
+    // Final reads of every key through every node join the history; each must get an
+    // answer (a lost write would show as an older value or a 404 there).
     for k in 0..KEYS {
         let key = format!("lin-{k}");
         for url in &ctx.urls {
-            get(&ctx, &key, &format!("{url}{}", key_path(&key))).await;
+            let url = format!("{url}{}", key_path(&key));
+            let mut tries = 0;
+            while get(&ctx, &key, &url).await.is_none() {
+                tries += 1;
+                assert!(tries < 50, "no answer to the final read of {url}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
     let errors = ctx.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -183,20 +192,34 @@ async fn resharding_and_moving_replicas_under_load_stay_linearizable() {
     assert!(stats.ops > 500, "the load ran: {} ops", stats.ops);
 }
 
-/// Starts a driver towards `shards` on nodes 1..=3, kills it after its first step or so,
-/// SIGKILLs `victim` and restarts it, then converges with a fresh driver.
-async fn interrupted_converge(c: &Cluster, d: &Driver, shards: u32, victim: u64) -> Ring {
+/// Starts a driver towards `shards` on nodes 1..=3 and kills it as its second split or
+/// merge starts (the first done, the second in flight), SIGKILLs `victim` and restarts
+/// it, then converges with a fresh driver. Returns the converged ring and the shard
+/// count the killed driver left behind.
+async fn interrupted_converge(c: &Cluster, d: &Driver, shards: u32, victim: u64) -> (Ring, usize) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
     let d2 = d.clone();
     let run = tokio::spawn(async move {
         let spec = move |_: &Ring| Spec { shards, replication: 3, nodes: [1, 2, 3].into() };
-        let _ = d2.converge(spec, Duration::from_secs(60), |_| {}).await;
+        let (mut reshards, mut tx) = (0, Some(tx));
+        let _ = d2
+            .converge(spec, Duration::from_secs(60), |p| {
+                if let Progress::Step(Step::Split { .. } | Step::Merge { .. }) = p {
+                    reshards += 1;
+                    if reshards == 2 {
+                        tx.take().map(|t| t.send(()));
+                    }
+                }
+            })
+            .await;
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::timeout(Duration::from_secs(30), rx).await.expect("a second split or merge").expect("signal");
     run.abort();
+    let left = d.observe().await.expect("ring").observed.shards.len();
     c.kill(victim);
     tokio::time::sleep(Duration::from_millis(300)).await;
     c.restart(victim);
-    converge(d, shards, 3, &[1, 2, 3]).await
+    (converge(d, shards, 3, &[1, 2, 3]).await, left)
 }
 
 /// Once ready, every node hosts exactly `n` replicas (`GET /internal/ring`).
@@ -240,15 +263,20 @@ async fn interrupted_splits_and_merges_converge_and_a_killed_node_follows() {
     let keys_before: u64 = before.keys.values().sum();
     assert_eq!(keys_before, 400);
 
-    // A driver killed after its first step or so, a node killed mid-way.
-    let ring = interrupted_converge(&c, &d, 8, 2).await;
+    // A driver killed mid-doubling, a node killed meanwhile.
+    let (ring, left) = interrupted_converge(&c, &d, 8, 2).await;
+    assert!((5..8).contains(&left), "the driver was killed part-way: it left {left} shards");
 
     // Exactly the keys that had to move moved: each new shard s+4 holds the keys with
-    // hash % 8 == s+4, about half of its parent's.
+    // hash % 8 == s+4 (counted from the keys), about half of its parent's.
     let ring = swept(&d, ring, 400).await;
+    let owner = |k: &str| (ringkv_node::ring::key_hash(0, k.as_bytes()) % 8) as u32;
     for s in 0..4u32 {
         let (kept, moved) = (ring.keys[&s], ring.keys[&(s + 4)]);
         let parent = before.keys[&s];
+        let should_move = written.iter().filter(|(k, _)| owner(k) == s + 4).count() as u64;
+        eprintln!("shard {s}: {parent} keys, {moved} moved to shard {} ({should_move} had to)", s + 4);
+        assert_eq!(moved, should_move, "shard {s}: {moved} keys moved, {should_move} had to");
         assert_eq!(kept + moved, parent, "shard {s} split into {kept} + {moved}, had {parent}");
         assert!(moved * 4 > parent && moved * 4 < parent * 3, "shard {s}: {moved} of {parent} moved");
     }
@@ -258,7 +286,8 @@ async fn interrupted_splits_and_merges_converge_and_a_killed_node_follows() {
     assert!(missing.is_empty(), "lost after the splits: {missing:?}");
 
     // Halving back to 4: a driver killed mid-merge, a node killed meanwhile.
-    let ring = interrupted_converge(&c, &d, 4, 3).await;
+    let (ring, left) = interrupted_converge(&c, &d, 4, 3).await;
+    assert!((5..8).contains(&left), "the driver was killed part-way: it left {left} shards");
     let ring = swept(&d, ring, 400).await;
     for s in 0..4u32 {
         assert_eq!(ring.keys[&s], before.keys[&s], "shard {s} holds exactly its keys again");
@@ -336,7 +365,7 @@ async fn a_key_watch_follows_its_key_through_a_split_even_on_a_node_without_its_
     // Split the key's shard and write at once, before the watches notice the new shard:
     // they continue from the parent's history into the new shard's without a gap.
     let now = d.observe().await.expect("ring");
-    d.execute(&now, &ringkv_plan::Step::Split { shard, modulus: 4 }).await.expect("split");
+    d.execute(&now, &Step::Split { shard, modulus: 4 }).await.expect("split");
     for v in ["after-1", "after-2", "after-3"] {
         n1.put(&key, v).await;
     }

@@ -54,6 +54,7 @@ pub(super) struct SplitRelay {
     pub(super) not_durable: Mutex<BTreeSet<ShardId>>,
     pub(super) retired: Mutex<BTreeMap<ShardId, u64>>,
     pub(super) tx: tokio::sync::mpsc::UnboundedSender<RingChange>,
+    pub(super) node_id: NodeId,
 }
 
 /// The largest gap between route refreshes from peers.
@@ -83,6 +84,10 @@ impl SplitHost for SplitRelay {
     fn durable(&self, shard: ShardId) {
         self.not_durable.lock().unwrap_or_else(|p| p.into_inner()).remove(&shard);
         let _ = self.tx.send(RingChange::Durable { shard });
+    }
+
+    fn node_id(&self) -> NodeId {
+        self.node_id
     }
 
     fn hosts(&self, shard: ShardId) -> bool {

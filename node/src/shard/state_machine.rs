@@ -40,6 +40,13 @@ pub trait SplitHost: Send + Sync {
     fn durable(&self, shard: ShardId);
     /// Whether this node still hosts `shard` (a replica retired since is not written).
     fn hosts(&self, shard: ShardId) -> bool;
+    /// This node's id: a split creates the new shard only on the parent's members.
+    fn node_id(&self) -> NodeId;
+}
+
+/// Whether `node` is a member (voter or learner) of `membership`.
+fn is_member(membership: &StoredMembership, node: NodeId) -> bool {
+    membership.membership().nodes().any(|(id, _)| *id == node)
 }
 
 /// A node that never splits (tests of one shard).
@@ -55,6 +62,9 @@ impl SplitHost for NoSplits {
     fn durable(&self, _: ShardId) {}
     fn hosts(&self, _: ShardId) -> bool {
         false
+    }
+    fn node_id(&self) -> NodeId {
+        0
     }
 }
 
@@ -446,7 +456,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // entries back. A replayed split of a shard hosted (or retired) here creates nothing.
         for child in children {
             let id = child.slice.shard;
-            if !self.host.should_create(id, child.slice.epoch) {
+            // The new shard has the parent's members at the split. A replica replaying a
+            // split from before it was added (a new replica given the log from its
+            // start) is not one of them, and creates nothing.
+            if !is_member(&child.membership, self.host.node_id()) || !self.host.should_create(id, child.slice.epoch) {
                 continue;
             }
             let dir = sibling_dir(&self.dir, id);
@@ -518,11 +531,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let revision = state.revision;
         let (before, after) = (read_state(&self.state).slice, state.slice);
         // A replica that never applied anything (one being added) has no splits to
-        // catch up on: it joins only this shard, and its slice before is a guess.
+        // catch up on: it joins only this shard, and its slice before is a guess. Nor
+        // has one that applied only entries from before it was added (the log's start).
         let had_state = read_state(&self.state).last_applied.is_some();
+        let was_member = had_state && is_member(&read_state(&self.state).membership, self.host.node_id());
         *write_state(&self.state) = state;
         // Splits the snapshot jumped over: their new shards have replicas here too.
-        if before.modulus > 0 && had_state {
+        if before.modulus > 0 && was_member {
             let mut m = before.modulus;
             while m < after.modulus {
                 if self.host.should_create(self.shard + m, after.epoch) {
