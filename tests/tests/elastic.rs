@@ -476,3 +476,39 @@ async fn leadership_moves_round_every_voter_while_writes_keep_landing() {
     let missing = c.read_back(&acked, &c.ids()).await;
     assert!(missing.is_empty(), "lost or stale: {missing:?}");
 }
+
+/// A merge cut off right after its donor was frozen (a driver killed there, or a spec
+/// changed mid-halving) leaves a shard that refuses every request. Whatever the next
+/// driver is asked to do, it first finishes that merge, so every key answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_cut_off_after_its_freeze_is_finished_by_the_next_driver_whatever_its_spec() {
+    let c = Cluster::start(3, 4).await;
+    let mut written = Vec::new();
+    for i in 0..200 {
+        let (k, v) = (format!("frozen-{i}"), format!("v{i}"));
+        c.node(1).put(&k, &v).await;
+        written.push((k, v));
+    }
+    let d = driver(&c);
+    let ring = converge(&d, 4, 3, &[1, 2, 3]).await;
+    // What a merge of 3 into 1 does first, and nothing after it: freeze the donor.
+    let leader = ring.observed.shards[&3].leader.expect("shard 3 has a leader");
+    let url = format!("http://{}/internal/admin/shards/3/freeze?epoch={}", c.internal_addr(leader), ring.epoch + 1);
+    let resp = c.http().post(url).send().await.expect("freeze");
+    assert!(resp.status().is_success(), "freeze: {}", resp.text().await.unwrap_or_default());
+    let donor_key = written.iter().find(|(k, _)| ringkv_node::ring::key_hash(0, k.as_bytes()) % 4 == 3).expect("a key of shard 3");
+    let got = c.http().get(format!("{}{}", c.url(1), key_path(&donor_key.0))).send().await.expect("get");
+    assert_eq!(got.status(), 503, "a frozen shard's keys are unavailable, retryably");
+    // A freeze asked for an older ring than the shard's (a late request) is refused.
+    let leader2 = ring.observed.shards[&2].leader.expect("shard 2 has a leader");
+    let late = c.http().post(format!("http://{}/internal/admin/shards/2/freeze?epoch=1", c.internal_addr(leader2))).send().await.expect("freeze");
+    assert_eq!(late.status(), 400, "a stale freeze: {}", late.text().await.unwrap_or_default());
+    let frozen = d.observe().await.expect("ring");
+    assert!(!frozen.observed.shards[&2].frozen, "the stale freeze changed nothing");
+    assert!(frozen.observed.shards[&3].frozen, "the planner sees the frozen shard: {}", frozen.describe());
+
+    // The next driver wants 4 shards, which the ring seemingly has: it merges, then splits.
+    converge(&d, 4, 3, &[1, 2, 3]).await;
+    let missing = c.read_back(&written, &c.ids()).await;
+    assert!(missing.is_empty(), "unavailable or lost after the finished merge: {missing:?}");
+}

@@ -49,13 +49,26 @@ async fn propose(sh: &Shard, cmd: Command) -> Result<CommandResult, AdminError> 
     }
 }
 
+/// A request made for an older ring than the shard's (a driver that observed before a
+/// split or merge since): refused, so a late request cannot undo newer work.
+fn stale(shard: ShardId, now: u64, asked: u64) -> AdminError {
+    AdminError::Bad(format!(
+        "shard {shard} changed at ring epoch {now}, after the ring this request was made for (epoch {}); observe again",
+        asked.saturating_sub(1)
+    ))
+}
+
 impl Node {
     /// Freezes `shard` (this node must lead it) as a merge's donor at ring `epoch`.
     /// Returns the donor's final revision.
     pub async fn freeze_shard(&self, shard: ShardId, epoch: u64) -> Result<u64, AdminError> {
         let sh = self.led(shard)?;
-        if sh.slice().modulus < 2 {
+        let slice = sh.slice();
+        if slice.modulus < 2 {
             return Err(AdminError::Bad(format!("shard {shard} owns the whole ring; there is nothing to merge it into")));
+        }
+        if slice.epoch >= epoch && sh.read().frozen.is_none() {
+            return Err(stale(shard, slice.epoch, epoch));
         }
         Ok(propose(&sh, Command::Freeze { epoch }).await?.revision)
     }
@@ -68,6 +81,9 @@ impl Node {
         if donor >= receiver && donor - receiver >= modulus && (donor - receiver).is_power_of_two() {
             // The receiver is already coarser than the donor's level: merged before.
             return Ok(Merged { receiver, donor, modulus, keys: 0 });
+        }
+        if sh.slice().epoch >= epoch {
+            return Err(stale(receiver, sh.slice().epoch, epoch));
         }
         if modulus < 2 || donor != receiver + modulus / 2 {
             return Err(AdminError::Bad(format!(
