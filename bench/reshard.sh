@@ -8,7 +8,12 @@
 #   reshard.split.longest_write_ms      the longest any client write waited in that window
 #   reshard.split.mean_vs_baseline      throughput in the window / throughput before it
 #   reshard.split.worst_100ms_vs_baseline  the slowest 100 ms bucket / baseline
+#   reshard.after_split.*               the same between the splits and the balancing
+#                                       (new shards' first snapshots, leftover sweeps)
 #   reshard.balance.*                   the same for the leader moves that follow
+#   reshard.whole.longest_write_ms      the longest wait from the first split to the end
+#   reshard.keys_checked                keys the shards hold afterwards (checked: every
+#                                       loaded and written key, once)
 #
 # Env: DATA_MB (1024), VALUE_KB (64) or VALUE_BYTES (small values load in batches),
 # WRITERS (16), BASELINE_S (5), NO_BUILD=1.

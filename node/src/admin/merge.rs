@@ -94,6 +94,14 @@ impl Node {
         let d = self.shard(donor).ok_or_else(|| {
             AdminError::Bad(format!("shard {donor} has no replica on node {}: co-locate the shards first", self.id))
         })?;
+        // A receiver split a moment ago still holds its leftovers (the donor's slice as
+        // it was then), which the first absorbed chunk would have to drop in one pass
+        // under the state lock; give the background sweep time to drop them first,
+        // before the freeze makes the donor's keys wait.
+        let deadline = Instant::now() + ADMIN_WAIT;
+        while sh.read().stale_view().is_some() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         self.freeze_donor(&d, epoch).await?;
         // The local replica holds the donor's final state once it applied the freeze.
         let deadline = Instant::now() + ADMIN_WAIT;
