@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # cluster.sh — run a local ringkv cluster: N ringkv-node processes on 127.0.0.1.
 #
-# Usage: deploy/local/cluster.sh up | down [--purge] | status
+# Usage: deploy/local/cluster.sh up | join | down [--purge] | status
 #
 #   up      start NODES nodes, wait until every node answers /readyz, print the addresses
+#   join    start one more node (the next id) that joins the running ring empty; give it
+#           replicas with `ringkv-operator admin ... add-node` (it prints the command)
 #   down    SIGTERM the nodes this script started (pids in $DATA), SIGKILL after STOP_TIMEOUT s;
 #           keeps the data unless --purge is given
 #   status  per node: pid alive?, /readyz answer, shard leaders as the node sees them
@@ -74,9 +76,25 @@ load_env() {
   [ -f "$f" ] || return 0
   while IFS='=' read -r k v; do
     case "$k" in
-      NODES | SHARDS | BASE_PORT) is_uint "$v" && printf -v "$k" '%s' "$v" ;;
+      NODES | SHARDS | BASE_PORT | FOUNDERS) is_uint "$v" && printf -v "$k" '%s' "$v" ;;
     esac
   done <"$f"
+}
+
+save_env() {
+  printf 'NODES=%s\nSHARDS=%s\nBASE_PORT=%s\nFOUNDERS=%s\n' "$NODES" "$SHARDS" "$BASE_PORT" "$FOUNDERS" >"$DATA/cluster.env"
+}
+
+# start_node N PEERS: starts node N in the background, records its pid.
+start_node() {
+  local n="$1" peers="$2"
+  mkdir -p "$(node_dir "$n")"
+  echo "==== $(date '+%Y-%m-%d %H:%M:%S') cluster.sh: node $n, $BIN" >>"$(log_file "$n")"
+  NO_COLOR="${NO_COLOR:-1}" nohup "$BIN" --node-id "$n" \
+    --listen "$HOST:$(http_port "$n")" --internal-listen "$HOST:$(raft_port "$n")" \
+    --peers "$peers" --shards "$SHARDS" --data-dir "$(node_dir "$n")" \
+    </dev/null >>"$(log_file "$n")" 2>&1 &
+  echo "$!" >"$(pid_file "$n")"
 }
 
 # ours PID N: the pid is alive, runs ringkv-node, and was started on node N's data dir
@@ -193,7 +211,8 @@ cmd_up() {
 
   resolve_bin
   mkdir -p "$DATA"
-  printf 'NODES=%s\nSHARDS=%s\nBASE_PORT=%s\n' "$NODES" "$SHARDS" "$BASE_PORT" >"$DATA/cluster.env"
+  FOUNDERS="$NODES"
+  save_env
 
   local peers=""
   for ((n = 1; n <= NODES; n++)); do
@@ -204,17 +223,8 @@ cmd_up() {
   trap abort_up INT TERM
 
   for ((n = 1; n <= NODES; n++)); do
-    mkdir -p "$(node_dir "$n")"
-    {
-      echo "==== $(date '+%Y-%m-%d %H:%M:%S') cluster.sh up: node $n, $BIN"
-    } >>"$(log_file "$n")"
-    NO_COLOR="${NO_COLOR:-1}" nohup "$BIN" --node-id "$n" \
-      --listen "$HOST:$(http_port "$n")" --internal-listen "$HOST:$(raft_port "$n")" \
-      --peers "$peers" --shards "$SHARDS" --data-dir "$(node_dir "$n")" \
-      </dev/null >>"$(log_file "$n")" 2>&1 &
-    pid=$!
-    echo "$pid" >"$(pid_file "$n")"
-    STARTED+=("$n:$pid")
+    start_node "$n" "$peers"
+    STARTED+=("$n:$(read_pid "$n")")
   done
   note "started $NODES node(s) ($BIN), waiting up to ${READY_TIMEOUT}s for /readyz"
 
@@ -267,6 +277,42 @@ cmd_up() {
   echo "  curl $h2/v1/kv/hello"
   echo "  curl $h1/v1/cluster"
   echo "stop: $0 down   (state: $0 status)"
+}
+
+cmd_join() {
+  [ -f "$DATA/cluster.env" ] || die "no cluster in $DATA: run '$0 up' first"
+  load_env
+  FOUNDERS="${FOUNDERS:-$NODES}"
+  check_numbers
+  local n=$((NODES + 1)) i peers="" all="" out code pid
+  for ((i = 1; i <= FOUNDERS; i++)); do peers+="${peers:+,}$i=$HOST:$(raft_port "$i")"; done
+  port_busy "$(http_port "$n")" && die "port $(http_port "$n") is already in use on $HOST"
+  port_busy "$(raft_port "$n")" && die "port $(raft_port "$n") is already in use on $HOST"
+  resolve_bin
+  # Not a founder: --peers lists the founders only, so it bootstraps nothing and learns
+  # the ring from them.
+  start_node "$n" "$peers"
+  pid="$(read_pid "$n")"
+  local deadline=$((SECONDS + READY_TIMEOUT))
+  while :; do
+    kill -0 "$pid" 2>/dev/null || { tail -n 20 "$(log_file "$n")" >&2; rm -f "$(pid_file "$n")"; die "node $n exited"; }
+    out="$(http_get "http://$HOST:$(http_port "$n")/readyz")"
+    code="${out##*$'\n'}"
+    [ "$code" = 200 ] && break
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      tail -n 20 "$(log_file "$n")" >&2
+      stop_nodes "$n:$pid"
+      rm -f "$(pid_file "$n")"
+      die "node $n not ready after ${READY_TIMEOUT}s: ${out%$'\n'*}"
+    fi
+    sleep 0.2
+  done
+  NODES="$n"
+  save_env
+  for ((i = 1; i <= NODES; i++)); do all+="${all:+,}$HOST:$(raft_port "$i")"; done
+  echo "node $n joined the ring empty: http http://$HOST:$(http_port "$n")  internal $HOST:$(raft_port "$n")  log $(log_file "$n")"
+  echo "give it replicas:"
+  echo "  cargo run -q -p ringkv-operator -- admin --nodes $all add-node $HOST:$(raft_port "$n")"
 }
 
 cmd_down() {
@@ -368,9 +414,10 @@ main() {
   [ $# -gt 0 ] && shift
   case "$cmd" in
     up) [ $# = 0 ] || die "up takes no arguments"; cmd_up ;;
+    join) [ $# = 0 ] || die "join takes no arguments"; cmd_join ;;
     down) cmd_down "$@" ;;
     status) [ $# = 0 ] || die "status takes no arguments"; cmd_status ;;
-    *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
 
