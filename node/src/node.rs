@@ -305,8 +305,9 @@ impl Node {
         Ring { node_id: self.id, epoch, shard_count, shards, ready: self.ready().is_ok() }
     }
 
-    /// Whether every hosted shard has a leader and has applied what it knows is committed
-    /// (up to [`READY_LAG`] entries).
+    /// Whether every hosted shard has a leader and, where this node votes, has applied
+    /// what it knows is committed (after the first time since start: up to
+    /// [`READY_LAG`] entries behind).
     pub fn ready(&self) -> Result<(), String> {
         let members = self.member_shards();
         {
@@ -335,12 +336,19 @@ impl Node {
             if crate::shard::is_stale_leader(&m, self.leader_stale_after()) {
                 return Err(format!("shard {} is led by this node but no quorum has answered lately", s.id));
             }
-            // Under load apply trails commit by a batch or two all the time; a replica is
-            // catching up (not ready) only when it is further behind than that.
-            let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
-            if applied + READY_LAG < s.log.committed_index() {
-                return Err(format!("shard {} is catching up ({applied} < {})", s.id, s.log.committed_index()));
+            // A learner serves nothing: its catching up (a replica being added) does not
+            // make the node unready. A voter must have caught up once since start; from
+            // then on apply may trail commit by the batches in flight under load.
+            if !m.membership_config.membership().voter_ids().any(|v| v == self.id) {
+                continue;
             }
+            let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+            let committed = s.log.committed_index();
+            let lag = if s.caught_up.load(std::sync::atomic::Ordering::Acquire) { READY_LAG } else { 0 };
+            if applied + lag < committed {
+                return Err(format!("shard {} is catching up ({applied} < {committed})", s.id));
+            }
+            s.caught_up.store(true, std::sync::atomic::Ordering::Release);
         }
         Ok(())
     }

@@ -222,7 +222,8 @@ pub struct Ring {
     pub shard_count: u32,
     pub shards: Vec<ShardInfo>,
     /// Whether the node is ready (`GET /readyz`): every replica here has a leader and
-    /// has applied what it knows is committed. Planners count only ready nodes healthy.
+    /// each it votes in has caught up (see `Node::ready`). Planners count only ready
+    /// nodes healthy.
     #[serde(default)]
     pub ready: bool,
 }

@@ -144,7 +144,12 @@ impl Node {
                     }
                 }
                 Some(l) => self.forward(l, shard, &req, deadline).await,
-                None => Err(ServeError::Retry("no leader elected".into())),
+                None => {
+                    // No leader known: perhaps the shard is gone (a merge retired it
+                    // here a moment ago); let the local replicas update the routes.
+                    self.refresh_local_routes();
+                    Err(ServeError::Retry("no leader elected".into()))
+                }
             };
             match outcome {
                 Ok(r) => return Ok(r),
@@ -177,6 +182,11 @@ impl Node {
                     self.refresh_local_routes();
                 }
                 Err(ServeError::Retry(m)) => last_err = m,
+            }
+            // The ring may have moved the keys while this request waited (a merge's
+            // receiver owns them now): route the retry afresh.
+            if let Some(s) = self.relocate(&req).filter(|s| *s != shard) {
+                shard = s;
             }
             let now = Instant::now();
             if now + backoff >= deadline {

@@ -8,7 +8,8 @@
 //! after an interruption aims at the same place: the shard count when every shard has
 //! the same modulus (a ring part-way through a reshard is refused: only `reshard` knows
 //! which way it was going), the replication factor as the voter count most shards
-//! have (a move adds before it removes, so a shard in the middle of one has one more).
+//! have (a move adds before it removes, so a shard in the middle of one has one more;
+//! a tie is refused: `--replication` says it).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -55,9 +56,22 @@ pub fn target(ring: &Cluster, action: &AdminAction, replication: Option<usize>) 
             for s in ring.observed.shards.values() {
                 *counts.entry(s.voters.len()).or_default() += 1;
             }
-            // The most common voter count; among equals the smallest.
+            // The most common voter count. A tie is a change of replication cut off
+            // half-way (or a move in flight on a ring of two shards): which way it was
+            // going is not in the ring, so it must be said.
             let most = counts.values().copied().max().unwrap_or(0);
-            counts.into_iter().find(|(_, n)| *n == most).map_or(1, |(r, _)| r)
+            let tied: Vec<usize> = counts.iter().filter(|(_, n)| **n == most).map(|(r, _)| *r).collect();
+            match tied[..] {
+                [r] => r,
+                [] => 1,
+                _ => {
+                    let list: Vec<String> = tied.iter().map(usize::to_string).collect();
+                    return Err(format!(
+                        "as many shards have {} voters: the replication factor is not clear from the ring; give --replication",
+                        list.join(" as ")
+                    ));
+                }
+            }
         }
     };
     let drained = match action {
@@ -153,7 +167,9 @@ mod tests {
         let moving = ring(&[(0, 4, &[1, 2, 3, 4]), (1, 4, &[2, 3, 4]), (2, 4, &[1, 3, 4]), (3, 4, &[1, 2, 4])]);
         assert_eq!(target(&moving, &AdminAction::Rebalance, None).unwrap().replication, 3);
         let two = ring(&[(0, 2, &[1, 2, 3, 4]), (1, 2, &[2, 3, 4])]);
-        assert_eq!(target(&two, &AdminAction::Rebalance, None).unwrap().replication, 3, "ties go to the smaller count");
+        let why = target(&two, &AdminAction::Rebalance, None).unwrap_err();
+        assert!(why.contains("give --replication"), "a tie is not guessed: {why}");
+        assert_eq!(target(&two, &AdminAction::Rebalance, Some(3)).unwrap().replication, 3);
 
         // Part-way through a reshard only `reshard` knows the way.
         let halfway = ring(&[(0, 4, &[1, 2, 3]), (1, 2, &[1, 2, 3]), (2, 4, &[1, 2, 3])]);

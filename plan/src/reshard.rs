@@ -17,16 +17,20 @@ use crate::step::{Next, Step};
 /// whatever the spec asks; nothing has changed either shard's voters since the freeze,
 /// so they are still co-located.
 pub(crate) fn finish_merges(c: &Census) -> Option<Next> {
-    let donor = c.observed.shards.values().find(|s| s.frozen)?;
-    let half = donor.modulus / 2;
-    let receiver = (donor.id >= half)
-        .then(|| c.observed.shards.get(&(donor.id - half)))
-        .flatten()
-        .filter(|r| r.modulus == donor.modulus && !r.frozen);
-    Some(match receiver {
-        Some(r) => Next::Step(Step::Merge { receiver: r.id, donor: donor.id }),
-        None => Next::Wait(format!("shard {} is frozen for a merge whose receiver is not observed", donor.id)),
-    })
+    let mut frozen = c.observed.shards.values().filter(|s| s.frozen).peekable();
+    let first = frozen.peek()?.id;
+    let receiver_of = |donor: &ShardState| {
+        let half = donor.modulus / 2;
+        (donor.id >= half)
+            .then(|| c.observed.shards.get(&(donor.id - half)))
+            .flatten()
+            .filter(|r| r.modulus == donor.modulus && !r.frozen)
+    };
+    Some(
+        frozen
+            .find_map(|d| receiver_of(d).map(|r| Next::Step(Step::Merge { receiver: r.id, donor: d.id })))
+            .unwrap_or_else(|| Next::Wait(format!("shard {first} is frozen for a merge whose receiver is not observed"))),
+    )
 }
 
 /// Rules 4 (too many shards: merge) and 5 (too few: split). `None` when the moduli all

@@ -403,13 +403,25 @@ fn resharding_splits_and_merges_in_ring_order() {
             Want::Is(step(Step::Merge { receiver: 0, donor: 2 })),
         ),
         case(
-            "a frozen shard without its receiver is waited for",
+            "a frozen shard whose receiver split meanwhile is waited for",
             spec(4, 3, &three),
             with(ring(4, &three, 3), |o| {
                 o.shards.get_mut(&3).unwrap().frozen = true;
-                o.shards.get_mut(&1).unwrap().frozen = true;
+                o.shards.get_mut(&1).unwrap().modulus = 8;
+                o.shards.insert(5, shard(5, 8, &three, 1));
             }),
-            Want::Wait("receiver is not observed"),
+            Want::Wait("shard 3 is frozen for a merge whose receiver is not observed"),
+        ),
+        case(
+            "and does not hold up another frozen shard's merge",
+            spec(4, 3, &three),
+            with(ring(4, &three, 3), |o| {
+                o.shards.get_mut(&3).unwrap().frozen = true;
+                o.shards.get_mut(&1).unwrap().modulus = 8;
+                o.shards.insert(5, shard(5, 8, &three, 1));
+                o.shards.get_mut(&2).unwrap().frozen = true;
+            }),
+            Want::Is(step(Step::Merge { receiver: 0, donor: 2 })),
         ),
         case(
             "a split waits for the shard to shed its excess voter",

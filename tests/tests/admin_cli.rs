@@ -77,4 +77,14 @@ async fn every_admin_action_converges_and_says_what_it_did() {
 
     let missing = c.read_back(&written, &live).await;
     assert!(missing.is_empty(), "lost: {missing:?}");
+
+    // Halving, then at once one read of every key through every node: a node whose
+    // route still names a merged-away shard re-routes the request (it used to wait out
+    // the request timeout and answer 503).
+    let (ok, out) = admin(&c, &live, &["reshard", "--shards", "2"]).await;
+    assert!(ok && out.contains("merge shard 3 into shard 1"), "{out}");
+    for via in live {
+        let missing = c.read_back(&written, &[via]).await;
+        assert!(missing.is_empty(), "through node {via} right after the merges: {missing:?}");
+    }
 }

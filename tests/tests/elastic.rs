@@ -201,12 +201,13 @@ async fn interrupted_converge(c: &Cluster, d: &Driver, shards: u32, victim: u64)
     let d2 = d.clone();
     let run = tokio::spawn(async move {
         let spec = move |_: &Ring| Spec { shards, replication: 3, nodes: [1, 2, 3].into() };
-        let (mut reshards, mut tx) = (0, Some(tx));
+        // Distinct steps: a failed step is reported again when it is retried.
+        let (mut reshards, mut tx) = (std::collections::BTreeSet::new(), Some(tx));
         let _ = d2
             .converge(spec, Duration::from_secs(60), |p| {
-                if let Progress::Step(Step::Split { .. } | Step::Merge { .. }) = p {
-                    reshards += 1;
-                    if reshards == 2 {
+                if let Progress::Step(step @ (Step::Split { .. } | Step::Merge { .. })) = p {
+                    reshards.insert(step.describe());
+                    if reshards.len() == 2 {
                         tx.take().map(|t| t.send(()));
                     }
                 }
@@ -500,7 +501,7 @@ async fn a_merge_cut_off_after_its_freeze_is_finished_by_the_next_driver_whateve
     let got = c.http().get(format!("{}{}", c.url(1), key_path(&donor_key.0))).send().await.expect("get");
     assert_eq!(got.status(), 503, "a frozen shard's keys are unavailable, retryably");
     // A freeze asked for an older ring than the shard's (a late request) is refused.
-    let leader2 = ring.observed.shards[&2].leader.expect("shard 2 has a leader");
+    let leader2 = d.observe().await.expect("ring").observed.shards[&2].leader.expect("shard 2 has a leader");
     let late = c.http().post(format!("http://{}/internal/admin/shards/2/freeze?epoch=1", c.internal_addr(leader2))).send().await.expect("freeze");
     assert_eq!(late.status(), 400, "a stale freeze: {}", late.text().await.unwrap_or_default());
     let frozen = d.observe().await.expect("ring");

@@ -49,6 +49,10 @@ async fn propose(sh: &Shard, cmd: Command) -> Result<CommandResult, AdminError> 
     }
 }
 
+/// How long a merge waits for the receiver's leftover sweep before freezing the donor
+/// anyway (the first absorbed chunk then drops the leftovers itself).
+const SWEEP_WAIT: Duration = Duration::from_secs(10);
+
 /// A request made for an older ring than the shard's (a driver that observed before a
 /// split or merge since): refused, so a late request cannot undo newer work.
 fn stale(shard: ShardId, now: u64, asked: u64) -> AdminError {
@@ -98,9 +102,15 @@ impl Node {
         // it was then), which the first absorbed chunk would have to drop in one pass
         // under the state lock; give the background sweep time to drop them first,
         // before the freeze makes the donor's keys wait.
-        let deadline = Instant::now() + ADMIN_WAIT;
+        let deadline = Instant::now() + SWEEP_WAIT;
         while sh.read().stale_view().is_some() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The receiver may have changed meanwhile (another driver): freeze nothing then.
+        let sh = self.led(receiver)?;
+        let now = sh.slice();
+        if now.epoch >= epoch || now.modulus != modulus {
+            return Err(stale(receiver, now.epoch, epoch));
         }
         self.freeze_donor(&d, epoch).await?;
         // The local replica holds the donor's final state once it applied the freeze.
@@ -158,12 +168,15 @@ impl Node {
             match d.leader_checked(self.id, self.leader_stale_after()) {
                 Some(l) if l == self.id => match self.freeze_shard(d.id, epoch).await {
                     Ok(_) => return Ok(()),
+                    Err(e @ AdminError::Bad(_)) => return Err(e),
                     Err(e) => last = e.to_string(),
                 },
                 Some(l) => {
                     let path = format!("/internal/admin/shards/{}/freeze?epoch={epoch}", d.id);
                     match self.peers.post_json(l, &path, Duration::from_secs(10)).await {
                         Ok(_) => return Ok(()),
+                        // Refused (a stale epoch, say): asking again will not change that.
+                        Err(e @ crate::raft_net::client::NetError::Refused(..)) => return Err(AdminError::Bad(e.to_string())),
                         Err(e) => last = e.to_string(),
                     }
                 }

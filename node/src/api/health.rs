@@ -16,7 +16,8 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: every hosted shard has a leader and has applied what it knows is committed.
+/// `GET /readyz`: every hosted shard has a leader, and each this node votes in has applied
+/// what it knows is committed (see [`Node::ready`] for the lag tolerated once caught up).
 pub async fn readyz(State(node): State<Arc<Node>>) -> Response {
     match node.ready() {
         Ok(()) => Json(json!({ "status": "ready" })).into_response(),

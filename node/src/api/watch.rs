@@ -273,6 +273,22 @@ fn split_origin(node: &Node, child: ShardId, cursors: &[(ShardId, u64)]) -> Opti
     Some((cursors.iter().position(|(s, _)| *s == parent)?, born))
 }
 
+/// How long a watch keeps following a parent while this node opens the split's new
+/// shard, before it gives up on continuing without a gap and resyncs instead.
+const OPENING_PATIENCE: Duration = Duration::from_secs(5);
+
+/// When `child` is a split's new shard that this node holds a replica of (as the routes
+/// say) but has not opened yet, and the watch follows its parent here: the parent.
+fn opening_parent(node: &Node, child: ShardId, cursors: &[(ShardId, u64)]) -> Option<ShardId> {
+    let route = node.route(child)?;
+    if !route.members.contains(&node.id) {
+        return None;
+    }
+    let parent = child.checked_sub(route.modulus / 2)?;
+    node.shard(parent)?;
+    cursors.iter().any(|(s, _)| *s == parent).then_some(parent)
+}
+
 async fn stream_events(
     node: Arc<Node>,
     db: u8,
@@ -281,6 +297,7 @@ async fn stream_events(
     tx: mpsc::Sender<Result<SseEvent, Infallible>>,
 ) {
     let mut cursors: Vec<(ShardId, u64)> = start.into_iter().filter_map(|(s, at)| Some((s, at?))).collect();
+    let mut opening: std::collections::BTreeMap<ShardId, tokio::time::Instant> = Default::default();
     loop {
         // Register for wake-ups before looking, so no change slips between look and wait.
         let changed = node.changes.notified();
@@ -289,31 +306,43 @@ async fn stream_events(
         // The ring may have moved the watched keys: follow them. A split's new shard
         // continues from its parent's cursor (the parent's history holds the moved
         // keys' events up to the split); any other new shard starts with a resync.
-        let want = wanted(&node, db, &target);
+        let mut want = wanted(&node, db, &target);
         let mut resync: Vec<ShardId> = Vec::new();
+        let mut kept: Vec<ShardId> = Vec::new();
         for s in want.iter().copied().filter(|s| !cursors.iter().any(|(c, _)| c == s)).collect::<Vec<_>>() {
+            if node.shard(s).is_none() {
+                // A split's new shard with a replica here that is not open yet (the
+                // routes can learn of it before the local parent applies the split):
+                // keep following the parent a moment longer.
+                let since = *opening.entry(s).or_insert_with(tokio::time::Instant::now);
+                if let Some(p) = opening_parent(&node, s, &cursors).filter(|_| since.elapsed() < OPENING_PATIENCE) {
+                    kept.push(p);
+                    continue;
+                }
+            }
             let Some((i, born)) = split_origin(&node, s, &cursors) else {
                 resync.push(s);
                 continue;
             };
-            let parent = cursors[i].0;
-            if !want.contains(&parent) {
-                // The parent stops being followed: its events up to the split first.
-                let Some(ps) = node.shard(parent) else {
+            // The parent's events up to the split come first, also when the parent is
+            // still followed (a prefix watch): after it, the keys' events are the new
+            // shard's, which may otherwise overtake a backlog of the parent's.
+            let Some(ps) = node.shard(cursors[i].0) else {
+                resync.push(s);
+                continue;
+            };
+            match drain(&ps, i, born, db, &target, &mut cursors, &tx).await {
+                Ok(true) => {}
+                Ok(false) => {
                     resync.push(s);
                     continue;
-                };
-                match drain(&ps, i, born, db, &target, &mut cursors, &tx).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        resync.push(s);
-                        continue;
-                    }
-                    Err(Closed) => return,
                 }
+                Err(Closed) => return,
             }
             cursors.push((s, born));
         }
+        opening.retain(|s, _| !cursors.iter().any(|(c, _)| c == s));
+        want.extend(kept);
         // Shards no longer followed: deliver what they still hold, then let them go. One
         // already gone from this node (a merge's retired donor) may have had more.
         let mut lost: Vec<ShardId> = Vec::new();
@@ -363,7 +392,13 @@ async fn stream_events(
         let mut more = false;
         for i in 0..cursors.len() {
             let (shard, after) = cursors[i];
-            let Some(sh) = node.shard(shard) else { continue };
+            let Some(sh) = node.shard(shard) else {
+                // Its replica here was moved away: the client reconnects (any node
+                // relays it to one that holds the shard) and resumes from its cursor.
+                let data = json!({ "type": "resync", "shard": shard, "reason": "this node no longer holds the watched shard; reconnect" });
+                let _ = tx.send(Ok(SseEvent::default().event("resync").id(encode_cursor(&cursors)).data(data.to_string()))).await;
+                return;
+            };
             match sh.events.since(after, PASS) {
                 Since::Events(events) => {
                     more |= events.len() == PASS;

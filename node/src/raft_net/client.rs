@@ -28,6 +28,9 @@ pub enum NetError {
     /// The peer answered with something other than success.
     #[error("peer {0} failed: {1}")]
     Remote(NodeId, String),
+    /// The peer refused the request as bad (HTTP 400): asking again will not help.
+    #[error("peer {0} refused: {1}")]
+    Refused(NodeId, String),
 }
 
 /// Addresses of the peers' internal ports and the shared HTTP/2 client.
@@ -147,6 +150,9 @@ impl PeerClient {
             .map_err(|e| NetError::Unreachable(node, e.to_string()))?;
         let status = resp.status();
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if status == reqwest::StatusCode::BAD_REQUEST {
+            return Err(NetError::Refused(node, body.to_string()));
+        }
         if !status.is_success() {
             return Err(NetError::Remote(node, format!("{status}: {body}")));
         }

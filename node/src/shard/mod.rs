@@ -33,6 +33,9 @@ pub struct Shard {
     /// it know the leader's commit index (a restarted follower may otherwise look caught
     /// up against the stale commit index it recovered).
     pub heard_from_leader: std::sync::atomic::AtomicBool,
+    /// Set once this replica has applied everything it knew was committed since start;
+    /// from then on readiness tolerates apply trailing commit (see `Node::ready`).
+    pub caught_up: std::sync::atomic::AtomicBool,
     /// Batches client commands into Raft proposals.
     pub proposer: proposer::Proposer,
     /// Batches read-index confirmations for linearizable reads.
@@ -103,6 +106,7 @@ impl Shard {
             events,
             log,
             heard_from_leader: std::sync::atomic::AtomicBool::new(false),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
             proposer,
             read_index: read_index::ReadIndex::default(),
             transferring: std::sync::atomic::AtomicBool::new(false),

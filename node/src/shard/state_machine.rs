@@ -471,12 +471,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // entry a crash would replay) waits for this write, so a failed write is
             // retried until it succeeds or the replica is retired.
             let write = tokio::spawn(async move {
-                let Ok(_turn) = FIRST_SNAPSHOTS.acquire().await else { return };
                 let started = std::time::Instant::now();
                 let mut pause = std::time::Duration::from_millis(100);
                 while host.hosts(id) {
                     let (dir, state) = (dir.clone(), opened.clone());
-                    match tokio::task::spawn_blocking(move || write_child_snapshot(&dir, &state)).await.map_err(io_err).and_then(|r| r) {
+                    // One first snapshot at a time per node; the turn is not held while
+                    // a failed write waits to be tried again.
+                    let Ok(turn) = FIRST_SNAPSHOTS.acquire().await else { return };
+                    let written = tokio::task::spawn_blocking(move || write_child_snapshot(&dir, &state)).await;
+                    drop(turn);
+                    match written.map_err(io_err).and_then(|r| r) {
                         Ok(()) => {
                             let ms = started.elapsed().as_millis() as u64;
                             tracing::info!(shard = parent, new_shard = id, ms, "split: new shard's first snapshot is durable");
