@@ -180,6 +180,14 @@ impl Node {
                 Err(ServeError::UnknownShard(s)) => {
                     last_err = format!("shard {s} is not hosted where it was looked for");
                     self.refresh_local_routes();
+                    // A peer that no longer hosts the shard (a merge retired it) knows the
+                    // shard that took its keys: learn its view now rather than at the next
+                    // periodic refresh.
+                    if let Some(peer) = leader.filter(|l| *l != self.id) {
+                        if let Ok(ring) = self.peers.get_json::<crate::ring::Ring>(peer, "/internal/ring", Duration::from_millis(300)).await {
+                            self.learn_routes(&ring.shards);
+                        }
+                    }
                 }
                 Err(ServeError::Retry(m)) => last_err = m,
             }
