@@ -226,6 +226,11 @@ async fn relay(node: &Node, target: &Target, missing: &[ShardId], query: &str, l
 /// Most events taken from one shard's history per pass.
 const PASS: usize = 512;
 
+/// A `resync` event carrying `data`, with the cursors reached so far as its id.
+fn resync_event(cursors: &[(ShardId, u64)], data: &serde_json::Value) -> SseEvent {
+    SseEvent::default().event("resync").id(encode_cursor(cursors)).data(data.to_string())
+}
+
 /// The stream ended: the client went away.
 struct Closed;
 
@@ -367,7 +372,7 @@ async fn stream_events(
                 "type": "resync", "shard": shard,
                 "reason": "the watched keys moved out of this shard and its remaining history is not on this node; re-read them, then continue",
             });
-            if tx.send(Ok(SseEvent::default().event("resync").id(encode_cursor(&cursors)).data(data.to_string()))).await.is_err() {
+            if tx.send(Ok(resync_event(&cursors, &data))).await.is_err() {
                 return;
             }
         }
@@ -376,7 +381,7 @@ async fn stream_events(
                 // Moved to a shard this node does not hold: the client reconnects (any
                 // node relays it to one that does) and resumes from its cursor.
                 let data = json!({ "type": "resync", "shard": shard, "reason": "the watched keys moved to a shard this node does not hold; reconnect" });
-                let _ = tx.send(Ok(SseEvent::default().event("resync").id(encode_cursor(&cursors)).data(data.to_string()))).await;
+                let _ = tx.send(Ok(resync_event(&cursors, &data))).await;
                 return;
             };
             let current = sh.events.current();
@@ -385,7 +390,7 @@ async fn stream_events(
                 "type": "resync", "shard": shard, "current_revision": current,
                 "reason": "the ring changed: the watched keys are (also) in this shard now; re-read them, then continue",
             });
-            if tx.send(Ok(SseEvent::default().event("resync").id(encode_cursor(&cursors)).data(data.to_string()))).await.is_err() {
+            if tx.send(Ok(resync_event(&cursors, &data))).await.is_err() {
                 return;
             }
         }
@@ -396,7 +401,7 @@ async fn stream_events(
                 // Its replica here was moved away: the client reconnects (any node
                 // relays it to one that holds the shard) and resumes from its cursor.
                 let data = json!({ "type": "resync", "shard": shard, "reason": "this node no longer holds the watched shard; reconnect" });
-                let _ = tx.send(Ok(SseEvent::default().event("resync").id(encode_cursor(&cursors)).data(data.to_string()))).await;
+                let _ = tx.send(Ok(resync_event(&cursors, &data))).await;
                 return;
             };
             match sh.events.since(after, PASS) {
@@ -419,7 +424,7 @@ async fn stream_events(
                         "first_available": first, "current_revision": current,
                         "reason": "history needed for this cursor is not kept here; re-read the keys, then continue",
                     });
-                    let ev = SseEvent::default().event("resync").id(encode_cursor(&cursors)).data(data.to_string());
+                    let ev = resync_event(&cursors, &data);
                     if tx.send(Ok(ev)).await.is_err() {
                         return;
                     }
