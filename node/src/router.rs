@@ -144,12 +144,7 @@ impl Node {
                     }
                 }
                 Some(l) => self.forward(l, shard, &req, deadline).await,
-                None => {
-                    // No leader known: perhaps the shard is gone (a merge retired it
-                    // here a moment ago); let the local replicas update the routes.
-                    self.refresh_local_routes();
-                    Err(ServeError::Retry("no leader elected".into()))
-                }
+                None => Err(ServeError::Retry("no leader elected".into())),
             };
             match outcome {
                 Ok(r) => return Ok(r),
@@ -180,14 +175,6 @@ impl Node {
                 Err(ServeError::UnknownShard(s)) => {
                     last_err = format!("shard {s} is not hosted where it was looked for");
                     self.refresh_local_routes();
-                    // A peer that no longer hosts the shard (a merge retired it) knows the
-                    // shard that took its keys: learn its view now rather than at the next
-                    // periodic refresh.
-                    if let Some(peer) = leader.filter(|l| *l != self.id) {
-                        if let Ok(ring) = self.peers.get_json::<crate::ring::Ring>(peer, "/internal/ring", Duration::from_millis(300)).await {
-                            self.learn_routes(&ring.shards);
-                        }
-                    }
                 }
                 Err(ServeError::Retry(m)) => last_err = m,
             }
@@ -224,6 +211,20 @@ impl Node {
         route.members.get(attempt % route.members.len().max(1)).copied()
     }
 
+    /// The answer for a request to a shard this node does not host. When the routes here
+    /// give its keys to a coarser, newer shard (a merge retired the one asked for), a
+    /// `WrongShard` naming that shard, as the frozen donor itself would have answered,
+    /// so the asking router learns the merge and re-routes at once.
+    fn not_hosted(&self, shard: ShardId, req: &ShardRequest) -> ServeError {
+        let asked = self.route(shard).map_or(0, |r| r.modulus);
+        match self.relocate(req).and_then(|s| Some((s, self.route(s)?))) {
+            Some((s, r)) if s != shard && r.modulus > 0 && (asked == 0 || r.modulus < asked) => {
+                ServeError::WrongShard(WrongShard { shard: s, modulus: r.modulus, epoch: r.epoch })
+            }
+            _ => ServeError::UnknownShard(shard),
+        }
+    }
+
     /// The one shard that owns every key of `req` now, if there is one.
     fn relocate(&self, req: &ShardRequest) -> Option<ShardId> {
         let mut shards = req.keys().into_iter().map(|(db, key)| self.locate(db, key));
@@ -251,7 +252,7 @@ impl Node {
     /// Serves a request on this node's replica, which must lead the shard (reads at
     /// `Serializable` are answered by [`Node::read_local`] instead).
     pub async fn serve_local(&self, shard: ShardId, req: ShardRequest) -> Result<ShardResponse, ServeError> {
-        let sh = self.shard(shard).ok_or(ServeError::UnknownShard(shard))?;
+        let sh = self.shard(shard).ok_or_else(|| self.not_hosted(shard, &req))?;
         if sh.transferring.load(std::sync::atomic::Ordering::Acquire) {
             return Err(ServeError::Retry(format!("shard {shard}'s leadership is moving")));
         }

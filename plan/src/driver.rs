@@ -288,15 +288,7 @@ impl Driver {
             };
             let target = spec(&c);
             target.check().map_err(DriverError::Blocked)?;
-            let next = next_step(&target, &c.observed);
-            if !matches!(next, Next::Blocked(_)) {
-                blocked_since = None;
-            }
-            match next {
-                Next::Converged => {
-                    progress(Progress::Converged);
-                    return Ok(c);
-                }
+            let next = match next_step(&target, &c.observed) {
                 // The spec is sound, so the ring as observed is contradictory. That is
                 // usually a moment's view (one node has applied a split, the node that
                 // answered for its parent not yet): look again before giving up.
@@ -305,13 +297,19 @@ impl Driver {
                     if since.elapsed() >= BLOCKED_GRACE {
                         return Err(DriverError::Blocked(why));
                     }
-                    if last_wait.as_ref() != Some(&why) {
-                        progress(Progress::Waiting(format!("{why} (looking again)")));
-                        last_wait = Some(why.clone());
-                    }
-                    last = why;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Next::Wait(format!("{why} (looking again)"))
                 }
+                other => {
+                    blocked_since = None;
+                    other
+                }
+            };
+            match next {
+                Next::Converged => {
+                    progress(Progress::Converged);
+                    return Ok(c);
+                }
+                Next::Blocked(why) => return Err(DriverError::Blocked(why)), // handled above
                 Next::Wait(why) => {
                     if last_wait.as_ref() != Some(&why) {
                         progress(Progress::Waiting(why.clone()));
@@ -325,7 +323,6 @@ impl Driver {
                     progress(Progress::Step(step.clone()));
                     match self.execute(&c, &step).await {
                         Ok(()) => {}
-                        Err(DriverError::Blocked(why)) => return Err(DriverError::Blocked(why)),
                         Err(e) => {
                             last = e.to_string();
                             progress(Progress::StepFailed(step, last.clone()));

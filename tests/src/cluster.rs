@@ -162,6 +162,11 @@ impl Cluster {
         self.process(id).internal_addr
     }
 
+    /// The planning library's driver for every node of the cluster (their internal ports).
+    pub fn driver(&self) -> ringkv_plan::driver::Driver {
+        ringkv_plan::driver::Driver::new(self.ids().iter().map(|id| self.internal_addr(*id).to_string()).collect())
+    }
+
     /// A client for one node's API.
     pub fn node(&self, id: u64) -> NodeClient {
         NodeClient::new(id, self.url(id), self.http.clone())

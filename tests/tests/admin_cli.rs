@@ -3,7 +3,6 @@
 
 use std::process::Command;
 
-use ringkv_plan::driver::Driver;
 use ringkv_tests::process::workspace_binary;
 use ringkv_tests::Cluster;
 
@@ -29,7 +28,7 @@ async fn every_admin_action_converges_and_says_what_it_did() {
         c.node(1).put(&k, &v).await;
         written.push((k, v));
     }
-    let d = Driver::new(c.ids().iter().map(|id| c.internal_addr(*id).to_string()).collect());
+    let d = c.driver();
     let founders = [1, 2, 3];
 
     let (ok, out) = admin(&c, &founders, &["status"]).await;

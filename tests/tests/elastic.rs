@@ -14,10 +14,6 @@ use ringkv_tests::{key_path, Cluster};
 
 const KEYS: usize = 24;
 
-fn driver(c: &Cluster) -> Driver {
-    Driver::new(c.ids().iter().map(|id| c.internal_addr(*id).to_string()).collect())
-}
-
 /// Drives the ring until the planner is satisfied with `shards`, `replication` and the
 /// nodes in `nodes`; panics (with the last step) if it does not converge.
 async fn converge(d: &Driver, shards: u32, replication: usize, nodes: &[u64]) -> Ring {
@@ -140,7 +136,7 @@ impl ClientCtx {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn resharding_and_moving_replicas_under_load_stay_linearizable() {
     let c = Cluster::builder(5).shards(4).start().await;
-    let d = driver(&c);
+    let d = c.driver();
     let ctx = Arc::new(ClientCtx {
         urls: c.ids().iter().map(|id| c.url(*id)).collect(),
         http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client"),
@@ -259,7 +255,7 @@ async fn interrupted_splits_and_merges_converge_and_a_killed_node_follows() {
         n1.put(&k, &v).await;
         written.push((k, v));
     }
-    let d = driver(&c);
+    let d = c.driver();
     let before = d.observe().await.expect("ring");
     let keys_before: u64 = before.keys.values().sum();
     assert_eq!(keys_before, 400);
@@ -345,7 +341,7 @@ async fn watch_until(base: String, key: String, want: String, deadline: Duration
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_watch_follows_its_key_through_a_split_even_on_a_node_without_its_shard() {
     let c = Cluster::builder(4).shards(2).start().await;
-    let d = driver(&c);
+    let d = c.driver();
     let ring = converge(&d, 2, 3, &[1, 2, 3, 4]).await;
     // A key that moves when shard `s` splits (2 → 4): hash % 4 == s + 2.
     let key = (0..)
@@ -395,7 +391,7 @@ async fn killing_every_node_right_after_a_split_loses_no_write_to_the_new_shards
         n1.put(&k, &v).await;
         written.push((k, v));
     }
-    let d = driver(&c);
+    let d = c.driver();
     converge(&d, 4, 3, &[1, 2, 3]).await;
     for i in 0..100 {
         let (k, v) = (format!("post-{i}"), format!("w{i}"));
@@ -490,7 +486,7 @@ async fn a_merge_cut_off_after_its_freeze_is_finished_by_the_next_driver_whateve
         c.node(1).put(&k, &v).await;
         written.push((k, v));
     }
-    let d = driver(&c);
+    let d = c.driver();
     let ring = converge(&d, 4, 3, &[1, 2, 3]).await;
     // What a merge of 3 into 1 does first, and nothing after it: freeze the donor.
     let leader = ring.observed.shards[&3].leader.expect("shard 3 has a leader");

@@ -103,7 +103,7 @@ impl Node {
         // under the state lock; give the background sweep time to drop them first,
         // before the freeze makes the donor's keys wait.
         let deadline = Instant::now() + SWEEP_WAIT;
-        while sh.read().stale_view().is_some() && Instant::now() < deadline {
+        while sh.read().is_stale() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // The receiver may have changed meanwhile (another driver): freeze nothing then.

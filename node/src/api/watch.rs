@@ -268,14 +268,15 @@ async fn drain(
 }
 
 /// When `child` is a split's new shard opened here and the watch has a cursor in its
-/// parent: the parent's cursor index and the revision of the split. The child's
-/// history continues the parent's from there, so the watch goes on without a gap.
-fn split_origin(node: &Node, child: ShardId, cursors: &[(ShardId, u64)]) -> Option<(usize, u64)> {
+/// parent, also hosted here: the parent's replica, its cursor index and the revision of
+/// the split. The child's history continues the parent's from there, so the watch goes
+/// on without a gap.
+fn split_origin(node: &Node, child: ShardId, cursors: &[(ShardId, u64)]) -> Option<(Arc<Shard>, usize, u64)> {
     let sh = node.shard(child)?;
     let born = sh.events.born()?;
     let parent = child.checked_sub(sh.slice().modulus / 2)?;
-    node.shard(parent)?;
-    Some((cursors.iter().position(|(s, _)| *s == parent)?, born))
+    let i = cursors.iter().position(|(s, _)| *s == parent)?;
+    Some((node.shard(parent)?, i, born))
 }
 
 /// How long a watch keeps following a parent while this node opens the split's new
@@ -325,17 +326,13 @@ async fn stream_events(
                     continue;
                 }
             }
-            let Some((i, born)) = split_origin(&node, s, &cursors) else {
+            let Some((ps, i, born)) = split_origin(&node, s, &cursors) else {
                 resync.push(s);
                 continue;
             };
             // The parent's events up to the split come first, also when the parent is
             // still followed (a prefix watch): after it, the keys' events are the new
             // shard's, which may otherwise overtake a backlog of the parent's.
-            let Some(ps) = node.shard(cursors[i].0) else {
-                resync.push(s);
-                continue;
-            };
             match drain(&ps, i, born, db, &target, &mut cursors, &tx).await {
                 Ok(true) => {}
                 Ok(false) => {

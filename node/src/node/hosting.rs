@@ -400,6 +400,8 @@ impl Node {
             Err(e) => return Err(e),
         }
         self.save_hosted().await?;
+        // The routes here learn at once what replaced it (a merge's receiver hosted here).
+        self.refresh_local_routes();
         tracing::info!(shard = id, "replica removed from this node");
         Ok(())
     }

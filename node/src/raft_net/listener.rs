@@ -115,14 +115,18 @@ async fn serve_wire(s: TcpStream, node: Arc<Node>, stop: CancellationToken) {
         };
         let (node, tx) = (node.clone(), tx.clone());
         tokio::spawn(async move {
-            let (status, body) = match Kind::from_u8(req.kind) {
+            let answer = match Kind::from_u8(req.kind) {
                 Some(Kind::Append) => server::raft_call(&node, req.shard, "append", &req.body).await,
                 Some(Kind::Vote) => server::raft_call(&node, req.shard, "vote", &req.body).await,
                 Some(Kind::Serve) => server::serve_call(&node, req.shard, &req.body).await,
                 None => Err(server::CallError::Bad(format!("unknown request kind {}", req.kind))),
-            }
-            .map_or_else(|e| (wire::FAILED, e.to_string().into_bytes()), |b| (wire::OK, b));
-            let _ = tx.send(wire::answer_frame(req.id, status, &body));
+            };
+            // An answer comes with room for the frame header in front of it.
+            let frame = match answer {
+                Ok(room_and_body) => wire::answer_frame_in(req.id, wire::OK, room_and_body),
+                Err(e) => wire::answer_frame(req.id, wire::FAILED, e.to_string().as_bytes()),
+            };
+            let _ = tx.send(frame);
         });
     }
     conn_stop.cancel();

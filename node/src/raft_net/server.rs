@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::wire;
 use crate::node::Node;
 use crate::ring::ShardId;
 use crate::router::{ServeError, ShardRequest, ShardResponse};
@@ -40,8 +41,10 @@ pub enum CallError {
     Bad(String),
 }
 
+/// The postcard encoding of `v` after [`wire::ANSWER_PREFIX`] bytes of room, so the
+/// wire frames it in place ([`wire::answer_frame_in`]); HTTP skips the room.
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, CallError> {
-    postcard::to_stdvec(v).map_err(|e| CallError::Bad(format!("encode: {e}")))
+    postcard::to_extend(v, vec![0; wire::ANSWER_PREFIX]).map_err(|e| CallError::Bad(format!("encode: {e}")))
 }
 
 fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, CallError> {
@@ -51,7 +54,7 @@ fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, CallError> {
 /// As HTTP: 200 with the postcard answer, 404 for a shard not hosted, else 400.
 fn http_answer(r: Result<Vec<u8>, CallError>) -> Response {
     match r {
-        Ok(b) => (StatusCode::OK, b).into_response(),
+        Ok(b) => (StatusCode::OK, Bytes::from(b).slice(wire::ANSWER_PREFIX..)).into_response(),
         Err(e @ CallError::NotHosted(_)) => (StatusCode::NOT_FOUND, e.to_string()).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }

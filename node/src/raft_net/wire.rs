@@ -84,13 +84,25 @@ fn request_frame<T: Serialize>(id: u64, kind: Kind, shard: ShardId, body: &T) ->
     Ok(v)
 }
 
+/// Bytes an answer frame puts before its body (length, id, status).
+pub const ANSWER_PREFIX: usize = 4 + ANS_HEADER;
+
 /// Encodes an answer frame.
 pub fn answer_frame(id: u64, status: u8, body: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(4 + ANS_HEADER + body.len());
-    v.extend_from_slice(&((ANS_HEADER + body.len()) as u32).to_be_bytes());
-    v.extend_from_slice(&id.to_be_bytes());
-    v.push(status);
+    let mut v = Vec::with_capacity(ANSWER_PREFIX + body.len());
+    v.resize(ANSWER_PREFIX, 0);
     v.extend_from_slice(body);
+    answer_frame_in(id, status, v)
+}
+
+/// Makes `v` — [`ANSWER_PREFIX`] bytes of room, then the body — an answer frame in
+/// place, so a large answer (a read, a list) is not copied once more to be framed.
+pub fn answer_frame_in(id: u64, status: u8, mut v: Vec<u8>) -> Vec<u8> {
+    debug_assert!(v.len() >= ANSWER_PREFIX);
+    let len = (v.len() - 4) as u32;
+    v[..4].copy_from_slice(&len.to_be_bytes());
+    v[4..12].copy_from_slice(&id.to_be_bytes());
+    v[12] = status;
     v
 }
 

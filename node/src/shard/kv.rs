@@ -109,9 +109,20 @@ impl KvState {
         self.frozen_refusal().unwrap_or_else(|| self.slice.wrong_shard())
     }
 
+    /// Whether the map's entry for `key` is this shard's: always, except a split's
+    /// leftover (outside the slice, not swept yet).
+    fn visible(&self, db: u8, key: &[u8]) -> bool {
+        self.stale.is_none() || self.slice.owns(db, key)
+    }
+
+    /// Whether the map may still hold a split's leftovers (a sweep is due or running).
+    pub fn is_stale(&self) -> bool {
+        self.stale.is_some()
+    }
+
     /// The live (unexpired) entry of a key.
     pub fn get(&self, db: u8, key: &[u8], now_ms: u64) -> Option<KeyEntry> {
-        if self.stale.is_some() && !self.slice.owns(db, key) {
+        if !self.visible(db, key) {
             return None;
         }
         self.data.get(&(db, key.to_vec())).filter(|e| !e.is_expired(now_ms)).cloned()
@@ -147,7 +158,7 @@ impl KvState {
         self.expiry
             .iter()
             .take_while(|(t, _, _)| *t <= now_ms)
-            .filter(|(_, db, key)| self.stale.is_none() || self.slice.owns(*db, key))
+            .filter(|(_, db, key)| self.visible(*db, key))
             .take(max)
             .filter_map(|(_, db, key)| Some((*db, key.clone(), self.data.get(&(*db, key.clone()))?.mod_revision)))
             .collect()
@@ -464,7 +475,7 @@ impl KvState {
             if bytes >= max_bytes {
                 break;
             }
-            if self.stale.is_some() && !self.slice.owns(*db, key) {
+            if !self.visible(*db, key) {
                 continue;
             }
             bytes += key.len() + e.value.len() + 48;
@@ -486,7 +497,7 @@ impl KvState {
             entries: self
                 .data
                 .iter()
-                .filter(|((db, k), _)| self.stale.is_none() || self.slice.owns(*db, k))
+                .filter(|((db, k), _)| self.visible(*db, k))
                 .map(|((db, k), e)| (*db, k.clone(), e.clone()))
                 .collect(),
             applied: self.applied_results(),
@@ -523,15 +534,15 @@ impl MapView {
         use std::ops::Bound;
         let from = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone()));
         let mut stale = Vec::new();
-        let mut last = None;
+        let mut last: Option<&MapKey> = None;
         for (i, (k, _)) in self.data.range((from, Bound::Unbounded)).enumerate() {
             if i == scan {
-                return (stale, last);
+                return (stale, last.cloned());
             }
             if !self.slice.owns(k.0, &k.1) {
                 stale.push(k.clone());
             }
-            last = Some(k.clone());
+            last = Some(k);
         }
         (stale, None)
     }

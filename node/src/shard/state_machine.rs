@@ -244,7 +244,7 @@ impl StateMachineStore {
     fn build(shard: ShardId, dir: PathBuf, notify: Arc<Notify>, state: KvState, host: Arc<dyn SplitHost>, split_child: bool) -> Self {
         let events = if split_child { EventLog::split_child(state.revision, notify) } else { EventLog::new(state.revision, notify) };
         let initial = Some((child_meta(&state), state.clone()));
-        let stale = state.stale_view().is_some();
+        let stale = state.is_stale();
         let state = Arc::new(RwLock::new(state));
         if stale {
             sweep_stale(shard, state.clone());
@@ -396,7 +396,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut events = Vec::new();
         let mut children = Vec::new();
         let mut donors = Vec::new();
-        let mut split = false;
         let revision = {
             let mut s = write_state(&self.state);
             for entry in entries {
@@ -411,10 +410,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                 Command::Split { modulus, epoch } => {
                                     let mut r = s.apply_command(Command::Split { modulus, epoch }, &mut events);
                                     match s.split(modulus, epoch) {
-                                        Ok(Some(child)) => {
-                                            split = true;
-                                            children.push(child);
-                                        }
+                                        Ok(Some(child)) => children.push(child),
                                         Ok(None) => {}
                                         Err(e) => {
                                             tracing::warn!(shard = self.shard, error = %e, "split refused");
@@ -445,7 +441,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             s.revision
         };
         self.events.record(events, revision);
-        if split {
+        if !children.is_empty() {
             sweep_stale(self.shard, self.state.clone());
         }
         // A new shard opens at once, from memory (its snapshot body is encoded only if a

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use ringkv_plan::driver::Driver;
 use ringkv_plan::{next_step, Next, Spec, Step};
 use ringkv_tests::Cluster;
 
@@ -108,7 +107,7 @@ async fn run() -> anyhow::Result<()> {
     let writers = env("WRITERS", 16);
     let baseline = Duration::from_secs(env("BASELINE_S", 5));
     let c = Cluster::builder(3).shards(4).start().await;
-    let d = Driver::new(c.ids().iter().map(|id| c.internal_addr(*id).to_string()).collect());
+    let d = c.driver();
     let spec = Spec { shards: 4, replication: 3, nodes: [1, 2, 3].into() };
     d.converge(|_| spec.clone(), Duration::from_secs(60), |_| {}).await?;
 
