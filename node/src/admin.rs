@@ -285,6 +285,7 @@ impl Node {
             sh.raft.add_learner(target, BasicNode::new(addr), true).await.map_err(|e| raft_error(shard, e))?;
             let voters = BTreeSet::from([target]);
             sh.raft.change_membership(ChangeMembers::AddVoterIds(voters), false).await.map_err(|e| raft_error(shard, e))?;
+            crate::crash_point!("replica-added");
             Ok::<(), AdminError>(())
         });
         change.await.map_err(|_| AdminError::Failed(format!("adding node {target} to shard {shard} did not finish in {ADMIN_WAIT:?}")))?
@@ -310,6 +311,7 @@ impl Node {
         let r = tokio::time::timeout(ADMIN_WAIT, sh.raft.change_membership(change, false)).await;
         r.map_err(|_| AdminError::Failed(format!("removing node {target} from shard {shard} timed out")))?
             .map_err(|e| raft_error(shard, e))?;
+        crate::crash_point!("replica-removed");
         // Best effort: the removed node also retires it when the driver asks, or on its own
         // once it sees a membership without itself.
         let path = format!("/internal/admin/shards/{shard}/retire");
@@ -366,6 +368,7 @@ impl Node {
             // so with three voters the target wins at once. Followers refuse votes while
             // the lease from our last append lasts: with more voters (or if the fast path
             // fails) the target campaigns again once that has lapsed.
+            crate::crash_point!("leader-transfer");
             let lapsed = tokio::time::Instant::now() + lease;
             let fast = format!("/internal/admin/shards/{shard}/campaign?within_ms=300&log_index={last}");
             if quick && self.peers.post_json(target, &fast, Duration::from_secs(2)).await.is_ok() {

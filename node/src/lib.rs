@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod api;
 pub mod config;
+pub mod crash;
 pub mod error;
 pub mod metrics;
 pub mod node;

@@ -12,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    ringkv_node::crash::arm_from_env();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = config.worker_threads {
         rt.worker_threads(n);

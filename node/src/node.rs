@@ -34,6 +34,14 @@ pub enum StartError {
     Wal(#[from] crate::wal::Error),
     #[error(transparent)]
     Shard(#[from] OpenError),
+    #[error(
+        "{source}\nThis node has no peers to copy shard {shard} from, so nothing was changed. Restore the data \
+         directory from a backup; or, to serve the other shards without it (its keys would be lost), move \
+         {dir}/shards/{shard} out of the way and remove {shard} from \"hosted\" in {dir}/ring.json."
+    )]
+    Unopenable { shard: ShardId, dir: String, source: OpenError },
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// What a data directory was created for; checked on every start.
@@ -136,7 +144,7 @@ impl Node {
         std::fs::create_dir_all(&dir).map_err(dir_err)?;
         let shard_count = check_identity(&dir, &Identity { node_id: config.node_id, shards: config.shards })?;
         let on_disk = hosted_on_disk(&dir, shard_count).map_err(dir_err)?;
-        let hosted = on_disk.hosted;
+        let mut hosted = on_disk.hosted;
 
         let m = metrics.clone();
         let opts = WalOptions {
@@ -182,6 +190,8 @@ impl Node {
             hosted: Mutex::new(hosted.clone()),
             not_durable: Mutex::default(),
             retired: Mutex::new(on_disk.retired),
+            retiring: Mutex::new(on_disk.retiring.clone()),
+            lost: Mutex::new(on_disk.lost.clone()),
             tx,
             node_id: config.node_id,
         });
@@ -194,11 +204,53 @@ impl Node {
             changes: changes.clone(),
             host: relay.clone(),
         };
+        // Retirements a crash cut off are finished first (rules: `Node::retire`), and so
+        // are those of replicas written before that order existed, recognised by a log
+        // that lost committed entries with no purge to explain it.
+        let mut finish: Vec<(ShardId, u64)> = on_disk.retiring.iter().map(|id| (*id, 0)).collect();
         let mut shards = BTreeMap::new();
-        for &id in &hosted {
+        let to_open: Vec<ShardId> = hosted.iter().copied().filter(|id| !on_disk.retiring.contains(id)).collect();
+        for id in to_open {
             let slice = bootstrap_slice(id, shard_count);
-            let shard = Shard::open(id, &shard_dir(&dir, id), recovered.shards.remove(&id), slice, None, &deps).await?;
-            shards.insert(id, Arc::new(shard));
+            match Shard::open(id, &shard_dir(&dir, id), recovered.shards.remove(&id), slice, None, &deps).await {
+                Ok(shard) => {
+                    shards.insert(id, Arc::new(shard));
+                }
+                Err(OpenError::LostEntries { shard, reason, forgotten: true, epoch }) => {
+                    tracing::warn!(shard, %reason, "the replica's retirement was cut off by a crash (its log was forgotten first); finishing it");
+                    finish.push((shard, epoch));
+                }
+                // A replica that cannot be opened must not keep the node down: where
+                // its group lives on elsewhere, the node starts without it and reports
+                // it lost, and planners re-replicate it (see `hosting::quarantine`).
+                Err(e) if config.is_standalone() => {
+                    return Err(StartError::Unopenable { shard: id, dir: dir.display().to_string(), source: e });
+                }
+                Err(e) => {
+                    recovered.shards.remove(&id);
+                    hosting::quarantine(&dir, &wal, id, &e).await.map_err(dir_err)?;
+                    hosted.remove(&id);
+                    relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                    relay.lost.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+                }
+            }
+        }
+        if !finish.is_empty() {
+            // A retired replica's epoch keeps replayed splits from bringing it back; where
+            // its snapshot is gone, no split this node has seen is newer than its shards.
+            let newest = shards.values().map(|s| s.slice().epoch).max().unwrap_or(0);
+            for &(id, epoch) in &finish {
+                recovered.shards.remove(&id);
+                wal.write(id, vec![crate::wal::Record::Forget]).await?;
+                hosting::remove_shard_dir(&dir, id).map_err(dir_err)?;
+                hosted.remove(&id);
+                relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                relay.retiring.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                let mut retired = relay.retired.lock().unwrap_or_else(|p| p.into_inner());
+                let e = retired.entry(id).or_insert(0);
+                *e = (*e).max(epoch).max(newest);
+                tracing::info!(shard = id, epoch = *e, "retirement finished on start");
+            }
         }
         if !recovered.shards.is_empty() {
             tracing::info!(shards = ?recovered.shards.keys().collect::<Vec<_>>(), "WAL holds shards not hosted at start; kept for a split replayed from a parent's log");
@@ -302,7 +354,8 @@ impl Node {
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
         let (epoch, shard_count) = (routes.epoch(), routes.shards.len() as u32);
         drop(routes);
-        Ring { node_id: self.id, epoch, shard_count, shards, ready: self.ready().is_ok() }
+        let lost = self.relay.lost.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        Ring { node_id: self.id, epoch, shard_count, shards, ready: self.ready().is_ok(), lost }
     }
 
     /// Whether every hosted shard has a leader and, where this node votes, has applied

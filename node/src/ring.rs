@@ -226,6 +226,11 @@ pub struct Ring {
     /// nodes healthy.
     #[serde(default)]
     pub ready: bool,
+    /// Shards whose replica here was lost (it could not be opened on start and was
+    /// quarantined) while their group may still count this node as a voter: planners
+    /// remove this node from them, then add a fresh replica.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<ShardId>,
 }
 
 #[cfg(test)]

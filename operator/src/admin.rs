@@ -146,7 +146,7 @@ mod tests {
             .iter()
             .map(|&(id, modulus, voters)| {
                 let voters = voters.iter().copied().collect();
-                (id, ShardState { id, modulus, voters, learners: Default::default(), leader: Some(1), frozen: false })
+                (id, ShardState { id, modulus, voters, learners: Default::default(), leader: Some(1), frozen: false, lost: Default::default() })
             })
             .collect();
         let observed = Observed { nodes: [(1, true), (2, true), (3, true), (4, true)].into(), shards };

@@ -66,6 +66,7 @@ fn ring(healthy: u32, shards: u32, members: &[u64]) -> ringkv_plan::Observed {
                     learners: Default::default(),
                     leader: leader(id, members),
                     frozen: false,
+                    lost: Default::default(),
                 };
                 (id, state)
             })

@@ -16,7 +16,7 @@ fn planner_ring() -> ringkv_plan::Observed {
         shards: (0..4)
             .map(|id| {
                 let voters = [1, 2, 3].into_iter().collect();
-                (id, ringkv_plan::ShardState { id, modulus: 4, voters, learners: Default::default(), leader: Some(u64::from(id % 3 + 1)), frozen: false })
+                (id, ringkv_plan::ShardState { id, modulus: 4, voters, learners: Default::default(), leader: Some(u64::from(id % 3 + 1)), frozen: false, lost: Default::default() })
             })
             .collect(),
     }

@@ -23,9 +23,12 @@ use crate::step::{Next, Step};
 
 /// Rule 6: a shard with more voters than `replication` loses the voter on the node with
 /// the most replicas (ties: highest id), after a leader transfer if that node leads.
+/// A lost voter would go first (it holds nothing), though rule 1c removes those
+/// before this rule runs.
 pub(crate) fn trim_excess(c: &Census) -> Option<Next> {
     let shard = (c.observed.shards.values()).find(|s| s.voters.len() > c.spec.replication)?;
-    let node = shard.voters.iter().copied().max_by_key(|&n| (c.voters(n), n))?;
+    let node = (shard.voters.iter().copied())
+        .max_by_key(|&n| (shard.lost.contains(&n), c.voters(n), n))?;
     Some(c.remove_voter(shard, node, |_| true))
 }
 
@@ -47,14 +50,15 @@ pub(crate) fn spread_replicas(c: &Census) -> Option<Next> {
 }
 
 /// Rule 8: when leaders are unbalanced, move one leadership to a voter of the same
-/// shard that leads at least two fewer shards: the widest such gap first (ties: lowest
-/// shard id, then lowest node id). When no single transfer helps, start a chain.
+/// shard that leads at least two fewer shards and serves it (never a lost voter): the
+/// widest such gap first (ties: lowest shard id, then lowest node id). When no single
+/// transfer helps, start a chain.
 pub(crate) fn spread_leaders(c: &Census) -> Option<Next> {
     leader_spread(c).err()?;
     let mut best: Option<(usize, Step)> = None;
     for shard in c.observed.shards.values() {
         let Some(leader) = shard.leader else { continue };
-        for &to in &shard.voters {
+        for &to in shard.voters.iter().filter(|&&n| c.serves(shard, n)) {
             let gap = c.leaders(leader).saturating_sub(c.leaders(to));
             if gap >= 2 && best.as_ref().is_none_or(|(g, _)| gap > *g) {
                 best = Some((gap, Step::TransferLeader { shard: shard.id, to }));
@@ -85,7 +89,8 @@ fn leader_chain(c: &Census) -> Option<Step> {
         let first = reached.get(&from).cloned().flatten();
         for shard in c.observed.shards.values().filter(|s| s.leader == Some(from)) {
             for &to in &shard.voters {
-                if reached.contains_key(&to) || !c.spec.nodes.contains(&to) || !c.healthy(to) {
+                let eligible = c.spec.nodes.contains(&to) && c.serves(shard, to);
+                if reached.contains_key(&to) || !eligible {
                     continue;
                 }
                 let hop = first.clone().unwrap_or(Step::TransferLeader { shard: shard.id, to });

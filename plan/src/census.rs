@@ -1,6 +1,11 @@
 //! The counts every rule needs, taken once per observation: replicas and leaders per
 //! node, and the choices built on them (a new home for a replica, a successor for a
 //! leader, whether a removal keeps a healthy majority).
+//!
+//! A member whose node reports the shard lost ([`ShardState::lost`]) counts as an
+//! unhealthy member of that shard only: it votes for nothing, leads nothing, takes no
+//! leadership and holds none of the shard's data, so it is neither counted as a replica
+//! nor chosen as a successor, while its node stays healthy for every other shard.
 
 use std::collections::BTreeMap;
 
@@ -11,9 +16,9 @@ use crate::step::{Next, Step};
 pub(crate) struct Census<'a> {
     pub spec: &'a Spec,
     pub observed: &'a Observed,
-    /// Voters per node.
+    /// Voters per node, lost ones left out.
     voters: BTreeMap<NodeId, usize>,
-    /// Voters and learners per node: what a new replica adds to.
+    /// Voters and learners per node, lost ones left out: what a new replica adds to.
     replicas: BTreeMap<NodeId, usize>,
     /// Shards led per node.
     leaders: BTreeMap<NodeId, usize>,
@@ -25,10 +30,11 @@ impl<'a> Census<'a> {
         let mut replicas = BTreeMap::new();
         let mut leaders = BTreeMap::new();
         for shard in observed.shards.values() {
-            for &node in &shard.voters {
+            let held = |n: &&NodeId| !shard.lost.contains(n);
+            for &node in shard.voters.iter().filter(held) {
                 *voters.entry(node).or_default() += 1;
             }
-            for &node in shard.voters.iter().chain(&shard.learners) {
+            for &node in shard.voters.iter().chain(&shard.learners).filter(held) {
                 *replicas.entry(node).or_default() += 1;
             }
             if let Some(leader) = shard.leader {
@@ -40,6 +46,12 @@ impl<'a> Census<'a> {
 
     pub fn healthy(&self, node: NodeId) -> bool {
         self.observed.healthy(node)
+    }
+
+    /// Whether `node` is healthy and still holds its replica of `shard`: a lost replica
+    /// serves nothing, however healthy its node.
+    pub fn serves(&self, shard: &ShardState, node: NodeId) -> bool {
+        self.healthy(node) && !shard.lost.contains(&node)
     }
 
     pub fn voters(&self, node: NodeId) -> usize {
@@ -94,20 +106,44 @@ impl<'a> Census<'a> {
     /// Whether the voters left after removing `node` still have a strict majority of
     /// healthy nodes, so the shard keeps a quorum through and after the change.
     pub fn keeps_majority(&self, shard: &ShardState, node: NodeId) -> bool {
-        self.healthy_majority(shard.voters.iter().copied().filter(|&n| n != node))
+        self.healthy_majority(shard, shard.voters.iter().copied().filter(|&n| n != node))
     }
 
-    /// Whether more than half of `voters` are healthy (false for none).
-    pub fn healthy_majority(&self, voters: impl Iterator<Item = NodeId>) -> bool {
-        let (total, healthy) =
-            voters.fold((0, 0), |(t, h), n| (t + 1, h + usize::from(self.healthy(n))));
-        2 * healthy > total
+    /// Whether more than half of `voters` (members of `shard`) serve it: healthy and
+    /// not lost (false for none).
+    pub fn healthy_majority(
+        &self,
+        shard: &ShardState,
+        voters: impl Iterator<Item = NodeId>,
+    ) -> bool {
+        let (total, serving) =
+            voters.fold((0, 0), |(t, h), n| (t + 1, h + usize::from(self.serves(shard, n))));
+        2 * serving > total
+    }
+
+    /// Why `shard` cannot replace its lost voters, if it has any: the voters that
+    /// still serve it are no healthy majority of its voter set, so it cannot commit
+    /// the membership change that removes one (and cannot commit anything else).
+    pub fn lost_without_majority(&self, shard: &ShardState) -> Option<String> {
+        let lost: Vec<String> = shard.lost_voters().map(|n| n.to_string()).collect();
+        let first = lost.first()?;
+        if self.healthy_majority(shard, shard.voters.iter().copied()) {
+            return None;
+        }
+        let voters: Vec<String> = shard.voters.iter().map(|n| n.to_string()).collect();
+        Some(format!(
+            "shard {}: replica on node {first} is lost and the rest is no healthy majority \
+             (voters {}; lost {}): no membership change commits until a majority serves it",
+            shard.id,
+            voters.join(", "),
+            lost.join(", ")
+        ))
     }
 
     /// The step that removes voter `node` from `shard` safely: `Wait` when the rest
     /// would lack a healthy majority; a leader transfer first when `node` leads (to the
-    /// healthy voter accepted by `successor_ok` with the fewest leaders); else the
-    /// removal.
+    /// voter that serves the shard, accepted by `successor_ok`, with the fewest
+    /// leaders); else the removal.
     pub fn remove_voter(
         &self,
         shard: &ShardState,
@@ -124,7 +160,7 @@ impl<'a> Census<'a> {
             return Next::Step(Step::RemoveReplica { shard: shard.id, node });
         }
         let successor = (shard.voters.iter().copied())
-            .filter(|&n| n != node && self.healthy(n) && successor_ok(n))
+            .filter(|&n| n != node && self.serves(shard, n) && successor_ok(n))
             .min_by_key(|&n| (self.leaders(n), n));
         match successor {
             Some(to) => Next::Step(Step::TransferLeader { shard: shard.id, to }),

@@ -58,6 +58,12 @@ pub struct RingView {
     /// The node's readiness (every replica led and applied); absent: ready.
     #[serde(default)]
     pub ready: Option<bool>,
+    /// Shards whose replica this node could not open at its last start (corrupt
+    /// snapshot, log gap): it hosts none of them now and answers their Raft RPCs with
+    /// errors, though their leaders may still list it as a member. Absent (older
+    /// nodes): none.
+    #[serde(default)]
+    pub lost: Vec<ShardId>,
 }
 
 /// What one observation round found.
@@ -83,7 +89,7 @@ impl Cluster {
         let mut out = format!("ring epoch {}, {} shards, nodes {:?}\n", self.epoch, self.observed.shards.len(), self.node_ids());
         for s in self.observed.shards.values() {
             out.push_str(&format!(
-                "  shard {:>4}  modulus {:>4}  voters {:?}  learners {:?}  leader {}  keys {}\n",
+                "  shard {:>4}  modulus {:>4}  voters {:?}  learners {:?}  leader {}  keys {}",
                 s.id,
                 s.modulus,
                 s.voters,
@@ -91,8 +97,27 @@ impl Cluster {
                 s.leader.map_or("-".to_string(), |l| l.to_string()),
                 self.keys.get(&s.id).copied().unwrap_or(0)
             ));
+            if !s.lost.is_empty() {
+                out.push_str(&format!("  lost {:?}", s.lost));
+            }
+            out.push('\n');
         }
         out
+    }
+}
+
+/// Records in each observed shard the members whose node reports it lost. A report
+/// from a node that is no member (as observed) is ignored: the shard no longer counts
+/// on it, and the node is free to host a fresh replica.
+pub(crate) fn mark_lost(observed: &mut Observed, views: &[RingView]) {
+    for view in views {
+        for id in &view.lost {
+            let Some(shard) = observed.shards.get_mut(id) else { continue };
+            let node = view.node_id;
+            if shard.voters.contains(&node) || shard.learners.contains(&node) {
+                shard.lost.insert(node);
+            }
+        }
     }
 }
 
@@ -191,10 +216,12 @@ impl Driver {
                     learners: s.learners.iter().copied().collect(),
                     leader,
                     frozen: s.frozen,
+                    lost: Default::default(),
                 },
             );
             keys.insert(id, s.keys);
         }
+        mark_lost(&mut observed, &views);
         // Members that did not answer are unhealthy, not absent.
         for s in observed.shards.values() {
             for n in s.voters.iter().chain(&s.learners) {

@@ -12,7 +12,9 @@
 //!
 //! 1. `repair`: every shard needs a healthy leader and majority (else wait); then a
 //!    merge cut off after freezing its donor is finished (`reshard`); learners left by
-//!    an interrupted add are promoted, or removed if their node is leaving or down.
+//!    an interrupted add are promoted, or removed if their node is leaving, down or
+//!    reports the shard lost; then a voter whose node reports the shard lost (it
+//!    restarted without its replica) is removed, and rule 2 replaces it.
 //! 2. `repair`: a shard below the replication gains a voter.
 //! 3. `repair`: voters on nodes outside the spec are drained, add before remove.
 //!
@@ -25,6 +27,10 @@
 //!
 //! No step removes a voter unless the shard has more than the replication and keeps a
 //! healthy majority without it, and a leader is never removed, only transferred away.
+//! The one exemption from the replication bound is a lost voter (its node reports
+//! holding nothing of the shard, so removing it costs no redundancy); its removal still
+//! needs a healthy majority. Lost voters count as unhealthy for every majority and
+//! never take a leadership.
 
 mod balance;
 mod census;
@@ -43,10 +49,11 @@ pub use step::{Next, Step};
 use census::Census;
 
 /// The rules in priority order (see the crate documentation).
-const RULES: [fn(&Census) -> Option<Next>; 10] = [
+const RULES: [fn(&Census) -> Option<Next>; 11] = [
     repair::await_leaders,
     reshard::finish_merges,
     repair::finish_learners,
+    repair::replace_lost,
     repair::repair,
     repair::drain,
     repair::await_spec_nodes,
@@ -67,9 +74,10 @@ pub fn next_step(spec: &Spec, observed: &Observed) -> Next {
 
 /// Whether `observed` is the ring `spec` asks for, balanced: `spec.shards` shards each
 /// with that modulus, each with exactly `replication` voters on spec nodes, no
-/// learners and a leader among its voters; every spec node within one of its share of
-/// replicas (`S·R/N`) and of leaders (`S/N`). Says what is off first. Node health is
-/// not part of it: [`next_step`] waits for unhealthy spec nodes on its own.
+/// learners, no lost voters and a leader among its voters; every spec node within one
+/// of its share of replicas (`S·R/N`) and of leaders (`S/N`). Says what is off first.
+/// Node health is not part of it: [`next_step`] waits for unhealthy spec nodes on its
+/// own.
 pub fn is_balanced(spec: &Spec, observed: &Observed) -> Result<(), String> {
     spec.check()?;
     observed.check_ring()?;
@@ -90,6 +98,9 @@ pub fn is_balanced(spec: &Spec, observed: &Observed) -> Result<(), String> {
         }
         if !shard.learners.is_empty() {
             return Err(format!("shard {id} has learners {:?}", shard.learners));
+        }
+        if let Some(n) = shard.lost_voters().next() {
+            return Err(format!("shard {id} has a voter on node {n} that reports it lost"));
         }
         if shard.voters.len() != spec.replication {
             return Err(format!("shard {id} has {} voters", shard.voters.len()));

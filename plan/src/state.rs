@@ -39,6 +39,12 @@ pub struct ShardState {
     /// anything else changes this shard (it refuses every request until then).
     #[serde(default)]
     pub frozen: bool,
+    /// Members (as the leader reports the membership) whose node reports this shard
+    /// lost: it restarted, could not open its replica and now hosts none. Such a member
+    /// answers every Raft RPC for the shard with an error, so it cannot vote, lead or
+    /// take a leadership transfer, and holds nothing of the shard.
+    #[serde(default)]
+    pub lost: BTreeSet<NodeId>,
 }
 
 /// The cluster as the driver saw it in one observation round.
@@ -73,6 +79,13 @@ impl Spec {
             ));
         }
         Ok(())
+    }
+}
+
+impl ShardState {
+    /// The voters whose node reports this shard lost, lowest id first.
+    pub fn lost_voters(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.iter().copied().filter(|n| self.lost.contains(n))
     }
 }
 

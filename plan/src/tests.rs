@@ -19,6 +19,7 @@ pub(crate) fn shard(id: ShardId, modulus: u32, voters: &[NodeId], leader: NodeId
         learners: BTreeSet::new(),
         leader: Some(leader),
         frozen: false,
+        lost: BTreeSet::new(),
     }
 }
 
@@ -307,6 +308,107 @@ fn repair_and_drain_keep_replication() {
     ]);
 }
 
+/// `observed` with the replica of `shard` on `node` reported lost by its node.
+fn lost(mut observed: Observed, shard: ShardId, node: NodeId) -> Observed {
+    observed.shards.get_mut(&shard).unwrap().lost.insert(node);
+    observed
+}
+
+#[test]
+fn lost_replicas_are_removed_for_repair_to_replace() {
+    let three = [1, 2, 3];
+    let (four, five) = ([1, 2, 3, 4], [1, 2, 3, 4, 5]);
+    check(vec![
+        case(
+            "a lost voter is removed, even at the replication",
+            spec(4, 3, &three),
+            lost(ring(4, &three, 3), 0, 2),
+            Want::Is(remove(0, 2)),
+        ),
+        case(
+            "before a shard below the replication gains a voter",
+            spec(4, 3, &four),
+            with(lost(ring(4, &four, 3), 2, 4), |o| {
+                o.shards.get_mut(&1).unwrap().voters.remove(&4);
+            }),
+            Want::Is(remove(2, 4)),
+        ),
+        case(
+            "of five voters with two lost, the lowest lost goes first",
+            spec(2, 5, &five),
+            lost(
+                lost(
+                    observed(&five, &[], vec![shard(0, 2, &five, 1), shard(1, 2, &five, 2)]),
+                    0,
+                    4,
+                ),
+                0,
+                3,
+            ),
+            Want::Is(remove(0, 3)),
+        ),
+        case(
+            "two lost voters of three wait",
+            spec(4, 3, &three),
+            lost(lost(ring(4, &three, 3), 0, 2), 0, 3),
+            Want::Wait("shard 0: replica on node 2 is lost and the rest is no healthy majority"),
+        ),
+        case(
+            "a lost voter and a down voter of three wait",
+            spec(2, 3, &three),
+            lost(
+                observed(&[1, 2], &[3], vec![shard(0, 2, &three, 1), shard(1, 2, &three, 1)]),
+                0,
+                2,
+            ),
+            Want::Wait("shard 0: replica on node 2 is lost and the rest is no healthy majority"),
+        ),
+        case(
+            "a leader reported lost is waited for, never removed",
+            spec(4, 3, &three),
+            lost(ring(4, &three, 3), 0, 1),
+            Want::Wait("shard 0 is led by node 1, which reports it lost"),
+        ),
+        case(
+            "a lost learner on a healthy spec node is removed, not promoted",
+            spec(4, 3, &four),
+            with(ring(4, &three, 3), |o| {
+                o.nodes.insert(4, true);
+                let s = o.shards.get_mut(&1).unwrap();
+                s.learners.insert(4);
+                s.lost.insert(4);
+            }),
+            Want::Is(remove(1, 4)),
+        ),
+        case(
+            "a lost report from a node that is no member is ignored",
+            spec(4, 3, &three),
+            lost(ring(4, &three, 3), 0, 4),
+            Want::Is(Next::Converged),
+        ),
+    ]);
+}
+
+#[test]
+fn the_driver_marks_members_that_report_a_shard_lost() {
+    let view = |node_id, lost: Vec<ShardId>| driver::RingView {
+        node_id,
+        epoch: 1,
+        shards: vec![],
+        ready: None,
+        lost,
+    };
+    let mut o = with(ring(4, &[1, 2, 3], 3), |o| {
+        o.shards.get_mut(&1).unwrap().learners.insert(4);
+    });
+    // Node 2 votes in shard 0 (shard 9 is unknown); node 4 learns shard 1 but is no
+    // member of shard 2.
+    driver::mark_lost(&mut o, &[view(2, vec![0, 9]), view(4, vec![1, 2]), view(1, vec![])]);
+    let got: Vec<(ShardId, Vec<NodeId>)> =
+        o.shards.values().map(|s| (s.id, s.lost.iter().copied().collect())).collect();
+    assert_eq!(got, vec![(0, vec![2]), (1, vec![4]), (2, vec![]), (3, vec![])]);
+}
+
 #[test]
 fn resharding_splits_and_merges_in_ring_order() {
     let three = [1, 2, 3];
@@ -517,6 +619,12 @@ fn is_balanced_says_what_is_off() {
             Some("learners"),
         ),
         ("drained voter", spec(4, 2, &[1, 2]), ring(4, &three, 2), Some("outside the spec")),
+        (
+            "lost voter",
+            spec(4, 3, &three),
+            lost(ring(4, &three, 3), 0, 2),
+            Some("shard 0 has a voter on node 2 that reports it lost"),
+        ),
         (
             "frozen donor",
             spec(4, 3, &three),

@@ -29,6 +29,7 @@ pub struct ClusterBuilder {
     standalone: bool,
     joining: usize,
     flags: Vec<(String, String)>,
+    env: Vec<(String, String)>,
 }
 
 impl ClusterBuilder {
@@ -48,6 +49,13 @@ impl ClusterBuilder {
     /// Adds a flag given to every node on every start, e.g. `.flag("--snapshot-entries", "100")`.
     pub fn flag(mut self, name: &str, value: &str) -> Self {
         self.flags.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sets an environment variable for every node's first start only (restarts go
+    /// without it), e.g. `.env("FAILPOINTS", "merge-done=return")`.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -95,6 +103,7 @@ impl ClusterBuilder {
             .expect("an HTTP client");
         let cluster = Cluster { nodes, shards: self.shards, http, dir };
         for n in &cluster.nodes {
+            n.set_next_env(self.env.clone());
             n.spawn();
         }
         cluster.wait_ready().await;
@@ -126,12 +135,12 @@ impl Cluster {
     /// Options for a cluster of `nodes` peers.
     pub fn builder(nodes: usize) -> ClusterBuilder {
         assert!(nodes >= 1);
-        ClusterBuilder { nodes, shards: 4, standalone: false, joining: 0, flags: Vec::new() }
+        ClusterBuilder { nodes, shards: 4, standalone: false, joining: 0, flags: Vec::new(), env: Vec::new() }
     }
 
     /// Options for a standalone node (no `--peers`).
     pub fn standalone_builder() -> ClusterBuilder {
-        ClusterBuilder { nodes: 1, shards: 4, standalone: true, joining: 0, flags: Vec::new() }
+        ClusterBuilder { nodes: 1, shards: 4, standalone: true, joining: 0, flags: Vec::new(), env: Vec::new() }
     }
 
     fn process(&self, id: u64) -> &NodeProcess {
@@ -201,6 +210,18 @@ impl Cluster {
     /// wait for it: follow with [`Cluster::wait_ready`].
     pub fn restart(&self, id: u64) {
         self.process(id).spawn();
+    }
+
+    /// [`Cluster::restart`] with extra environment for this start only.
+    pub fn restart_with_env(&self, id: u64, env: &[(&str, &str)]) {
+        let p = self.process(id);
+        p.set_next_env(env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        p.spawn();
+    }
+
+    /// The exit status of node `id` if it stopped on its own since the last look.
+    pub fn exited(&self, id: u64) -> Option<ExitStatus> {
+        self.process(id).exited()
     }
 
     /// Waits until every running node answers 200 on `/readyz`. Panics if a node exits.

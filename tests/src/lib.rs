@@ -12,12 +12,14 @@
 //! - [`writer`] is a background writer that records which writes were acknowledged, so
 //!   a failover test can check that none of them was lost.
 //! - [`linearizability`] records client calls and checks each key's history is linearizable.
+//! - [`load`] is a recorded mixed load of clients whose history that checker takes.
 //!
 //! Tests wait on conditions with [`eventually`], never on fixed sleeps.
 
 pub mod client;
 pub mod cluster;
 pub mod linearizability;
+pub mod load;
 pub mod process;
 pub mod writer;
 

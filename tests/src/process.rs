@@ -53,6 +53,8 @@ pub struct NodeProcess {
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     args: Vec<String>,
+    /// Environment for the next start only (e.g. `FAILPOINTS` to arm crash points).
+    next_env: Mutex<Vec<(String, String)>>,
     child: Mutex<Option<Child>>,
 }
 
@@ -68,6 +70,7 @@ impl NodeProcess {
             data_dir: dir.join(format!("node-{id}")),
             log_path: dir.join(format!("node-{id}.log")),
             args: Vec::new(),
+            next_env: Mutex::new(Vec::new()),
             child: Mutex::new(None),
         }
     }
@@ -75,6 +78,11 @@ impl NodeProcess {
     /// Sets the command-line flags used by every (re)start.
     pub fn set_args(&mut self, args: Vec<String>) {
         self.args = args;
+    }
+
+    /// Sets environment variables for the next start only.
+    pub fn set_next_env(&self, env: Vec<(String, String)>) {
+        *self.next_env.lock().unwrap_or_else(PoisonError::into_inner) = env;
     }
 
     fn child(&self) -> MutexGuard<'_, Option<Child>> {
@@ -102,6 +110,7 @@ impl NodeProcess {
         cmd.args(&self.args)
             .env("RINGKV_LOG", std::env::var("RINGKV_TEST_NODE_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
             .env("NO_COLOR", "1")
+            .envs(std::mem::take(&mut *self.next_env.lock().unwrap_or_else(PoisonError::into_inner)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err));

@@ -2,14 +2,13 @@
 //! transfers driven by the planning library while clients keep reading and writing.
 //! Every client call is recorded and the history is checked for linearizability per key.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use ringkv_plan::driver::{Cluster as Ring, Driver, Progress};
 use ringkv_plan::{Spec, Step};
-use ringkv_tests::linearizability::{check, History, Op, Outcome};
+use ringkv_tests::load::Load;
 use ringkv_tests::{key_path, Cluster};
 
 const KEYS: usize = 24;
@@ -36,98 +35,6 @@ async fn converge(d: &Driver, shards: u32, replication: usize, nodes: &[u64]) ->
     ring
 }
 
-/// One client: random operations on the shared keys against random nodes, each recorded.
-async fn client(c: Arc<ClientCtx>, me: usize, writer: bool) {
-    let mut seq = 0u64;
-    while !c.stop.load(Ordering::Acquire) {
-        let (key, node, roll) = {
-            let mut rng = rand::rng();
-            (format!("lin-{}", rng.random_range(0..KEYS)), c.urls[rng.random_range(0..c.urls.len())].clone(), rng.random_range(0..10))
-        };
-        let url = format!("{node}{}", key_path(&key));
-        seq += 1;
-        let value = format!("c{me}-{seq}");
-        if !writer || roll < 3 {
-            get(&c, &key, &url).await;
-        } else if roll < 7 {
-            let p = c.history.invoke(&key, Op::Put { value: value.clone() });
-            match c.http.put(&url).body(value).send().await {
-                Ok(r) if r.status() == 200 => p.complete(Outcome::Put),
-                Ok(r) if r.status() == 503 => p.complete(Outcome::Unknown),
-                Ok(r) => c.unexpected(format!("PUT {url}: {}", r.status())),
-                Err(_) => p.complete(Outcome::Unknown),
-            }
-        } else if roll < 8 {
-            let p = c.history.invoke(&key, Op::Delete);
-            match c.http.delete(&url).send().await {
-                Ok(r) if r.status() == 200 => {
-                    let v: serde_json::Value = r.json().await.unwrap_or_default();
-                    p.complete(Outcome::Deleted(v["deleted"] == 1));
-                }
-                Ok(r) if r.status() == 503 => p.complete(Outcome::Unknown),
-                Ok(r) => c.unexpected(format!("DELETE {url}: {}", r.status())),
-                Err(_) => p.complete(Outcome::Unknown),
-            }
-        } else {
-            // Compare-and-swap: read the key, then write only if it is unchanged.
-            let Some((current, revision)) = get(&c, &key, &url).await else { continue };
-            let p = c.history.invoke(&key, Op::CasPut { expect: current, value: value.clone() });
-            match c.http.put(format!("{url}?prev_revision={revision}")).body(value).send().await {
-                Ok(r) if r.status() == 200 => p.complete(Outcome::Cas(true)),
-                Ok(r) if r.status() == 409 => p.complete(Outcome::Cas(false)),
-                Ok(r) if r.status() == 503 => p.complete(Outcome::Unknown),
-                Ok(r) => c.unexpected(format!("CAS {url}: {}", r.status())),
-                Err(_) => p.complete(Outcome::Unknown),
-            }
-        }
-        c.ops.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// A recorded linearizable read; returns the value and its revision when it completed.
-async fn get(c: &ClientCtx, key: &str, url: &str) -> Option<(Option<String>, u64)> {
-    let p = c.history.invoke(key, Op::Get);
-    match c.http.get(url).send().await {
-        Ok(r) if r.status() == 200 => {
-            let v: serde_json::Value = r.json().await.ok()?;
-            let value = v["value"].as_str().map(str::to_string);
-            p.complete(Outcome::Got(value.clone()));
-            Some((value, v["mod_revision"].as_u64().unwrap_or(0)))
-        }
-        Ok(r) if r.status() == 404 => {
-            p.complete(Outcome::Got(None));
-            Some((None, 0))
-        }
-        Ok(r) if r.status() == 503 => {
-            p.complete(Outcome::Unknown);
-            None
-        }
-        Ok(r) => {
-            c.unexpected(format!("GET {url}: {}", r.status()));
-            None
-        }
-        Err(_) => {
-            p.complete(Outcome::Unknown);
-            None
-        }
-    }
-}
-
-struct ClientCtx {
-    urls: Vec<String>,
-    http: reqwest::Client,
-    history: History,
-    stop: AtomicBool,
-    ops: AtomicU64,
-    errors: std::sync::Mutex<Vec<String>>,
-}
-
-impl ClientCtx {
-    fn unexpected(&self, what: String) {
-        self.errors.lock().unwrap_or_else(|p| p.into_inner()).push(what);
-    }
-}
-
 /// 5 → 3 → 5 → 3 nodes and 4 → 8 → 16 → 4 shards with R = 3, under a mixed load of puts,
 /// deletes, compare-and-swaps and linearizable reads. Afterwards the recorded history
 /// must be linearizable per key (so no acknowledged write is lost and no read went back
@@ -137,18 +44,7 @@ impl ClientCtx {
 async fn resharding_and_moving_replicas_under_load_stay_linearizable() {
     let c = Cluster::builder(5).shards(4).start().await;
     let d = c.driver();
-    let ctx = Arc::new(ClientCtx {
-        urls: c.ids().iter().map(|id| c.url(*id)).collect(),
-        http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client"),
-        history: History::new(),
-        stop: AtomicBool::new(false),
-        ops: AtomicU64::new(0),
-        errors: Default::default(),
-    });
-    let mut load = tokio::task::JoinSet::new();
-    for i in 0..6 {
-        load.spawn(client(ctx.clone(), i, i < 4));
-    }
+    let load = Load::start(c.ids().iter().map(|id| c.url(*id)).collect(), 6, 4, KEYS);
 
     // Bootstrap made every node a voter of every shard: trim to R = 3 and balance.
     converge(&d, 4, 3, &[1, 2, 3, 4, 5]).await;
@@ -164,26 +60,7 @@ async fn resharding_and_moving_replicas_under_load_stay_linearizable() {
     assert_eq!(ring.observed.shards.len(), 4);
     eprintln!("{}", ring.describe());
 
-    ctx.stop.store(true, Ordering::Release);
-    while load.join_next().await.is_some() {}
-    // Final reads of every key through every node join the history; each must get an
-    // answer (a lost write would show as an older value or a 404 there).
-    for k in 0..KEYS {
-        let key = format!("lin-{k}");
-        for url in &ctx.urls {
-            let url = format!("{url}{}", key_path(&key));
-            let mut tries = 0;
-            while get(&ctx, &key, &url).await.is_none() {
-                tries += 1;
-                assert!(tries < 50, "no answer to the final read of {url}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-    let errors = ctx.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    assert!(errors.is_empty(), "answers other than success, 404/409 or a retryable 503: {errors:?}");
-    let records = ctx.history.records();
-    let stats = check(&records).unwrap_or_else(|v| panic!("not linearizable: {v:?}"));
+    let stats = load.finish().await;
     eprintln!("{} operations on {} keys checked ({} with unknown outcome)", stats.ops, stats.keys, stats.unknown);
     assert!(stats.ops > 500, "the load ran: {} ops", stats.ops);
 }

@@ -26,6 +26,14 @@ pub(super) struct HostedFile {
     /// must not bring back a child as old as that: its group went on without this node.
     #[serde(default)]
     pub(super) retired: BTreeMap<ShardId, u64>,
+    /// Replicas whose retirement began and may not have ended (see [`Node::retire`]):
+    /// a restart finishes it before anything else.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub(super) retiring: BTreeSet<ShardId>,
+    /// Replicas that could not be opened and were quarantined (see [`quarantine`]),
+    /// until this node hosts a fresh replica of the shard.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub(super) lost: BTreeSet<ShardId>,
     /// Set once this node has bootstrapped the ring (or found it bootstrapped): a
     /// restart never bootstraps again, whatever replicas it holds by then.
     #[serde(default)]
@@ -53,6 +61,10 @@ pub(super) struct SplitRelay {
     /// `ring.json`, so a crash before it is durable has the parent's log replay the split.
     pub(super) not_durable: Mutex<BTreeSet<ShardId>>,
     pub(super) retired: Mutex<BTreeMap<ShardId, u64>>,
+    /// Retirements under way: recorded before the replica's data goes (see [`Node::retire`]).
+    pub(super) retiring: Mutex<BTreeSet<ShardId>>,
+    /// Replicas lost here (see [`quarantine`]).
+    pub(super) lost: Mutex<BTreeSet<ShardId>>,
     pub(super) tx: tokio::sync::mpsc::UnboundedSender<RingChange>,
     pub(super) node_id: NodeId,
 }
@@ -111,7 +123,9 @@ pub(super) fn hosted_on_disk(dir: &Path, bootstrap_shards: u32) -> std::io::Resu
             // A split's first snapshot that never became durable is not to be trusted;
             // the parent's log replays the split.
             let _ = std::fs::remove_file(e.path().join(crate::shard::state_machine::INITIAL_TMP));
-            if let Some(id) = id.filter(|_| e.path().join("snapshot.bin").exists()) {
+            // A retiring replica's leftover directory is not a new shard.
+            let retiring = |id: &ShardId| file.retiring.contains(id);
+            if let Some(id) = id.filter(|id| !retiring(id) && e.path().join("snapshot.bin").exists()) {
                 hosted.insert(id);
             }
         }
@@ -197,8 +211,11 @@ impl Node {
         let not_durable = self.relay.not_durable.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let hosted: BTreeSet<ShardId> = self.shards.read().unwrap_or_else(|p| p.into_inner()).keys().copied().filter(|id| !not_durable.contains(id)).collect();
         let retired = self.relay.retired.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let retiring = self.relay.retiring.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let lost = self.relay.lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let bootstrapped = self.relay.bootstrapped.load(std::sync::atomic::Ordering::Acquire);
-        let bytes = serde_json::to_vec_pretty(&HostedFile { hosted, retired, bootstrapped }).map_err(std::io::Error::other)?;
+        let file = HostedFile { hosted, retired, retiring, lost, bootstrapped };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
         let dir = self.config.data_dir.clone();
         tokio::task::spawn_blocking(move || write_durably(&dir, "ring.json", &bytes)).await.map_err(std::io::Error::other)?
     }
@@ -220,6 +237,18 @@ impl Node {
         if let Some(s) = self.shard(id) {
             return Ok(s);
         }
+        // A replica lost here comes back only as a fresh one, once its group no longer
+        // counts this node as a voter: an empty replica voting would break Raft.
+        let lost = self.relay.lost.lock().unwrap_or_else(|p| p.into_inner()).contains(&id);
+        if lost {
+            if self.route(id).is_none_or(|r| r.members.contains(&self.id)) {
+                return Err(StartError::Refused(format!(
+                    "shard {id}'s replica on node {} was lost; its group must remove this node before it hosts a new one",
+                    self.id
+                )));
+            }
+            self.relay.lost.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        }
         // A bootstrap shard's log may be replayed from its first entry, so the empty
         // replica starts from the bootstrap slice; any other shard's log begins after a
         // snapshot, which this replica receives first and which says what it owns.
@@ -229,6 +258,7 @@ impl Node {
         // shard that took writes before its first snapshot was durable) gets them back.
         // Only a log that is exactly such a shard's (entries from index 1, nothing purged);
         // its commit index is left for the leader to tell again (it need not be durable).
+        let placeholder = initial.is_none();
         let recovered = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         let recovered = recovered.filter(|l| initial.is_some() && l.purged.is_none() && l.entries.keys().next() == Some(&1));
         let recovered = recovered.map(|l| crate::wal::ShardLog { committed: None, ..l });
@@ -237,6 +267,9 @@ impl Node {
         self.relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         drop(guard);
         self.save_hosted().await.map_err(|source| StartError::DataDir { path: self.config.data_dir.display().to_string(), source })?;
+        if placeholder {
+            crate::crash_point!("replica-hosted");
+        }
         self.refresh_local_routes();
         tracing::info!(shard = id, "replica opened");
         Ok(shard)
@@ -260,8 +293,9 @@ impl Node {
                     continue;
                 }
                 RingChange::Durable { shard } => {
-                    if let Err(e) = self.save_hosted().await {
-                        tracing::error!(shard, error = %e, "could not record a new shard in ring.json");
+                    match self.save_hosted().await {
+                        Ok(()) => crate::crash_point!("split-recorded"),
+                        Err(e) => tracing::error!(shard, error = %e, "could not record a new shard in ring.json"),
                     }
                     continue;
                 }
@@ -378,31 +412,89 @@ impl Node {
         }
     }
 
-    /// Stops and deletes this node's replica of `id`: Raft stopped, snapshot deleted, its
-    /// log purged from the WAL, and `ring.json` rewritten without it.
+    /// Stops and deletes this node's replica of `id` (a merge's donor this node's
+    /// receiver absorbed, or a replica its group removed: neither is needed here again).
+    ///
+    /// The steps, each durable before the next, and what a restart after a crash
+    /// between them does (`Node::open` keeps these rules):
+    /// 1. `ring.json`: the shard leaves `hosted`, enters `retired` (with its epoch, so a
+    ///    replayed split never brings this incarnation back) and `retiring`. A restart
+    ///    from here on finishes the retirement and opens nothing of it, whatever its
+    ///    directory and WAL still hold.
+    /// 2. Raft stopped; the WAL forgets the replica (one `Forget` record, fsynced).
+    /// 3. Its snapshot directory removed.
+    /// 4. `ring.json`: the shard leaves `retiring`.
+    ///
+    /// Data written before this order existed (the WAL forgot first, `ring.json` came
+    /// last) can hold a hosted replica whose log lost committed entries with no purge
+    /// to explain it: a restart finishes that retirement too (see `Node::open`).
     pub(crate) async fn retire(&self, id: ShardId) -> std::io::Result<()> {
         let Some(s) = self.shards.write().unwrap_or_else(|p| p.into_inner()).remove(&id) else { return Ok(()) };
         self.relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        let epoch = s.slice().epoch;
-        {
-            let mut retired = self.relay.retired.lock().unwrap_or_else(|p| p.into_inner());
-            let e = retired.entry(id).or_insert(epoch);
-            *e = (*e).max(epoch);
-        }
+        self.relay.retiring.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        self.note_retired(id, s.slice().epoch);
+        self.save_hosted().await?;
+        crate::crash_point!("retire-recorded");
         if let Err(e) = s.raft.shutdown().await {
             tracing::warn!(shard = id, error = %e, "raft shutdown");
         }
-        s.log.forget();
-        let dir = shard_dir(&self.config.data_dir, id);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        s.log.forget().await?;
+        crate::crash_point!("retire-forgotten");
+        remove_shard_dir(&self.config.data_dir, id)?;
+        crate::crash_point!("retire-removed");
+        self.relay.retiring.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         self.save_hosted().await?;
         // The routes here learn at once what replaced it (a merge's receiver hosted here).
         self.refresh_local_routes();
         tracing::info!(shard = id, "replica removed from this node");
         Ok(())
+    }
+
+    /// Remembers that this node's replica of `id`, as of ring `epoch`, is gone.
+    pub(super) fn note_retired(&self, id: ShardId, epoch: u64) {
+        let mut retired = self.relay.retired.lock().unwrap_or_else(|p| p.into_inner());
+        let e = retired.entry(id).or_insert(epoch);
+        *e = (*e).max(epoch);
+    }
+}
+
+/// Sets aside a replica that cannot be opened (`error` says why), so the node can start
+/// without it: its snapshot directory moves to `quarantine/` (kept for a person to look
+/// at) and the WAL forgets its Raft state. That is safe because the replica stops
+/// taking part at once: this node answers nothing for the shard, so it casts no vote and
+/// acknowledges no entry, until its group has removed it and added a fresh replica
+/// (planners do that when the node reports the shard lost). Its keys are not lost where
+/// the rest of its group holds a majority; a planner waits otherwise.
+pub(super) async fn quarantine(data_dir: &Path, wal: &crate::wal::Wal, id: ShardId, error: &crate::shard::OpenError) -> std::io::Result<()> {
+    let dir = shard_dir(data_dir, id);
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let aside = data_dir.join("quarantine").join(format!("{id}-{stamp}"));
+    if dir.exists() {
+        std::fs::create_dir_all(data_dir.join("quarantine"))?;
+        std::fs::rename(&dir, &aside)?;
+        std::fs::write(aside.join("why.txt"), format!("{error}\n"))?;
+        std::fs::File::open(data_dir.join("shards"))?.sync_all()?;
+    }
+    wal.write(id, vec![crate::wal::Record::Forget]).await.map_err(std::io::Error::other)?;
+    tracing::error!(
+        shard = id,
+        %error,
+        quarantined = %aside.display(),
+        "replica cannot be opened: starting without it; it is reported lost so that its group replaces it"
+    );
+    Ok(())
+}
+
+/// Removes shard `id`'s snapshot directory (durably: the parent is synced).
+pub(super) fn remove_shard_dir(data_dir: &Path, id: ShardId) -> std::io::Result<()> {
+    let dir = shard_dir(data_dir, id);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    match dir.parent().map(std::fs::File::open) {
+        Some(Ok(parent)) => parent.sync_all(),
+        _ => Ok(()),
     }
 }

@@ -87,17 +87,47 @@ impl LogStore {
         g.vote.is_none() && g.entries.is_empty() && g.purged.is_none()
     }
 
-    /// Drops every entry of a replica that left this node (its group goes on elsewhere),
-    /// so its records stop pinning WAL segments.
-    pub fn forget(&self) {
-        self.lock().entries.clear();
-        self.wal.submit(self.shard, vec![Record::Truncate { since: 0 }], Box::new(|_| {}));
+    /// Drops the whole Raft state of a replica that left this node (its group goes on
+    /// elsewhere, or was merged away): entries, vote, committed id and purge, so its
+    /// records stop pinning WAL segments. Durable when it returns.
+    pub async fn forget(&self) -> std::io::Result<()> {
+        *self.lock() = LogInner::default();
+        self.wal.write(self.shard, vec![Record::Forget]).await.map_err(std::io::Error::other)
+    }
+
+    /// The first committed entry that neither the snapshot (applied up to `applied`)
+    /// nor the log holds, if any: such a replica cannot be brought back by replay.
+    pub fn committed_gap(&self, applied: Option<u64>) -> Option<CommittedGap> {
+        let g = self.lock();
+        let committed = g.committed?.index;
+        let from = applied.map_or(0, |a| a + 1);
+        let missing = (from..=committed).find(|i| !g.entries.contains_key(i))?;
+        let purged = g.purged.map(|p| p.index);
+        // Raft never truncates committed entries, and a purge leaves its record: a
+        // committed entry past the purge that is gone was dropped by a retirement's
+        // forget.
+        let forgotten = (missing..=committed).any(|i| !g.entries.contains_key(&i) && purged.is_none_or(|p| i > p));
+        Some(CommittedGap {
+            reason: format!(
+                "the log lacks committed entry {missing} (snapshot applied up to {applied:?}, committed {committed}, purged up to {purged:?}, log holds {:?}..={:?})",
+                g.entries.keys().next(),
+                g.entries.keys().next_back()
+            ),
+            forgotten,
+        })
     }
 
     /// Number of entries held in memory.
     pub fn entry_count(&self) -> usize {
         self.lock().entries.len()
     }
+}
+
+/// See [`LogStore::committed_gap`].
+pub struct CommittedGap {
+    pub reason: String,
+    /// No purge explains the gap: the entries were forgotten (the replica was retired).
+    pub forgotten: bool,
 }
 
 /// The most payload bytes one AppendEntries carries (at least one entry). openraft 0.9

@@ -66,12 +66,15 @@ pub enum OpenError {
     Storage { shard: ShardId, source: std::io::Error },
     #[error("shard {shard}: raft: {message}")]
     Raft { shard: ShardId, message: String },
+    /// The replica's log lacks committed entries its snapshot does not cover, so Raft
+    /// cannot bring its state up to what it acknowledged. `forgotten`: no purge explains
+    /// the gap, so the entries were dropped by retiring the replica (see
+    /// `node/hosting.rs` for what a restart does then).
+    #[error("shard {shard}: {reason}")]
+    LostEntries { shard: ShardId, reason: String, forgotten: bool, epoch: u64 },
 }
 
 impl Shard {
-    /// Opens shard `id` from its snapshot directory and what the WAL recovered.
-    /// Opens shard `id` from its snapshot directory and what the WAL recovered; without a
-    /// snapshot it starts empty, owning `slice`.
     /// Opens a shard's replica: its log from `recovered`, its state from the snapshot in
     /// `dir` (or `initial`, the content of that snapshot when the caller has it in
     /// memory), owning `slice` when there is neither.
@@ -92,6 +95,15 @@ impl Shard {
                 .map_err(|source| OpenError::Storage { shard: id, source })?,
         };
         let state = sm.state();
+        // openraft re-applies the log from the snapshot up to the committed index on
+        // start; a gap there would fail deep inside it, so it is named here instead.
+        let (applied, epoch) = {
+            let st = state.read().unwrap_or_else(|p| p.into_inner());
+            (st.last_applied.map(|l| l.index), st.slice.epoch)
+        };
+        if let Some(gap) = log.committed_gap(applied) {
+            return Err(OpenError::LostEntries { shard: id, reason: gap.reason, forgotten: gap.forgotten, epoch });
+        }
         let events = sm.events();
         let snapshot_bytes = sm.snapshot_bytes();
         let net = NetworkFactory { shard: id, peers };

@@ -312,6 +312,7 @@ pub(crate) fn sweep_stale(shard: ShardId, state: Arc<RwLock<KvState>>) {
                         continue 'pass;
                     }
                     dropped += stale.len();
+                    crate::crash_point!("split-sweep");
                 }
                 match next {
                     Some(k) => after = Some(k),
@@ -367,6 +368,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 snapshot_id,
             };
             write_snapshot_file(&dir, &meta, &body)?;
+            crate::crash_point!("snapshot-written");
             Ok((meta, body))
         })
         .await
@@ -424,10 +426,24 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                     let r = s.apply_command(Command::MergeDone { modulus, epoch, revision }, &mut events);
                                     if s.slice.modulus < before {
                                         donors.push(s.slice.shard + modulus);
+                                        crate::crash_point!("merge-done");
                                     }
                                     r
                                 }
-                                c => s.apply_command(c, &mut events),
+                                c => {
+                                    let kind = match &c {
+                                        Command::Freeze { .. } => Some(true),
+                                        Command::Absorb { .. } => Some(false),
+                                        _ => None,
+                                    };
+                                    let r = s.apply_command(c, &mut events);
+                                    match kind {
+                                        Some(true) => crate::crash_point!("merge-frozen"),
+                                        Some(false) => crate::crash_point!("merge-absorbed"),
+                                        None => {}
+                                    }
+                                    r
+                                }
                             })
                             .collect(),
                     },
@@ -442,6 +458,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         };
         self.events.record(events, revision);
         if !children.is_empty() {
+            crate::crash_point!("split-applied");
             sweep_stale(self.shard, self.state.clone());
         }
         // A new shard opens at once, from memory (its snapshot body is encoded only if a
@@ -462,6 +479,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let opened = as_opened(child);
             self.host.created(self.shard, id, opened.clone());
             tracing::info!(shard = self.shard, new_shard = id, "split: new shard created");
+            crate::crash_point!("split-created");
             let (host, parent) = (self.host.clone(), self.shard);
             // The parent's next snapshot (which lets its log go, and with it the split
             // entry a crash would replay) waits for this write, so a failed write is
@@ -480,6 +498,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         Ok(()) => {
                             let ms = started.elapsed().as_millis() as u64;
                             tracing::info!(shard = parent, new_shard = id, ms, "split: new shard's first snapshot is durable");
+                            crate::crash_point!("split-snapshot-written");
                             host.durable(id);
                             return;
                         }
@@ -527,6 +546,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &io_err(e)))?
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        crate::crash_point!("snapshot-installed");
         let state = KvState::from_image(image, meta.last_log_id, meta.last_membership.clone());
         let revision = state.revision;
         let (before, after) = (read_state(&self.state).slice, state.slice);

@@ -15,6 +15,8 @@
 //!                  3 Entry      index:u64 LE | opaque bytes
 //!                  4 Truncate   since:u64 LE
 //!                  5 Purge      upto:u64 LE | opaque bytes (the purged log id)
+//!                  6 Forget     empty (added later within version 1: older readers refuse
+//!                               it as an unknown kind, loudly, never silently)
 //! ```
 //!
 //! Kind 0 and `len` < 5 are never written, so zero-filled space (a preallocated or torn
@@ -42,6 +44,7 @@ const KIND_COMMITTED: u8 = 2;
 const KIND_ENTRY: u8 = 3;
 const KIND_TRUNCATE: u8 = 4;
 const KIND_PURGE: u8 = 5;
+const KIND_FORGET: u8 = 6;
 
 /// One WAL record of one shard. The WAL never looks inside the opaque bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +60,9 @@ pub enum Record {
     /// Deletes the shard's entries with `index <= upto`; `data` (the purged log id) is
     /// kept, the latest one wins.
     Purge { upto: u64, data: Vec<u8> },
+    /// The shard's replica left this node: its vote, committed id, purge and entries are
+    /// all dropped, as if it had never been here.
+    Forget,
 }
 
 impl Record {
@@ -67,6 +73,7 @@ impl Record {
             Record::Entry { .. } => KIND_ENTRY,
             Record::Truncate { .. } => KIND_TRUNCATE,
             Record::Purge { .. } => KIND_PURGE,
+            Record::Forget => KIND_FORGET,
         }
     }
 
@@ -75,6 +82,7 @@ impl Record {
             Record::Vote(data) | Record::Committed(data) => data.len(),
             Record::Entry { data, .. } | Record::Purge { data, .. } => 8 + data.len(),
             Record::Truncate { .. } => 8,
+            Record::Forget => 0,
         }
     }
 }
@@ -129,6 +137,7 @@ pub(crate) fn encode_record(shard: u32, record: &Record, buf: &mut Vec<u8>) -> R
             buf.extend_from_slice(data);
         }
         Record::Truncate { since } => buf.extend_from_slice(&since.to_le_bytes()),
+        Record::Forget => {}
     }
     let crc = crc32fast::hash(&buf[start + FRAME_LEN..]);
     buf[start + 4..start + FRAME_LEN].copy_from_slice(&crc.to_le_bytes());
@@ -204,6 +213,8 @@ pub(crate) fn decode_record(data: &[u8]) -> Result<Decoded, DecodeError> {
                 data: payload[8..].to_vec(),
             }
         }
+        KIND_FORGET if payload.is_empty() => Record::Forget,
+        KIND_FORGET => return Err(bad_payload()),
         other => return Err(DecodeError::UnknownKind(other)),
     };
     Ok(Decoded {

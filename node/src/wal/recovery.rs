@@ -34,6 +34,7 @@ impl ShardLog {
                 };
                 self.purged = Some((upto, data));
             }
+            Record::Forget => *self = ShardLog::default(),
         }
     }
 }
@@ -103,6 +104,7 @@ fn replay_segment(
                 match decoded.record {
                     Record::Entry { index, .. } => segments.note_entry(decoded.shard, index),
                     Record::Truncate { since } => segments.note_truncate(decoded.shard, since),
+                    Record::Forget => segments.note_truncate(decoded.shard, 0),
                     _ => {}
                 }
                 shards

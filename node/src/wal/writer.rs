@@ -222,6 +222,12 @@ impl Writer {
                 meta.purged = Some((upto, data));
                 return true;
             }
+            Record::Forget => {
+                // Checkpoints must not bring the replica's vote or purge back.
+                self.meta.remove(&shard);
+                self.segments.note_truncate(shard, 0);
+                return true;
+            }
         }
         false
     }
@@ -256,6 +262,7 @@ impl Writer {
             old.bytes = self.active.len();
         }
         tracing::debug!(segment = %path.display(), "wal: rotated");
+        crate::crash_point!("wal-rotated");
         self.segments.push(SegmentInfo::new(seq, path, file.len()));
         self.active = file;
         Ok(())
@@ -270,6 +277,7 @@ impl Writer {
         {
             Ok(deleted) if !deleted.is_empty() => {
                 tracing::debug!(count = deleted.len(), "wal: deleted fully purged segments");
+                crate::crash_point!("wal-compacted");
             }
             Ok(_) => {}
             // Not fatal: the files are only garbage; a later attempt retries.

@@ -384,6 +384,7 @@ fn reference_apply(log: &mut ShardLog, kind: u8, payload: &[u8]) -> Option<()> {
             log.entries.retain(|i, _| *i > upto);
             log.purged = Some((upto, payload[8..].to_vec()));
         }
+        6 if payload.is_empty() => *log = ShardLog::default(),
         _ => return None,
     }
     Some(())

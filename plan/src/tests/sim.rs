@@ -2,11 +2,13 @@
 //! `next_step` drives it to convergence. Every step is checked for safety before it is
 //! applied and every state after it: the ring stays a partition, no shard loses its
 //! healthy majority or drops below the replication it had, a leader is never removed.
+//! A lost replica (a member whose node reports the shard lost) counts as neither
+//! healthy nor held, and only its removal clears it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{observed, ring, shard, spec};
-use crate::{is_balanced, next_step, Next, NodeId, Observed, ShardId, Spec, Step};
+use crate::{is_balanced, next_step, Next, NodeId, Observed, ShardId, ShardState, Spec, Step};
 
 /// What the nodes do when the driver sends `step`; panics on a step they would refuse
 /// (or that the planner must never send).
@@ -28,10 +30,12 @@ fn apply(step: &Step, observed: &mut Observed) {
             assert_eq!(donor, receiver + r.modulus / 2, "the donor is the upper sibling");
             assert_eq!(r.voters, d.voters, "merged shards are co-located");
             assert!(r.learners.is_empty() && d.learners.is_empty(), "no learners in a merge");
+            assert!(r.lost.is_empty() && d.lost.is_empty(), "no lost replicas in a merge");
             r.modulus /= 2;
         }
         Step::AddReplica { shard, node } => {
             let s = shards.get_mut(&shard).expect("add to a known shard");
+            assert!(!s.lost.contains(&node), "a lost replica is removed, never promoted");
             s.learners.remove(&node);
             s.voters.insert(node);
         }
@@ -39,10 +43,12 @@ fn apply(step: &Step, observed: &mut Observed) {
             let s = shards.get_mut(&shard).expect("remove from a known shard");
             assert_ne!(s.leader, Some(node), "a leader is transferred away, never removed");
             assert!(s.voters.remove(&node) || s.learners.remove(&node), "remove a member");
+            s.lost.remove(&node);
         }
         Step::TransferLeader { shard, to } => {
             let s = shards.get_mut(&shard).expect("transfer in a known shard");
             assert!(s.voters.contains(&to), "leadership goes to a voter");
+            assert!(!s.lost.contains(&to), "a lost replica cannot lead");
             s.leader = Some(to);
         }
     }
@@ -61,25 +67,39 @@ fn apply_interrupted(step: &Step, observed: &mut Observed) {
     }
 }
 
-fn healthy_majority(observed: &Observed, voters: &BTreeSet<NodeId>) -> bool {
-    2 * voters.iter().filter(|&&n| observed.healthy(n)).count() > voters.len()
+/// Whether more than half of `voters` (of `shard`) are healthy and not lost.
+fn healthy_majority(observed: &Observed, shard: &ShardState, voters: &BTreeSet<NodeId>) -> bool {
+    let serving = voters.iter().filter(|&&n| observed.healthy(n) && !shard.lost.contains(&n));
+    2 * serving.count() > voters.len()
+}
+
+/// The voters that hold the shard: all but the lost ones.
+fn held(shard: &ShardState) -> usize {
+    shard.voters.difference(&shard.lost).count()
 }
 
 /// What must hold for `step` before it is applied.
 fn check_step(spec: &Spec, observed: &Observed, step: &Step, last_added: Option<&Step>) {
     let says = step.describe();
     match *step {
-        Step::AddReplica { node, .. } => {
+        Step::AddReplica { shard, node } => {
             assert!(spec.nodes.contains(&node) && observed.healthy(node), "{says}: bad home");
+            assert!(!observed.shards[&shard].lost.contains(&node), "{says}: a lost replica");
         }
-        Step::TransferLeader { to, .. } => assert!(observed.healthy(to), "{says}: unhealthy"),
+        Step::TransferLeader { shard, to } => {
+            assert!(observed.healthy(to), "{says}: unhealthy");
+            assert!(!observed.shards[&shard].lost.contains(&to), "{says}: a lost replica");
+        }
         Step::RemoveReplica { shard, node } => {
             let s = &observed.shards[&shard];
             if s.voters.contains(&node) {
                 let mut left = s.voters.clone();
                 left.remove(&node);
-                assert!(s.voters.len() > spec.replication, "{says}: below the replication");
-                assert!(healthy_majority(observed, &left), "{says}: majority lost");
+                // A lost voter holds nothing: removing it at the replication costs none.
+                let spare = s.voters.len() > spec.replication || s.lost.contains(&node);
+                assert!(spare, "{says}: below the replication");
+                assert!(healthy_majority(observed, s, &s.voters), "{says}: no quorum to commit");
+                assert!(healthy_majority(observed, s, &left), "{says}: majority lost");
             }
             let undo = Step::AddReplica { shard, node };
             assert_ne!(last_added, Some(&undo), "{says}: undoes the add before it");
@@ -96,11 +116,11 @@ fn check_state(spec: &Spec, before: &Observed, after: &Observed, step: &Step) {
     }
     for (id, s) in &after.shards {
         let Some(was) = before.shards.get(id) else { continue };
-        if was.voters.len() >= spec.replication {
-            assert!(s.voters.len() >= spec.replication, "{says}: shard {id} under-replicated");
+        if held(was) >= spec.replication {
+            assert!(held(s) >= spec.replication, "{says}: shard {id} under-replicated");
         }
-        if healthy_majority(before, &was.voters) {
-            assert!(healthy_majority(after, &s.voters), "{says}: shard {id} lost its majority");
+        if healthy_majority(before, was, &was.voters) {
+            assert!(healthy_majority(after, s, &s.voters), "{says}: shard {id} lost its majority");
         }
     }
 }
@@ -241,6 +261,47 @@ fn an_unhealthy_node_leaving_the_spec_is_drained_around() {
     }
     let run = converge(&spec(8, 3, &[1, 2, 3]), start, 100);
     assert!(!replicas(&run.observed).contains_key(&4));
+}
+
+/// `observed` with the replica of `shard` on `node` reported lost by its node.
+fn lose(mut observed: Observed, shard: ShardId, node: NodeId) -> Observed {
+    let s = observed.shards.get_mut(&shard).expect("a known shard");
+    assert!(s.voters.contains(&node) && s.leader != Some(node), "a non-leading voter");
+    s.lost.insert(node);
+    observed
+}
+
+#[test]
+fn a_lost_replica_is_removed_then_replaced() {
+    for nodes in [&[1, 2, 3][..], &[1, 2, 3, 4]] {
+        // Shard 0 sits on nodes 1, 2, 3, led by 1; node 2 restarted without it.
+        let start = lose(ring(4, nodes, 3), 0, 2);
+        assert!(is_balanced(&spec(4, 3, nodes), &start).is_err(), "a lost voter is off");
+        let run = converge(&spec(4, 3, nodes), start, 20);
+        assert_eq!(run.steps[0], Step::RemoveReplica { shard: 0, node: 2 }, "{nodes:?}");
+        assert!(
+            matches!(run.steps[1], Step::AddReplica { shard: 0, .. }),
+            "{nodes:?}: {:?}",
+            run.steps
+        );
+        assert!(run.observed.shards.values().all(|s| s.lost.is_empty()), "{nodes:?}");
+        assert!(run.observed.shards.values().all(|s| s.voters.len() == 3), "{nodes:?}");
+    }
+    // On three nodes the only home is node 2 itself, which hosts a fresh replica.
+    let run = converge(&spec(4, 3, &[1, 2, 3]), lose(ring(4, &[1, 2, 3], 3), 0, 2), 20);
+    let add = Step::AddReplica { shard: 0, node: 2 };
+    assert_eq!(run.steps, vec![Step::RemoveReplica { shard: 0, node: 2 }, add]);
+}
+
+#[test]
+fn two_lost_replicas_of_three_wait() {
+    let three = [1, 2, 3];
+    let start = lose(lose(ring(4, &three, 3), 0, 2), 0, 3);
+    let run = run(&spec(4, 3, &three), start, 10, None);
+    assert!(run.steps.is_empty(), "{:?}", run.steps);
+    let why = "shard 0: replica on node 2 is lost and the rest is no healthy majority";
+    let says = format!("{:?}", run.end);
+    assert!(matches!(&run.end, Next::Wait(m) if m.contains(why)), "{says}");
 }
 
 #[test]

@@ -122,7 +122,7 @@ impl FakeDataPlane {
                 shards: (0..shards)
                     .map(|id| {
                         let voters = members.iter().copied().collect();
-                        (id, ringkv_plan::ShardState { id, modulus: shards, voters, learners: Default::default(), leader: leader(id, members), frozen: false })
+                        (id, ringkv_plan::ShardState { id, modulus: shards, voters, learners: Default::default(), leader: leader(id, members), frozen: false, lost: Default::default() })
                     })
                     .collect(),
             },
