@@ -382,6 +382,7 @@ impl Node {
     pub async fn retire_removed_replicas(self: Arc<Self>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         let mut suspects: BTreeSet<ShardId> = BTreeSet::new();
+        let mut leaderless: BTreeSet<ShardId> = BTreeSet::new();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -409,6 +410,20 @@ impl Node {
                 }
             }
             suspects = now_suspect;
+            // A replica removed while it lagged never sees the membership without it: it
+            // campaigns for ever, and keeps the node unready. Nor does the leader's
+            // `/retire` reach it when that leader dies right after the removal. So a
+            // replica leaderless for two rounds asks the shard's leader itself.
+            let now_leaderless: BTreeSet<ShardId> =
+                self.member_shards().iter().filter(|s| s.raft.metrics().borrow().current_leader.is_none()).map(|s| s.id).collect();
+            for id in now_leaderless.intersection(&leaderless) {
+                match self.retire_if_removed(*id).await {
+                    Ok(true) => tracing::info!(shard = id, "retired a replica its group had removed while it was behind"),
+                    Ok(false) => {}
+                    Err(e) => tracing::debug!(shard = id, error = %e, "leaderless replica: still a member"),
+                }
+            }
+            leaderless = now_leaderless;
         }
     }
 
