@@ -252,6 +252,8 @@ impl Node {
                 tracing::info!(shard = id, epoch = *e, "retirement finished on start");
             }
         }
+        // Shards the WAL forgot (retired replicas) have nothing left to hand back.
+        recovered.shards.retain(|_, log| *log != crate::wal::ShardLog::default());
         if !recovered.shards.is_empty() {
             tracing::info!(shards = ?recovered.shards.keys().collect::<Vec<_>>(), "WAL holds shards not hosted at start; kept for a split replayed from a parent's log");
         }

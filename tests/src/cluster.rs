@@ -101,7 +101,7 @@ impl ClusterBuilder {
             .connect_timeout(Duration::from_secs(2))
             .build()
             .expect("an HTTP client");
-        let cluster = Cluster { nodes, shards: self.shards, http, dir };
+        let cluster = Cluster { nodes, shards: self.shards, http, keep: false.into(), dir };
         for n in &cluster.nodes {
             n.set_next_env(self.env.clone());
             n.spawn();
@@ -117,6 +117,8 @@ pub struct Cluster {
     /// The `--shards` every node runs with.
     pub shards: u32,
     http: reqwest::Client,
+    /// Keep the data and logs when dropped (see [`Cluster::keep_data`]).
+    keep: std::sync::atomic::AtomicBool,
     // Dropped last: the processes are killed before their data directory is removed.
     dir: TempDir,
 }
@@ -217,6 +219,13 @@ impl Cluster {
         let p = self.process(id);
         p.set_next_env(env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
         p.spawn();
+    }
+
+    /// Keeps the data directories and logs when the cluster is dropped (a failed check
+    /// outside a panicking test, say); returns where they are.
+    pub fn keep_data(&self) -> std::path::PathBuf {
+        self.keep.store(true, std::sync::atomic::Ordering::Release);
+        self.dir.path().to_path_buf()
     }
 
     /// The exit status of node `id` if it stopped on its own since the last look.
@@ -355,7 +364,8 @@ impl Drop for Cluster {
         for n in &self.nodes {
             n.kill();
         }
-        if std::thread::panicking() && std::env::var_os("RINGKV_KEEP_TEST_DATA").is_some() {
+        let keep = self.keep.load(std::sync::atomic::Ordering::Acquire);
+        if keep || (std::thread::panicking() && std::env::var_os("RINGKV_KEEP_TEST_DATA").is_some()) {
             eprintln!("RINGKV_KEEP_TEST_DATA: data and logs kept in {}", self.dir.path().display());
             self.dir.disable_cleanup(true);
         }

@@ -13,14 +13,14 @@
 //! `runs N, restarts M, failed restarts F, violations V, lost writes L`; exits 1 unless
 //! F, V and L are 0.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use ringkv_plan::driver::{Cluster as Ring, Progress};
-use ringkv_plan::Spec;
+use ringkv_plan::{Spec, Step};
 use ringkv_tests::load::Load;
 use ringkv_tests::{Cluster, Writer};
 
@@ -40,14 +40,20 @@ struct Totals {
 
 /// Drives the ring towards each shard count in turn, for ever; failures (a node being
 /// killed under it) are retried by the next round.
-async fn reshard_loop(c: Arc<Cluster>, stop: Arc<AtomicBool>) {
+async fn reshard_loop(c: Arc<Cluster>, stop: Arc<AtomicBool>, steps: Arc<AtomicUsize>) {
     let d = c.driver();
     for shards in [4u32, 8, 4, 2].into_iter().cycle() {
         if stop.load(Ordering::Acquire) {
             return;
         }
         let spec = move |_: &Ring| Spec { shards, replication: 3, nodes: [1, 2, 3].into() };
-        let _ = d.converge(&spec, Duration::from_secs(20), |_: Progress| {}).await;
+        let _ = d
+            .converge(&spec, Duration::from_secs(20), |p: Progress| {
+                if let Progress::Step(Step::Split { .. } | Step::Merge { .. }) = p {
+                    steps.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .await;
     }
 }
 
@@ -56,10 +62,12 @@ async fn run(seed: u64, chaos: Duration) -> (usize, usize, usize, usize) {
     let mut rng = StdRng::seed_from_u64(seed);
     let c = Arc::new(Cluster::builder(3).shards(2).flag("--snapshot-entries", "200").start().await);
     let urls: Vec<String> = c.ids().iter().map(|id| c.url(*id)).collect();
+    let history_start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let load = Load::start(urls, 4, 3, 12);
     let writer = Writer::start(&format!("soak-{seed}"), c.node(1));
     let stop = Arc::new(AtomicBool::new(false));
-    let driver = tokio::spawn(reshard_loop(c.clone(), stop.clone()));
+    let splits_merges = Arc::new(AtomicUsize::new(0));
+    let driver = tokio::spawn(reshard_loop(c.clone(), stop.clone(), splits_merges.clone()));
     let (mut restarts, mut failed) = (0, 0);
     let deadline = tokio::time::Instant::now() + chaos;
     while tokio::time::Instant::now() < deadline {
@@ -115,8 +123,12 @@ async fn run(seed: u64, chaos: Duration) -> (usize, usize, usize, usize) {
             0
         }
     };
+    if failed + violations + missing.len() > 0 {
+        eprintln!("seed {seed}: data and logs kept in {} (history times count from unix ms {history_start})", c.keep_data().display());
+    }
     println!(
-        "run seed {seed}: {restarts} kills and restarts, {} acked unique writes, {ops} recorded ops, failed restarts {failed}, violations {violations}, lost writes {}",
+        "run seed {seed}: {} splits/merges, {restarts} kills and restarts, {} acked unique writes, {ops} recorded ops, failed restarts {failed}, violations {violations}, lost writes {}",
+        splits_merges.load(Ordering::Relaxed),
         report.acked.len(),
         missing.len()
     );
