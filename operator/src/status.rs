@@ -62,6 +62,14 @@ pub fn build(input: &StatusInput<'_>, plan: &Plan) -> KVClusterStatus {
         (Some(_), _) if ready_nodes < nodes || nodes == 0 => {
             (false, "NodesNotReady", format!("{ready_nodes} of {nodes} nodes ready"))
         }
+        // The nodes answer /readyz before the kubelet's readiness probe has passed: until
+        // Kubernetes counts the pods ready, the client Service routes to none or some of
+        // them, so `kubectl wait --for=condition=Ready` must not return yet.
+        (Some(s), _) if s.ready_replicas < nodes => (
+            false,
+            "PodsNotReady",
+            format!("{} of {nodes} pods Ready in Kubernetes (the client Service routes only to those)", s.ready_replicas),
+        ),
         (Some(_), None) => (false, "RingNotFormed", "no node reports a formed ring yet".to_string()),
         (Some(_), Some(r)) if !r.all_led() => {
             let leaderless: Vec<String> =

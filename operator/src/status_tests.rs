@@ -136,6 +136,25 @@ fn transition_time_moves_only_when_a_condition_flips() {
 }
 
 #[test]
+fn ready_waits_until_kubernetes_counts_the_pods_ready() {
+    // Seen on a real cluster (tests/k8s/e2e.sh): every node answered /readyz to the
+    // operator while the kubelet's readiness probes had not passed yet, so Ready turned
+    // True with the StatefulSet at readyReplicas 0 and no endpoint behind the client Service.
+    let spec = spec(json!({}));
+    let mut o = observed(3, 1, None);
+    if let Some(sts) = o.statefulset.as_mut() {
+        sts.ready_replicas = 0;
+    }
+    let s = status_for(&spec, &o, None, &at(100));
+    let ready = cond(&s, "Ready");
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "PodsNotReady"));
+    assert_eq!(ready.message, "0 of 3 pods Ready in Kubernetes (the client Service routes only to those)");
+    assert_eq!(s.ready_nodes, 3, "the nodes themselves answer /readyz");
+    let later = status_for(&spec, &observed(3, 1, Some(&s)), Some(&s), &at(110));
+    assert_eq!(cond(&later, "Ready").status, "True");
+}
+
+#[test]
 fn a_reshard_in_progress_names_the_step_and_counts_the_steps_done() {
     let old = status_for(&spec(json!({})), &observed(3, 1, None), None, &at(100));
     assert_eq!(old.bootstrap, Some(BootstrapLayout { nodes: 3, shards: 4 }));

@@ -133,6 +133,14 @@ pub(super) fn hosted_on_disk(dir: &Path, bootstrap_shards: u32) -> std::io::Resu
     Ok(file)
 }
 
+/// Whether `log` can be a split's new shard's own: its log starts right after the
+/// first snapshot (index 0, which openraft may purge at once), so nothing past index 0
+/// is purged and any entries start at index 1. (Before, a purge of index 0 made the
+/// node drop such a log, and a restarted follower lost entries it had acknowledged.)
+pub(super) fn is_new_shard_log(log: &crate::wal::ShardLog) -> bool {
+    log.purged.as_ref().is_none_or(|(upto, _)| *upto == 0) && log.entries.keys().next().is_none_or(|first| *first == 1)
+}
+
 /// Where shard `id` keeps its snapshot.
 pub(super) fn shard_dir(data_dir: &Path, id: ShardId) -> PathBuf {
     data_dir.join("shards").join(id.to_string())
@@ -254,13 +262,13 @@ impl Node {
         // snapshot, which this replica receives first and which says what it owns.
         let slice = bootstrap_slice(id, self.shard_count);
         let dir = shard_dir(&self.config.data_dir, id);
-        // A shard the WAL has entries of but that was not hosted at start (a split's new
-        // shard that took writes before its first snapshot was durable) gets them back.
-        // Only a log that is exactly such a shard's (entries from index 1, nothing purged);
-        // its commit index is left for the leader to tell again (it need not be durable).
+        // A shard the WAL has Raft state of but that was not hosted at start (a split's new
+        // shard that voted or took entries before its first snapshot was durable) gets it
+        // back: what it acknowledged must not be forgotten. Its commit index is left for
+        // the leader to tell again (it need not be durable).
         let placeholder = initial.is_none();
         let recovered = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        let recovered = recovered.filter(|l| initial.is_some() && l.purged.is_none() && l.entries.keys().next() == Some(&1));
+        let recovered = recovered.filter(|l| initial.is_some() && is_new_shard_log(l));
         let recovered = recovered.map(|l| crate::wal::ShardLog { committed: None, ..l });
         let shard = Arc::new(Shard::open(id, &dir, recovered, slice, initial.map(|b| *b), &self.deps).await?);
         self.shards.write().unwrap_or_else(|p| p.into_inner()).insert(id, shard.clone());
@@ -511,5 +519,28 @@ pub(super) fn remove_shard_dir(data_dir: &Path, id: ShardId) -> std::io::Result<
     match dir.parent().map(std::fs::File::open) {
         Some(Ok(parent)) => parent.sync_all(),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_new_shard_log;
+    use crate::wal::ShardLog;
+
+    #[test]
+    fn a_new_shard_keeps_its_log_when_its_origin_was_purged() {
+        let mut log = ShardLog { vote: Some(vec![1]), ..ShardLog::default() };
+        assert!(is_new_shard_log(&log), "a vote alone is kept");
+        log.entries.insert(1, vec![]);
+        log.entries.insert(2, vec![]);
+        assert!(is_new_shard_log(&log));
+        log.purged = Some((0, vec![]));
+        assert!(is_new_shard_log(&log), "openraft purges the origin (index 0) of a new shard at once");
+        log.purged = Some((1, vec![]));
+        log.entries.remove(&1);
+        assert!(!is_new_shard_log(&log), "purged past the origin: a snapshot of its own exists");
+        let mut old = ShardLog::default();
+        old.entries.insert(7, vec![]);
+        assert!(!is_new_shard_log(&old), "entries not from index 1 belong to something else");
     }
 }
