@@ -100,7 +100,14 @@ async fn lead(config: &RunConfig, client: Client, metrics: Arc<Metrics>, shutdow
     let _ = watch_lease.await;
     metrics.leader.set(0);
     // The receiver is gone with the watcher task: the manager releases the Lease and ends.
-    let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
+    match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
+        Ok(Ok(Ok(_))) => tracing::info!(%identity, "released the leader Lease"),
+        // Seen on a real cluster: `helm uninstall` deletes the leader-election RoleBinding
+        // with the Deployment, the release is refused, and the Lease keeps naming this pod.
+        Ok(Ok(Err(e))) => tracing::warn!(%identity, error = %e, "could not release the leader Lease: a successor waits until it expires"),
+        Ok(Err(e)) => tracing::warn!(%identity, error = %e, "the leader Lease task failed"),
+        Err(_) => tracing::warn!(%identity, "releasing the leader Lease took over 5 s: a successor waits until it expires"),
+    }
     if lost.is_cancelled() {
         tracing::error!(%identity, "lost the leader Lease; exiting so only one replica reconciles");
         return Err(Error::LostLeadership);

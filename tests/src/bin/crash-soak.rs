@@ -60,7 +60,16 @@ async fn reshard_loop(c: Arc<Cluster>, stop: Arc<AtomicBool>, steps: Arc<AtomicU
 /// One run; returns (restarts, failed restarts, violations, lost writes).
 async fn run(seed: u64, chaos: Duration) -> (usize, usize, usize, usize) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let c = Arc::new(Cluster::builder(3).shards(2).flag("--snapshot-entries", "200").start().await);
+    // A fresh cluster that does not start (a port another process took meanwhile) is
+    // no restart of ours: say so and count the run as failed.
+    let c = match tokio::spawn(Cluster::builder(3).shards(2).flag("--snapshot-entries", "200").start()).await {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("seed {seed}: a fresh cluster did not start: {e}");
+            println!("run seed {seed}: a fresh cluster did not start (counted as a violation)");
+            return (0, 0, 1, 0);
+        }
+    };
     let urls: Vec<String> = c.ids().iter().map(|id| c.url(*id)).collect();
     let history_start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let load = Load::start(urls, 4, 3, 12);

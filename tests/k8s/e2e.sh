@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# A first end-to-end check of ringkv on the local cluster (item 3 of issue 12, first slice).
+#
+#   bash tests/k8s/cluster.sh up && bash tests/k8s/images.sh all && bash tests/k8s/e2e.sh
+#
+# Everything is done as a user types it (README "Run on Kubernetes"): helm install of
+# charts/ringkv, kubectl apply of deploy/samples, curl through the client Service's
+# ClusterIP (kube-proxy) and through `kubectl port-forward svc/demo 8080:8080`. Each check
+# prints PASS or FAIL with what it saw; any FAIL makes the exit status 1 and prints the
+# operator's and the nodes' logs. Every wait is bounded (the bounds are below).
+#
+# E2E_KEEP=1 leaves the release and the cluster's objects in place at the end.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+cd "$ROOT"
+eval "$(bash "$HERE/cluster.sh" env)"
+
+OP_NS=ringkv-system
+NS=default                 # deploy/samples/small.yaml has no namespace: kubectl's default
+PF_PORT=${E2E_PF_PORT:-8080}
+# Bounds (seconds unless kubectl's own --timeout syntax)
+T_OPERATOR=180             # operator rollout + Lease
+T_READY=10m                # kubectl wait kvc/demo Ready (README's bound)
+T_POD_BACK=300             # a deleted node pod back, Ready
+T_DELETE=180               # kvc deletion and owned objects gone
+
+FAILS=0
+T0=$SECONDS
+pass() { printf 'PASS  %-44s %s\n' "$1" "$2"; }
+fail() { printf 'FAIL  %-44s %s\n' "$1" "$2"; FAILS=$((FAILS + 1)); }
+check() { # name ok(0/1) seen
+  if [[ $2 == 0 ]]; then pass "$1" "$3"; else fail "$1" "$3"; fi
+}
+info() { printf '....  %s\n' "$*"; }
+k() { kubectl "$@"; }
+elapsed() { echo "$((SECONDS - T0))s"; }
+
+# retry until the command succeeds or the bound passes
+until_ok() { # seconds cmd...
+  local end=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < end)) || return 1
+    sleep 1
+  done
+}
+
+dump() {
+  echo "==================== diagnostics ===================="
+  k get kvc -A -o wide 2>&1
+  k get pods,sts,svc,pdb,pvc -A -o wide 2>&1 | grep -v kube-system
+  k describe kvc -n "$NS" demo 2>&1 | tail -40
+  k get events -n "$NS" --sort-by=.lastTimestamp 2>&1 | tail -40
+  k get events -n "$OP_NS" --sort-by=.lastTimestamp 2>&1 | tail -20
+  local p
+  for p in $(k -n "$OP_NS" get pods -l app.kubernetes.io/name=ringkv-operator -o name 2>/dev/null); do
+    echo "---- logs $p"; k -n "$OP_NS" logs "$p" --tail=200 2>&1
+  done
+  for p in $(k -n "$NS" get pods -l app.kubernetes.io/instance=demo -o name 2>/dev/null); do
+    echo "---- logs $p"; k -n "$NS" logs "$p" --tail=100 2>&1
+    echo "---- previous logs $p"; k -n "$NS" logs "$p" --previous --tail=50 2>&1 | tail -50
+  done
+}
+
+finish() {
+  [[ -n ${PF_PID:-} ]] && kill "$PF_PID" 2>/dev/null
+  [[ -n ${WATCH_PID:-} ]] && kill "$WATCH_PID" 2>/dev/null
+  if ((FAILS > 0)); then
+    dump
+    echo "e2e: $FAILS check(s) FAILED in $(elapsed)"
+    cleanup
+    exit 1
+  fi
+  echo "e2e: all checks passed in $(elapsed)"
+  cleanup
+}
+cleanup() {
+  [[ -n ${E2E_KEEP:-} ]] && return
+  k -n "$NS" delete kvc demo --ignore-not-found --timeout=120s >/dev/null 2>&1
+  k -n "$NS" delete pvc -l app.kubernetes.io/instance=demo --ignore-not-found --wait=false >/dev/null 2>&1
+  helm uninstall ringkv -n "$OP_NS" >/dev/null 2>&1
+}
+trap finish EXIT
+
+k get --raw /readyz >/dev/null 2>&1 || { echo "no cluster: bash tests/k8s/cluster.sh up"; FAILS=1; exit 1; }
+# ------------------------------------------------------------ helm install ---
+t=$SECONDS
+out=$(helm install ringkv charts/ringkv -n "$OP_NS" --create-namespace 2>&1); rc=$?
+check "helm install" $rc "$(head -1 <<<"$out") (rc $rc, $((SECONDS - t))s)"
+t=$SECONDS
+out=$(k -n "$OP_NS" rollout status deploy/ringkv --timeout=${T_OPERATOR}s 2>&1); rc=$?
+check "operator pods Ready" $rc "$(tail -1 <<<"$out") ($((SECONDS - t))s)"
+k -n "$OP_NS" get pods -o wide
+holder() { k -n "$OP_NS" get lease ringkv -o jsonpath='{.spec.holderIdentity}' 2>/dev/null; }
+op_pods() { k -n "$OP_NS" get pods -l app.kubernetes.io/name=ringkv-operator --field-selector=status.phase=Running -o jsonpath='{.items[*].metadata.name}'; }
+held() { local h; h=$(holder); [[ -n $h && " $(op_pods) " == *" $h "* ]]; }
+t=$SECONDS
+stale=$(holder); [[ " $(op_pods) " == *" $stale "* ]] && stale=
+until_ok "$T_OPERATOR" held; rc=$?
+check "operator Lease held by a running pod" $rc "holder '$(holder)' (pods: $(op_pods)) after $((SECONDS - t))s${stale:+; the Lease named '$stale' first (left by an earlier release)}"
+h=$(holder)
+sa=$(k -n "$OP_NS" get pod "$h" -o jsonpath='{.spec.serviceAccountName} uid={.spec.securityContext.runAsUser} image={.spec.containers[0].image}' 2>/dev/null)
+info "leader runs as: $sa"
+
+# ----------------------------------------------------------- small sample ---
+k -n "$NS" delete pvc -l app.kubernetes.io/instance=demo --ignore-not-found >/dev/null 2>&1 # leftovers of an earlier run
+out=$(k apply -f deploy/samples/small.yaml 2>&1); rc=$?
+check "kubectl apply small.yaml" $rc "$out"
+t=$SECONDS
+out=$(k wait --for=condition=Ready kvc/demo --timeout=$T_READY 2>&1); rc=$?
+check "kvc/demo Ready (bound $T_READY)" $rc "$out ($((SECONDS - t))s)"
+sts_ready=$(k -n "$NS" get sts demo -o jsonpath='{.status.readyReplicas}')
+eps=$(k -n "$NS" get endpointslices -l kubernetes.io/service-name=demo -o jsonpath='{range .items[*].endpoints[*]}{.conditions.ready} {end}' | grep -o true | wc -l)
+# (the EndpointSlice controller may trail the StatefulSet's count by a moment: at least one
+# endpoint, all three within seconds)
+[[ $sts_ready == 3 && $eps -ge 1 ]]
+check "when Ready: pods Ready, Service has endpoints" $? "StatefulSet readyReplicas=${sts_ready:-0}, ready endpoints of svc/demo=$eps (at the moment kvc/demo turned Ready)"
+ready_eps() { [[ $(k -n "$NS" get endpointslices -l kubernetes.io/service-name=demo -o jsonpath='{range .items[*].endpoints[*]}{.conditions.ready} {end}' | grep -o true | wc -l) == 3 ]]; }
+t=$SECONDS; until_ok 30 ready_eps; check "svc/demo has 3 ready endpoints" $? "within $((SECONDS - t))s"
+k get pods -n "$NS" -l app.kubernetes.io/instance=demo -o wide
+until_ok 60 test "$(k -n "$NS" get sts demo -o jsonpath='{.status.readyReplicas}')" = 3
+ready_pods=$(k -n "$NS" get pods -l app.kubernetes.io/instance=demo \
+  -o jsonpath='{range .items[*]}{.metadata.name}={.status.phase}/{.status.conditions[?(@.type=="Ready")].status} {end}')
+n_ok=$(grep -o '=Running/True' <<<"$ready_pods" | wc -l)
+[[ $n_ok == 3 ]]; check "three node pods Running and Ready" $? "$ready_pods"
+kvc=$(k get kvc 2>&1)
+echo "$kvc"
+row=$(awk '$1=="demo"' <<<"$kvc")
+read -r _ c_shards c_nodes c_ready c_epoch c_phase c_age <<<"$row"
+[[ $c_shards == 4 && $c_nodes == 3 && $c_ready == 3 && $c_epoch =~ ^[0-9]+$ && $c_phase == Running && -n $c_age ]]
+check "kubectl get kvc columns filled" $? "shards=$c_shards nodes=$c_nodes ready=$c_ready epoch=$c_epoch phase=$c_phase age=$c_age"
+conds=$(k get kvc demo -o jsonpath='{range .status.conditions[*]}{.type}={.status}({.reason}) {end}')
+info "conditions: $conds"
+
+# -------------------------------------------------------- invalid sample ---
+out=$(k apply -f deploy/samples/invalid.yaml 2>&1); rc=$?
+msg=$(tr '\n' ' ' <<<"$out")
+[[ $rc != 0 && $out == *"is invalid"* ]] && ! k get kvc broken >/dev/null 2>&1
+check "invalid.yaml refused by the API server" $? "rc=$rc: $msg"
+for want in "spec.shards: Unsupported value: 3" "spec.replicationFactor: Unsupported value: 2"; do
+  [[ $out == *"$want"* ]]; check "  message: $want" $? ""
+done
+# the CEL rule shows once the schema errors are gone (the API server skips CEL rules then)
+out=$(k apply -f - 2>&1 <<'EOF'
+apiVersion: ringkv.io/v1alpha1
+kind: KVCluster
+metadata: {name: broken}
+spec: {shards: 4, replicationFactor: 3, nodes: 1}
+EOF
+); rc=$?
+[[ $rc != 0 && $out == *"nodes must be at least replicationFactor"* ]]
+check "nodes < replicationFactor refused (CEL)" $? "rc=$rc: $(tr '\n' ' ' <<<"$out")"
+
+# ---------------------------------------------------- traffic: ClusterIP ---
+ip=$(k -n "$NS" get svc demo -o jsonpath='{.spec.clusterIP}')
+base=http://$ip:8080
+info "client Service demo: $base"
+# curl_: prints "<status> <body>"
+curl_() { local b; b=$(curl -s --max-time 10 -w '\n%{http_code}' "$@"); printf '%s %s' "$(tail -1 <<<"$b")" "$(sed '$d' <<<"$b" | tr '\n' ' ')"; }
+until_ok 30 curl -sf --max-time 3 "$base/healthz"
+r=$(curl_ -X PUT "$base/v1/kv/e2e/greeting" -d hello)
+[[ $r == 200* ]]; check "ClusterIP PUT /v1/kv/e2e/greeting" $? "$r"
+r=$(curl_ "$base/v1/kv/e2e/greeting")
+[[ $r == 200*'"value":"hello"'* ]]; check "ClusterIP GET /v1/kv/e2e/greeting" $? "$r"
+r=$(curl_ -X PUT "$base/v1/kv/e2e/bad" -H 'Content-Type: application/json' -d '{"value":')
+[[ $r == 4* ]]; check "ClusterIP bad JSON body -> 4xx" $? "$r"
+r=$(curl_ "$base/v1/kv/e2e/greeting?consistency=sometimes")
+[[ $r == 4* ]]; check "ClusterIP bad query -> 4xx" $? "$r"
+r=$(curl_ "$base/v1/kv/e2e/absent")
+[[ $r == 404* ]]; check "ClusterIP GET absent key -> 404" $? "$r"
+r=$(curl_ -X POST "$base/set" -d '{"key": "seedkey", "value": "bar"}' -H "Content-Type: application/json")
+[[ $r == 201* ]]; check "seed route POST /set (JSON) -> 201" $? "$r"
+r=$(curl_ "$base/get/seedkey")
+[[ $r == "200 bar"* ]]; check "seed route GET /get/seedkey" $? "$r"
+r=$(curl_ "$base/v1/cluster")
+[[ $r == 200* ]]; check "ClusterIP GET /v1/cluster" $? "${r:0:160}"
+# a watch: a stream opened, then a write, then the event
+wf=$(mktemp)
+curl -sN --max-time 20 "$base/v1/watch?prefix=e2e/w/" >"$wf" 2>&1 & WATCH_PID=$!
+sleep 2
+curl -s --max-time 10 -X PUT "$base/v1/kv/e2e/w/1" -d watched >/dev/null
+until_ok 15 grep -q '"key":"e2e/w/1"' "$wf"; rc=$?
+check "watch sees a PUT through the Service" $rc "$(grep -m1 '^data:' "$wf")"
+kill "$WATCH_PID" 2>/dev/null; WATCH_PID=; rm -f "$wf"
+
+# ----------------------------------------------- traffic: port-forward ---
+pf_log=$(mktemp)
+k -n "$NS" port-forward svc/demo "$PF_PORT:8080" >"$pf_log" 2>&1 & PF_PID=$!
+until_ok 20 curl -sf --max-time 2 "localhost:$PF_PORT/healthz"
+r=$(curl_ -X PUT "localhost:$PF_PORT/v1/kv/greeting" -d hello)
+[[ $r == 200* ]]; check "port-forward PUT /v1/kv/greeting" $? "$r ($(head -1 "$pf_log"))"
+r=$(curl_ "localhost:$PF_PORT/v1/kv/greeting")
+[[ $r == 200*'"value":"hello"'* ]]; check "port-forward GET /v1/kv/greeting" $? "$r"
+kill "$PF_PID" 2>/dev/null; wait "$PF_PID" 2>/dev/null; PF_PID=; rm -f "$pf_log"
+
+# ------------------------------------------------ delete a node pod ---
+for i in $(seq 1 50); do curl -s --max-time 5 -X PUT "$base/v1/kv/e2e/n/$i" -d "v$i" >/dev/null; done
+uid_before=$(k -n "$NS" get pod demo-2 -o jsonpath='{.metadata.uid}')
+pv_before=$(k -n "$NS" get pvc data-demo-2 -o jsonpath='{.spec.volumeName}' 2>/dev/null)
+t=$SECONDS
+out=$(k -n "$NS" delete pod demo-2 --timeout=120s 2>&1); rc=$?
+check "kubectl delete pod demo-2" $rc "$out ($((SECONDS - t))s)"
+back() {
+  local u; u=$(k -n "$NS" get pod demo-2 -o jsonpath='{.metadata.uid}') || return 1
+  [[ -n $u && $u != "$uid_before" ]] && k -n "$NS" wait --for=condition=Ready pod/demo-2 --timeout=2s
+}
+until_ok "$T_POD_BACK" back; rc=$?
+pv_after=$(k -n "$NS" get pod demo-2 -o jsonpath='{.spec.volumes[?(@.name=="data")].persistentVolumeClaim.claimName}')
+pv_after_vol=$(k -n "$NS" get pvc "$pv_after" -o jsonpath='{.spec.volumeName}' 2>/dev/null)
+[[ $rc == 0 && -n $pv_before && $pv_after_vol == "$pv_before" ]]
+check "demo-2 back Ready on its volume" $? "new uid, claim $pv_after -> $pv_after_vol (was $pv_before) ($((SECONDS - t))s)"
+until_ok 60 test "$(k get kvc demo -o jsonpath='{.status.readyNodes}')" = 3
+r=$(curl_ "$base/v1/kv/e2e/greeting")
+[[ $r == 200*'"value":"hello"'* ]]; check "GET after the pod came back" $? "$r"
+missing=0
+for i in $(seq 1 50); do [[ $(curl -s --max-time 5 -H "Accept: application/octet-stream" "$base/v1/kv/e2e/n/$i") == "v$i" ]] || missing=$((missing + 1)); done
+[[ $missing == 0 ]]; check "50 keys written before the delete all read" $? "missing $missing"
+# demo-2's own replicas: what it serves locally after replaying its WAL
+pod_ip=$(k -n "$NS" get pod demo-2 -o jsonpath='{.status.podIP}')
+local_ok=0
+for i in $(seq 1 50); do [[ $(curl -s --max-time 5 -H "Accept: application/octet-stream" "http://$pod_ip:8080/v1/kv/e2e/n/$i?consistency=serializable") == "v$i" ]] && local_ok=$((local_ok + 1)); done
+[[ $local_ok == 50 ]]; check "demo-2 serializable reads (its replicas)" $? "$local_ok of 50 from $pod_ip"
+
+# ------------------------------------- operator under its own RBAC ---
+oplogs=$(for p in $(k -n "$OP_NS" get pods -l app.kubernetes.io/name=ringkv-operator -o name); do k -n "$OP_NS" logs "$p"; done 2>&1)
+forb=$(grep -ciE 'forbidden|cannot (get|list|watch|create|patch|update|delete)' <<<"$oplogs")
+[[ $forb == 0 ]]; check "no forbidden call in the operator's logs" $? "$forb matching lines of $(wc -l <<<"$oplogs")$( ((forb)) && grep -m3 -iE 'forbidden|cannot' <<<"$oplogs")"
+errs=$(grep -c '"level":"ERROR"' <<<"$oplogs")
+info "operator ERROR lines: $errs$( ((errs)) && grep -m3 '"level":"ERROR"' <<<"$oplogs")"
+
+# -------------------------------------------------------- delete kvc ---
+uid=$(k get kvc demo -o jsonpath='{.metadata.uid}')
+owned() { # objects in $NS whose ownerReferences name the kvc's uid
+  k -n "$NS" get statefulsets,services,poddisruptionbudgets,configmaps,secrets,pods -o json 2>/dev/null |
+    python3 -c "
+import json,sys
+for o in json.load(sys.stdin)['items']:
+    if any(r.get('uid')=='$uid' for r in o['metadata'].get('ownerReferences',[])):
+        print(o['kind']+'/'+o['metadata']['name'])"
+}
+before=$(owned | tr '\n' ' ')
+info "owned by kvc/demo: $before"
+t=$SECONDS
+out=$(k delete kvc demo --timeout=${T_DELETE}s 2>&1); rc=$?
+check "kubectl delete kvc demo" $rc "$out ($((SECONDS - t))s)"
+gone() { [[ -z $(owned) ]] && [[ -z $(k -n "$NS" get pods -l app.kubernetes.io/instance=demo -o name 2>/dev/null) ]]; }
+until_ok "$T_DELETE" gone; rc=$?
+check "owned objects gone" $rc "left: $(owned | tr '\n' ' ')$(k -n "$NS" get pods -l app.kubernetes.io/instance=demo -o name 2>/dev/null | tr '\n' ' ') ($((SECONDS - t))s)"
+pvcs=$(k -n "$NS" get pvc -o name 2>/dev/null | grep demo | tr '\n' ' ')
+[[ $(wc -w <<<"$pvcs") == 3 ]]; check "PVCs kept (pvcRetention Retain, the default)" $? "$pvcs"
+
