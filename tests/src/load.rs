@@ -27,7 +27,10 @@ struct Ctx {
 
 impl Ctx {
     fn unexpected(&self, what: String) {
-        self.errors.lock().unwrap_or_else(|p| p.into_inner()).push(what);
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(what);
     }
 }
 
@@ -53,7 +56,11 @@ impl Load {
         let ctx = Arc::new(Ctx {
             urls,
             keys,
-            http: reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("client"),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client"),
             history: History::new(),
             stop: AtomicBool::new(false),
             ops: AtomicU64::new(0),
@@ -83,15 +90,26 @@ impl Load {
             for url in &ctx.urls {
                 let url = format!("{url}{}", key_path(&key));
                 while get(ctx, &key, &url).await.is_none() {
-                    assert!(tokio::time::Instant::now() < deadline, "no answer to the final read of {url} within a minute");
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "no answer to the final read of {url} within a minute"
+                    );
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
         let errors = ctx.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        assert!(errors.is_empty(), "answers other than success, 404/409 or a retryable 503: {errors:?}");
-        let stats = check(&ctx.history.records()).unwrap_or_else(|v| panic!("not linearizable: {v:?}"));
-        LoadReport { ops: stats.ops, keys: stats.keys, unknown: stats.unknown }
+        assert!(
+            errors.is_empty(),
+            "answers other than success, 404/409 or a retryable 503: {errors:?}"
+        );
+        let stats =
+            check(&ctx.history.records()).unwrap_or_else(|v| panic!("not linearizable: {v:?}"));
+        LoadReport {
+            ops: stats.ops,
+            keys: stats.keys,
+            unknown: stats.unknown,
+        }
     }
 }
 
@@ -101,7 +119,11 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
     while !c.stop.load(Ordering::Acquire) {
         let (key, node, roll) = {
             let mut rng = rand::rng();
-            (format!("lin-{}", rng.random_range(0..c.keys)), c.urls[rng.random_range(0..c.urls.len())].clone(), rng.random_range(0..10))
+            (
+                format!("lin-{}", rng.random_range(0..c.keys)),
+                c.urls[rng.random_range(0..c.urls.len())].clone(),
+                rng.random_range(0..10),
+            )
         };
         let url = format!("{node}{}", key_path(&key));
         seq += 1;
@@ -112,7 +134,12 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         } else if roll < 7 {
-            let p = c.history.invoke(&key, Op::Put { value: value.clone() });
+            let p = c.history.invoke(
+                &key,
+                Op::Put {
+                    value: value.clone(),
+                },
+            );
             match c.http.put(&url).body(value).send().await {
                 Ok(r) if r.status() == 200 => p.complete(Outcome::Put),
                 Ok(r) if r.status() == 503 => p.complete(Outcome::Unknown),
@@ -132,9 +159,23 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
             }
         } else {
             // Compare-and-swap: read the key, then write only if it is unchanged.
-            let Some((current, revision)) = get(&c, &key, &url).await else { continue };
-            let p = c.history.invoke(&key, Op::CasPut { expect: current, value: value.clone() });
-            match c.http.put(format!("{url}?prev_revision={revision}")).body(value).send().await {
+            let Some((current, revision)) = get(&c, &key, &url).await else {
+                continue;
+            };
+            let p = c.history.invoke(
+                &key,
+                Op::CasPut {
+                    expect: current,
+                    value: value.clone(),
+                },
+            );
+            match c
+                .http
+                .put(format!("{url}?prev_revision={revision}"))
+                .body(value)
+                .send()
+                .await
+            {
                 Ok(r) if r.status() == 200 => p.complete(Outcome::Cas(true)),
                 Ok(r) if r.status() == 409 => p.complete(Outcome::Cas(false)),
                 Ok(r) if r.status() == 503 => p.complete(Outcome::Unknown),
