@@ -192,8 +192,11 @@ impl Node {
             retired: Mutex::new(on_disk.retired),
             retiring: Mutex::new(on_disk.retiring.clone()),
             lost: Mutex::new(on_disk.lost.clone()),
+            states: Mutex::default(),
             tx,
             node_id: config.node_id,
+            data_dir: dir.clone(),
+            saving: tokio::sync::Mutex::new(()),
         });
         let changes = Arc::new(tokio::sync::Notify::new());
         let deps = ShardDeps {
@@ -207,18 +210,23 @@ impl Node {
         // Retirements a crash cut off are finished first (rules: `Node::retire`), and so
         // are those of replicas written before that order existed, recognised by a log
         // that lost committed entries with no purge to explain it.
-        let mut finish: Vec<(ShardId, u64)> = on_disk.retiring.iter().map(|id| (*id, 0)).collect();
+        // (A recorded retirement has its epoch in `retired` already: `None`.)
+        let mut finish: Vec<(ShardId, Option<u64>)> = on_disk.retiring.iter().map(|id| (*id, None)).collect();
         let mut shards = BTreeMap::new();
-        let to_open: Vec<ShardId> = hosted.iter().copied().filter(|id| !on_disk.retiring.contains(id)).collect();
+        // Highest id first: a split's new shard (always a higher id than its parent's)
+        // is open when the parent replays its log, so a merge's end replayed there finds
+        // the donor's replica and its epoch (see `SplitRelay::merged`).
+        let to_open: Vec<ShardId> = hosted.iter().rev().copied().filter(|id| !on_disk.retiring.contains(id)).collect();
         for id in to_open {
             let slice = bootstrap_slice(id, shard_count);
             match Shard::open(id, &shard_dir(&dir, id), recovered.shards.remove(&id), slice, None, &deps).await {
                 Ok(shard) => {
+                    relay.states.lock().unwrap_or_else(|p| p.into_inner()).insert(id, shard.state.clone());
                     shards.insert(id, Arc::new(shard));
                 }
                 Err(OpenError::LostEntries { shard, reason, forgotten: true, epoch }) => {
                     tracing::warn!(shard, %reason, "the replica's retirement was cut off by a crash (its log was forgotten first); finishing it");
-                    finish.push((shard, epoch));
+                    finish.push((shard, Some(epoch)));
                 }
                 // A replica that cannot be opened must not keep the node down: where
                 // its group lives on elsewhere, the node starts without it and reports
@@ -237,7 +245,10 @@ impl Node {
         }
         if !finish.is_empty() {
             // A retired replica's epoch keeps replayed splits from bringing it back; where
-            // its snapshot is gone, no split this node has seen is newer than its shards.
+            // its snapshot is gone (data from before the order of `Node::retire`), no
+            // split this node has seen is newer than its shards. A recorded retirement
+            // keeps the epoch it recorded: a split replayed since (one that creates a new
+            // shard under a merged donor's id) must still create it.
             let newest = shards.values().map(|s| s.slice().epoch).max().unwrap_or(0);
             for &(id, epoch) in &finish {
                 recovered.shards.remove(&id);
@@ -248,7 +259,9 @@ impl Node {
                 relay.retiring.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                 let mut retired = relay.retired.lock().unwrap_or_else(|p| p.into_inner());
                 let e = retired.entry(id).or_insert(0);
-                *e = (*e).max(epoch).max(newest);
+                if let Some(epoch) = epoch {
+                    *e = (*e).max(epoch).max(newest);
+                }
                 tracing::info!(shard = id, epoch = *e, "retirement finished on start");
             }
         }

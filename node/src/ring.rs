@@ -126,7 +126,7 @@ impl Routes {
 
     /// Whether a coarser route with a newer epoch owns `shard`'s slice: the report is
     /// from before a merge that absorbed it.
-    fn covered_by_newer(&self, shard: ShardId, route: &Route) -> bool {
+    pub fn covered_by_newer(&self, shard: ShardId, route: &Route) -> bool {
         let mut m = route.modulus / 2;
         while m >= 1 {
             if let Some(r) = self.shards.get(&(shard % m)) {

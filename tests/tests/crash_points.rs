@@ -207,25 +207,24 @@ macro_rules! crash_point_tests {
     };
 }
 
-// Points marked `ignore` fail now and then: real bugs this suite found that are not
-// fixed yet (issue #16). Run them with
-// `cargo nextest run -p ringkv-tests --test crash_points --run-ignored all`.
+// A point whose test fails for a bug not fixed yet can be marked
+// `name => "point", ignore = "why"` (run with `--run-ignored all`); none is now.
 
 crash_point_tests! {
     split_applied => "split-applied";
-    split_created => "split-created", ignore = "intermittent (issue #16): a node stayed unready for 90 s after all four aborted here";
+    split_created => "split-created";
     split_snapshot_written => "split-snapshot-written";
     split_recorded => "split-recorded";
     split_sweep => "split-sweep";
     merge_frozen => "merge-frozen";
     merge_absorbed => "merge-absorbed";
     merge_done => "merge-done";
-    retire_recorded => "retire-recorded", ignore = "intermittent (issue #16): a linearizability violation seen once, a node not ready once";
+    retire_recorded => "retire-recorded";
     retire_forgotten => "retire-forgotten";
     retire_removed => "retire-removed";
     replica_hosted => "replica-hosted";
     replica_added => "replica-added";
-    replica_removed => "replica-removed", ignore = "intermittent (issue #16): failed once, passed on retry";
+    replica_removed => "replica-removed";
     snapshot_written => "snapshot-written";
     snapshot_installed => "snapshot-installed";
     wal_rotated => "wal-rotated";

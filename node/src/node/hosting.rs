@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{write_durably, Node, StartError};
 use crate::ring::{NodeId, Ring, Route, ShardId, ShardInfo};
 use crate::shard::kv::{KvState, Slice};
-use crate::shard::state_machine::SplitHost;
+use crate::shard::state_machine::{HostFuture, SplitHost};
 use crate::shard::Shard;
 
 /// Which shards this node hosts, persisted in `ring.json` so that a restart reopens
@@ -48,8 +48,12 @@ pub(super) enum RingChange {
     /// The first snapshot of `shard`, created here by a split, is durable: `ring.json`
     /// may list it.
     Durable { shard: ShardId },
-    /// `receiver` finished absorbing `donor`: the donor's replica here can go.
+    /// `receiver` finished absorbing `donor`: the donor's replica here can go (if it
+    /// is still the one the merge absorbed: see [`Node::superseded`]).
     Merged { receiver: ShardId, donor: ShardId },
+    /// The retirement of this replica (a merged donor) is recorded in `ring.json`:
+    /// finish it (see [`Node::finish_retire`]).
+    Retire { shard: ShardId },
 }
 
 /// The split and merge hook the state machines call: remembers new shards and hands
@@ -65,8 +69,45 @@ pub(super) struct SplitRelay {
     pub(super) retiring: Mutex<BTreeSet<ShardId>>,
     /// Replicas lost here (see [`quarantine`]).
     pub(super) lost: Mutex<BTreeSet<ShardId>>,
+    /// The applied state of every replica opened here, for the epoch of its slice.
+    pub(super) states: Mutex<BTreeMap<ShardId, Arc<RwLock<KvState>>>>,
     pub(super) tx: tokio::sync::mpsc::UnboundedSender<RingChange>,
     pub(super) node_id: NodeId,
+    pub(super) data_dir: PathBuf,
+    /// One `ring.json` write at a time.
+    pub(super) saving: tokio::sync::Mutex<()>,
+}
+
+impl SplitRelay {
+    /// Writes `ring.json` from the current sets, durably.
+    pub(super) async fn save(&self) -> std::io::Result<()> {
+        let _g = self.saving.lock().await;
+        let not_durable = self.not_durable.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let hosted = self.hosted.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().filter(|id| !not_durable.contains(id)).collect();
+        let retired = self.retired.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let retiring = self.retiring.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let lost = self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let bootstrapped = self.bootstrapped.load(std::sync::atomic::Ordering::Acquire);
+        let file = HostedFile { hosted, retired, retiring, lost, bootstrapped };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
+        let dir = self.data_dir.clone();
+        tokio::task::spawn_blocking(move || write_durably(&dir, "ring.json", &bytes)).await.map_err(std::io::Error::other)?
+    }
+
+    /// Remembers that this node's replica of `id`, as of ring `epoch`, is gone.
+    pub(super) fn note_retired(&self, id: ShardId, epoch: u64) {
+        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        let e = retired.entry(id).or_insert(epoch);
+        *e = (*e).max(epoch);
+    }
+
+    /// The ring epoch of the slice of this node's replica of `id`, if it is open and
+    /// has applied anything (an empty replica waiting for its leader has no slice yet).
+    fn applied_epoch(&self, id: ShardId) -> Option<u64> {
+        let state = self.states.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()?;
+        let st = state.read().unwrap_or_else(|p| p.into_inner());
+        st.last_applied.is_some().then_some(st.slice.epoch)
+    }
 }
 
 /// The largest gap between route refreshes from peers.
@@ -89,8 +130,36 @@ impl SplitHost for SplitRelay {
         let _ = self.tx.send(RingChange::Created { parent, child: shard, state: None });
     }
 
-    fn merged(&self, receiver: ShardId, donor: ShardId) {
-        let _ = self.tx.send(RingChange::Merged { receiver, donor });
+    /// Step 1 of the donor's retirement (see [`Node::retire`]) happens here, in the
+    /// receiver's apply, when the replica here is older than the merge: the receiver's
+    /// next entries may be a split that creates a new shard under the donor's id, and
+    /// it must find the old replica out of `hosted` (else it creates nothing here and
+    /// the old replica would go on under the new shard's id). The node's task finishes
+    /// the retirement before it opens that new shard, and the new shard's first
+    /// snapshot waits for it too (the directory is the same). A replica of that id as
+    /// new as the merge or newer (created again since: a receiver replaying its log) or
+    /// empty stays.
+    fn merged(&self, receiver: ShardId, donor: ShardId, epoch: u64) -> HostFuture<'_> {
+        Box::pin(async move {
+            let old = self.applied_epoch(donor).filter(|e| *e < epoch && self.hosts(donor));
+            let Some(old) = old else {
+                let _ = self.tx.send(RingChange::Merged { receiver, donor });
+                return;
+            };
+            self.hosted.lock().unwrap_or_else(|p| p.into_inner()).remove(&donor);
+            self.retiring.lock().unwrap_or_else(|p| p.into_inner()).insert(donor);
+            self.note_retired(donor, old);
+            match self.save().await {
+                Ok(()) => crate::crash_point!("retire-recorded"),
+                // Not durable: a crash replays the merge's end from the receiver's log.
+                Err(e) => tracing::error!(shard = donor, error = %e, "could not record a merged donor's retirement in ring.json"),
+            }
+            let _ = self.tx.send(RingChange::Retire { shard: donor });
+        })
+    }
+
+    fn retiring(&self, shard: ShardId) -> bool {
+        self.retiring.lock().unwrap_or_else(|p| p.into_inner()).contains(&shard)
     }
 
     fn durable(&self, shard: ShardId) {
@@ -215,17 +284,7 @@ impl Node {
     }
 
     pub(super) async fn save_hosted(&self) -> std::io::Result<()> {
-        let _g = self.hosting.lock().await;
-        let not_durable = self.relay.not_durable.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let hosted: BTreeSet<ShardId> = self.shards.read().unwrap_or_else(|p| p.into_inner()).keys().copied().filter(|id| !not_durable.contains(id)).collect();
-        let retired = self.relay.retired.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let retiring = self.relay.retiring.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let lost = self.relay.lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let bootstrapped = self.relay.bootstrapped.load(std::sync::atomic::Ordering::Acquire);
-        let file = HostedFile { hosted, retired, retiring, lost, bootstrapped };
-        let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-        let dir = self.config.data_dir.clone();
-        tokio::task::spawn_blocking(move || write_durably(&dir, "ring.json", &bytes)).await.map_err(std::io::Error::other)?
+        self.relay.save().await
     }
 
     /// Opens a shard's replica on this node (idempotent): a split's new shard (its first
@@ -273,6 +332,7 @@ impl Node {
         let shard = Arc::new(Shard::open(id, &dir, recovered, slice, initial.map(|b| *b), &self.deps).await?);
         self.shards.write().unwrap_or_else(|p| p.into_inner()).insert(id, shard.clone());
         self.relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        self.relay.states.lock().unwrap_or_else(|p| p.into_inner()).insert(id, shard.state.clone());
         drop(guard);
         self.save_hosted().await.map_err(|source| StartError::DataDir { path: self.config.data_dir.display().to_string(), source })?;
         if placeholder {
@@ -298,6 +358,15 @@ impl Node {
                 RingChange::Created { parent, child, state } => (parent, child, state),
                 RingChange::Merged { receiver, donor } => {
                     self.retire_merged(receiver, donor).await;
+                    continue;
+                }
+                RingChange::Retire { shard } => {
+                    let old = self.shards.write().unwrap_or_else(|p| p.into_inner()).remove(&shard);
+                    match self.finish_retire(shard, old).await {
+                        Ok(()) => tracing::info!(donor = shard, "merge: donor replica retired"),
+                        Err(e) => tracing::warn!(donor = shard, error = %e, "could not retire a merged donor's replica"),
+                    }
+                    self.changes.notify_waiters();
                     continue;
                 }
                 RingChange::Durable { shard } => {
@@ -355,6 +424,15 @@ impl Node {
             m /= 2;
         }
         None
+    }
+
+    /// Whether the ring as peers report it has a merge's receiver owning `d`'s slice
+    /// from a later epoch than `d`'s: `d`'s group was absorbed (its replica here missed
+    /// that, and may never hear from a leader again).
+    fn merged_away(&self, d: &Shard) -> bool {
+        let slice = d.slice();
+        let route = Route { modulus: slice.modulus, epoch: slice.epoch, ..Route::default() };
+        slice.modulus > 1 && self.routes.read().unwrap_or_else(|p| p.into_inner()).covered_by_newer(d.id, &route)
     }
 
     /// Keeps the routes fresh: the hosted replicas' own state, the shards peers host, and
@@ -425,6 +503,16 @@ impl Node {
             let now_leaderless: BTreeSet<ShardId> =
                 self.member_shards().iter().filter(|s| s.raft.metrics().borrow().current_leader.is_none()).map(|s| s.id).collect();
             for id in now_leaderless.intersection(&leaderless) {
+                // Its group may be gone altogether: removed from it while down, then
+                // the shard merged away. No leader will answer for it again, but the
+                // ring its peers report says so.
+                if let Some(d) = self.shard(*id).filter(|d| self.merged_away(d)) {
+                    match self.retire(d.id).await {
+                        Ok(()) => tracing::info!(shard = id, "retired a leaderless replica of a shard the ring merged away"),
+                        Err(e) => tracing::warn!(shard = id, error = %e, "could not retire a replica of a shard merged away"),
+                    }
+                    continue;
+                }
                 match self.retire_if_removed(*id).await {
                     Ok(true) => tracing::info!(shard = id, "retired a replica its group had removed while it was behind"),
                     Ok(false) => {}
@@ -455,13 +543,35 @@ impl Node {
         let Some(s) = self.shards.write().unwrap_or_else(|p| p.into_inner()).remove(&id) else { return Ok(()) };
         self.relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         self.relay.retiring.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
-        self.note_retired(id, s.slice().epoch);
+        self.relay.note_retired(id, s.slice().epoch);
         self.save_hosted().await?;
         crate::crash_point!("retire-recorded");
-        if let Err(e) = s.raft.shutdown().await {
-            tracing::warn!(shard = id, error = %e, "raft shutdown");
+        self.finish_retire(id, Some(s)).await
+    }
+
+    /// The replica that takes Raft messages for `shard`: none while a replica of it is
+    /// being retired (a merged donor's old replica must not take the messages of a new
+    /// group a split created under the same id meanwhile).
+    pub fn raft_replica(&self, shard: ShardId) -> Option<Arc<Shard>> {
+        if self.relay.retiring(shard) {
+            return None;
         }
-        s.log.forget().await?;
+        self.shard(shard)
+    }
+
+    /// Steps 2 to 4 of [`Node::retire`], once step 1 is durable, for replica `s` of
+    /// `id` (taken out of the hosted replicas; none if it was never opened).
+    pub(super) async fn finish_retire(&self, id: ShardId, s: Option<Arc<Shard>>) -> std::io::Result<()> {
+        self.relay.states.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        match s {
+            Some(s) => {
+                if let Err(e) = s.raft.shutdown().await {
+                    tracing::warn!(shard = id, error = %e, "raft shutdown");
+                }
+                s.log.forget().await?;
+            }
+            None => self.wal.write(id, vec![crate::wal::Record::Forget]).await.map_err(std::io::Error::other)?,
+        }
         crate::crash_point!("retire-forgotten");
         remove_shard_dir(&self.config.data_dir, id)?;
         crate::crash_point!("retire-removed");
@@ -471,13 +581,6 @@ impl Node {
         self.refresh_local_routes();
         tracing::info!(shard = id, "replica removed from this node");
         Ok(())
-    }
-
-    /// Remembers that this node's replica of `id`, as of ring `epoch`, is gone.
-    pub(super) fn note_retired(&self, id: ShardId, epoch: u64) {
-        let mut retired = self.relay.retired.lock().unwrap_or_else(|p| p.into_inner());
-        let e = retired.entry(id).or_insert(epoch);
-        *e = (*e).max(epoch);
     }
 }
 

@@ -37,6 +37,10 @@ pub fn router(node: Arc<Node>) -> Router {
 pub enum CallError {
     #[error("shard {0} not hosted")]
     NotHosted(ShardId),
+    /// This node's replica of the shard is older than the group that wrote (a merged
+    /// donor's, the id since re-created): it is not a member and answers nothing.
+    #[error("shard {0}: this node's replica is of an older group of that id")]
+    Stale(ShardId),
     #[error("{0}")]
     Bad(String),
 }
@@ -55,7 +59,7 @@ fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, CallError> {
 fn http_answer(r: Result<Vec<u8>, CallError>) -> Response {
     match r {
         Ok(b) => (StatusCode::OK, Bytes::from(b).slice(wire::ANSWER_PREFIX..)).into_response(),
-        Err(e @ CallError::NotHosted(_)) => (StatusCode::NOT_FOUND, e.to_string()).into_response(),
+        Err(e @ (CallError::NotHosted(_) | CallError::Stale(_))) => (StatusCode::NOT_FOUND, e.to_string()).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
 }
@@ -71,17 +75,41 @@ async fn raft_rpc(State(node): State<Arc<Node>>, Path((shard, rpc)): Path<(Shard
 /// One Raft RPC (`append`, `vote` or `snapshot`) for `shard`: the postcard-encoded
 /// result of the local replica's handling, whichever transport brought it.
 pub async fn raft_call(node: &Node, shard: ShardId, rpc: &str, body: &[u8]) -> Result<Vec<u8>, CallError> {
-    let s = node.shard(shard).ok_or(CallError::NotHosted(shard))?;
+    let s = node.raft_replica(shard).ok_or(CallError::NotHosted(shard))?;
+    // A message from a group born after this replica's slice (see `origin_term`) is
+    // for a newer shard of the same id: this replica is an old one, not its member.
+    let born_later = |vote: &crate::shard::types::Vote| {
+        let born = vote.leader_id().term >> crate::shard::state_machine::TERM_EPOCH_SHIFT;
+        let st = s.read();
+        st.last_applied.is_some() && born > st.slice.epoch
+    };
+    let stale = || CallError::Stale(shard);
     match rpc {
         "append" => {
-            let r = s.raft.append_entries(decode(body)?).await;
+            let req: openraft::raft::AppendEntriesRequest<crate::shard::types::TypeConfig> = decode(body)?;
+            if born_later(&req.vote) {
+                return Err(stale());
+            }
+            let r = s.raft.append_entries(req).await;
             if matches!(&r, Ok(resp) if resp.is_success()) {
                 s.heard_from_leader.store(true, std::sync::atomic::Ordering::Release);
             }
             encode(&r)
         }
-        "vote" => encode(&s.raft.vote(decode(body)?).await),
-        "snapshot" => encode(&s.raft.install_snapshot(decode(body)?).await),
+        "vote" => {
+            let req: openraft::raft::VoteRequest<crate::ring::NodeId> = decode(body)?;
+            if born_later(&req.vote) {
+                return Err(stale());
+            }
+            encode(&s.raft.vote(req).await)
+        }
+        "snapshot" => {
+            let req: openraft::raft::InstallSnapshotRequest<crate::shard::types::TypeConfig> = decode(body)?;
+            if born_later(&req.vote) {
+                return Err(stale());
+            }
+            encode(&s.raft.install_snapshot(req).await)
+        }
         _ => Err(CallError::Bad(format!("unknown rpc {rpc}"))),
     }
 }

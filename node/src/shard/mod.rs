@@ -18,7 +18,7 @@ use crate::wal::{ShardLog, Wal};
 use log_store::LogStore;
 use kv::{KvState, Slice};
 use state_machine::{SplitHost, StateMachineStore};
-use types::Raft;
+use types::{Raft, StorageError};
 
 /// A shard hosted by this node.
 pub struct Shard {
@@ -88,7 +88,19 @@ impl Shard {
     ) -> Result<Self, OpenError> {
         let ShardDeps { node_id, raft_config, wal, peers, changes, host } = with;
         let (node_id, wal, peers, notify) = (*node_id, wal.clone(), peers.clone(), changes.clone());
-        let log = LogStore::open(id, wal, recovered).map_err(|source| OpenError::Storage { shard: id, source })?;
+        let mut log = LogStore::open(id, wal, recovered).map_err(|source| OpenError::Storage { shard: id, source })?;
+        // A split's new shard has voted at its origin term (see `origin_term`) before
+        // anything else: its first election goes above it.
+        if let Some(child) = initial.as_ref() {
+            use openraft::storage::RaftLogStorage;
+            let term = state_machine::origin_term(child.slice.epoch);
+            let raft_err = |e: StorageError| OpenError::Raft { shard: id, message: e.to_string() };
+            let vote = log.read_vote().await.map_err(raft_err)?;
+            if vote.is_none_or(|v| v.leader_id().term < term) {
+                let origin = types::Vote { leader_id: openraft::LeaderId { term, node_id: 0 }, committed: false };
+                log.save_vote(&origin).await.map_err(raft_err)?;
+            }
+        }
         let sm = match initial {
             Some(state) => StateMachineStore::with_state(id, dir.to_path_buf(), notify, state, host.clone()),
             None => StateMachineStore::open(id, dir.to_path_buf(), notify, slice, host.clone())

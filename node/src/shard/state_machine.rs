@@ -33,15 +33,30 @@ pub trait SplitHost: Send + Sync {
     /// A snapshot installed on `parent` skipped the split that created `shard` here:
     /// open an empty replica, which the new shard's leader fills with a snapshot.
     fn missed(&self, parent: ShardId, shard: ShardId);
-    /// `receiver` absorbed `donor` (a merge finished here): this node's replica of the
-    /// donor is no longer needed.
-    fn merged(&self, receiver: ShardId, donor: ShardId);
+    /// `receiver` absorbed `donor` (a merge finished here, at ring `epoch`): this node's
+    /// replica of the donor is no longer needed. Where that replica is older than the
+    /// merge, its retirement is recorded durably before this returns: a split later in
+    /// the receiver's log may create a new shard under the donor's id, and the old
+    /// replica must never pass for it (see `SplitRelay::merged`).
+    fn merged(&self, receiver: ShardId, donor: ShardId, epoch: u64) -> HostFuture<'_>;
+    /// Whether a replica of `shard` is being retired here: a new shard of that id (a
+    /// split re-creating a merged donor) writes nothing to disk until that is done.
+    fn retiring(&self, shard: ShardId) -> bool;
     /// The first snapshot of `shard` (created here by a split) is durable now.
     fn durable(&self, shard: ShardId);
     /// Whether this node still hosts `shard` (a replica retired since is not written).
     fn hosts(&self, shard: ShardId) -> bool;
     /// This node's id: a split creates the new shard only on the parent's members.
     fn node_id(&self) -> NodeId;
+}
+
+/// What the node does for a state machine before its apply goes on.
+pub type HostFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+
+/// A split or a merge's end, in the order the log applied them.
+enum RingStep {
+    Split(KvState),
+    Merged { donor: ShardId, epoch: u64 },
 }
 
 /// Whether `node` is a member (voter or learner) of `membership`.
@@ -58,7 +73,12 @@ impl SplitHost for NoSplits {
     }
     fn created(&self, _: ShardId, _: ShardId, _: KvState) {}
     fn missed(&self, _: ShardId, _: ShardId) {}
-    fn merged(&self, _: ShardId, _: ShardId) {}
+    fn merged(&self, _: ShardId, _: ShardId, _: u64) -> HostFuture<'_> {
+        Box::pin(async {})
+    }
+    fn retiring(&self, _: ShardId) -> bool {
+        false
+    }
     fn durable(&self, _: ShardId) {}
     fn hosts(&self, _: ShardId) -> bool {
         false
@@ -201,12 +221,29 @@ fn write_child_snapshot(dir: &Path, child: &KvState) -> std::io::Result<()> {
 
 /// The first snapshot's metadata of a shard born from a split.
 fn child_meta(child: &KvState) -> SnapshotMeta {
-    let origin = LogId::default();
+    let origin = LogId::new(openraft::CommittedLeaderId::new(origin_term(child.slice.epoch), 0), 0);
     SnapshotMeta {
         last_log_id: Some(origin),
         last_membership: StoredMembership::new(Some(origin), child.membership.membership().clone()),
         snapshot_id: format!("{}-split-{}", child.slice.shard, child.slice.epoch),
     }
+}
+
+/// How many bits of a Raft term count elections within one group; the bits above
+/// hold the ring epoch at which the group was created (see [`origin_term`]).
+pub const TERM_EPOCH_SHIFT: u32 = 32;
+
+/// The Raft term a split's new shard starts at (its origin entry's and its first vote's):
+/// the ring epoch of the split, shifted above [`TERM_EPOCH_SHIFT`] bits. A shard id can
+/// name two groups over time (a merged donor that a later split re-creates), and an old
+/// replica of the first may still be hosted where its node was down through the merge.
+/// With terms counted from 1 in both, their log ids coincide and the new group's leader
+/// would take the old replica for a follower holding its entries (acknowledging entries
+/// it never had). With terms above the birth epoch, every Raft message says which group
+/// sent it, and a node refuses those of a group born after its replica's slice epoch
+/// (see `raft_net::server::raft_call`): no replica of that group can be that old.
+pub fn origin_term(epoch: u64) -> u64 {
+    epoch.saturating_mul(1 << TERM_EPOCH_SHIFT)
 }
 
 /// A split's new state as its first snapshot reads back: applied up to the origin.
@@ -396,8 +433,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let mut results = Vec::new();
         let mut events = Vec::new();
-        let mut children = Vec::new();
-        let mut donors = Vec::new();
+        let mut ring_steps = Vec::new();
         let revision = {
             let mut s = write_state(&self.state);
             for entry in entries {
@@ -412,7 +448,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                 Command::Split { modulus, epoch } => {
                                     let mut r = s.apply_command(Command::Split { modulus, epoch }, &mut events);
                                     match s.split(modulus, epoch) {
-                                        Ok(Some(child)) => children.push(child),
+                                        Ok(Some(child)) => ring_steps.push(RingStep::Split(child)),
                                         Ok(None) => {}
                                         Err(e) => {
                                             tracing::warn!(shard = self.shard, error = %e, "split refused");
@@ -425,7 +461,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                     let before = s.slice.modulus;
                                     let r = s.apply_command(Command::MergeDone { modulus, epoch, revision }, &mut events);
                                     if s.slice.modulus < before {
-                                        donors.push(s.slice.shard + modulus);
+                                        ring_steps.push(RingStep::Merged { donor: s.slice.shard + modulus, epoch });
                                         crate::crash_point!("merge-done");
                                     }
                                     r
@@ -457,7 +493,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             s.revision
         };
         self.events.record(events, revision);
-        if !children.is_empty() {
+        if ring_steps.iter().any(|r| matches!(r, RingStep::Split(_))) {
             crate::crash_point!("split-applied");
             sweep_stale(self.shard, self.state.clone());
         }
@@ -467,7 +503,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // This shard's next snapshot waits for that write (see `pending`); a crash before
         // then replays the split from this shard's log, and the new shard gets its WAL
         // entries back. A replayed split of a shard hosted (or retired) here creates nothing.
-        for child in children {
+        // Splits and merges in log order: a merge's end retires the donor's replica
+        // here before a later split may create a new shard under the same id.
+        for step in ring_steps {
+            let child = match step {
+                RingStep::Split(child) => child,
+                RingStep::Merged { donor, epoch } => {
+                    tracing::info!(shard = self.shard, donor, "merge: donor absorbed");
+                    self.host.merged(self.shard, donor, epoch).await;
+                    continue;
+                }
+            };
             let id = child.slice.shard;
             // The new shard has the parent's members at the split. A replica replaying a
             // split from before it was added (a new replica given the log from its
@@ -487,6 +533,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let write = tokio::spawn(async move {
                 let started = std::time::Instant::now();
                 let mut pause = std::time::Duration::from_millis(100);
+                // An old replica of this id (a merged donor) goes first, directory and all.
+                while host.retiring(id) && host.hosts(id) {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
                 while host.hosts(id) {
                     let (dir, state) = (dir.clone(), opened.clone());
                     // One first snapshot at a time per node; the turn is not held while
@@ -509,10 +559,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
             });
             self.pending.lock().await.push(write);
-        }
-        for donor in donors {
-            tracing::info!(shard = self.shard, donor, "merge: donor absorbed");
-            self.host.merged(self.shard, donor);
         }
         Ok(results)
     }
@@ -569,7 +615,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // Merges it jumped over: their donors' replicas here are done.
         let mut m = after.modulus.max(1);
         while had_state && m < before.modulus {
-            self.host.merged(self.shard, self.shard + m);
+            self.host.merged(self.shard, self.shard + m, after.epoch).await;
             m *= 2;
         }
         // Watchers behind this point cannot be served from history: they get a resync.
