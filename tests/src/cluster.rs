@@ -262,6 +262,13 @@ impl Cluster {
         out
     }
 
+    /// Node `id`'s `GET /internal/ring` (its replicas, `lost`, readiness) as JSON.
+    pub async fn internal_ring(&self, id: u64) -> Result<serde_json::Value, String> {
+        let url = format!("http://{}/internal/ring", self.internal_addr(id));
+        let resp = self.http.get(url).send().await.map_err(|e| e.to_string())?;
+        resp.json().await.map_err(|e| e.to_string())
+    }
+
     /// The node that leads `shard`: of the running nodes that say they lead it, the one
     /// with the highest term (an old leader cut off from the rest may still think it leads).
     pub async fn leader_of(&self, shard: u32) -> Option<u64> {

@@ -63,7 +63,6 @@ async fn a_replica_that_cannot_be_opened_is_quarantined_and_replaced_from_its_gr
     c.restart(2);
 
     // Node 2 serves without shard 1 and says so.
-    let internal = format!("http://{}/internal/ring", c.internal_addr(2));
     let lost = eventually(
         "node 2 to report shard 1 lost",
         Duration::from_secs(20),
@@ -71,15 +70,7 @@ async fn a_replica_that_cannot_be_opened_is_quarantined_and_replaced_from_its_gr
             if let Some(status) = c.exited(2) {
                 panic!("node 2 exited ({status}):\n{}", c.log(2));
             }
-            let v: serde_json::Value = c
-                .http()
-                .get(&internal)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
+            let v = c.internal_ring(2).await?;
             if v["lost"] == serde_json::json!([1]) {
                 Ok(v)
             } else {
@@ -138,15 +129,7 @@ async fn a_replica_that_cannot_be_opened_is_quarantined_and_replaced_from_its_gr
             .any(|s| s.contains("add a replica of shard 1 on node 2")),
         "{steps:?}"
     );
-    let v: serde_json::Value = c
-        .http()
-        .get(&internal)
-        .send()
-        .await
-        .expect("ring")
-        .json()
-        .await
-        .expect("json");
+    let v = c.internal_ring(2).await.expect("node 2's ring");
     assert!(v.get("lost").is_none(), "{v}");
 
     // Node 2's new replica holds every key of shard 1: read from it alone.

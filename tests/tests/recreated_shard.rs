@@ -42,18 +42,24 @@ async fn step(d: &Driver, step: Step) {
     panic!("{}: {last}", step.describe());
 }
 
+/// Merges shard 2 into shard 0 with both led by node `leader`.
+async fn merge_2_into_0_led_by(d: &Driver, leader: u64) {
+    for shard in [0, 2] {
+        step(d, Step::TransferLeader { shard, to: leader }).await;
+    }
+    step(
+        d,
+        Step::Merge {
+            receiver: 0,
+            donor: 2,
+        },
+    )
+    .await;
+}
+
 /// `(modulus, epoch, keys)` of node `id`'s own replica of `shard`, from `/internal/ring`.
 async fn replica(c: &Cluster, id: u64, shard: u32) -> Result<(u64, u64, u64), String> {
-    let url = format!("http://{}/internal/ring", c.internal_addr(id));
-    let ring: serde_json::Value = c
-        .http()
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let ring = c.internal_ring(id).await?;
     let s = ring["shards"]
         .as_array()
         .and_then(|a| a.iter().find(|s| s["id"] == shard))
@@ -82,17 +88,7 @@ async fn a_node_down_across_a_merge_and_the_split_that_recreates_the_donor_comes
         // Node 3 stops, and shard 2 merges into shard 0 without it: when it is back it
         // learns of the merge's end and of the next split in one go.
         c.stop(3).await;
-        for shard in [0, 2] {
-            step(&d, Step::TransferLeader { shard, to: 1 }).await;
-        }
-        step(
-            &d,
-            Step::Merge {
-                receiver: 0,
-                donor: 2,
-            },
-        )
-        .await;
+        merge_2_into_0_led_by(&d, 1).await;
 
         // While node 3 is down shard 0 splits again: shard 2 is re-created, a new group.
         step(
@@ -131,17 +127,7 @@ async fn a_node_down_across_a_merge_and_the_split_that_recreates_the_donor_comes
         .await;
 
         // And when node 3 leads the next merge, every acknowledged write survives it.
-        for shard in [0, 2] {
-            step(&d, Step::TransferLeader { shard, to: 3 }).await;
-        }
-        step(
-            &d,
-            Step::Merge {
-                receiver: 0,
-                donor: 2,
-            },
-        )
-        .await;
+        merge_2_into_0_led_by(&d, 3).await;
         let wrong = c.read_back(&written, &[1, 2, 3]).await;
         assert!(
             wrong.is_empty(),

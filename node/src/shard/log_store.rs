@@ -81,6 +81,12 @@ impl LogStore {
         self.lock().committed.map(|l| l.index).unwrap_or(0)
     }
 
+    /// The index of the last entry in the log (or of the purge, if the log is empty).
+    pub fn last_index(&self) -> u64 {
+        let g = self.lock();
+        g.entries.keys().next_back().copied().or(g.purged.map(|p| p.index)).unwrap_or(0)
+    }
+
     /// Whether this replica has any Raft state (vote or log) — i.e. was ever initialised.
     pub fn is_empty(&self) -> bool {
         let g = self.lock();

@@ -116,6 +116,12 @@ impl Shard {
         if let Some(gap) = log.committed_gap(applied) {
             return Err(OpenError::LostEntries { shard: id, reason: gap.reason, forgotten: gap.forgotten, epoch });
         }
+        let vote_term = {
+            use openraft::storage::RaftLogStorage;
+            let vote = log.read_vote().await.map_err(|e| OpenError::Raft { shard: id, message: e.to_string() })?;
+            vote.map_or(0, |v| v.leader_id().term)
+        };
+        let read_index = read_index::ReadIndex::with_floor(vote_term, log.last_index());
         let events = sm.events();
         let snapshot_bytes = sm.snapshot_bytes();
         let net = NetworkFactory { shard: id, peers };
@@ -132,7 +138,7 @@ impl Shard {
             heard_from_leader: std::sync::atomic::AtomicBool::new(false),
             caught_up: std::sync::atomic::AtomicBool::new(false),
             proposer,
-            read_index: read_index::ReadIndex::default(),
+            read_index,
             transferring: std::sync::atomic::AtomicBool::new(false),
             snapshot_bytes,
         })

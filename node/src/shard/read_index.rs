@@ -36,9 +36,28 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct ReadIndex {
     inner: Arc<Mutex<Inner>>,
+    /// `(term, index)`: while this replica leads in `term`, the term of its vote when
+    /// it opened, no read index is below `index`, the last index of its log then.
+    /// openraft 0.9 lets a leader that restarts keep leading its term at once, and gives
+    /// it as read index the larger of its term's first entry and its committed index;
+    /// but the committed index a replica keeps is not durable (see
+    /// `LogStore::save_committed`), so after a crash it can be behind writes the leader
+    /// acknowledged before, and a read served at it would miss them. Every entry the
+    /// leader acknowledged is in its log (appended durably before it counted itself), so
+    /// waiting until this much is applied makes such a read see them. (In a later
+    /// term its log may have been cut below that; its term's first entry does then.)
+    floor: Arc<Mutex<(u64, u64)>>,
 }
 
 impl ReadIndex {
+    /// A read index for a replica that opened with a vote of `term` and a log ending
+    /// at `last_index`.
+    pub fn with_floor(term: u64, last_index: u64) -> Self {
+        let r = Self::default();
+        *r.floor.lock().unwrap_or_else(|p| p.into_inner()) = (term, last_index);
+        r
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -59,6 +78,8 @@ impl ReadIndex {
             tokio::spawn(async move { this.confirm_batches(raft).await });
         }
         let read_index = rx.await.map_err(|_| ReadIndexError::Retry("read batch dropped".into()))??;
+        let (floor_term, floor) = *self.floor.lock().unwrap_or_else(|p| p.into_inner());
+        let read_index = if raft.metrics().borrow().current_term == floor_term { read_index.max(floor) } else { read_index };
         let applied = raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
         if applied < read_index {
             raft.wait(None)
