@@ -68,21 +68,21 @@ async fn reshard_loop(c: Arc<Cluster>, stop: Arc<AtomicBool>, steps: Arc<AtomicU
 /// One run; returns (restarts, failed restarts, violations, lost writes).
 async fn run(seed: u64, chaos: Duration) -> (usize, usize, usize, usize) {
     let mut rng = StdRng::seed_from_u64(seed);
-    // A fresh cluster that does not start (a port another process took meanwhile) is
-    // no restart of ours: say so and count the run as failed.
-    let c = match tokio::spawn(
-        Cluster::builder(3)
-            .shards(2)
-            .flag("--snapshot-entries", "200")
-            .start(),
-    )
-    .await
-    {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("seed {seed}: a fresh cluster did not start: {e}");
-            println!("run seed {seed}: a fresh cluster did not start (counted as a violation)");
-            return (0, 0, 1, 0);
+    // A fresh cluster that does not start (a port another process took between the
+    // harness choosing it and the node binding it) is no restart of ours: it is tried
+    // again, up to three times, on fresh ports; only then is the run counted as failed.
+    let mut attempt = 0;
+    let c = loop {
+        attempt += 1;
+        let started = tokio::spawn(Cluster::builder(3).shards(2).flag("--snapshot-entries", "200").start()).await;
+        match started {
+            Ok(c) => break Arc::new(c),
+            Err(e) if attempt < 3 => eprintln!("seed {seed}: a fresh cluster did not start ({e}); again on fresh ports"),
+            Err(e) => {
+                eprintln!("seed {seed}: a fresh cluster did not start: {e}");
+                println!("run seed {seed}: a fresh cluster did not start three times (counted as a violation)");
+                return (0, 0, 1, 0);
+            }
         }
     };
     let urls: Vec<String> = c.ids().iter().map(|id| c.url(*id)).collect();
