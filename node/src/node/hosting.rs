@@ -101,12 +101,12 @@ impl SplitRelay {
         *e = (*e).max(epoch);
     }
 
-    /// The ring epoch of the slice of this node's replica of `id`, if it is open and
-    /// has applied anything (an empty replica waiting for its leader has no slice yet).
+    /// The ring epoch of the slice of this node's replica of `id`, if it is open: 0 for
+    /// an empty one (added to its group, waiting for its leader's snapshot).
     fn applied_epoch(&self, id: ShardId) -> Option<u64> {
         let state = self.states.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()?;
         let st = state.read().unwrap_or_else(|p| p.into_inner());
-        st.last_applied.is_some().then_some(st.slice.epoch)
+        Some(if st.last_applied.is_some() { st.slice.epoch } else { 0 })
     }
 }
 
@@ -137,8 +137,9 @@ impl SplitHost for SplitRelay {
     /// the old replica would go on under the new shard's id). The node's task finishes
     /// the retirement before it opens that new shard, and the new shard's first
     /// snapshot waits for it too (the directory is the same). A replica of that id as
-    /// new as the merge or newer (created again since: a receiver replaying its log) or
-    /// empty stays.
+    /// new as the merge or newer (created again since: a receiver replaying its log)
+    /// stays. An empty replica (added just before the merge, never filled) goes too: its
+    /// group is gone, and nobody would ever fill or retire it.
     fn merged(&self, receiver: ShardId, donor: ShardId, epoch: u64) -> HostFuture<'_> {
         Box::pin(async move {
             let old = self.applied_epoch(donor).filter(|e| *e < epoch && self.hosts(donor));

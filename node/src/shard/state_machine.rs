@@ -460,7 +460,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                 Command::MergeDone { modulus, epoch, revision } => {
                                     let before = s.slice.modulus;
                                     let r = s.apply_command(Command::MergeDone { modulus, epoch, revision }, &mut events);
-                                    if s.slice.modulus < before {
+                                    // A replica replaying entries from before it joined
+                                    // (a new replica fed the log from its start) leaves the
+                                    // donor's replicas here alone, as a split creates none.
+                                    if s.slice.modulus < before && is_member(&s.membership, self.host.node_id()) {
                                         ring_steps.push(RingStep::Merged { donor: s.slice.shard + modulus, epoch });
                                         crate::crash_point!("merge-done");
                                     }
