@@ -11,14 +11,14 @@ use ringkv_plan::driver::{Cluster as Ring, Progress};
 use ringkv_plan::Spec;
 use ringkv_tests::{eventually, key_in_shard, Cluster};
 
+/// Where node `id` keeps its snapshot of `shard`.
+fn snapshot_path(c: &Cluster, id: u64, shard: u32) -> std::path::PathBuf {
+    c.dir().join(format!("node-{id}")).join("shards").join(shard.to_string()).join("snapshot.bin")
+}
+
 /// Waits until node `id` has written a snapshot of `shard`.
 async fn snapshot_written(c: &Cluster, id: u64, shard: u32) {
-    let path = c
-        .dir()
-        .join(format!("node-{id}"))
-        .join("shards")
-        .join(shard.to_string())
-        .join("snapshot.bin");
+    let path = snapshot_path(c, id, shard);
     eventually("a snapshot", Duration::from_secs(20), || async {
         if path.exists() {
             Ok(())
@@ -31,12 +31,7 @@ async fn snapshot_written(c: &Cluster, id: u64, shard: u32) {
 
 /// Flips one byte in the middle of `shard`'s snapshot on node `id` (stopped).
 fn damage_snapshot(c: &Cluster, id: u64, shard: u32) {
-    let path = c
-        .dir()
-        .join(format!("node-{id}"))
-        .join("shards")
-        .join(shard.to_string())
-        .join("snapshot.bin");
+    let path = snapshot_path(c, id, shard);
     let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;

@@ -79,7 +79,7 @@ pub async fn raft_call(node: &Node, shard: ShardId, rpc: &str, body: &[u8]) -> R
     // A message from a group born after this replica's slice (see `origin_term`) is
     // for a newer shard of the same id: this replica is an old one, not its member.
     let born_later = |vote: &crate::shard::types::Vote| {
-        let born = vote.leader_id().term >> crate::shard::state_machine::TERM_EPOCH_SHIFT;
+        let born = crate::shard::types::born_epoch(vote.leader_id().term);
         let st = s.read();
         st.last_applied.is_some() && born > st.slice.epoch
     };

@@ -93,7 +93,7 @@ impl Shard {
         // anything else: its first election goes above it.
         if let Some(child) = initial.as_ref() {
             use openraft::storage::RaftLogStorage;
-            let term = state_machine::origin_term(child.slice.epoch);
+            let term = types::origin_term(child.slice.epoch);
             let raft_err = |e: StorageError| OpenError::Raft { shard: id, message: e.to_string() };
             let vote = log.read_vote().await.map_err(raft_err)?;
             if vote.is_none_or(|v| v.leader_id().term < term) {

@@ -221,29 +221,12 @@ fn write_child_snapshot(dir: &Path, child: &KvState) -> std::io::Result<()> {
 
 /// The first snapshot's metadata of a shard born from a split.
 fn child_meta(child: &KvState) -> SnapshotMeta {
-    let origin = LogId::new(openraft::CommittedLeaderId::new(origin_term(child.slice.epoch), 0), 0);
+    let origin = LogId::new(openraft::CommittedLeaderId::new(super::types::origin_term(child.slice.epoch), 0), 0);
     SnapshotMeta {
         last_log_id: Some(origin),
         last_membership: StoredMembership::new(Some(origin), child.membership.membership().clone()),
         snapshot_id: format!("{}-split-{}", child.slice.shard, child.slice.epoch),
     }
-}
-
-/// How many bits of a Raft term count elections within one group; the bits above
-/// hold the ring epoch at which the group was created (see [`origin_term`]).
-pub const TERM_EPOCH_SHIFT: u32 = 32;
-
-/// The Raft term a split's new shard starts at (its origin entry's and its first vote's):
-/// the ring epoch of the split, shifted above [`TERM_EPOCH_SHIFT`] bits. A shard id can
-/// name two groups over time (a merged donor that a later split re-creates), and an old
-/// replica of the first may still be hosted where its node was down through the merge.
-/// With terms counted from 1 in both, their log ids coincide and the new group's leader
-/// would take the old replica for a follower holding its entries (acknowledging entries
-/// it never had). With terms above the birth epoch, every Raft message says which group
-/// sent it, and a node refuses those of a group born after its replica's slice epoch
-/// (see `raft_net::server::raft_call`): no replica of that group can be that old.
-pub fn origin_term(epoch: u64) -> u64 {
-    epoch.saturating_mul(1 << TERM_EPOCH_SHIFT)
 }
 
 /// A split's new state as its first snapshot reads back: applied up to the origin.

@@ -152,3 +152,26 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// How many bits of a Raft term count elections within one group; the bits above
+/// hold the ring epoch at which the group was created (see [`origin_term`]).
+pub const TERM_EPOCH_SHIFT: u32 = 32;
+
+/// The Raft term a split's new shard starts at (its origin entry's and its first vote's):
+/// the ring epoch of the split, shifted above [`TERM_EPOCH_SHIFT`] bits. A shard id can
+/// name two groups over time (a merged donor that a later split re-creates), and an old
+/// replica of the first may still be hosted where its node was down through the merge.
+/// With terms counted from 1 in both, their log ids coincide and the new group's leader
+/// would take the old replica for a follower holding its entries (acknowledging entries
+/// it never had). With terms above the birth epoch, every Raft message says which group
+/// sent it, and a node refuses those of a group born after its replica's slice epoch
+/// (see `raft_net::server::raft_call`, [`born_epoch`]): no replica of that group can be that old.
+pub fn origin_term(epoch: u64) -> u64 {
+    epoch.saturating_mul(1 << TERM_EPOCH_SHIFT)
+}
+
+/// The ring epoch at which the group that used Raft term `term` was created (0 for the
+/// bootstrap shards' groups and those created before [`origin_term`] existed).
+pub fn born_epoch(term: u64) -> u64 {
+    term >> TERM_EPOCH_SHIFT
+}
