@@ -1,8 +1,12 @@
 //! Rules 6–8 and the balance predicate: every spec node holds about `S·R/N` replicas
 //! and leads about `S/N` shards.
 //!
-//! "About" is exact: a count `c` is balanced when `|c·N − S·R| ≤ N`, i.e. within ±1 of
-//! the even share, compared without division.
+//! "About" is exact: a count `c` is balanced when it is the even share rounded down or
+//! up, `⌊S·R/N⌋ ≤ c ≤ ⌈S·R/N⌉`, so the counts of any two nodes differ by at most one
+//! (within ±1 of the share is not enough: 7/6/6/5 replicas on four nodes are each within
+//! one of 6, and 6/6/6/6 is possible). When some node is off, the most- and least-loaded
+//! nodes differ by at least two: one is past a rounding of the mean, so another is on
+//! the other side of the mean.
 //!
 //! Rules 6 and 7 cannot ping-pong. Rule 7 runs only when no shard has excess voters, so
 //! the spec nodes hold exactly `S·R` voters; then "some node is off its share by more
@@ -34,7 +38,8 @@ pub(crate) fn trim_excess(c: &Census) -> Option<Next> {
 
 /// Rule 7: when replicas are unbalanced, the most-loaded spec node A (ties: highest id)
 /// gives a shard to the least-loaded B (ties: lowest id): an `AddReplica` on B now, and
-/// rule 6 removes A's replica next round. Prefers a shard A does not lead.
+/// rule 6 removes A's replica next round. Prefers a shard A does not lead; when A
+/// leads it, leadership moves first ([`Census::hand_off_before_move`]).
 pub(crate) fn spread_replicas(c: &Census) -> Option<Next> {
     replica_spread(c).err()?;
     let nodes = || c.spec.nodes.iter().copied();
@@ -46,6 +51,9 @@ pub(crate) fn spread_replicas(c: &Census) -> Option<Next> {
     let shard = (c.observed.shards.values())
         .filter(|s| s.voters.contains(&from) && !s.voters.contains(&to))
         .min_by_key(|s| (s.leader == Some(from), s.id))?;
+    if let Some(hand_off) = c.hand_off_before_move(shard, from, |_| true) {
+        return Some(hand_off);
+    }
     Some(Next::Step(Step::AddReplica { shard: shard.id, node: to }))
 }
 
@@ -105,13 +113,13 @@ fn leader_chain(c: &Census) -> Option<Step> {
     None
 }
 
-/// Whether every spec node's voter count is within one of `S·R/N`.
+/// Whether every spec node's voter count is `S·R/N` rounded down or up.
 pub(crate) fn replica_spread(c: &Census) -> Result<(), String> {
     let total = c.shard_count() * c.spec.replication;
     spread(c, total, "replicas", |n| c.voters(n))
 }
 
-/// Whether every spec node's leader count is within one of `S/N`.
+/// Whether every spec node's leader count is `S/N` rounded down or up.
 pub(crate) fn leader_spread(c: &Census) -> Result<(), String> {
     spread(c, c.shard_count(), "leaders", |n| c.leaders(n))
 }
@@ -122,13 +130,15 @@ fn spread(
     what: &str,
     count: impl Fn(NodeId) -> usize,
 ) -> Result<(), String> {
-    let nodes = c.spec.nodes.len();
-    match c.spec.nodes.iter().find(|&&n| (count(n) * nodes).abs_diff(total) > nodes) {
+    let nodes = c.spec.nodes.len().max(1);
+    let (low, high) = (total / nodes, total.div_ceil(nodes));
+    match c.spec.nodes.iter().find(|&&n| !(low..=high).contains(&count(n))) {
         None => Ok(()),
         Some(&n) => Err(format!(
-            "node {n} has {} {what}; the even share is {total}/{nodes}, and each node \
-             should be within one of it",
-            count(n)
+            "node {n} has {} {what}; the even share is {total}/{nodes}, so each node \
+             should have {}",
+            count(n),
+            if low == high { format!("{low}") } else { format!("{low} or {high}") }
         )),
     }
 }

@@ -74,8 +74,9 @@ pub fn next_step(spec: &Spec, observed: &Observed) -> Next {
 
 /// Whether `observed` is the ring `spec` asks for, balanced: `spec.shards` shards each
 /// with that modulus, each with exactly `replication` voters on spec nodes, no
-/// learners, no lost voters and a leader among its voters; every spec node within one
-/// of its share of replicas (`S·R/N`) and of leaders (`S/N`). Says what is off first.
+/// learners, no lost voters and a leader among its voters; every spec node holding its
+/// share of replicas (`S·R/N`) and of leaders (`S/N`), rounded down or up (so any two
+/// nodes differ by at most one). Says what is off first.
 /// Node health is not part of it: [`next_step`] waits for unhealthy spec nodes on its
 /// own.
 pub fn is_balanced(spec: &Spec, observed: &Observed) -> Result<(), String> {

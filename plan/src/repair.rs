@@ -80,7 +80,8 @@ pub(crate) fn repair(c: &Census) -> Option<Next> {
 }
 
 /// Rule 3: a voter on a node outside the spec moves out, add before remove, so the
-/// shard never drops below `replication` voters. The lowest shard id goes first and
+/// shard never drops below `replication` voters; a leading one hands leadership to a
+/// spec node first ([`Census::hand_off_before_move`]). The lowest shard id goes first and
 /// finishes before the next starts.
 pub(crate) fn drain(c: &Census) -> Option<Next> {
     c.observed.shards.values().find_map(|shard| {
@@ -88,8 +89,12 @@ pub(crate) fn drain(c: &Census) -> Option<Next> {
         // Unhealthy first (removing them never costs quorum), then non-leaders.
         let node: NodeId =
             drained.min_by_key(|&n| (c.serves(shard, n), shard.leader == Some(n), n))?;
+        let in_spec = |n| c.spec.nodes.contains(&n);
         if shard.voters.len() > c.spec.replication {
-            return Some(c.remove_voter(shard, node, |n| c.spec.nodes.contains(&n)));
+            return Some(c.remove_voter(shard, node, in_spec));
+        }
+        if let Some(hand_off) = c.hand_off_before_move(shard, node, in_spec) {
+            return Some(hand_off);
         }
         Some(match c.new_home(shard) {
             Ok(home) => Next::Step(Step::AddReplica { shard: shard.id, node: home }),

@@ -276,6 +276,17 @@ fn repair_and_drain_keep_replication() {
             Want::Is(transfer(0, 1)),
         ),
         case(
+            "a drained leader hands over before its replacement joins (while the shard \
+             has three voters a node hands over at once; with four, writes wait ~0.9 s)",
+            spec(2, 3, &four),
+            observed(
+                &[1, 2, 3, 4, 5],
+                &[],
+                vec![shard(0, 2, &[1, 2, 5], 5), shard(1, 2, &[2, 3, 4], 2)],
+            ),
+            Want::Is(transfer(0, 1)),
+        ),
+        case(
             "an unhealthy drained node is replaced like a healthy one",
             spec(2, 3, &[1, 2, 3]),
             observed(
@@ -636,6 +647,25 @@ fn is_balanced_says_what_is_off() {
             spec(4, 1, &three),
             observed(&three, &[], (0..4).map(|s| shard(s, 4, &[1], 1)).collect()),
             Some("node 1 has 4 replicas"),
+        ),
+        (
+            "replicas two apart, each within one of the share",
+            spec(8, 3, &[1, 2, 3, 4]),
+            observed(
+                &[1, 2, 3, 4],
+                &[],
+                vec![
+                    shard(0, 8, &[1, 2, 3], 1),
+                    shard(1, 8, &[1, 2, 4], 2),
+                    shard(2, 8, &[1, 3, 4], 3),
+                    shard(3, 8, &[1, 2, 3], 2),
+                    shard(4, 8, &[1, 2, 4], 4),
+                    shard(5, 8, &[1, 3, 4], 3),
+                    shard(6, 8, &[1, 2, 3], 3),
+                    shard(7, 8, &[2, 3, 4], 4),
+                ],
+            ),
+            Some("node 1 has 7 replicas; the even share is 24/4, so each node should have 6"),
         ),
         (
             "leaders off",

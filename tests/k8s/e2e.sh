@@ -66,6 +66,7 @@ dump() {
 finish() {
   [[ -n ${PF_PID:-} ]] && kill "$PF_PID" 2>/dev/null
   [[ -n ${WATCH_PID:-} ]] && kill "$WATCH_PID" 2>/dev/null
+  [[ -n ${LOAD_PID:-} ]] && kill "$LOAD_PID" 2>/dev/null
   if ((FAILS > 0)); then
     dump
     echo "e2e: $FAILS check(s) FAILED in $(elapsed)"
@@ -193,6 +194,79 @@ r=$(curl_ -X PUT "localhost:$PF_PORT/v1/kv/greeting" -d hello)
 r=$(curl_ "localhost:$PF_PORT/v1/kv/greeting")
 [[ $r == 200*'"value":"hello"'* ]]; check "port-forward GET /v1/kv/greeting" $? "$r"
 kill "$PF_PID" 2>/dev/null; wait "$PF_PID" 2>/dev/null; PF_PID=; rm -f "$pf_log"
+
+# ------------------------------------- reshard and scale under a load ---
+# service-load (tests/src/bin/service-load.rs): clients doing put/delete/CAS/get on shared
+# keys through the Service, every call recorded, plus a writer of unique keys; at the end
+# the history must be linearizable and every acknowledged write read back.
+LOAD_BIN=${E2E_LOAD_BIN:-$ROOT/target/debug/service-load}
+[[ -x $LOAD_BIN ]] || cargo build -q -p ringkv-tests --bin service-load
+load_stop=$(mktemp -u); load_log=$(mktemp)
+"$LOAD_BIN" --url "$base" --stop-file "$load_stop" >"$load_log" 2>&1 & LOAD_PID=$!
+LOAD_T0=$SECONDS
+sleep 5
+cond_of() { # type -> "status/observedGeneration"
+  k -n "$NS" get kvc demo -o jsonpath="{.status.conditions[?(@.type==\"$1\")].status}/{.status.conditions[?(@.type==\"$1\")].observedGeneration}"
+}
+settled() { # generation: Progressing False and Ready True, both at that generation or later
+  local p r; p=$(cond_of Progressing); r=$(cond_of Ready)
+  [[ ${p%/*} == False && ${p#*/} -ge $1 && ${r%/*} == True && ${r#*/} -ge $1 ]]
+}
+# What the ring says through the Service, checked against the wish: shard count, nodes,
+# every shard with replicationFactor members and a leader, and replicas and leaders per
+# node differing by at most one.
+ring_shape() { # shards nodes
+  curl -s --max-time 10 "$base/v1/cluster" | python3 -c "
+import json, sys
+want_shards, want_nodes, rf = $1, $2, 3
+v = json.load(sys.stdin)
+ring = v['ring']                      # every shard of the ring, hosted by this node or not
+nodes = list(range(1, want_nodes + 1)) # pod demo-N is node N
+reps = {n: 0 for n in nodes}; leads = {n: 0 for n in nodes}; bad = []; stray = set()
+for s in ring:
+    if len(s['members']) != rf or s['leader'] is None: bad.append(s['id'])
+    for m in s['members']:
+        if m in reps: reps[m] += 1
+        else: stray.add(m)
+    if s['leader'] in leads: leads[s['leader']] += 1
+ok = (v['shard_count'] == want_shards and len(ring) == want_shards and not bad and not stray
+      and max(reps.values()) - min(reps.values()) <= 1 and max(leads.values()) - min(leads.values()) <= 1)
+print(('OK ' if ok else 'NO ') + 'shards %d, replicas/node %s, leaders/node %s%s%s' % (
+    len(ring), [reps[n] for n in nodes], [leads[n] for n in nodes],
+    ', shards without %d members and a leader: %s' % (rf, bad) if bad else '',
+    ', replicas on nodes that should be gone: %s' % sorted(stray) if stray else ''))
+" 2>&1
+}
+shape_ok() { [[ $(ring_shape "$1" "$2") == OK* ]]; }
+T_STEP=600
+step_to() { # shards nodes
+  local t=$SECONDS gen out rc seen
+  info "patch shards=$1 nodes=$2 at load +$((SECONDS - LOAD_T0))s"
+  out=$(k -n "$NS" patch kvc demo --type merge -p "{\"spec\":{\"shards\":$1,\"nodes\":$2}}" 2>&1)
+  gen=$(k -n "$NS" get kvc demo -o jsonpath='{.metadata.generation}')
+  until_ok "$T_STEP" settled "$gen"; rc=$?
+  check "patch shards=$1 nodes=$2: settled at generation $gen" $rc "$out; Progressing $(cond_of Progressing), Ready $(cond_of Ready) ($((SECONDS - t))s)"
+  # the ring as the Service's nodes see it (a moment for the last leader transfer to show)
+  until_ok 60 shape_ok "$1" "$2"
+  seen=$(ring_shape "$1" "$2")
+  [[ $seen == OK* ]]; check "  ring: $1 shards on $2 nodes, balanced" $? "${seen#?? }"
+  local pods; pods=$(k -n "$NS" get pods -l app.kubernetes.io/instance=demo -o name | wc -l)
+  [[ $pods == "$2" ]]; check "  $2 node pods" $? "$pods pods"
+}
+step_to 8 3
+step_to 8 5
+step_to 4 5
+step_to 4 3
+pvcs=$(k -n "$NS" get pvc -o name | grep -E 'data-demo-[45]$' | tr '\n' ' ')
+[[ -z $pvcs ]]; check "removed pods' PVCs deleted (README: drained first)" $? "${pvcs:-none left}"
+touch "$load_stop"
+wait "$LOAD_PID"; rc=$?; LOAD_PID=
+out=$(grep '^service-load' "$load_log")
+check "load through the Service: linearizable, nothing lost" $rc "$(head -1 <<<"$out")"
+grep -v '^service-load: ran' <<<"$out"
+wait_ms=$(grep -o 'max_write_wait_ms [0-9]*' <<<"$out" | awk '{print $2}')
+[[ -n $wait_ms && $wait_ms -le 1000 ]]; check "  no write waited over 1 s" $? "longest ${wait_ms:-?} ms"
+rm -f "$load_log" "$load_stop"
 
 # ------------------------------------------------ delete a node pod ---
 for i in $(seq 1 50); do curl -s --max-time 5 -X PUT "$base/v1/kv/e2e/n/$i" -d "v$i" >/dev/null; done

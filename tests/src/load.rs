@@ -22,10 +22,29 @@ struct Ctx {
     history: History,
     stop: AtomicBool,
     ops: AtomicU64,
+    /// The longest a write (put, delete, CAS) waited for its answer, in µs, whatever the
+    /// answer was.
+    max_write_wait_us: AtomicU64,
+    /// Writes that waited over [`SLOW_WRITE`]: (seconds since the start, wait, what).
+    slow_writes: std::sync::Mutex<Vec<(f64, Duration, String)>>,
+    started: std::time::Instant,
     errors: std::sync::Mutex<Vec<String>>,
 }
 
+/// A write waiting longer than this is listed in [`LoadReport::slow_writes`].
+const SLOW_WRITE: Duration = Duration::from_millis(300);
+
 impl Ctx {
+    fn waited(&self, since: std::time::Instant, what: impl FnOnce() -> String) {
+        let waited = since.elapsed();
+        let us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.max_write_wait_us.fetch_max(us, Ordering::Relaxed);
+        if waited > SLOW_WRITE {
+            let at = since.duration_since(self.started).as_secs_f64();
+            self.slow_writes.lock().unwrap_or_else(|p| p.into_inner()).push((at, waited, what()));
+        }
+    }
+
     fn unexpected(&self, what: String) {
         self.errors
             .lock()
@@ -41,6 +60,11 @@ pub struct LoadReport {
     pub keys: usize,
     /// Calls whose outcome is unknown (a timeout, a 503, a node killed mid-call).
     pub unknown: usize,
+    /// The longest any write waited for its answer.
+    pub max_write_wait: Duration,
+    /// Writes that waited over 300 ms: (seconds since the load started, wait, the call
+    /// and its answer), in the order they finished.
+    pub slow_writes: Vec<(f64, Duration, String)>,
 }
 
 /// A running load.
@@ -64,6 +88,9 @@ impl Load {
             history: History::new(),
             stop: AtomicBool::new(false),
             ops: AtomicU64::new(0),
+            max_write_wait_us: AtomicU64::new(0),
+            slow_writes: Default::default(),
+            started: std::time::Instant::now(),
             errors: Default::default(),
         });
         let mut tasks = tokio::task::JoinSet::new();
@@ -80,7 +107,14 @@ impl Load {
 
     /// Stops the clients, reads every key through every node (each read must get an
     /// answer), and checks the whole history. Panics on any violation.
-    pub async fn finish(mut self) -> LoadReport {
+    pub async fn finish(self) -> LoadReport {
+        self.try_finish().await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Load::finish`] that returns what went wrong instead of panicking: no answer to a
+    /// final read within a minute, an answer other than success, 404/409 or a retryable
+    /// 503, or a history that is not linearizable.
+    pub async fn try_finish(mut self) -> Result<LoadReport, String> {
         self.ctx.stop.store(true, Ordering::Release);
         while self.tasks.join_next().await.is_some() {}
         let ctx = &self.ctx;
@@ -90,26 +124,25 @@ impl Load {
             for url in &ctx.urls {
                 let url = format!("{url}{}", key_path(&key));
                 while get(ctx, &key, &url).await.is_none() {
-                    assert!(
-                        tokio::time::Instant::now() < deadline,
-                        "no answer to the final read of {url} within a minute"
-                    );
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(format!("no answer to the final read of {url} within a minute"));
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
         let errors = ctx.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        assert!(
-            errors.is_empty(),
-            "answers other than success, 404/409 or a retryable 503: {errors:?}"
-        );
-        let stats =
-            check(&ctx.history.records()).unwrap_or_else(|v| panic!("not linearizable: {v:?}"));
-        LoadReport {
+        if !errors.is_empty() {
+            return Err(format!("answers other than success, 404/409 or a retryable 503: {errors:?}"));
+        }
+        let stats = check(&ctx.history.records()).map_err(|v| format!("not linearizable: {v:?}"))?;
+        Ok(LoadReport {
             ops: stats.ops,
             keys: stats.keys,
             unknown: stats.unknown,
-        }
+            max_write_wait: Duration::from_micros(ctx.max_write_wait_us.load(Ordering::Relaxed)),
+            slow_writes: ctx.slow_writes.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        })
     }
 }
 
@@ -140,7 +173,10 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
                     value: value.clone(),
                 },
             );
-            match c.http.put(&url).body(value).send().await {
+            let since = std::time::Instant::now();
+            let answer = c.http.put(&url).body(value).send().await;
+            c.waited(since, || format!("PUT {url}: {}", status_of(&answer)));
+            match answer {
                 Ok(r) if r.status() == 200 => p.complete(Outcome::Put),
                 Ok(r) if r.status() == 503 => p.complete(Outcome::Unknown),
                 Ok(r) => c.unexpected(format!("PUT {url}: {}", r.status())),
@@ -148,7 +184,10 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
             }
         } else if roll < 8 {
             let p = c.history.invoke(&key, Op::Delete);
-            match c.http.delete(&url).send().await {
+            let since = std::time::Instant::now();
+            let answer = c.http.delete(&url).send().await;
+            c.waited(since, || format!("DELETE {url}: {}", status_of(&answer)));
+            match answer {
                 Ok(r) if r.status() == 200 => {
                     let v: serde_json::Value = r.json().await.unwrap_or_default();
                     p.complete(Outcome::Deleted(v["deleted"] == 1));
@@ -169,13 +208,15 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
                     value: value.clone(),
                 },
             );
-            match c
+            let since = std::time::Instant::now();
+            let answer = c
                 .http
                 .put(format!("{url}?prev_revision={revision}"))
                 .body(value)
                 .send()
-                .await
-            {
+                .await;
+            c.waited(since, || format!("CAS {url}: {}", status_of(&answer)));
+            match answer {
                 Ok(r) if r.status() == 200 => p.complete(Outcome::Cas(true)),
                 Ok(r) if r.status() == 409 => p.complete(Outcome::Cas(false)),
                 Ok(r) if r.status() == 503 => p.complete(Outcome::Unknown),
@@ -184,6 +225,14 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
             }
         }
         c.ops.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// An answer's status, or the transport error, for messages.
+fn status_of(answer: &reqwest::Result<reqwest::Response>) -> String {
+    match answer {
+        Ok(r) => r.status().to_string(),
+        Err(e) => format!("no answer ({e})"),
     }
 }
 

@@ -409,3 +409,34 @@ fn every_combination_converges_safely_and_balanced() {
     }
     assert!(cases > 300, "{cases} cases");
 }
+
+/// Replica and leader counts per node of `nodes`, in that order.
+fn counts(observed: &Observed, nodes: &[NodeId]) -> (Vec<usize>, Vec<usize>) {
+    let shards = || observed.shards.values();
+    let replicas = nodes.iter().map(|n| shards().filter(|s| s.voters.contains(n)).count()).collect();
+    let leaders = nodes.iter().map(|n| shards().filter(|s| s.leader == Some(*n)).count()).collect();
+    (replicas, leaders)
+}
+
+#[test]
+fn adding_a_node_evens_replicas_and_leaders_exactly() {
+    // Found on a real cluster: 8 shards, replication 3, a fourth node added converged at
+    // 7/6/6/5 replicas and 3/2/2/1 leaders, each within one of the share (6 and 2) but
+    // two apart where 6/6/6/6 and 2/2/2/2 are possible.
+    let four = [1, 2, 3, 4];
+    let mut start = ring(8, &[1, 2, 3], 3);
+    start.nodes.insert(4, true);
+    let four_run = run(&spec(8, 3, &four), start, 100, None);
+    assert_eq!(four_run.end, Next::Converged);
+    assert_eq!(counts(&four_run.observed, &four), (vec![6, 6, 6, 6], vec![2, 2, 2, 2]));
+    // And on five nodes: 24 replicas and 8 leaders, any two nodes at most one apart.
+    let five = [1, 2, 3, 4, 5];
+    let mut start = ring(8, &[1, 2, 3], 3);
+    start.nodes.extend([(4, true), (5, true)]);
+    let five_run = run(&spec(8, 3, &five), start, 100, None);
+    assert_eq!(five_run.end, Next::Converged);
+    let (replicas, leaders) = counts(&five_run.observed, &five);
+    for c in [&replicas, &leaders] {
+        assert!(c.iter().max().unwrap() - c.iter().min().unwrap() <= 1, "{replicas:?} {leaders:?}");
+    }
+}
