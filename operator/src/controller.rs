@@ -42,6 +42,15 @@ pub async fn run(config: RunConfig, client: Client, listener: TcpListener, shutd
     }
 }
 
+/// A missing namespace gets a one-line error that says what to do.
+fn lease_error(e: kube_lease_manager::LeaseManagerError, namespace: &str) -> Error {
+    if format!("{e}").contains(&format!("namespaces \"{namespace}\" not found")) {
+        Error::LeaseNamespaceMissing(namespace.to_string())
+    } else {
+        Error::LeaderElection(e)
+    }
+}
+
 /// Waits for the Lease, then controls until shutdown or until the Lease is lost.
 async fn lead(config: &RunConfig, client: Client, metrics: Arc<Metrics>, shutdown: &CancellationToken) -> Result<(), Error> {
     let identity = config.identity.clone().unwrap_or_else(|| "ringkv-operator".to_string());
@@ -54,7 +63,7 @@ async fn lead(config: &RunConfig, client: Client, metrics: Arc<Metrics>, shutdow
         .with_grace((duration / 3).max(2))
         .build()
         .await
-        .map_err(Error::LeaderElection)?;
+        .map_err(|e| lease_error(e, &config.lease_namespace))?;
     let (mut is_leader, lease_task) = manager.watch().await;
 
     tracing::info!(lease = %config.lease_name, %identity, "waiting for the leader Lease");

@@ -58,11 +58,17 @@ pub const DEFAULT_NODE_IMAGE: &str = concat!("ghcr.io/ringkv/ringkv-node:", env!
     // Pods carry a `controller-revision-hash` label of the StatefulSet's name plus 11
     // characters, and labels stop at 63: a longer name makes a StatefulSet whose pods are
     // never created. Refused up front instead.
-    validation = Rule::new("size(self.metadata.name) <= 52")
-        .message("metadata.name must be at most 52 characters (the StatefulSet and its pods are named after it)")
+    // Services are named after the cluster, and a Service name is a DNS-1035 label:
+    // `my.cluster` or `1st` pass the API server's own name check but no Service could be
+    // made. Refused up front instead.
+    validation = Rule::new("size(self.metadata.name) <= 52 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
+        .message("metadata.name must be a DNS-1035 label of at most 52 characters (lowercase letters, digits and '-', starting with a letter, ending with a letter or digit): the Services, the StatefulSet and its pods are named after it")
 )]
 #[x_kube(validation = Rule::new("self.nodes >= self.replicationFactor")
-    .message("nodes must be at least replicationFactor")
+    // A messageExpression showing the two values is refused by the API server's cost
+    // estimate (over 100x the budget for `string(int)`), so the message names the
+    // defaults: setting only `replicationFactor: 5` is refused for the default `nodes: 3`.
+    .message("nodes must be at least replicationFactor (when unset, nodes is 3 and replicationFactor is 3)")
     .field_path(".nodes"))]
 #[serde(rename_all = "camelCase")]
 pub struct KVClusterSpec {
@@ -336,8 +342,8 @@ pub struct KVClusterStatus {
     /// Shards the data plane runs (differs from `spec.shards` while resharding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<u32>,
-    /// The layout the ring was bootstrapped with, which the pod template keeps for good
-    /// (see the operator's `NodeLayout`): recorded so a lost StatefulSet comes back with it.
+    /// The layout the ring was bootstrapped with (nodes and shards at creation), which
+    /// the pod template keeps for good: recorded so a lost StatefulSet comes back with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<BootstrapLayout>,
     /// Nodes (pods) that exist.
@@ -451,7 +457,47 @@ pub fn crd() -> Result<CustomResourceDefinition, crate::Error> {
     let ser = |e: serde_json::Error| crate::Error::Serialize { what: "the CRD", source: e };
     let mut value = serde_json::to_value(KVCluster::crd()).map_err(ser)?;
     fix_formats(&mut value);
+    unwrap_descriptions(&mut value);
+    let root = &mut value["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    // Every spec field has a default, so `spec` may be left out. The API server checks a
+    // default against the CEL rules without filling the nested defaults first, so the
+    // default names the two fields the rule reads; the rest are filled as usual.
+    if let Some(required) = root["required"].as_array_mut() {
+        required.retain(|r| r != "spec");
+        if required.is_empty() {
+            root.as_object_mut().map(|o| o.remove("required"));
+        }
+    }
+    root["properties"]["spec"]["default"] =
+        serde_json::json!({ "nodes": default_nodes(), "replicationFactor": default_replication_factor() });
+    // Resource quantities: the API server's own Quantity pattern, so `cpu: lots` is
+    // refused at `kubectl apply` (422, naming the field) instead of by every StatefulSet
+    // apply (a 500), as controller-gen's schemas do; and a one-line description instead
+    // of Quantity's page of Go documentation.
+    for kind in ["requests", "limits"] {
+        let q = &mut root["properties"]["spec"]["properties"]["resources"]["properties"][kind]["additionalProperties"];
+        if q.is_object() {
+            q["pattern"] = QUANTITY.into();
+            q["description"] = "A Kubernetes quantity, such as 250m, 2 or 512Mi.".into();
+        }
+    }
     serde_json::from_value(value).map_err(ser)
+}
+
+/// Descriptions come from doc comments wrapped at 90 columns; `kubectl explain` wraps on
+/// its own, so single line breaks become spaces (blank lines, which separate
+/// paragraphs, stay).
+fn unwrap_descriptions(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(d)) = map.get_mut("description") {
+                *d = d.split("\n\n").map(|p| p.split('\n').map(str::trim).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n\n");
+            }
+            map.values_mut().for_each(unwrap_descriptions);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(unwrap_descriptions),
+        _ => {}
+    }
 }
 
 /// The CRD as YAML, exactly as committed under `deploy/crds/` and `charts/ringkv/crds/`.

@@ -34,6 +34,14 @@ pub enum Error {
     #[error("leader election: {0}")]
     LeaderElection(#[source] kube_lease_manager::LeaseManagerError),
 
+    /// The Lease's namespace does not exist (seen running the operator outside a
+    /// cluster with the default `ringkv-system`).
+    #[error(
+        "the leader Lease's namespace `{0}` does not exist: create it (`kubectl create namespace {0}`) \
+         or name the operator's own namespace with --lease-namespace (RINGKV_OPERATOR_LEASE_NAMESPACE)"
+    )]
+    LeaseNamespaceMissing(String),
+
     /// Another replica took the Lease: this one stops so that only one acts.
     #[error("lost leadership of the Lease")]
     LostLeadership,
@@ -61,7 +69,7 @@ impl Error {
             Error::MissingField(_) => "missing_field",
             Error::Serialize { .. } => "serialize",
             Error::Yaml(_) => "yaml",
-            Error::LeaderElection(_) => "leader_election",
+            Error::LeaderElection(_) | Error::LeaseNamespaceMissing(_) => "leader_election",
             Error::LostLeadership => "lost_leadership",
             Error::HttpClient(_) => "http_client",
             Error::Serve(_) => "serve",

@@ -14,7 +14,8 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::Client;
 use serde::Serialize;
 
@@ -47,12 +48,21 @@ where
 }
 
 /// What to report when the API server refuses an object as invalid (422): a value the
-/// CRD schema lets through but Kubernetes does not (a malformed quantity in
-/// `resources`, a bad toleration). Retrying cannot help until the spec changes, so it
-/// is `Degraded` with the API server's own message, not a failed pass retried forever.
+/// CRD schema lets through but Kubernetes does not (a bad toleration; a malformed
+/// quantity in `resources` from before the schema checked them). Retrying cannot help
+/// until the spec changes, so it is `Degraded` with the API server's own message, not a
+/// failed pass retried forever. Server-side apply answers some of these with a 500 (seen
+/// on a real API server: "failed to create typed patch object (…): quantities must match
+/// the regular expression …"): those are refusals of the object too.
 fn refused(result: Result<(), Error>, what: &str, name: &str, report: &mut Report) -> Result<(), Error> {
+    let invalid = |s: &kube::core::Status| {
+        s.code == 422
+            || (s.code == 500
+                && (s.message.contains("failed to create typed patch object")
+                    || s.message.contains("quantities must match")))
+    };
     match result {
-        Err(Error::Kube(kube::Error::Api(status))) if status.code == 422 => {
+        Err(Error::Kube(kube::Error::Api(status))) if invalid(&status) => {
             report.blocked.push(Blocked {
                 reason: "InvalidSpec",
                 message: format!("the API server refused {what} {name}; fix the KVCluster spec: {}", status.message),
@@ -61,6 +71,15 @@ fn refused(result: Result<(), Error>, what: &str, name: &str, report: &mut Repor
         }
         other => other,
     }
+}
+
+/// Whether `meta` names the object with `uid` among its owners.
+fn owned_by(meta: &ObjectMeta, uid: &str) -> bool {
+    meta.owner_references.iter().flatten().any(|r| r.uid == uid)
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
 /// Executes `steps` for the cluster `owner` describes.
@@ -99,13 +118,28 @@ pub async fn execute(client: &Client, metrics: &Metrics, spec: &KVClusterSpec, o
                 }
             }
             Step::DeleteServiceMonitor => {
+                // Only the one this operator made (owned by this KVCluster): a user's own
+                // ServiceMonitor under the same name is left alone (one was deleted
+                // when every ServiceMonitor of that name was).
                 let api: Api<DynamicObject> =
                     Api::namespaced_with(client.clone(), ns, &resources::service_monitor_resource());
-                match api.delete(name, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    // Absent, or its CRD is not installed: nothing to delete.
-                    Err(e) if is_not_found(&e) => {}
+                let existing = match api.get_opt(name).await {
+                    Ok(found) => found,
+                    // Its CRD is not installed: nothing to delete.
+                    Err(e) if is_not_found(&e) => None,
                     Err(e) => return Err(e.into()),
+                };
+                let ours = existing.as_ref().and_then(|sm| sm.metadata.uid.clone()).filter(|_| {
+                    existing.as_ref().is_some_and(|sm| owned_by(&sm.metadata, &owner.reference.uid))
+                });
+                if let Some(uid) = ours {
+                    // The precondition makes sure it is still the object just checked.
+                    let params = DeleteParams { preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }), ..Default::default() };
+                    match api.delete(name, &params).await {
+                        Ok(_) => {}
+                        Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
             Step::ApplyStatefulSet(layout) => {
@@ -164,6 +198,39 @@ pub async fn execute_data(data_plane: &dyn DataPlane, metrics: &Metrics, cluster
         Err(e) => {
             metrics.steps.with_label_values(&["data_step_failed"]).inc();
             DataOutcome::Failed(step.clone(), e.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16, message: &str) -> Result<(), Error> {
+        let mut status = kube::core::Status::failure(message, "InternalError");
+        status.code = code;
+        Err(Error::Kube(kube::Error::Api(Box::new(status))))
+    }
+
+    #[test]
+    fn refusals_of_the_object_are_invalid_spec_and_the_rest_retried() {
+        let quantity = "failed to create typed patch object (default/demo; apps/v1, Kind=StatefulSet): \
+            .spec.template.spec.containers[name=\"node\"].resources.requests.cpu: quantities must match \
+            the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+        for (code, message, invalid) in [
+            (422, "StatefulSet.apps \"demo\" is invalid", true),
+            (500, quantity, true),
+            (500, "etcdserver: request timed out", false),
+            (409, "conflict", false),
+        ] {
+            let mut report = Report::default();
+            let out = refused(api_error(code, message), "the StatefulSet", "demo", &mut report);
+            assert_eq!(out.is_ok(), invalid, "{code} {message}");
+            assert_eq!(report.blocked.len(), usize::from(invalid), "{code} {message}");
+            if invalid {
+                assert_eq!(report.blocked[0].reason, "InvalidSpec");
+                assert!(report.blocked[0].message.contains(message), "{}", report.blocked[0].message);
+            }
         }
     }
 }

@@ -23,11 +23,17 @@ fn main() -> anyhow::Result<()> {
                 }
                 anyhow::bail!("{} configuration error(s)", errs.len());
             }
-            tokio::runtime::Builder::new_multi_thread()
+            let served = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?
-                .block_on(serve(config))
+                .block_on(serve(config));
+            // One line that says what went wrong (and what to do), not a backtrace.
+            if let Err(e) = served {
+                eprintln!("ringkv-operator: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
         }
     }
 }

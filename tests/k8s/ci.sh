@@ -16,10 +16,23 @@ T0=$SECONDS
 log() { printf '%s [k8s-ci] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 skip() { log "SKIPPED: $*"; exit 0; }
 
-[[ $(id -u) == 0 ]] || skip "not root: kubelet, containerd and iptables need root"
+# Go is often installed outside a non-login shell's PATH (the official tarball's place).
+for d in /usr/local/go/bin "$HOME/go/bin" /usr/lib/go/bin; do
+  [[ -x $d/go && :$PATH: != *":$d:"* ]] && PATH=$PATH:$d
+done
+export PATH
+if [[ $(id -u) != 0 ]]; then
+  # Root is needed; a CI user with passwordless sudo runs the whole script as root.
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    log "not root: running under sudo"
+    exec sudo -n --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME,CARGO_TARGET_DIR,GOPATH,GOMODCACHE,GOCACHE bash "$0" "$@"
+  fi
+  skip "not root (uid $(id -u)) and no passwordless sudo: kubelet, containerd and iptables need root"
+fi
 command -v apt-get >/dev/null 2>&1 || skip "no apt-get: cluster.sh installs etcd, CNI plugins and iptables from Debian's packages"
-command -v go >/dev/null 2>&1 || skip "no Go toolchain: Kubernetes, containerd and runc are built from Go modules"
+command -v go >/dev/null 2>&1 || skip "no Go toolchain on PATH ($PATH) nor in /usr/local/go/bin: Kubernetes, containerd and runc are built from Go modules"
 [[ -d /sys/fs/cgroup ]] || skip "no /sys/fs/cgroup: the kubelet needs cgroups"
+log "root, apt-get, $(go version), cgroups at /sys/fs/cgroup: running the real-Kubernetes suite"
 
 teardown() {
   log "tearing the cluster down"

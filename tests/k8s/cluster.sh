@@ -63,7 +63,7 @@ DNS_SVC_IP=10.96.0.10
 CLUSTER_DOMAIN=cluster.local
 FW_CHAIN=RINGKV-K8S-EGRESS
 
-APT_PACKAGES=(etcd-server containernetworking-plugins iptables conntrack iproute2 openssl
+APT_PACKAGES=(etcd-server containernetworking-plugins iptables conntrack iproute2 openssl prometheus
   libseccomp-dev pkg-config gcc libc6-dev busybox-static curl python3)
 
 log() { printf '%s [cluster] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -67,6 +67,7 @@ finish() {
   [[ -n ${PF_PID:-} ]] && kill "$PF_PID" 2>/dev/null
   [[ -n ${WATCH_PID:-} ]] && kill "$WATCH_PID" 2>/dev/null
   [[ -n ${LOAD_PID:-} ]] && kill "$LOAD_PID" 2>/dev/null
+  [[ -n ${PROM_PID:-} ]] && kill "$PROM_PID" 2>/dev/null
   if ((FAILS > 0)); then
     dump
     echo "e2e: $FAILS check(s) FAILED in $(elapsed)"
@@ -153,6 +154,22 @@ EOF
 [[ $rc != 0 && $out == *"nodes must be at least replicationFactor"* ]]
 check "nodes < replicationFactor refused (CEL)" $? "rc=$rc: $(tr '\n' ' ' <<<"$out")"
 
+# Found by running against a real API server (issue 12), each refused or accepted up
+# front now (server-side dry run: nothing is created).
+dry() { printf 'apiVersion: ringkv.io/v1alpha1\nkind: KVCluster\n%s\n' "$1" | k apply --dry-run=server -o jsonpath='{.spec}' -f - 2>&1; }
+out=$(dry $'metadata: {name: q}\nspec: {resources: {requests: {cpu: lots}}}')
+[[ $out == *"spec.resources.requests.cpu: Invalid value: \"lots\""* ]]
+check "malformed quantity refused at apply (was a 500 later)" $? "$(cut -c1-140 <<<"$out")"
+out=$(dry 'metadata: {name: my.cluster}')
+[[ $out == *"must be a DNS-1035 label"* ]]
+check "a name no Service can carry refused" $? "$(cut -c1-140 <<<"$out")"
+out=$(dry 'metadata: {name: nospec}')
+[[ $out == *'"nodes":3'*'"replicationFactor":3'*'"shards":4'* ]]
+check "spec left out: every default filled" $? "$(cut -c1-140 <<<"$out")"
+out=$(dry $'metadata: {name: rf}\nspec: {replicationFactor: 5}')
+[[ $out == *"when unset, nodes is 3"* ]]
+check "replicationFactor 5 alone: the message names the default nodes" $? "$(cut -c1-160 <<<"$out")"
+
 # ---------------------------------------------------- traffic: ClusterIP ---
 ip=$(k -n "$NS" get svc demo -o jsonpath='{.spec.clusterIP}')
 base=http://$ip:8080
@@ -237,13 +254,40 @@ print(('OK ' if ok else 'NO ') + 'shards %d, replicas/node %s, leaders/node %s%s
     ', replicas on nodes that should be gone: %s' % sorted(stray) if stray else ''))
 " 2>&1
 }
+# SIGKILL a pod's container process on this (the only) host: the process whose cgroup
+# names the pod's uid, by its command name. Prints the pids killed.
+kill_pod_process() { # namespace pod comm
+  local uid p pids=()
+  uid=$(k -n "$1" get pod "$2" -o jsonpath='{.metadata.uid}')
+  [[ -n $uid ]] || return 0
+  for p in /proc/[0-9]*; do
+    [[ $(cat "$p/comm" 2>/dev/null) == "$3" ]] || continue
+    grep -qE "pod(${uid}|${uid//-/_})" "$p/cgroup" 2>/dev/null && pids+=("${p#/proc/}")
+  done
+  ((${#pids[@]})) && kill -9 "${pids[@]}"
+  echo "${pids[*]}"
+}
 shape_ok() { [[ $(ring_shape "$1" "$2") == OK* ]]; }
 T_STEP=600
-step_to() { # shards nodes
+step_to() { # shards nodes [kill-operator]
   local t=$SECONDS gen out rc seen
   info "patch shards=$1 nodes=$2 at load +$((SECONDS - LOAD_T0))s"
   out=$(k -n "$NS" patch kvc demo --type merge -p "{\"spec\":{\"shards\":$1,\"nodes\":$2}}" 2>&1)
   gen=$(k -n "$NS" get kvc demo -o jsonpath='{.metadata.generation}')
+  if [[ ${3:-} == kill-operator ]]; then
+    # The leading operator dies in the middle of the operation (SIGKILL, no chance to
+    # release the Lease): the other replica must take the Lease and finish it.
+    local old pids; old=$(holder)
+    sleep 2
+    pids=$(kill_pod_process "$OP_NS" "$old" ringkv-operator)
+    # and its pod object, so that the kubelet does not restart it in place under the
+    # same identity (the Lease would simply stay with it)
+    k -n "$OP_NS" delete pod "$old" --grace-period=0 --force --wait=false >/dev/null 2>&1
+    taken() { local h; h=$(holder); [[ -n $h && $h != "$old" ]] && held; }
+    until_ok "$T_OPERATOR" taken; rc=$?
+    [[ -n $pids ]] || rc=1
+    check "  operator leader SIGKILLed mid-operation: Lease taken over" $rc "'$old' (pid ${pids:-not found}) killed; holder now '$(holder)' after $((SECONDS - t))s (Lease 15 s)"
+  fi
   until_ok "$T_STEP" settled "$gen"; rc=$?
   check "patch shards=$1 nodes=$2: settled at generation $gen" $rc "$out; Progressing $(cond_of Progressing), Ready $(cond_of Ready) ($((SECONDS - t))s)"
   # the ring as the Service's nodes see it (a moment for the last leader transfer to show)
@@ -255,7 +299,7 @@ step_to() { # shards nodes
 }
 step_to 8 3
 step_to 8 5
-step_to 4 5
+step_to 4 5 kill-operator
 step_to 4 3
 pvcs=$(k -n "$NS" get pvc -o name | grep -E 'data-demo-[45]$' | tr '\n' ' ')
 [[ -z $pvcs ]]; check "removed pods' PVCs deleted (README: drained first)" $? "${pvcs:-none left}"
@@ -275,6 +319,17 @@ pv_before=$(k -n "$NS" get pvc data-demo-2 -o jsonpath='{.spec.volumeName}' 2>/d
 t=$SECONDS
 out=$(k -n "$NS" delete pod demo-2 --timeout=120s 2>&1); rc=$?
 check "kubectl delete pod demo-2" $rc "$out ($((SECONDS - t))s)"
+# While demo-2 is down, the PodDisruptionBudget must refuse to evict another node pod (a
+# drain of a Kubernetes node would otherwise take a second replica of some shard away).
+pdb_zero() { [[ $(k -n "$NS" get pdb demo -o jsonpath='{.status.disruptionsAllowed}') == 0 ]]; }
+until_ok 20 pdb_zero
+pdb=$(k -n "$NS" get pdb demo -o jsonpath='allowed={.status.disruptionsAllowed} healthy={.status.currentHealthy}/{.status.expectedPods}')
+out=$(k create --raw "/api/v1/namespaces/$NS/pods/demo-1/eviction" -f - 2>&1 <<EOF
+{"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "demo-1", "namespace": "$NS"}}
+EOF
+); rc=$?
+[[ $rc != 0 && $out == *"disruption budget"* ]] && [[ -z $(k -n "$NS" get pod demo-1 -o jsonpath='{.metadata.deletionTimestamp}') ]]
+check "eviction of demo-1 refused by the PDB while demo-2 is down" $? "PDB $pdb: $(tr '\n' ' ' <<<"$out" | cut -c1-160)"
 back() {
   local u; u=$(k -n "$NS" get pod demo-2 -o jsonpath='{.metadata.uid}') || return 1
   [[ -n $u && $u != "$uid_before" ]] && k -n "$NS" wait --for=condition=Ready pod/demo-2 --timeout=2s
@@ -295,6 +350,79 @@ pod_ip=$(k -n "$NS" get pod demo-2 -o jsonpath='{.status.podIP}')
 local_ok=0
 for i in $(seq 1 50); do [[ $(curl -s --max-time 5 -H "Accept: application/octet-stream" "http://$pod_ip:8080/v1/kv/e2e/n/$i?consistency=serializable") == "v$i" ]] && local_ok=$((local_ok + 1)); done
 [[ $local_ok == 50 ]]; check "demo-2 serializable reads (its replicas)" $? "$local_ok of 50 from $pod_ip"
+
+# ------------------------------------------------ rolling image change ---
+# The same image under a new tag, as a user's upgrade would name a new one: the
+# StatefulSet replaces the pods one at a time; each node hands its shard leaderships off
+# on SIGTERM before it stops. Under a recorded load through the Service: linearizable,
+# nothing lost, and the answers only success or retryable ones (503, a dropped connection).
+node_image=$(bash "$HERE/images.sh" names | head -1)
+new_image=${node_image%:*}:e2e-rollout
+bash "$HERE/images.sh" tag "$node_image" "$new_image"
+load_stop=$(mktemp -u); load_log=$(mktemp)
+"$LOAD_BIN" --url "$base" --stop-file "$load_stop" >"$load_log" 2>&1 & LOAD_PID=$!
+sleep 3
+t=$SECONDS
+k -n "$NS" patch kvc demo --type merge -p "{\"spec\":{\"image\":\"$new_image\"}}" >/dev/null
+gen=$(k -n "$NS" get kvc demo -o jsonpath='{.metadata.generation}')
+rolled() {
+  [[ $(k -n "$NS" get pods -l app.kubernetes.io/instance=demo -o jsonpath='{range .items[*]}{.spec.containers[0].image}={.status.conditions[?(@.type=="Ready")].status} {end}') == \
+    "$new_image=True $new_image=True $new_image=True " ]] && settled "$gen"
+}
+until_ok "$T_STEP" rolled; rc=$?
+check "image change rolled through the 3 pods" $rc "$(k -n "$NS" get pods -l app.kubernetes.io/instance=demo -o jsonpath='{range .items[*]}{.metadata.name}:{.spec.containers[0].image} {end}')($((SECONDS - t))s)"
+sleep 3
+touch "$load_stop"
+wait "$LOAD_PID"; rc=$?; LOAD_PID=
+out=$(grep '^service-load' "$load_log")
+check "  load during the rollout: linearizable, nothing lost" $rc "$(head -1 <<<"$out")"
+grep -v '^service-load: ran' <<<"$out"
+rm -f "$load_log" "$load_stop"
+
+# ------------------------------------------------------------ Prometheus ---
+# Debian's prometheus, outside the cluster as a user's would be, finding the targets
+# through the API server (kubernetes_sd, EndpointSlices): the nodes behind the client
+# Service demo (port http) and the operator behind ringkv-metrics (port metrics).
+PROM_PORT=${E2E_PROM_PORT:-19090}
+if ! command -v prometheus >/dev/null 2>&1; then
+  fail "Prometheus scrape" "no prometheus binary (Debian's prometheus package; cluster.sh installs it)"
+else
+  prom_dir=$(mktemp -d)
+  cat >"$prom_dir/prometheus.yml" <<EOF
+global: {scrape_interval: 2s, scrape_timeout: 2s}
+scrape_configs:
+  - job_name: ringkv-nodes
+    kubernetes_sd_configs:
+      - {role: endpointslice, kubeconfig_file: $KUBECONFIG, namespaces: {names: [$NS]}}
+    relabel_configs:
+      - {source_labels: [__meta_kubernetes_service_name, __meta_kubernetes_endpointslice_port_name], regex: demo;http, action: keep}
+      - {source_labels: [__meta_kubernetes_pod_name], target_label: pod}
+  - job_name: ringkv-operator
+    kubernetes_sd_configs:
+      - {role: endpointslice, kubeconfig_file: $KUBECONFIG, namespaces: {names: [$OP_NS]}}
+    relabel_configs:
+      - {source_labels: [__meta_kubernetes_service_name, __meta_kubernetes_endpointslice_port_name], regex: ringkv-metrics;metrics, action: keep}
+      - {source_labels: [__meta_kubernetes_pod_name], target_label: pod}
+EOF
+  prometheus --config.file="$prom_dir/prometheus.yml" --storage.tsdb.path="$prom_dir/data" \
+    --web.listen-address="127.0.0.1:$PROM_PORT" >"$prom_dir/log" 2>&1 & PROM_PID=$!
+  promq() { curl -s --max-time 5 "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode "query=$1" |
+    python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(" ".join(sorted(m["metric"].get("pod","?")+"="+m["value"][1] for m in r)))' 2>/dev/null; }
+  all_up() { [[ $(promq 'up{job="ringkv-nodes"} == 1' | wc -w) == 3 && $(promq 'up{job="ringkv-operator"} == 1' | wc -w) == 2 ]]; }
+  t=$SECONDS
+  until_ok 90 all_up; rc=$?
+  check "Prometheus: up == 1 for 3 nodes and 2 operator pods" $rc "nodes: $(promq 'up{job="ringkv-nodes"}'); operator: $(promq 'up{job="ringkv-operator"}') ($((SECONDS - t))s)"
+  ((rc)) && tail -5 "$prom_dir/log"
+  series() { [[ $(promq "count by (pod) ({job=\"$1\", __name__=~\"$2\"})" | wc -w) == "$3" ]]; }
+  until_ok 30 series ringkv-nodes 'ringkv_raft_.+' 3; rc=$?
+  check "  ringkv_* series of every node" $rc "$(promq 'count by (pod) ({job="ringkv-nodes", __name__=~"ringkv_.+"})')"
+  until_ok 30 series ringkv-operator 'ringkv_operator_.+' 2; rc=$?
+  check "  ringkv_operator_* series of both operator pods" $rc "$(promq 'count by (pod) ({job="ringkv-operator", __name__=~"ringkv_operator_.+"})')"
+  leaders=$(promq 'sum(ringkv_operator_leader)')
+  [[ $leaders == *"=1" ]]; check "  exactly one operator leads (sum of ringkv_operator_leader)" $? "${leaders#*=}"
+  kill "$PROM_PID" 2>/dev/null; wait "$PROM_PID" 2>/dev/null; PROM_PID=
+  rm -rf "$prom_dir"
+fi
 
 # ------------------------------------- operator under its own RBAC ---
 oplogs=$(for p in $(k -n "$OP_NS" get pods -l app.kubernetes.io/name=ringkv-operator -o name); do k -n "$OP_NS" logs "$p"; done 2>&1)
@@ -324,3 +452,23 @@ check "owned objects gone" $rc "left: $(owned | tr '\n' ' ')$(k -n "$NS" get pod
 pvcs=$(k -n "$NS" get pvc -o name 2>/dev/null | grep demo | tr '\n' ' ')
 [[ $(wc -w <<<"$pvcs") == 3 ]]; check "PVCs kept (pvcRetention Retain, the default)" $? "$pvcs"
 
+# ------------------------------- re-create over the kept volumes, then Delete ---
+# The PVCs kept above hold the data: the same KVCluster applied again starts on them and
+# serves what was written before the delete. Then `pvcRetention: Delete` removes them.
+t=$SECONDS
+out=$(k apply -f deploy/samples/small.yaml 2>&1) &&
+  out=$(k wait --for=condition=Ready kvc/demo --timeout=$T_READY 2>&1); rc=$?
+check "kvc/demo re-created over the kept volumes, Ready" $rc "$out ($((SECONDS - t))s)"
+base=http://$(k -n "$NS" get svc demo -o jsonpath='{.spec.clusterIP}'):8080
+until_ok 30 curl -sf --max-time 3 "$base/healthz"
+missing=0
+for i in $(seq 1 50); do [[ $(curl -s --max-time 5 -H "Accept: application/octet-stream" "$base/v1/kv/e2e/n/$i") == "v$i" ]] || missing=$((missing + 1)); done
+r=$(curl_ "$base/v1/kv/e2e/greeting")
+[[ $missing == 0 && $r == 200*'"value":"hello"'* ]]
+check "  the data written before the delete reads back" $? "missing $missing of 50; greeting: ${r:0:60}"
+k -n "$NS" patch kvc demo --type merge -p '{"spec":{"pvcRetention":"Delete"}}' >/dev/null
+t=$SECONDS
+out=$(k delete kvc demo --timeout=${T_DELETE}s 2>&1); rc=$?
+no_pvcs() { [[ -z $(k -n "$NS" get pvc -o name 2>/dev/null | grep data-demo-) ]]; }
+until_ok "$T_DELETE" no_pvcs && [[ $rc == 0 ]]
+check "kubectl delete kvc demo with pvcRetention Delete: PVCs gone" $? "$out; left: $(k -n "$NS" get pvc -o name 2>/dev/null | grep data-demo- | tr '\n' ' ') ($((SECONDS - t))s)"

@@ -6,6 +6,7 @@
 #   images.sh import   import the archives into the local cluster's containerd (k8s.io)
 #   images.sh all      both (default)
 #   images.sh names    print the image names
+#   images.sh tag S T  the imported image S also under the name T (the e2e's image change)
 #
 # The images carry what deploy/docker/*.Dockerfile describe for users with a registry
 # (FROM gcr.io/distroless/cc-debian12:nonroot): the binary at /usr/local/bin, uid/gid
@@ -117,10 +118,19 @@ import_images() {
     die "images not listed after import"
 }
 
+tag_image() { # source target: the same image under a second name (as `docker tag`)
+  [[ -S $CTRD_SOCK ]] || die "containerd is not running ($CTRD_SOCK): tests/k8s/cluster.sh up"
+  "$(ctr_bin)" --address "$CTRD_SOCK" -n k8s.io images tag --force "$1" "$2" 2>&1 |
+    grep -v "cgroup v1 support is deprecated" >&2 || true
+  "$(ctr_bin)" --address "$CTRD_SOCK" -n k8s.io images ls -q 2>/dev/null | grep -qxF "$2" ||
+    die "$2 not listed after tagging"
+}
+
 case ${1:-all} in
   build) build_images ;;
   import) import_images ;;
   all) build_images; import_images ;;
   names) echo "$NODE_IMAGE"; echo "$OPERATOR_IMAGE" ;;
-  *) echo "usage: $0 build|import|all|names" >&2; exit 2 ;;
+  tag) tag_image "$2" "$3" ;;
+  *) echo "usage: $0 build|import|all|names|tag SOURCE TARGET" >&2; exit 2 ;;
 esac

@@ -17,6 +17,9 @@ use crate::linearizability::{check, History, Op, Outcome};
 /// The load's shared state.
 struct Ctx {
     urls: Vec<String>,
+    /// Keys are `{prefix}0` … (`lin-` unless given): a history must start on keys nobody
+    /// wrote before, since the checker starts every register absent.
+    prefix: String,
     keys: usize,
     http: reqwest::Client,
     history: History,
@@ -77,8 +80,15 @@ impl Load {
     /// Starts `clients` clients on keys `lin-0..lin-{keys}` through `urls`; the first
     /// `writers` of them write, the rest only read.
     pub fn start(urls: Vec<String>, clients: usize, writers: usize, keys: usize) -> Load {
+        Load::start_on("lin-", urls, clients, writers, keys)
+    }
+
+    /// [`Load::start`] on keys `{prefix}0..{prefix}{keys}`, for a cluster that may hold
+    /// keys of an earlier load (a fresh prefix per run).
+    pub fn start_on(prefix: &str, urls: Vec<String>, clients: usize, writers: usize, keys: usize) -> Load {
         let ctx = Arc::new(Ctx {
             urls,
+            prefix: prefix.to_string(),
             keys,
             http: reqwest::Client::builder()
                 .no_proxy()
@@ -120,7 +130,7 @@ impl Load {
         let ctx = &self.ctx;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         for k in 0..ctx.keys {
-            let key = format!("lin-{k}");
+            let key = format!("{}{k}", ctx.prefix);
             for url in &ctx.urls {
                 let url = format!("{url}{}", key_path(&key));
                 while get(ctx, &key, &url).await.is_none() {
@@ -153,7 +163,7 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
         let (key, node, roll) = {
             let mut rng = rand::rng();
             (
-                format!("lin-{}", rng.random_range(0..c.keys)),
+                format!("{}{}", c.prefix, rng.random_range(0..c.keys)),
                 c.urls[rng.random_range(0..c.urls.len())].clone(),
                 rng.random_range(0..10),
             )

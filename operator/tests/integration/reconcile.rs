@@ -20,9 +20,10 @@ pub(crate) fn apply(path: &str) -> Exchange {
 pub(crate) fn apply_services() -> Vec<Exchange> {
     vec![apply(path::PEERS), apply(path::CLIENT), apply(path::PDB)]
 }
-/// After a spec change with monitoring off: delete any ServiceMonitor (there is none).
+/// After a spec change with monitoring off: look for the cluster's ServiceMonitor to
+/// delete it (there is none).
 pub(crate) fn delete_absent_service_monitor() -> Exchange {
-    Exchange::new(Method::DELETE, path::SM, Reply::Error(404))
+    Exchange::new(Method::GET, path::SM, Reply::Error(404))
 }
 pub(crate) fn patch_status() -> Exchange {
     let whole = serde_json::to_value(kvc(json!({}), 1)).expect("json");
@@ -199,4 +200,35 @@ async fn an_object_the_api_server_refuses_is_degraded_with_its_message_not_a_fai
     assert!(message.contains("refused the StatefulSet demo") && message.contains("mock API server: Invalid"), "{message}");
     assert_eq!(degraded["observedGeneration"], 2);
     assert_eq!(pass.metrics.failures.with_label_values(&["api_error"]).get(), 0);
+}
+
+#[tokio::test]
+async fn with_monitoring_off_only_the_operators_own_servicemonitor_is_deleted() {
+    // Seen on a real cluster: a user's ServiceMonitor named like the cluster was deleted
+    // on every spec change. The pass stops at a refused StatefulSet, after the
+    // ServiceMonitor step.
+    let old = settled_status().await;
+    let sm = |owners: Value| {
+        json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+               "metadata": {"name": "demo", "namespace": "prod", "uid": "sm-uid", "ownerReferences": owners}})
+    };
+    let theirs = sm(json!([]));
+    let ours = sm(json!([{"apiVersion": "ringkv.io/v1alpha1", "kind": "KVCluster", "name": "demo", "uid": "uid-1", "controller": true}]));
+    for (found, deleted) in [(theirs, false), (ours, true)] {
+        let mut k = kvc(json!({"resources": {"requests": {"memory": "300Mi"}}}), 2);
+        k.status = Some(old.clone());
+        let mut script = vec![get_sts(Reply::Json(statefulset_object(&k, NodeLayout::new(3, 4), 3, false)))];
+        script.extend(apply_services());
+        script.push(Exchange::new(Method::GET, path::SM, Reply::Json(found)));
+        if deleted {
+            script.push(Exchange::new(Method::DELETE, path::SM, Reply::Json(json!({}))));
+        }
+        script.extend([Exchange::new(Method::PATCH, path::STS, Reply::Error(422)), patch_status()]);
+        let pass = reconcile_once(k, FakeDataPlane::nodes(3, 3, 4, &[1, 2, 3]), script).await;
+        let deletes: Vec<_> = pass.calls.iter().filter(|c| c.method == Method::DELETE).collect();
+        assert_eq!(deletes.len(), usize::from(deleted), "{:#?}", pass.calls);
+        if deleted {
+            assert_eq!(deletes[0].body["preconditions"]["uid"], "sm-uid", "deletes exactly the object it checked");
+        }
+    }
 }

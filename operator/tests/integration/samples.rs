@@ -100,5 +100,57 @@ fn names_longer_than_the_statefulset_allows_are_refused() {
     let obj = |name: String| json!({"apiVersion": "ringkv.io/v1alpha1", "kind": "KVCluster", "metadata": {"name": name}, "spec": {}});
     assert!(schema::validate(&schema, &obj("a".repeat(52))).is_empty(), "52 characters fit");
     let errors = schema::validate(&schema, &obj("a".repeat(53)));
-    assert!(errors.iter().any(|e| e.contains("metadata.name must be at most 52 characters")), "{errors:#?}");
+    assert!(errors.iter().any(|e| e.contains("metadata.name must be a DNS-1035 label of at most 52 characters")), "{errors:#?}");
+}
+
+#[test]
+fn names_no_service_could_carry_are_refused() {
+    // The API server accepts `my.cluster` as a KVCluster's name, but a Service named
+    // after it would be refused: the cluster ended up Degraded instead of refused.
+    let schema = crd_schema();
+    let obj = |name: &str| json!({"apiVersion": "ringkv.io/v1alpha1", "kind": "KVCluster", "metadata": {"name": name}, "spec": {}});
+    for good in ["demo", "a", "prod-kv-2"] {
+        assert!(schema::validate(&schema, &obj(good)).is_empty(), "{good} is a DNS-1035 label");
+    }
+    for bad in ["my.cluster", "1st", "kv-", "Demo"] {
+        let errors = schema::validate(&schema, &obj(bad));
+        assert!(errors.iter().any(|e| e.contains("must be a DNS-1035 label")), "{bad}: {errors:#?}");
+    }
+}
+
+#[test]
+fn spec_may_be_left_out_and_takes_every_default() {
+    let schema = crd_schema();
+    let obj = json!({"apiVersion": "ringkv.io/v1alpha1", "kind": "KVCluster", "metadata": {"name": "demo"}});
+    assert!(schema::validate(&schema, &obj).is_empty(), "a KVCluster without spec is valid");
+    assert_eq!(schema["properties"]["spec"]["default"], json!({"nodes": 3, "replicationFactor": 3}), "the API server fills spec and its defaults");
+}
+
+#[test]
+fn nodes_below_the_replication_names_the_defaults() {
+    let schema = crd_schema();
+    let rule = schema["properties"]["spec"]["x-kubernetes-validations"][0].clone();
+    assert_eq!(rule["rule"], "self.nodes >= self.replicationFactor");
+    let message = rule["message"].as_str().unwrap_or_default();
+    assert!(message.contains("when unset, nodes is 3 and replicationFactor is 3"), "{rule}");
+}
+
+#[test]
+fn malformed_resource_quantities_are_refused_by_the_schema() {
+    // `cpu: lots` used to reach the StatefulSet apply, which the API server answers with
+    // a 500. The schema now carries Kubernetes' Quantity pattern (the local validator
+    // skips patterns on int-or-string values, so the pattern is checked here by hand; the
+    // real API server refusing `lots` is checked by tests/k8s/e2e.sh).
+    let schema = crd_schema();
+    for kind in ["requests", "limits"] {
+        let q = &schema["properties"]["spec"]["properties"]["resources"]["properties"][kind]["additionalProperties"];
+        let pattern = regex::Regex::new(q["pattern"].as_str().expect("a pattern")).expect("a regex");
+        for good in ["250m", "2", "0.5", "512Mi", "1e3", "1Gi", "+1k"] {
+            assert!(pattern.is_match(good), "{kind}: {good}");
+        }
+        for bad in ["lots", "1 Gi", "1GB", "", "Mi"] {
+            assert!(!pattern.is_match(bad), "{kind}: {bad}");
+        }
+        assert_eq!(q["x-kubernetes-int-or-string"], true, "{kind}: integers stay allowed");
+    }
 }

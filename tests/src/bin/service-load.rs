@@ -33,7 +33,7 @@ struct Args {
     /// How many of those clients write (the rest only read).
     #[arg(long, default_value_t = 4)]
     writers: usize,
-    /// Shared keys (`lin-0` …).
+    /// Shared keys (`lin-<run>-0` …, a fresh run id each time).
     #[arg(long, default_value_t = 8)]
     keys: usize,
     /// Stop when this file exists.
@@ -58,8 +58,11 @@ async fn main() {
         .expect("an HTTP client");
     let urls: Vec<String> = args.urls.iter().map(|u| u.trim_end_matches('/').to_string()).collect();
     let node = NodeClient::new(0, urls[0].clone(), http);
-    let load = Load::start(urls.clone(), args.clients, args.writers.min(args.clients), args.keys);
-    let writer = Writer::start("svc", node.clone());
+    // Fresh keys per run: the checker starts every register absent, and the cluster may
+    // hold an earlier run's keys.
+    let run = format!("{:08x}", rand::random::<u32>());
+    let load = Load::start_on(&format!("lin-{run}-"), urls.clone(), args.clients, args.writers.min(args.clients), args.keys);
+    let writer = Writer::start(&format!("svc-{run}"), node.clone());
     let started = Instant::now();
     let end = started + Duration::from_secs(args.max_secs);
     while Instant::now() < end && !args.stop_file.as_ref().is_some_and(|f| f.exists()) {
