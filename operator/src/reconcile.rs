@@ -33,8 +33,12 @@ use crate::resources::{Owner, FIELD_MANAGER};
 use crate::status::{build, StatusInput};
 use crate::Error;
 
-/// How often a settled cluster is looked at again (the data plane sends no events).
-pub const REQUEUE_STABLE: Duration = Duration::from_secs(60);
+/// How often a settled cluster is looked at again. The data plane sends no events, and
+/// a node can turn unready (a shard without a leader) before its pod's readiness probe
+/// fails three times and the StatefulSet's status wakes the operator: `Ready` follows
+/// within this (it was 60 s, which the real cluster showed as a stale `Ready=True`).
+/// A pass costs two small GETs per node.
+pub const REQUEUE_STABLE: Duration = Duration::from_secs(15);
 /// How often a cluster that is starting or rolling is looked at.
 pub const REQUEUE_WAITING: Duration = Duration::from_secs(10);
 /// How often a paused cluster's status is refreshed.

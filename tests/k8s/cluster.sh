@@ -25,13 +25,14 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GOMOD=$HERE/go.mod
 
-modver() { awk -v m="$1" '$1==m && $2 ~ /^v/ {print $2; exit}' "$GOMOD"; }
+modver() { awk -v m="$1" '$1==m && $2 ~ /^v/ {print $2; exit}' "${2:-$GOMOD}"; }
 K8S_VERSION=$(modver k8s.io/kubernetes)
 CONTAINERD_VERSION=$(modver github.com/containerd/containerd/v2)
 RUNC_VERSION=$(modver github.com/opencontainers/runc)
 COREDNS_VERSION=$(modver github.com/coredns/coredns)
 HELM_VERSION=$(modver helm.sh/helm/v3)
 LPP_VERSION=$(modver github.com/rancher/local-path-provisioner)
+PROM_VERSION=$(modver github.com/prometheus/prometheus "$HERE/prometheus/go.mod")
 PAUSE_IMAGE=registry.k8s.io/pause:3.10.2 # containerd 2.x's default sandbox image name
 COREDNS_IMAGE=ringkv.local/coredns:${COREDNS_VERSION}
 BUSYBOX_IMAGE=ringkv.local/busybox:latest-local
@@ -63,7 +64,7 @@ DNS_SVC_IP=10.96.0.10
 CLUSTER_DOMAIN=cluster.local
 FW_CHAIN=RINGKV-K8S-EGRESS
 
-APT_PACKAGES=(etcd-server containernetworking-plugins iptables conntrack iproute2 openssl prometheus
+APT_PACKAGES=(etcd-server containernetworking-plugins iptables conntrack iproute2 openssl
   libseccomp-dev pkg-config gcc libc6-dev busybox-static curl python3)
 
 log() { printf '%s [cluster] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -85,9 +86,9 @@ ensure_packages() {
 # ------------------------------------------------------------------- build ---
 # Each component is built from the module pinned in go.mod, with the version
 # stamping its own release build uses. `nice` keeps the machine usable.
-gobuild() { # out-dir cgo tags ldflags pkgs...
+gobuild() { # out-dir cgo tags ldflags pkgs...   (GOBUILD_MODULE: another module dir)
   local out=$1 cgo=$2 tags=$3 ldflags=$4; shift 4
-  (cd "$HERE" && CGO_ENABLED=$cgo GOFLAGS="-mod=readonly -buildvcs=false" nice -n 10 \
+  (cd "${GOBUILD_MODULE:-$HERE}" && CGO_ENABLED=$cgo GOFLAGS="-mod=readonly -buildvcs=false" nice -n 10 \
     go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$out/" "$@")
 }
 
@@ -158,6 +159,16 @@ build() {
   if stale local-path-provisioner "${stamp[local-path-provisioner]}"; then
     log "building local-path-provisioner $LPP_VERSION"
     gobuild "$tmp" 0 "" "-s -w -X main.VERSION=$LPP_VERSION" github.com/rancher/local-path-provisioner
+  fi
+  stamp[prometheus]="github.com/prometheus/prometheus@$PROM_VERSION r$RECIPE_REV"
+  if stale prometheus "${stamp[prometheus]}"; then
+    # Its own module (prometheus/go.mod; why not Debian's package is said there), with
+    # only the kubernetes service discovery compiled in.
+    log "building prometheus $PROM_VERSION (kubernetes_sd only)"
+    local v=${PROM_VERSION#v0.}
+    GOBUILD_MODULE=$HERE/prometheus gobuild "$tmp" 0 "remove_all_sd enable_kubernetes_sd" \
+      "-s -w -X github.com/prometheus/common/version.Version=3.${v%%.*}.${v#*.}" \
+      github.com/prometheus/prometheus/cmd/prometheus
   fi
   stamp[pause]="k8s.io/kubernetes@$K8S_VERSION build/pause/linux/pause.c r$RECIPE_REV"
   if stale pause "${stamp[pause]}"; then log "building pause"; build_pause "$tmp"; fi
@@ -334,6 +345,12 @@ start() { # name cmd...
   echo $! >"$PIDS/$name.pid"
 }
 
+write_if_changed() { # file: stdin becomes its content, unless it already is that
+  local tmp; tmp=$(mktemp "$1.XXXXXX")
+  cat >"$tmp"
+  if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv -f "$tmp" "$1"; fi
+}
+
 running() { local p; p=$(cat "$PIDS/$1.pid" 2>/dev/null) && kill -0 "$p" 2>/dev/null; }
 
 stop() { # name
@@ -498,7 +515,7 @@ import_images() {
 start_kubelet() {
   mkdir -p "$STATE/kubelet"
   echo "# no upstream resolvers: pods resolve only $CLUSTER_DOMAIN through CoreDNS" >"$STATE/resolv.conf"
-  cat >"$STATE/kubelet.yaml" <<EOF
+  write_if_changed "$STATE/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $NODE_IP
@@ -529,7 +546,10 @@ oomScoreAdj: 0 # see restrict_oom_score_adj above: the default -999 is refused h
 EOF
   start kubelet "$BIN/kubelet" --config "$STATE/kubelet.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
     --root-dir "$STATE/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v=1
-  cat >"$STATE/kube-proxy.yaml" <<EOF
+  # Only when it changed: kube-proxy watches its config file and exits when it is rewritten
+  # ("content of the proxy server's configuration file was updated"), so a second `up`
+  # of a running cluster used to stop it (and every ClusterIP with it).
+  write_if_changed "$STATE/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables

@@ -380,12 +380,13 @@ grep -v '^service-load: ran' <<<"$out"
 rm -f "$load_log" "$load_stop"
 
 # ------------------------------------------------------------ Prometheus ---
-# Debian's prometheus, outside the cluster as a user's would be, finding the targets
-# through the API server (kubernetes_sd, EndpointSlices): the nodes behind the client
-# Service demo (port http) and the operator behind ringkv-metrics (port metrics).
+# Prometheus outside the cluster, as a user's own would be, finding the targets through
+# the API server (kubernetes_sd, EndpointSlices): the nodes behind the client Service
+# demo (port http) and the operator behind ringkv-metrics (port metrics). Built by
+# cluster.sh from its Go module (tests/k8s/prometheus/go.mod says why not Debian's).
 PROM_PORT=${E2E_PROM_PORT:-19090}
 if ! command -v prometheus >/dev/null 2>&1; then
-  fail "Prometheus scrape" "no prometheus binary (Debian's prometheus package; cluster.sh installs it)"
+  fail "Prometheus scrape" "no prometheus binary on PATH (cluster.sh up builds it; eval \"\$(cluster.sh env)\")"
 else
   prom_dir=$(mktemp -d)
   cat >"$prom_dir/prometheus.yml" <<EOF
