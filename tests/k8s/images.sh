@@ -39,7 +39,7 @@ die() { log "ERROR: $*"; exit 1; }
 
 ctr_bin() {
   local c
-  for c in "$HOME"/.cache/ringkv-k8s/*/bin/ctr; do [[ -x $c ]] && { echo "$c"; return; }; done
+  for c in "${RINGKV_K8S_CACHE:-$HOME/.cache/ringkv-k8s}"/*/bin/ctr; do [[ -x $c ]] && { echo "$c"; return; }; done
   command -v ctr || die "no ctr: run tests/k8s/cluster.sh build"
 }
 
