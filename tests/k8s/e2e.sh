@@ -216,7 +216,7 @@ kill "$PF_PID" 2>/dev/null; wait "$PF_PID" 2>/dev/null; PF_PID=; rm -f "$pf_log"
 # service-load (tests/src/bin/service-load.rs): clients doing put/delete/CAS/get on shared
 # keys through the Service, every call recorded, plus a writer of unique keys; at the end
 # the history must be linearizable and every acknowledged write read back.
-LOAD_BIN=${E2E_LOAD_BIN:-$ROOT/target/debug/service-load}
+LOAD_BIN=${E2E_LOAD_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/service-load}
 [[ -x $LOAD_BIN ]] || cargo build -q -p ringkv-tests --bin service-load
 load_stop=$(mktemp -u); load_log=$(mktemp)
 "$LOAD_BIN" --url "$base" --stop-file "$load_stop" >"$load_log" 2>&1 & LOAD_PID=$!
