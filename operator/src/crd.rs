@@ -50,7 +50,7 @@ pub const DEFAULT_NODE_IMAGE: &str = concat!("ghcr.io/ringkv/ringkv-node:", env!
     derive = "PartialEq",
     doc = "A ringkv cluster: sharded, Raft-replicated key-value store nodes managed by the ringkv operator.",
     printcolumn(name = "Shards", type_ = "integer", json_path = ".status.shards", description = "Shards the data plane runs"),
-    printcolumn(name = "Nodes", type_ = "integer", json_path = ".spec.nodes", description = "Desired nodes"),
+    printcolumn(name = "Nodes", type_ = "integer", json_path = ".status.nodes", description = "Nodes (pods) that exist; spec.nodes is the wish"),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyNodes", description = "Ready nodes"),
     printcolumn(name = "Epoch", type_ = "integer", json_path = ".status.ringEpoch", description = "Ring epoch"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),

@@ -126,7 +126,11 @@ pub fn build(input: &StatusInput<'_>, plan: &Plan) -> KVClusterStatus {
     };
 
     let old_current = old.and_then(|s| s.current_operation.as_ref());
-    let current_operation = plan.operation.as_ref().map(|op| {
+    // A pause stops an operation, it does not finish it: it stays current (saying it is
+    // paused) and resumes with its counts when the pause ends. Recording it as completed
+    // ("Create … completed" with 0 of 5 nodes ready) was seen on a real cluster.
+    let paused_operation = spec.paused.then(|| old_current.cloned()).flatten().map(|o| OperationStatus { message: prog_message.clone(), ..o });
+    let current_operation = if spec.paused { paused_operation } else { plan.operation.as_ref().map(|op| {
         let same = old_current.filter(|o| o.type_ == op.kind.as_str());
         let executed = match data {
             Some(DataOutcome::Done(step)) => Some(describe(step)),
@@ -142,7 +146,7 @@ pub fn build(input: &StatusInput<'_>, plan: &Plan) -> KVClusterStatus {
             started_at: same.and_then(|o| o.started_at.clone()).or_else(|| Some(now.clone())),
             finished_at: None,
         }
-    });
+    }) };
     let last_operation = match (old_current, &current_operation) {
         (Some(o), None) => Some(finished(o, now)),
         (Some(o), Some(c)) if o.type_ != c.type_ => Some(finished(o, now)),

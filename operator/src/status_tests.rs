@@ -212,6 +212,24 @@ fn paused_says_so_in_progressing() {
 }
 
 #[test]
+fn a_pause_mid_operation_keeps_it_current_and_unfinished() {
+    let creating = spec(json!({}));
+    let starting = status_for(&creating, &observed(1, 1, None), None, &at(100));
+    assert_eq!(starting.current_operation.as_ref().map(|o| o.type_.as_str()), Some("Create"));
+    // Paused with 1 of 3 nodes ready: not "Create … completed".
+    let paused = spec(json!({"paused": true}));
+    let p = status_for(&paused, &observed(1, 2, Some(&starting)), Some(&starting), &at(110));
+    assert_eq!(p.last_operation, None, "nothing finished");
+    let op = p.current_operation.as_ref().expect("the operation stays current");
+    assert_eq!((op.type_.as_str(), op.done, op.started_at.clone()), ("Create", 1, Some(at(100))));
+    assert!(op.message.contains("spec.paused"), "{}", op.message);
+    // Unpaused, it goes on and finishes as usual.
+    let resumed = status_for(&creating, &observed(3, 3, Some(&p)), Some(&p), &at(120));
+    let last = resumed.last_operation.as_ref().expect("finished now");
+    assert_eq!((last.type_.as_str(), last.started_at.clone(), last.finished_at.clone()), ("Create", Some(at(100)), Some(at(120))));
+}
+
+#[test]
 fn executor_findings_count_as_degraded() {
     let spec = spec(json!({"monitoring": {"serviceMonitor": {"enabled": true}}}));
     let o = observed(3, 1, None);
