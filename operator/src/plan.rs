@@ -207,7 +207,18 @@ pub fn plan(spec: &KVClusterSpec, observed: &Observed) -> Plan {
         rollout_complete: true,
         ..Default::default()
     });
-    let Some(sts) = observed.statefulset.as_ref().or(recreated.as_ref()) else {
+    // Pods that never ran (none ever Ready, no node answering, no ring recorded) have
+    // bootstrapped nothing: a changed spec is a creation with the new layout. (A
+    // scale-down of such a cluster used to wait for ever for pods that could not start,
+    // its status still saying "Create: 0 of 5".)
+    let never_ran = |s: &StatefulSetState| {
+        !observed.created
+            && s.ready_replicas == 0
+            && observed.nodes.values().all(|n| !n.ready && n.view.is_none())
+            && (s.replicas != spec.nodes || s.shards != Some(spec.shards))
+    };
+    let live = observed.statefulset.as_ref().filter(|s| !never_ran(s));
+    let Some(sts) = live.or(recreated.as_ref()) else {
         p.steps.push(Step::ApplyStatefulSet(NodeLayout::new(spec.nodes, spec.shards)));
         p.steps.push(Step::WaitForNodes { ready: 0, total: spec.nodes });
         p.operation = Some(Operation::create(0, spec.nodes, format!("creating {} nodes with {} shards", spec.nodes, spec.shards)));

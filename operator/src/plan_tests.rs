@@ -118,6 +118,17 @@ fn cases() -> Vec<Case> {
             operation: Some(OperationKind::Create),
         },
         Case {
+            name: "pods that never ran take a changed layout at once (a scale-down waited for ever)",
+            spec: small(),
+            observed: observed(
+                Some(StatefulSetState { ready_replicas: 0, updated_replicas: 0, ..sts(5, 4) }),
+                (1..=5).map(|id| (id, NodeProbe { ready: false, view: None })).collect(),
+                false,
+            ),
+            then: &["statefulset(3 nodes, 4 shards, 3 peers)", "wait_for_nodes(0/3)"],
+            operation: Some(OperationKind::Create),
+        },
+        Case {
             name: "a paused cluster gets no steps at all",
             spec: spec(json!({"paused": true, "shards": 8})),
             observed: healthy(),
