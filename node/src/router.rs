@@ -275,10 +275,13 @@ impl Node {
     }
 
     /// Reads with the requested consistency. A serializable read is answered from this
-    /// node's replica when it hosts one that owns the key; otherwise it goes to the leader.
+    /// node's replica when it hosts one that owns the key and votes in the shard's group;
+    /// otherwise it goes to the leader. (An empty replica opened for a move starts with
+    /// its bootstrap slice, so it "owns" keys it holds nothing of: a node that answered
+    /// from one gave 404 for keys that exist, seen on a real cluster.)
     pub async fn read(&self, shard: ShardId, req: ShardRequest, c: Consistency) -> Result<ShardResponse, ApiError> {
         if c == Consistency::Serializable {
-            if let Some(sh) = self.shard(shard) {
+            if let Some(sh) = self.shard(shard).filter(|sh| sh.is_voter(self.id)) {
                 if let Ok(r) = read_state(&sh, req.clone()) {
                     return Ok(r);
                 }

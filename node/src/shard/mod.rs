@@ -171,6 +171,15 @@ impl Shard {
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
     }
+
+    /// Whether `node` is a voter of this replica's group as the replica knows it: not an
+    /// empty replica opened for a move (no membership yet) nor a learner catching up.
+    pub fn is_voter(&self, node: NodeId) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let voter = m.membership_config.membership().voter_ids().any(|v| v == node);
+        voter
+    }
 }
 
 /// Whether a replica that believes it leads has lost touch with its quorum.
