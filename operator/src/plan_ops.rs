@@ -160,7 +160,11 @@ pub fn operation(
         let message = format!("{shards} → {} shards: {now}", spec.shards);
         return Some(Operation::new(Reshard, at_target, spec.shards as usize, message));
     }
-    if !sts.rollout_complete && observed.created {
+    // A rollout is pods not on the newest template (or one already under way). The
+    // StatefulSet's status lagging a moment behind a shrink is none: it showed as a
+    // "Rollout completed, steps 0" that replaced the ScaleDown just finished.
+    let rolling = sts.updated_replicas < sts.replicas || observed.operation.as_deref() == Some(Rollout.as_str());
+    if !sts.rollout_complete && observed.created && rolling {
         let message = format!("{} of {} pods run the newest template", sts.updated_replicas, sts.replicas);
         return Some(Operation::new(Rollout, sts.updated_replicas.min(sts.replicas) as usize, sts.replicas as usize, message));
     }

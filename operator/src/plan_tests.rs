@@ -129,6 +129,17 @@ fn cases() -> Vec<Case> {
             operation: Some(OperationKind::Create),
         },
         Case {
+            name: "the StatefulSet's status lagging behind a shrink is no Rollout (it replaced the ScaleDown record)",
+            spec: small(),
+            observed: Observed {
+                statefulset: Some(StatefulSetState { rollout_complete: false, updated_replicas: 5, ..sts(3, 4) }),
+                operation: Some("ScaleDown".to_string()),
+                ..healthy()
+            },
+            then: &["statefulset(3 nodes, 4 shards, 3 peers)", "wait_for_rollout(5/3)"],
+            operation: None,
+        },
+        Case {
             name: "a paused cluster gets no steps at all",
             spec: spec(json!({"paused": true, "shards": 8})),
             observed: healthy(),
