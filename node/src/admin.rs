@@ -220,6 +220,11 @@ async fn remove_replica(
 /// How long an admin call waits for its change to take effect.
 const ADMIN_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a leader transfer lets its target catch up before pausing proposals, and how
+/// far behind (in entries) the target may be when the pause starts.
+const TRANSFER_CATCH_UP: Duration = Duration::from_secs(10);
+const TRANSFER_SLACK_ENTRIES: u64 = 64;
+
 impl Node {
     /// This node's replica of `shard`, which must lead it.
     fn led(&self, shard: ShardId) -> Result<Arc<Shard>, AdminError> {
@@ -340,6 +345,20 @@ impl Node {
         let quick = voters <= 3;
         if let (true, Some(since)) = (quick, sh.log.vote_saved_at()) {
             tokio::time::sleep_until((since + lease).into()).await;
+        }
+        // Let the target catch up while this leader still serves, so that the pause below
+        // covers only the last few entries. A target that had just restarted (a rolling
+        // update: the operator moves leaders back onto the new pod) made clients wait up
+        // to 2.5 s with proposals paused while it caught up. Bounded: after it, the paused
+        // wait below decides.
+        let serving_until = tokio::time::Instant::now() + TRANSFER_CATCH_UP;
+        while tokio::time::Instant::now() < serving_until {
+            let m = sh.raft.metrics().borrow().clone();
+            let matched = m.replication.as_ref().and_then(|r| r.get(&target).copied().flatten()).map_or(0, |l| l.index);
+            if matched + TRANSFER_SLACK_ENTRIES >= m.last_log_index.unwrap_or(0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let sh = self.led(shard)?;
         use std::sync::atomic::Ordering;
