@@ -309,15 +309,10 @@ out=$(grep '^service-load' "$load_log")
 check "load through the Service: linearizable, nothing lost" $rc "$(head -1 <<<"$out")"
 grep -v '^service-load: ran' <<<"$out"
 wait_ms=$(grep -o 'max_write_wait_ms [0-9]*' <<<"$out" | awk '{print $2}')
-# Issue 12 asks for no write waiting over 1 s. Measured here after the hand-off fix:
-# 612-882 ms (a merge, a scale-up); before it ~1 s at every scale-down. Until the merge's
-# and the scale-up's waits are understood, over 1 s is a printed WARN and over 2 s fails,
-# so that a slower CI machine does not fail the run on a target this machine meets with
-# little room.
-if [[ -n $wait_ms && $wait_ms -gt 1000 && $wait_ms -le 2000 ]]; then
-  info "WARN: the longest write waited $wait_ms ms, over issue 12's 1 s target (fails over 2 s)"
-fi
-[[ -n $wait_ms && $wait_ms -le 2000 ]]; check "  no write waited over 2 s (target 1 s)" $? "longest ${wait_ms:-?} ms"
+# Issue 12's bound. Measured here: 879-1003 ms before leaders moved off a replica before
+# its move, 612-916 ms before a transfer let a lagging target catch up while still
+# serving, 111 ms after both.
+[[ -n $wait_ms && $wait_ms -le 1000 ]]; check "  no write waited over 1 s" $? "longest ${wait_ms:-?} ms"
 rm -f "$load_log" "$load_stop"
 
 # ------------------------------------------------ delete a node pod ---
