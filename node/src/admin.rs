@@ -51,7 +51,7 @@ use crate::node::Node;
 use crate::ring::{NodeId, Ring, ShardId};
 use crate::shard::proposer::ProposeError;
 use crate::shard::types::Command;
-use crate::shard::Shard;
+use crate::shard::{matched_index, Shard};
 
 pub mod merge;
 
@@ -354,7 +354,7 @@ impl Node {
         let serving_until = tokio::time::Instant::now() + TRANSFER_CATCH_UP;
         while tokio::time::Instant::now() < serving_until {
             let m = sh.raft.metrics().borrow().clone();
-            let matched = m.replication.as_ref().and_then(|r| r.get(&target).copied().flatten()).map_or(0, |l| l.index);
+            let matched = matched_index(&m, target).unwrap_or(0);
             if matched + TRANSFER_SLACK_ENTRIES >= m.last_log_index.unwrap_or(0) {
                 break;
             }
@@ -374,7 +374,7 @@ impl Node {
             // The target must hold every entry, or the others would not vote for it.
             let last = loop {
                 let m = sh.raft.metrics().borrow().clone();
-                let matched = m.replication.as_ref().and_then(|r| r.get(&target).copied().flatten()).map(|l| l.index);
+                let matched = matched_index(&m, target);
                 if matched.is_some() && matched == m.last_log_index {
                     break m.last_log_index.unwrap_or(0);
                 }

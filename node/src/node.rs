@@ -589,7 +589,7 @@ impl Node {
         if m.current_leader != Some(self.id) {
             return;
         }
-        let matched = |id: &NodeId| m.replication.as_ref().and_then(|r| r.get(id).copied().flatten()).map(|l| l.index);
+        let matched = |id: &NodeId| crate::shard::matched_index(&m, *id);
         let others = m.membership_config.membership().voter_ids().filter(|v| *v != self.id);
         if let Some(target) = others.max_by_key(matched) {
             match tokio::time::timeout_at(deadline, self.transfer_leader(s.id, target)).await {

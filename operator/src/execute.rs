@@ -129,9 +129,7 @@ pub async fn execute(client: &Client, metrics: &Metrics, spec: &KVClusterSpec, o
                     Err(e) if is_not_found(&e) => None,
                     Err(e) => return Err(e.into()),
                 };
-                let ours = existing.as_ref().and_then(|sm| sm.metadata.uid.clone()).filter(|_| {
-                    existing.as_ref().is_some_and(|sm| owned_by(&sm.metadata, &owner.reference.uid))
-                });
+                let ours = existing.filter(|sm| owned_by(&sm.metadata, &owner.reference.uid)).and_then(|sm| sm.metadata.uid);
                 if let Some(uid) = ours {
                     // The precondition makes sure it is still the object just checked.
                     let params = DeleteParams { preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }), ..Default::default() };

@@ -651,20 +651,11 @@ fn is_balanced_says_what_is_off() {
         (
             "replicas two apart, each within one of the share",
             spec(8, 3, &[1, 2, 3, 4]),
-            observed(
-                &[1, 2, 3, 4],
-                &[],
-                vec![
-                    shard(0, 8, &[1, 2, 3], 1),
-                    shard(1, 8, &[1, 2, 4], 2),
-                    shard(2, 8, &[1, 3, 4], 3),
-                    shard(3, 8, &[1, 2, 3], 2),
-                    shard(4, 8, &[1, 2, 4], 4),
-                    shard(5, 8, &[1, 3, 4], 3),
-                    shard(6, 8, &[1, 2, 3], 3),
-                    shard(7, 8, &[2, 3, 4], 4),
-                ],
-            ),
+            // 7/6/6/5 replicas: shards 0..7 on these voters, each led by its first voter
+            observed(&[1, 2, 3, 4], &[], {
+                let voters: [&[NodeId]; 8] = [&[1, 2, 3], &[2, 1, 4], &[3, 1, 4], &[2, 1, 3], &[4, 1, 2], &[3, 1, 4], &[3, 1, 2], &[4, 2, 3]];
+                (0..8).map(|s| shard(s, 8, voters[s as usize], voters[s as usize][0])).collect()
+            }),
             Some("node 1 has 7 replicas; the even share is 24/4, so each node should have 6"),
         ),
         (

@@ -182,6 +182,11 @@ impl Shard {
     }
 }
 
+/// The last log index a leader knows `node` holds (`None`: not replicated to yet).
+pub fn matched_index(m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>, node: NodeId) -> Option<u64> {
+    m.replication.as_ref().and_then(|r| r.get(&node).copied().flatten()).map(|l| l.index)
+}
+
 /// Whether a replica that believes it leads has lost touch with its quorum.
 pub fn is_stale_leader(m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>, stale_after: std::time::Duration) -> bool {
     m.state == openraft::ServerState::Leader
