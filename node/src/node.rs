@@ -126,6 +126,44 @@ fn check_identity(dir: &Path, want: &Identity) -> Result<u32, StartError> {
     }
 }
 
+/// The shard count a fresh data directory records: the one the ring was bootstrapped
+/// with where a peer already runs it, else `--shards`. The two differ when a cluster is
+/// re-created over kept volumes with another configured count; a node added then must
+/// not start its replicas from the wrong bootstrap slices (they replay shard logs from
+/// the first entry). A joining node waits for a peer to answer, since it has nothing to
+/// serve before; a founder asks once, briefly, because at a first bootstrap its peers
+/// answer only after they too have opened (`bootstrap_once` then checks the counts).
+async fn ring_shard_count(config: &Config, peers: &PeerClient) -> u32 {
+    let others: Vec<NodeId> = config.peers.keys().copied().filter(|id| *id != config.node_id).collect();
+    if others.is_empty() {
+        return config.shards;
+    }
+    let mut logged = false;
+    loop {
+        let asks = others.iter().map(|id| peers.get_json::<NodeStatus>(*id, "/internal/status", Duration::from_secs(1)));
+        let answers = futures::future::join_all(asks).await;
+        if let Some(st) = answers.iter().flatten().find(|st| !st.initialized.is_empty()) {
+            if st.shard_count != config.shards {
+                tracing::warn!(
+                    ring = st.shard_count,
+                    configured = config.shards,
+                    peer = st.node_id,
+                    "the ring was bootstrapped with another shard count than --shards; using the ring's"
+                );
+            }
+            return st.shard_count;
+        }
+        if !config.is_joining() {
+            return config.shards;
+        }
+        if !logged {
+            tracing::info!(peers = ?others, "joining: waiting for a peer to tell the ring's bootstrap shard count");
+            logged = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Writes `name` in `dir` atomically: temporary file, fsync, rename, fsync the directory.
 fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
@@ -142,7 +180,11 @@ impl Node {
         let dir = config.data_dir.clone();
         let dir_err = |source| StartError::DataDir { path: dir.display().to_string(), source };
         std::fs::create_dir_all(&dir).map_err(dir_err)?;
-        let shard_count = check_identity(&dir, &Identity { node_id: config.node_id, shards: config.shards })?;
+        let mut peers_map = config.peers.clone();
+        peers_map.entry(config.node_id).or_insert_with(|| config.internal_addr().to_string());
+        let peers = PeerClient::new(peers_map);
+        let shards = if dir.join("node.json").exists() { config.shards } else { ring_shard_count(&config, &peers).await };
+        let shard_count = check_identity(&dir, &Identity { node_id: config.node_id, shards })?;
         let on_disk = hosted_on_disk(&dir, shard_count).map_err(dir_err)?;
         let mut hosted = on_disk.hosted;
 
@@ -159,10 +201,6 @@ impl Node {
         if let Some((file, offset)) = &recovered.torn_tail {
             tracing::warn!(file = %file.display(), offset, "WAL had a torn tail (a write cut by a crash); truncated it");
         }
-
-        let mut peers_map = config.peers.clone();
-        peers_map.entry(config.node_id).or_insert_with(|| config.internal_addr().to_string());
-        let peers = PeerClient::new(peers_map);
 
         let raft_config = Arc::new(
             openraft::Config {

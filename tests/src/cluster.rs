@@ -221,6 +221,17 @@ impl Cluster {
         p.spawn();
     }
 
+    /// Changes flag `name` of node `id` for its later starts (see [`Cluster::restart`]).
+    pub fn set_flag(&mut self, id: u64, name: &str, value: &str) {
+        let i = self.nodes.iter().position(|n| n.id == id).unwrap_or_else(|| panic!("no node {id}"));
+        self.nodes[i].set_flag(name, value);
+    }
+
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: u64) -> std::path::PathBuf {
+        self.process(id).data_dir.clone()
+    }
+
     /// Keeps the data directories and logs when the cluster is dropped (a failed check
     /// outside a panicking test, say); returns where they are.
     pub fn keep_data(&self) -> std::path::PathBuf {

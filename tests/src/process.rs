@@ -80,6 +80,14 @@ impl NodeProcess {
         self.args = args;
     }
 
+    /// Sets flag `name` to `value` for later starts (replacing its value if given).
+    pub fn set_flag(&mut self, name: &str, value: &str) {
+        match self.args.iter().position(|a| a == name) {
+            Some(i) if i + 1 < self.args.len() => self.args[i + 1] = value.to_string(),
+            _ => self.args.extend([name.to_string(), value.to_string()]),
+        }
+    }
+
     /// Sets environment variables for the next start only.
     pub fn set_next_env(&self, env: Vec<(String, String)>) {
         *self.next_env.lock().unwrap_or_else(PoisonError::into_inner) = env;
