@@ -67,8 +67,8 @@ ALL_FEATURES = {
         "pvcRetention": "Delete",
     },
 }
-# One namespace, one replica without a Lease: the KVCluster and the nodes' NetworkPolicy
-# go to the watched namespace, RBAC becomes a Role there.
+# One namespace, one replica without a Lease: the KVCluster goes to the watched
+# namespace, RBAC becomes a Role there.
 NAMESPACED_ONLY = {
     "watchNamespace": "apps",
     "replicaCount": 1,
@@ -85,7 +85,7 @@ OPERATOR_CALLS = [
     ("ringkv.io", "kvclusters/status", "patch"),
     ("ringkv.io", "kvclusters/finalizers", "update"),
 ] + [("apps", "statefulsets", v) for v in ("get", "list", "watch", "create", "patch")] + [
-    (g, r, v) for g, r in (("", "services"), ("policy", "poddisruptionbudgets")) for v in ("create", "patch")
+    (g, r, v) for g, r in (("", "services"), ("policy", "poddisruptionbudgets"), ("networking.k8s.io", "networkpolicies")) for v in ("create", "patch")
 ] + [("monitoring.coreos.com", "servicemonitors", v) for v in ("create", "patch", "delete")] + [
     ("", "persistentvolumeclaims", "deletecollection"),
     ("events.k8s.io", "events", "create"),
@@ -261,18 +261,32 @@ def main():
         result(True, "values.schema.json refuses an unknown key")
     one_ns = render(NAMESPACED_ONLY)
     placed = {f"{o['kind']}/{o['metadata']['name']}": o["metadata"].get("namespace") for _, o in one_ns}
-    want = {"KVCluster/ringkv": "apps", "NetworkPolicy/ringkv-nodes": "apps", "Role/ringkv": "apps"}
+    want = {"KVCluster/ringkv": "apps", "Role/ringkv": "apps"}
     wrong = {k: placed.get(k) for k, ns in want.items() if placed.get(k) != ns}
-    result(not wrong, "with watchNamespace the KVCluster, nodes' NetworkPolicy and Role are in it", str(wrong))
+    result(not wrong, "with watchNamespace the KVCluster and Role are in it", str(wrong))
     kept = [o for _, o in one_ns if o["kind"] == "KVCluster" and o["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep"]
     result(len(kept) == 1, "helm uninstall keeps the KVCluster (its finalizer needs the operator)")
     notes = helm.Chart.load(str(CHART)).render(NAMESPACED_ONLY, name=RELEASE, namespace=NAMESPACE, is_install=True)
     notes = next((t for p, t in notes.items() if p.endswith("NOTES.txt")), "")
     result("kubectl -n apps wait --for=condition=Ready kvc/ringkv" in notes, "NOTES.txt tells how to wait for the cluster", notes)
     defaults = {f"{o['kind']}/{o['metadata']['name']}": o for _, o in render({})}
-    policy = defaults.get("NetworkPolicy/ringkv-nodes", {})
-    internal_from = [r.get("from") for r in policy.get("spec", {}).get("ingress", []) if any(p.get("port") == 8180 for p in r.get("ports", []))]
-    result(bool(internal_from) and all(internal_from), "by default a NetworkPolicy keeps everyone but nodes and the operator off the internal port", str(policy))
+    # The nodes' NetworkPolicy is the operator's (one per KVCluster, any namespace): the
+    # chart tells it the operator pods' labels, which must select the operator's pods.
+    operator = defaults.get("Deployment/ringkv", {}).get("spec", {}).get("template", {})
+    env = {e["name"]: e.get("value") for e in operator.get("spec", {}).get("containers", [{}])[0].get("env", [])}
+    pod_labels = operator.get("metadata", {}).get("labels", {})
+    wanted = dict(p.split("=", 1) for p in (env.get("RINGKV_OPERATOR_NETWORK_POLICY_FROM") or "").split(",") if "=" in p)
+    result(
+        bool(wanted) and all(pod_labels.get(k) == v for k, v in wanted.items()),
+        "by default the operator gives each cluster a NetworkPolicy letting in the operator's pods",
+        f"{env.get('RINGKV_OPERATOR_NETWORK_POLICY_FROM')!r} vs pod labels {pod_labels}",
+    )
+    no_policy = {f"{o['kind']}/{o['metadata']['name']}": o for _, o in render({"networkPolicy": {"enabled": False}})}
+    no_env = [e["name"] for e in no_policy["Deployment/ringkv"]["spec"]["template"]["spec"]["containers"][0].get("env", [])]
+    result(
+        "RINGKV_OPERATOR_NETWORK_POLICY_FROM" not in no_env and not any(k.startswith("NetworkPolicy/") for k in no_policy),
+        "networkPolicy.enabled=false: no NetworkPolicies, none asked of the operator",
+    )
     spread = defaults.get("Deployment/ringkv", {}).get("spec", {}).get("template", {}).get("spec", {}).get("affinity", {})
     result("podAntiAffinity" in spread, "by default the operator's replicas prefer different hosts", str(spread))
     must_fail_render(

@@ -95,6 +95,13 @@ pub struct RunConfig {
     #[arg(long, env = "RINGKV_OPERATOR_LEASE_SECONDS", default_value_t = 15)]
     pub lease_seconds: u64,
 
+    /// Labels of the operator's own pods (`key=value,...`, in `--lease-namespace`). When
+    /// set, every KVCluster gets a NetworkPolicy `<name>-nodes`: its nodes' client port
+    /// open to all, their internal (Raft and admin) port only to the cluster's own nodes
+    /// and to these pods. The chart sets it unless `networkPolicy.enabled=false`.
+    #[arg(long, env = "RINGKV_OPERATOR_NETWORK_POLICY_FROM")]
+    pub network_policy_from: Option<String>,
+
     /// Timeout of each request to a node's /readyz and /v1/cluster.
     #[arg(long, env = "RINGKV_OPERATOR_PROBE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub probe_timeout: Duration,
@@ -123,11 +130,42 @@ impl RunConfig {
         if self.probe_timeout < Duration::from_millis(100) || self.probe_timeout > Duration::from_secs(30) {
             errs.push("--probe-timeout must be between 100ms and 30s".to_string());
         }
+        if let Some(Err(e)) = self.network_policy_from.as_deref().map(parse_labels) {
+            errs.push(format!("--network-policy-from: {e}"));
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             errs.push("--log-format must be `text` or `json`".to_string());
         }
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
+}
+
+impl RunConfig {
+    /// The operator's pods as the nodes' NetworkPolicies let them in (`None`: no
+    /// NetworkPolicies). Call after [`RunConfig::validate`].
+    pub fn operator_pods(&self) -> Option<crate::resources::OperatorPods> {
+        let labels = parse_labels(self.network_policy_from.as_deref()?).ok()?;
+        Some(crate::resources::OperatorPods { namespace: self.lease_namespace.clone(), labels })
+    }
+}
+
+/// `key=value,key=value` as a label map: keys non-empty, no key twice, at least one.
+fn parse_labels(s: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut labels = std::collections::BTreeMap::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| format!("`{pair}` is not key=value"))?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() {
+            return Err(format!("`{pair}` has an empty key"));
+        }
+        if labels.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(format!("label `{k}` is given twice"));
+        }
+    }
+    if labels.is_empty() {
+        return Err("no labels (omit the setting for no NetworkPolicies)".to_string());
+    }
+    Ok(labels)
 }
 
 #[cfg(test)]
@@ -171,6 +209,20 @@ mod tests {
         let errs = c.validate().unwrap_err();
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert!(!c.leader_election);
+    }
+
+    #[test]
+    fn network_policies_take_the_operators_pod_labels() {
+        assert_eq!(run(&[]).operator_pods(), None, "no labels, no NetworkPolicies");
+        let c = run(&["--lease-namespace", "ops", "--network-policy-from", "app=op, release=r1"]);
+        assert!(c.validate().is_ok());
+        let pods = c.operator_pods().expect("labels given");
+        assert_eq!(pods.namespace, "ops");
+        assert_eq!(pods.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(), ["app=op", "release=r1"]);
+        for bad in ["app", "=x", "a=1,a=2", " , "] {
+            let errs = run(&["--network-policy-from", bad]).validate().expect_err(bad);
+            assert!(errs.iter().any(|e| e.starts_with("--network-policy-from")), "{bad}: {errs:?}");
+        }
     }
 
     #[test]

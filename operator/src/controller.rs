@@ -134,7 +134,9 @@ async fn control(config: &RunConfig, client: Client, metrics: Arc<Metrics>, stop
     clusters.list(&ListParams::default().limit(1)).await?;
 
     let data_plane = HttpDataPlane::new(config.probe_timeout).map_err(Error::HttpClient)?;
-    let ctx = Arc::new(Context::new(client, Arc::new(data_plane), metrics, config.identity.clone()));
+    let mut ctx = Context::new(client, Arc::new(data_plane), metrics, config.identity.clone());
+    ctx.network_policy = config.operator_pods();
+    let ctx = Arc::new(ctx);
     let owned = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
     Controller::new(clusters, watcher::Config::default().any_semantic())
         .owns(statefulsets, owned)

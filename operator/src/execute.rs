@@ -13,6 +13,7 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
@@ -103,6 +104,13 @@ pub async fn execute(client: &Client, metrics: &Metrics, spec: &KVClusterSpec, o
                 let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
                 let result = apply(&api, name, &resources::disruption_budget(owner)).await;
                 refused(result, "the PodDisruptionBudget", name, &mut report)?;
+            }
+            Step::ApplyNetworkPolicy(operator) => {
+                let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+                let policy = resources::network_policy(owner, operator);
+                let policy_name = policy.metadata.name.clone().unwrap_or_default();
+                let result = apply(&api, &policy_name, &policy).await;
+                refused(result, "the NetworkPolicy", &policy_name, &mut report)?;
             }
             Step::ApplyServiceMonitor => {
                 let api: Api<DynamicObject> =

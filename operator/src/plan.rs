@@ -48,6 +48,9 @@ pub enum Step {
     ApplyClientService,
     /// Apply the PodDisruptionBudget.
     ApplyDisruptionBudget,
+    /// Apply the nodes' NetworkPolicy (when the operator is configured with its pods'
+    /// labels; see `RunConfig::network_policy_from`).
+    ApplyNetworkPolicy(crate::resources::OperatorPods),
     /// Apply the ServiceMonitor (its CRD may be missing; the executor reports that).
     ApplyServiceMonitor,
     /// Delete the ServiceMonitor after monitoring was turned off (absent is fine).
@@ -78,6 +81,7 @@ impl Step {
             Step::ApplyPeerService => "apply_peer_service",
             Step::ApplyClientService => "apply_client_service",
             Step::ApplyDisruptionBudget => "apply_disruption_budget",
+            Step::ApplyNetworkPolicy(_) => "apply_network_policy",
             Step::ApplyServiceMonitor => "apply_service_monitor",
             Step::DeleteServiceMonitor => "delete_service_monitor",
             Step::ApplyStatefulSet(_) => "apply_statefulset",

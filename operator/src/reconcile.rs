@@ -29,7 +29,7 @@ use crate::inflight::{InFlight, Key, Poll, Running};
 use crate::metrics::Metrics;
 use crate::observe::{planner_view, previous_layout, probe_nodes, was_created, DataPlane, Observed, StatefulSetState};
 use crate::plan::{plan, Step};
-use crate::resources::{Owner, FIELD_MANAGER};
+use crate::resources::{OperatorPods, Owner, FIELD_MANAGER};
 use crate::status::{build, StatusInput};
 use crate::Error;
 
@@ -68,6 +68,8 @@ pub struct Context {
     pub in_flight: Arc<InFlight>,
     /// How long a pass waits for the step it started ([`STEP_GRACE`]).
     pub step_grace: Duration,
+    /// The operator's pods, let in by the NetworkPolicy each cluster gets (`None`: none).
+    pub network_policy: Option<OperatorPods>,
 }
 
 /// The wall clock, in whole seconds (what a `Time` keeps once serialized).
@@ -86,7 +88,7 @@ impl Context {
     /// A context with the wall clock.
     pub fn new(client: Client, data_plane: Arc<dyn DataPlane>, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
         let recorder = Recorder::new(client.clone(), reporter(instance));
-        Context { client, data_plane, metrics, recorder, clock: now, in_flight: Arc::new(InFlight::new()), step_grace: STEP_GRACE }
+        Context { client, data_plane, metrics, recorder, clock: now, in_flight: Arc::new(InFlight::new()), step_grace: STEP_GRACE, network_policy: None }
     }
 }
 
@@ -178,7 +180,11 @@ async fn pass(
     };
     unreported.clone_from(&data);
     let (observed, cluster) = observe(kvc, owner, ctx, in_flight.as_ref()).await?;
-    let plan = plan(&kvc.spec, &observed);
+    let mut plan = plan(&kvc.spec, &observed);
+    // Operator configuration, not spec: applied first, so the pods start behind it.
+    if let Some(from) = ctx.network_policy.as_ref().filter(|_| !kvc.spec.paused) {
+        plan.steps.insert(0, Step::ApplyNetworkPolicy(from.clone()));
+    }
     let mut report = execute(&ctx.client, &ctx.metrics, &kvc.spec, owner, &plan.steps).await?;
     // One data-plane step, after the Kubernetes steps (the plan holds one only when
     // nothing waits, a step in flight included, and always with the driver's observation

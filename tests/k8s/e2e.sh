@@ -104,6 +104,17 @@ check "operator Lease held by a running pod" $rc "holder '$(holder)' (pods: $(op
 h=$(holder)
 sa=$(k -n "$OP_NS" get pod "$h" -o jsonpath='{.spec.serviceAccountName} uid={.spec.securityContext.runAsUser} image={.spec.containers[0].image}' 2>/dev/null)
 info "leader runs as: $sa"
+# The chart refuses, before creating anything, what would go wrong later: a second
+# operator over the same KVClusters, a watchNamespace that does not exist.
+out=$(helm install second charts/ringkv -n ringkv-second --create-namespace 2>&1); rc=$?
+made=$(helm status second -n ringkv-second >/dev/null 2>&1 && echo "release created")
+[[ $rc != 0 && $out == *"already watches every namespace"* && -z $made ]]
+check "a second operator over the same clusters refused" $? "rc=$rc: $(grep -o 'the ringkv operator.*namespace' <<<"$out" | head -1 | cut -c1-150)${made:+; $made}"
+out=$(helm install scoped charts/ringkv -n ringkv-second --set watchNamespace=no-such-ns 2>&1); rc=$?
+[[ $rc != 0 && $out == *'watchNamespace "no-such-ns" does not exist'* ]]
+check "a watchNamespace that does not exist refused" $? "rc=$rc: $(grep -o 'watchNamespace.*' <<<"$out" | head -1 | cut -c1-150)"
+helm uninstall second -n ringkv-second >/dev/null 2>&1
+k delete namespace ringkv-second --wait=false >/dev/null 2>&1
 
 # ----------------------------------------------------------- small sample ---
 k -n "$NS" delete pvc -l app.kubernetes.io/instance=demo --ignore-not-found >/dev/null 2>&1 # leftovers of an earlier run
@@ -118,6 +129,16 @@ eps=$(k -n "$NS" get endpointslices -l kubernetes.io/service-name=demo -o jsonpa
 # endpoint, all three within seconds)
 [[ $sts_ready == 3 && $eps -ge 1 ]]
 check "when Ready: pods Ready, Service has endpoints" $? "StatefulSet readyReplicas=${sts_ready:-0}, ready endpoints of svc/demo=$eps (at the moment kvc/demo turned Ready)"
+np=$(k -n "$NS" get networkpolicy demo-nodes -o json 2>/dev/null | python3 -c "
+import json,sys
+p=json.load(sys.stdin); s=p['spec']; own=[r['uid'] for r in p['metadata'].get('ownerReferences',[])]
+internal=[r for r in s['ingress'] if any(q.get('port')==8180 for q in r.get('ports',[]))]
+frm=internal[0]['from'] if internal else []
+ok=(own==['$(k -n "$NS" get kvc demo -o jsonpath='{.metadata.uid}')'] and s['podSelector']['matchLabels'].get('app.kubernetes.io/instance')=='demo'
+    and len(frm)==2 and frm[1]['namespaceSelector']['matchLabels']=={'kubernetes.io/metadata.name':'$OP_NS'}
+    and frm[1]['podSelector']['matchLabels'].get('app.kubernetes.io/name')=='ringkv-operator')
+print(('OK ' if ok else 'NO ')+'owner %s, internal port from %s' % (own, json.dumps(frm)))" 2>&1)
+[[ $np == OK* ]]; check "NetworkPolicy demo-nodes: internal port to nodes and operator" $? "${np:-none}"
 ready_eps() { [[ $(k -n "$NS" get endpointslices -l kubernetes.io/service-name=demo -o jsonpath='{range .items[*].endpoints[*]}{.conditions.ready} {end}' | grep -o true | wc -l) == 3 ]]; }
 t=$SECONDS; until_ok 30 ready_eps; check "svc/demo has 3 ready endpoints" $? "within $((SECONDS - t))s"
 k get pods -n "$NS" -l app.kubernetes.io/instance=demo -o wide
@@ -438,7 +459,7 @@ info "operator ERROR lines: $errs$( ((errs)) && grep -m3 '"level":"ERROR"' <<<"$
 # -------------------------------------------------------- delete kvc ---
 uid=$(k get kvc demo -o jsonpath='{.metadata.uid}')
 owned() { # objects in $NS whose ownerReferences name the kvc's uid
-  k -n "$NS" get statefulsets,services,poddisruptionbudgets,configmaps,secrets,pods -o json 2>/dev/null |
+  k -n "$NS" get statefulsets,services,poddisruptionbudgets,networkpolicies,configmaps,secrets,pods -o json 2>/dev/null |
     python3 -c "
 import json,sys
 for o in json.load(sys.stdin)['items']:
@@ -457,19 +478,30 @@ pvcs=$(k -n "$NS" get pvc -o name 2>/dev/null | grep demo | tr '\n' ' ')
 [[ $(wc -w <<<"$pvcs") == 3 ]]; check "PVCs kept (pvcRetention Retain, the default)" $? "$pvcs"
 
 # ------------------------------- re-create over the kept volumes, then Delete ---
-# The PVCs kept above hold the data: the same KVCluster applied again starts on them and
-# serves what was written before the delete. Then `pvcRetention: Delete` removes them.
+# The PVCs kept above hold the data (a ring bootstrapped with 4 shards): the KVCluster
+# applied again, now asking for 8 shards, starts on them, serves what was written before
+# the delete and splits the volumes' 4 shards into 8. Then a 4th node, on a fresh volume
+# (its pod template says 8 shards), joins that ring. Then `pvcRetention: Delete`.
 t=$SECONDS
-out=$(k apply -f deploy/samples/small.yaml 2>&1) &&
+out=$(sed 's/^  shards: 4$/  shards: 8/' deploy/samples/small.yaml | k apply -f - 2>&1) &&
   out=$(k wait --for=condition=Ready kvc/demo --timeout=$T_READY 2>&1); rc=$?
-check "kvc/demo re-created over the kept volumes, Ready" $rc "$out ($((SECONDS - t))s)"
+check "kvc/demo re-created over the kept volumes (shards 8), Ready" $rc "$out ($((SECONDS - t))s)"
 base=http://$(k -n "$NS" get svc demo -o jsonpath='{.spec.clusterIP}'):8080
 until_ok 30 curl -sf --max-time 3 "$base/healthz"
-missing=0
-for i in $(seq 1 50); do [[ $(curl -s --max-time 5 -H "Accept: application/octet-stream" "$base/v1/kv/e2e/n/$i") == "v$i" ]] || missing=$((missing + 1)); done
+read_back() { # base-url [query]: how many of the 50 keys do not read back
+  local i n=0
+  for i in $(seq 1 50); do [[ $(curl -s --max-time 5 -H "Accept: application/octet-stream" "$1/v1/kv/e2e/n/$i${2:+?$2}") == "v$i" ]] || n=$((n + 1)); done
+  echo $n
+}
+missing=$(read_back "$base")
 r=$(curl_ "$base/v1/kv/e2e/greeting")
 [[ $missing == 0 && $r == 200*'"value":"hello"'* ]]
 check "  the data written before the delete reads back" $? "missing $missing of 50; greeting: ${r:0:60}"
+step_to 8 3
+step_to 8 4
+pod4=http://$(k -n "$NS" get pod demo-4 -o jsonpath='{.status.podIP}'):8080
+missing=$(read_back "$pod4" consistency=serializable)
+[[ $missing == 0 ]]; check "  demo-4 (fresh volume) serves every key" $? "missing $missing of 50 (serializable reads at demo-4)"
 k -n "$NS" patch kvc demo --type merge -p '{"spec":{"pvcRetention":"Delete"}}' >/dev/null
 t=$SECONDS
 out=$(k delete kvc demo --timeout=${T_DELETE}s 2>&1); rc=$?

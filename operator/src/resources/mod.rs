@@ -8,7 +8,7 @@
 mod services;
 mod statefulset;
 
-pub use services::{client_service, disruption_budget, peer_service, service_monitor, service_monitor_resource};
+pub use services::{client_service, disruption_budget, network_policy, peer_service, service_monitor, service_monitor_resource};
 pub use statefulset::{peers_env, statefulset, NodeLayout};
 
 use std::collections::BTreeMap;
@@ -27,6 +27,15 @@ pub const INTERNAL_PORT: i32 = 8180;
 pub const FIELD_MANAGER: &str = "ringkv-operator";
 /// The label that tells the client Service from the peer Service.
 pub const SERVICE_ROLE_LABEL: &str = "ringkv.io/service";
+
+/// The operator's own pods, as a NetworkPolicy selects them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorPods {
+    /// The operator's namespace.
+    pub namespace: String,
+    /// Labels every operator pod carries.
+    pub labels: BTreeMap<String, String>,
+}
 
 /// Names and labels of everything one `KVCluster` owns.
 #[derive(Clone, Debug, PartialEq, Eq)]

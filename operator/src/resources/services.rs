@@ -1,13 +1,18 @@
-//! The Services, the PodDisruptionBudget and the optional ServiceMonitor.
+//! The Services, the PodDisruptionBudget, the nodes' NetworkPolicy and the optional ServiceMonitor.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::json;
 
-use super::{Owner, CLIENT_PORT, INTERNAL_PORT, SERVICE_ROLE_LABEL};
+use super::{OperatorPods, Owner, CLIENT_PORT, INTERNAL_PORT, SERVICE_ROLE_LABEL};
 use crate::crd::KVClusterSpec;
 
 fn port(name: &str, port: i32) -> ServicePort {
@@ -69,6 +74,43 @@ pub fn disruption_budget(owner: &Owner) -> PodDisruptionBudget {
             ..Default::default()
         }),
         status: None,
+    }
+}
+
+/// The nodes' NetworkPolicy (`<name>-nodes`): the client port (API and `/metrics`) open
+/// to all; the internal port, which appends Raft entries and drives splits and replica
+/// moves, only to this cluster's own nodes and to the operator's pods. One per
+/// KVCluster, in its namespace, whatever namespace the operator runs in.
+pub fn network_policy(owner: &Owner, operator: &OperatorPods) -> NetworkPolicy {
+    let names = &owner.names;
+    let tcp = |p: i32| NetworkPolicyPort {
+        port: Some(IntOrString::Int(p)),
+        protocol: Some("TCP".to_string()),
+        ..Default::default()
+    };
+    let pods = |labels: BTreeMap<String, String>| LabelSelector { match_labels: Some(labels), ..Default::default() };
+    let operator_namespace = BTreeMap::from([("kubernetes.io/metadata.name".to_string(), operator.namespace.clone())]);
+    NetworkPolicy {
+        metadata: owner.meta(&format!("{}-nodes", names.cluster), &[]),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(pods(names.selector_labels())),
+            policy_types: Some(vec!["Ingress".to_string()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule { from: None, ports: Some(vec![tcp(CLIENT_PORT)]) },
+                NetworkPolicyIngressRule {
+                    from: Some(vec![
+                        NetworkPolicyPeer { pod_selector: Some(pods(names.selector_labels())), ..Default::default() },
+                        NetworkPolicyPeer {
+                            namespace_selector: Some(pods(operator_namespace)),
+                            pod_selector: Some(pods(operator.labels.clone())),
+                            ..Default::default()
+                        },
+                    ]),
+                    ports: Some(vec![tcp(INTERNAL_PORT)]),
+                },
+            ]),
+            ..Default::default()
+        }),
     }
 }
 

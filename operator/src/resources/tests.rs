@@ -1,5 +1,7 @@
 //! Desired objects from specs: what the pods, Services and budget must look like.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -218,4 +220,34 @@ fn drained_pods_lose_their_volumes_and_deletion_is_left_to_the_finalizer() {
         let selector = Names::new("demo", "prod").selector();
         assert!(selector.split(',').all(|kv| kv.split_once('=').is_some_and(|(k, v)| claim_labels.get(k).map(String::as_str) == Some(v))));
     }
+}
+
+#[test]
+fn the_nodes_network_policy_opens_the_client_port_and_keeps_the_internal_port_to_nodes_and_operator() {
+    let operator = OperatorPods {
+        namespace: "ringkv-system".to_string(),
+        labels: BTreeMap::from([("app.kubernetes.io/name".to_string(), "ringkv-operator".to_string())]),
+    };
+    let np = serde_json::to_value(network_policy(&owner(), &operator)).expect("serializes");
+    assert_eq!(np["metadata"]["name"], "demo-nodes");
+    assert_eq!(np["metadata"]["namespace"], "prod", "in the cluster's namespace, not the operator's");
+    assert_eq!(np["metadata"]["ownerReferences"][0]["uid"], "uid-1", "garbage-collected with the KVCluster");
+    let own = json!({"app.kubernetes.io/name": "ringkv", "app.kubernetes.io/instance": "demo", "app.kubernetes.io/component": "node"});
+    assert_eq!(np["spec"]["podSelector"]["matchLabels"], own, "only this cluster's pods");
+    assert_eq!(np["spec"]["policyTypes"], json!(["Ingress"]));
+    let rules = np["spec"]["ingress"].as_array().expect("ingress rules");
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert_eq!(rules[0], json!({"ports": [{"port": 8080, "protocol": "TCP"}]}), "the client port from anywhere");
+    assert_eq!(rules[1]["ports"], json!([{"port": 8180, "protocol": "TCP"}]));
+    assert_eq!(
+        rules[1]["from"],
+        json!([
+            {"podSelector": {"matchLabels": own}},
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ringkv-system"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ringkv-operator"}}
+            }
+        ]),
+        "the internal port only from this cluster's nodes and the operator's pods"
+    );
 }

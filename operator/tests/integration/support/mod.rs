@@ -241,6 +241,7 @@ pub async fn reconcile_by(in_flight: &Arc<InFlight>, kvc: KVCluster, data_plane:
         clock: fixed_now,
         in_flight: in_flight.clone(),
         step_grace: TEST_STEP_GRACE,
+        network_policy: None,
     });
     let kvc = Arc::new(kvc);
     let result = tokio::time::timeout(Duration::from_secs(10), reconcile(kvc.clone(), ctx.clone()))
