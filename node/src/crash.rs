@@ -68,3 +68,17 @@ pub fn abort(name: &str) -> ! {
     eprintln!("crash point {name}: aborting");
     std::process::abort()
 }
+
+/// How long the test-only delay point `name` is armed to wait (`FAILPOINTS=name=return(MS)`);
+/// `None` unless armed (and always without the `failpoints` feature). The multi-process
+/// tests use `internal-serve-delay` to keep a restarted node's internal port shut for a
+/// while, as a Kubernetes pod with a new address is unreachable until its peers learn it.
+pub fn delay(name: &str) -> Option<std::time::Duration> {
+    #[cfg(feature = "failpoints")]
+    if let Some(ms) = fail::eval(name, |arg| arg.and_then(|a| a.parse::<u64>().ok())).flatten() {
+        eprintln!("delay point {name}: {ms} ms");
+        return Some(std::time::Duration::from_millis(ms));
+    }
+    let _ = name;
+    None
+}

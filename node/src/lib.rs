@@ -68,6 +68,9 @@ pub async fn run(
     let internal_app = raft_net::server::router(node.clone());
     let (istop, inode) = (internal_stop.clone(), node.clone());
     tracker.spawn(async move {
+        if let Some(d) = crash::delay("internal-serve-delay") {
+            tokio::time::sleep(d).await;
+        }
         let http = match raft_net::listener::split(internal, inode, istop.clone()) {
             Ok(h) => h,
             Err(e) => return tracing::error!(error = %e, "internal port"),
@@ -78,6 +81,8 @@ pub async fn run(
         }
     });
     tracker.spawn(node.clone().bootstrap(background.clone()));
+    let grace = node.config.election_timeout * 5;
+    tracker.spawn(node.clone().release_elections(grace, background.clone()));
     tracker.spawn(node.clone().reap_expired(background.clone()));
     tracker.spawn(node.clone().compact_wal(background.clone()));
     tracker.spawn(node.clone().open_split_shards(background.clone()));

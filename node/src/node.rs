@@ -89,6 +89,9 @@ pub struct Node {
     /// Cancelled when the node starts shutting down: long-lived streams (watches) end
     /// so that draining does not wait for them.
     pub stopping: CancellationToken,
+    /// Replicas that came back from disk and may not campaign yet (see
+    /// [`Node::release_elections`]).
+    held_elections: Mutex<Vec<ShardId>>,
 }
 
 /// Checks (or, on a fresh directory, records) whose data this is. Returns the shard count
@@ -251,6 +254,7 @@ impl Node {
         // (A recorded retirement has its epoch in `retired` already: `None`.)
         let mut finish: Vec<(ShardId, Option<u64>)> = on_disk.retiring.iter().map(|id| (*id, None)).collect();
         let mut shards = BTreeMap::new();
+        let mut held = Vec::new();
         // Highest id first: a split's new shard (always a higher id than its parent's)
         // is open when the parent replays its log, so a merge's end replayed there finds
         // the donor's replica and its epoch (see `SplitRelay::merged`).
@@ -259,6 +263,11 @@ impl Node {
             let slice = bootstrap_slice(id, shard_count);
             match Shard::open(id, &shard_dir(&dir, id), recovered.shards.remove(&id), slice, None, &deps).await {
                 Ok(shard) => {
+                    if !config.is_standalone() {
+                        // (see `Node::release_elections`)
+                        shard.raft.runtime_config().elect(false);
+                        held.push(id);
+                    }
                     relay.states.lock().unwrap_or_else(|p| p.into_inner()).insert(id, shard.state.clone());
                     shards.insert(id, Arc::new(shard));
                 }
@@ -324,10 +333,53 @@ impl Node {
             wal,
             changes,
             stopping: CancellationToken::new(),
+            held_elections: Mutex::new(held),
         });
         node.save_hosted().await.map_err(dir_err)?;
         node.refresh_local_routes();
         Ok(node)
+    }
+
+    /// Lets the replicas opened from disk campaign again: each as soon as it has heard
+    /// from its shard's leader, all of them after `grace`. A restarted node that does not
+    /// hear from the leader within an election timeout (on Kubernetes a new pod has a new
+    /// address, which the leader's connections and DNS learn only after a while) would
+    /// otherwise campaign at a higher term, and the healthy leader would step down when it
+    /// saw that term: every write stalled ~2.4 s at each pod of a rolling update. openraft
+    /// 0.9 has no pre-vote, which prevents this in Raft proper; this is the restart half
+    /// of it. The price: after a restart of every node at once, the first election waits
+    /// `grace`.
+    pub async fn release_elections(self: Arc<Self>, grace: Duration, stop: CancellationToken) {
+        let until = tokio::time::Instant::now() + grace;
+        loop {
+            let expired = tokio::time::Instant::now() >= until;
+            let done = {
+                let mut held = self.held_elections.lock().unwrap_or_else(|p| p.into_inner());
+                held.retain(|id| match self.shard(*id) {
+                    Some(s) if !expired && !s.heard_from_leader.load(std::sync::atomic::Ordering::Acquire) && !self.sole_voter(&s) => true,
+                    Some(s) => {
+                        s.raft.runtime_config().elect(true);
+                        false
+                    }
+                    None => false,
+                });
+                held.is_empty()
+            };
+            if done {
+                return;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+
+    /// Whether this node is known to be the only voter of `shard`'s group (then nobody
+    /// else can lead it). `false` while its membership is not loaded yet.
+    fn sole_voter(&self, shard: &Shard) -> bool {
+        let voters = voter_ids(&shard.raft.metrics().borrow().membership_config);
+        !voters.is_empty() && voters.iter().all(|v| *v == self.id)
     }
 
     /// How long a leader may go without a quorum's answer before it stops counting itself
