@@ -334,6 +334,11 @@ impl Cluster {
     /// Reads every `(key, value)` back with linearizable GETs, spread round-robin over
     /// `via`, a few at a time, and returns a line for each key that is missing or wrong.
     pub async fn read_back(&self, pairs: &[(String, String)], via: &[u64]) -> Vec<String> {
+        self.read_back_with(pairs, via, "").await
+    }
+
+    /// [`Cluster::read_back`] with a query string on each GET (`consistency=serializable`).
+    pub async fn read_back_with(&self, pairs: &[(String, String)], via: &[u64], query: &str) -> Vec<String> {
         const IN_FLIGHT: usize = 16;
         assert!(!via.is_empty());
         let mut wrong = Vec::new();
@@ -341,9 +346,9 @@ impl Cluster {
             let mut tasks = tokio::task::JoinSet::new();
             for (i, (k, v)) in chunk.iter().enumerate() {
                 let node = self.node(via[(chunk_no * IN_FLIGHT + i) % via.len()]);
-                let (k, v) = (k.clone(), v.clone());
+                let (k, v, query) = (k.clone(), v.clone(), query.to_string());
                 tasks.spawn(async move {
-                    match node.try_entry_with(&k, "").await {
+                    match node.try_entry_with(&k, &query).await {
                         Ok(Some(e)) if e.value == v => None,
                         Ok(Some(e)) => Some(format!("{k}: node {} has {:?}, acknowledged {v:?}", node.id(), e.value)),
                         Ok(None) => Some(format!("{k}: node {} says not found", node.id())),

@@ -22,13 +22,6 @@ async fn an_empty_replica_not_yet_a_member_does_not_answer_serializable_reads() 
         let r = c.http().post(format!("http://{addr4}/internal/admin/shards/{shard}/host")).send().await.expect("host");
         assert!(r.status().is_success(), "host shard {shard} on node 4: {}", r.status());
     }
-    let n4 = c.node(4);
-    let mut wrong = Vec::new();
-    for (k, v) in &written {
-        match n4.try_entry_with(k, "consistency=serializable").await {
-            Ok(Some(e)) if e.value == *v => {}
-            other => wrong.push(format!("{k}: {other:?}")),
-        }
-    }
+    let wrong = c.read_back_with(&written, &[4], "consistency=serializable").await;
     assert!(wrong.is_empty(), "node 4 answered from replicas it is no voter of: {} of 40 wrong, e.g. {:?}", wrong.len(), &wrong[..wrong.len().min(3)]);
 }
