@@ -123,7 +123,10 @@ async fn campaign(
         let mut rx = sh.raft.metrics();
         let caught_up = tokio::time::timeout_at(deadline, rx.wait_for(|m| m.last_log_index.unwrap_or(0) >= want)).await;
         if !matches!(caught_up, Ok(Ok(_))) {
-            return Err(AdminError::Failed(format!("node {}'s log did not reach index {want} of shard {shard}", node.id)));
+            return Err(AdminError::Failed(format!(
+                "node {}'s log did not reach index {want} of shard {shard}",
+                node.id
+            )));
         }
     }
     while tokio::time::Instant::now() < deadline {
@@ -138,7 +141,10 @@ async fn campaign(
     Err(AdminError::Failed(format!("node {} did not win shard {shard}'s election", node.id)))
 }
 
-async fn retire(State(node): State<Arc<Node>>, Path(shard): Path<ShardId>) -> Result<Json<serde_json::Value>, AdminError> {
+async fn retire(
+    State(node): State<Arc<Node>>,
+    Path(shard): Path<ShardId>,
+) -> Result<Json<serde_json::Value>, AdminError> {
     let retired = node.retire_if_removed(shard).await?;
     Ok(Json(json!({ "shard": shard, "retired": retired })))
 }
@@ -190,7 +196,10 @@ async fn merge(
     Ok(Json(node.merge_shards(shard, q.donor, q.epoch).await?))
 }
 
-async fn host(State(node): State<Arc<Node>>, Path(shard): Path<ShardId>) -> Result<Json<serde_json::Value>, AdminError> {
+async fn host(
+    State(node): State<Arc<Node>>,
+    Path(shard): Path<ShardId>,
+) -> Result<Json<serde_json::Value>, AdminError> {
     node.host_shard(shard).await.map_err(|e| AdminError::Failed(e.to_string()))?;
     Ok(Json(json!({ "shard": shard, "hosted": true })))
 }
@@ -249,7 +258,10 @@ impl Node {
         let current = sh.slice().modulus;
         if current < modulus {
             if current * 2 != modulus {
-                return Err(AdminError::Bad(format!("shard {shard} is at modulus {current}; a split goes to {}", current * 2)));
+                return Err(AdminError::Bad(format!(
+                    "shard {shard} is at modulus {current}; a split goes to {}",
+                    current * 2
+                )));
             }
             match sh.proposer.propose(Command::Split { modulus, epoch }).await {
                 Ok(r) if r.ok => {}
@@ -289,11 +301,16 @@ impl Node {
         let change = tokio::time::timeout(ADMIN_WAIT, async {
             sh.raft.add_learner(target, BasicNode::new(addr), true).await.map_err(|e| raft_error(shard, e))?;
             let voters = BTreeSet::from([target]);
-            sh.raft.change_membership(ChangeMembers::AddVoterIds(voters), false).await.map_err(|e| raft_error(shard, e))?;
+            sh.raft
+                .change_membership(ChangeMembers::AddVoterIds(voters), false)
+                .await
+                .map_err(|e| raft_error(shard, e))?;
             crate::crash_point!("replica-added");
             Ok::<(), AdminError>(())
         });
-        change.await.map_err(|_| AdminError::Failed(format!("adding node {target} to shard {shard} did not finish in {ADMIN_WAIT:?}")))?
+        change.await.map_err(|_| {
+            AdminError::Failed(format!("adding node {target} to shard {shard} did not finish in {ADMIN_WAIT:?}"))
+        })?
     }
 
     /// Removes `target` from `shard` (voter or learner).
@@ -370,7 +387,8 @@ impl Node {
             // after the check would leave the target's log shorter than the others' and
             // they would refuse it their votes.
             let paused = tokio::time::timeout_at(deadline, sh.proposer.pause()).await;
-            let _paused = paused.map_err(|_| AdminError::Failed(format!("shard {shard}'s proposals did not settle")))?;
+            let _paused =
+                paused.map_err(|_| AdminError::Failed(format!("shard {shard}'s proposals did not settle")))?;
             // The target must hold every entry, or the others would not vote for it.
             let last = loop {
                 let m = sh.raft.metrics().borrow().clone();
@@ -395,7 +413,10 @@ impl Node {
             }
             tokio::time::sleep_until(lapsed).await;
             let path = format!("/internal/admin/shards/{shard}/campaign?log_index={last}");
-            self.peers.post_json(target, &path, self.config.election_timeout * 5).await.map_err(|e| AdminError::Failed(e.to_string()))?;
+            self.peers
+                .post_json(target, &path, self.config.election_timeout * 5)
+                .await
+                .map_err(|e| AdminError::Failed(e.to_string()))?;
             Ok(())
         }
         .await;
@@ -414,7 +435,9 @@ impl Node {
         let mut candidates: Vec<NodeId> = leader.into_iter().collect();
         candidates.extend(m.membership_config.membership().voter_ids().filter(|v| *v != self.id));
         for peer in candidates {
-            let Ok(ring) = self.peers.get_json::<Ring>(peer, "/internal/ring", Duration::from_secs(2)).await else { continue };
+            let Ok(ring) = self.peers.get_json::<Ring>(peer, "/internal/ring", Duration::from_secs(2)).await else {
+                continue;
+            };
             let Some(info) = ring.shards.iter().find(|s| s.id == shard && s.leader == Some(peer)) else { continue };
             if info.members.contains(&self.id) || info.learners.contains(&self.id) {
                 return Err(AdminError::Bad(format!("node {} is still a member of shard {shard}", self.id)));
@@ -432,7 +455,9 @@ fn raft_error(
 ) -> AdminError {
     use openraft::error::{ClientWriteError, RaftError};
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => AdminError::NotLeader { shard, leader: f.leader_id },
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            AdminError::NotLeader { shard, leader: f.leader_id }
+        }
         other => AdminError::Failed(format!("shard {shard}: {other}")),
     }
 }

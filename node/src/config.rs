@@ -88,9 +88,7 @@ pub type Peers = BTreeMap<NodeId, String>;
 fn parse_peers(s: &str) -> Result<Peers, String> {
     let mut peers = Peers::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part
-            .split_once('=')
-            .ok_or_else(|| format!("peer `{part}` is not `id=host:port`"))?;
+        let (id, addr) = part.split_once('=').ok_or_else(|| format!("peer `{part}` is not `id=host:port`"))?;
         let id: NodeId = id.trim().parse().map_err(|_| format!("peer id `{id}` is not a number"))?;
         let addr = addr.trim();
         if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
@@ -174,7 +172,11 @@ impl Config {
         if !matches!(self.log_format.as_str(), "text" | "json") {
             errs.push("--log-format must be `text` or `json`".to_string());
         }
-        if errs.is_empty() { Ok(()) } else { Err(errs) }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs)
+        }
     }
 }
 

@@ -38,11 +38,7 @@ macro_rules! crash_point {
     ($name:literal) => {{
         #[cfg(feature = "failpoints")]
         {
-            debug_assert!(
-                $crate::crash::POINTS.contains(&$name),
-                "crash point {} is not listed",
-                $name
-            );
+            debug_assert!($crate::crash::POINTS.contains(&$name), "crash point {} is not listed", $name);
             if ::fail::eval($name, |_| ()).is_some() {
                 $crate::crash::abort($name);
             }
@@ -55,10 +51,7 @@ pub fn arm_from_env() {
     #[cfg(feature = "failpoints")]
     if std::env::var_os("FAILPOINTS").is_some() {
         std::mem::forget(fail::FailScenario::setup());
-        eprintln!(
-            "crash points armed: {}",
-            std::env::var("FAILPOINTS").unwrap_or_default()
-        );
+        eprintln!("crash points armed: {}", std::env::var("FAILPOINTS").unwrap_or_default());
     }
 }
 

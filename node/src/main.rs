@@ -35,7 +35,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
     if config.is_joining() {
-        tracing::info!(node_id = config.node_id, "not among --peers: joining the ring they bootstrapped; replicas come from the admin API");
+        tracing::info!(
+            node_id = config.node_id,
+            "not among --peers: joining the ring they bootstrapped; replicas come from the admin API"
+        );
     }
     let client = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -3,9 +3,7 @@
 //! Names follow `ringkv_<subsystem>_<what>_<unit>`; labels are bounded (route templates,
 //! methods, status codes, shard ids).
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Every metric the node exports.
 pub struct Metrics {
@@ -43,8 +41,11 @@ impl Metrics {
             &["route", "method", "status"],
         ));
         let http_duration = must(HistogramVec::new(
-            HistogramOpts::new("ringkv_http_request_duration_seconds", "HTTP request latency by route, method and status")
-                .buckets(lat.clone()),
+            HistogramOpts::new(
+                "ringkv_http_request_duration_seconds",
+                "HTTP request latency by route, method and status",
+            )
+            .buckets(lat.clone()),
             &["route", "method", "status"],
         ));
         let g = |name: &str, help: &str| must(IntGaugeVec::new(Opts::new(name, help), &["shard"]));
@@ -54,11 +55,17 @@ impl Metrics {
         let raft_last_log_index = g("ringkv_raft_last_log_index", "Last log index of the shard on this node");
         let raft_commit_index = g("ringkv_raft_commit_index", "Committed log index of the shard on this node");
         let raft_applied_index = g("ringkv_raft_applied_index", "Applied log index of the shard on this node");
-        let raft_snapshot_index = g("ringkv_raft_snapshot_index", "Last log index covered by the shard's snapshot on this node");
-        let raft_purged_index = g("ringkv_raft_purged_index", "Log index up to which the shard's log is purged on this node");
-        let keys = g("ringkv_keys", "Keys stored in the shard on this node (right after a split, until its sweep ends, the other shard's too)");
+        let raft_snapshot_index =
+            g("ringkv_raft_snapshot_index", "Last log index covered by the shard's snapshot on this node");
+        let raft_purged_index =
+            g("ringkv_raft_purged_index", "Log index up to which the shard's log is purged on this node");
+        let keys = g(
+            "ringkv_keys",
+            "Keys stored in the shard on this node (right after a split, until its sweep ends, the other shard's too)",
+        );
         let wal_fsync = must(prometheus::Histogram::with_opts(
-            HistogramOpts::new("ringkv_wal_fsync_duration_seconds", "WAL write+fsync latency per group commit").buckets(lat),
+            HistogramOpts::new("ringkv_wal_fsync_duration_seconds", "WAL write+fsync latency per group commit")
+                .buckets(lat),
         ));
         let wal_batch_records = must(prometheus::Histogram::with_opts(
             HistogramOpts::new("ringkv_wal_group_commit_records", "Records made durable by one fsync")
@@ -70,7 +77,10 @@ impl Metrics {
             Opts::new("ringkv_forwarded_requests_total", "Requests forwarded to a shard leader on another node"),
             &["kind"],
         ));
-        let expired_keys = must(prometheus::IntCounter::new("ringkv_expired_keys_total", "Keys removed by TTL expiry on shards this node led"));
+        let expired_keys = must(prometheus::IntCounter::new(
+            "ringkv_expired_keys_total",
+            "Keys removed by TTL expiry on shards this node led",
+        ));
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),

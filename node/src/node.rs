@@ -102,8 +102,8 @@ fn check_identity(dir: &Path, want: &Identity) -> Result<u32, StartError> {
     let io = |source| StartError::DataDir { path: path.display().to_string(), source };
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let found: Identity = serde_json::from_slice(&bytes)
-                .map_err(|e| io(std::io::Error::other(format!("unreadable: {e}"))))?;
+            let found: Identity =
+                serde_json::from_slice(&bytes).map_err(|e| io(std::io::Error::other(format!("unreadable: {e}"))))?;
             if found.node_id != want.node_id {
                 return Err(StartError::Identity {
                     path: dir.display().to_string(),
@@ -143,7 +143,8 @@ async fn ring_shard_count(config: &Config, peers: &PeerClient) -> u32 {
     }
     let mut logged = false;
     loop {
-        let asks = others.iter().map(|id| peers.get_json::<NodeStatus>(*id, "/internal/status", Duration::from_secs(1)));
+        let asks =
+            others.iter().map(|id| peers.get_json::<NodeStatus>(*id, "/internal/status", Duration::from_secs(1)));
         let answers = futures::future::join_all(asks).await;
         if let Some(st) = answers.iter().flatten().find(|st| !st.initialized.is_empty()) {
             if st.shard_count != config.shards {
@@ -186,7 +187,8 @@ impl Node {
         let mut peers_map = config.peers.clone();
         peers_map.entry(config.node_id).or_insert_with(|| config.internal_addr().to_string());
         let peers = PeerClient::new(peers_map);
-        let shards = if dir.join("node.json").exists() { config.shards } else { ring_shard_count(&config, &peers).await };
+        let shards =
+            if dir.join("node.json").exists() { config.shards } else { ring_shard_count(&config, &peers).await };
         let shard_count = check_identity(&dir, &Identity { node_id: config.node_id, shards })?;
         let on_disk = hosted_on_disk(&dir, shard_count).map_err(dir_err)?;
         let mut hosted = on_disk.hosted;
@@ -356,7 +358,13 @@ impl Node {
             let done = {
                 let mut held = self.held_elections.lock().unwrap_or_else(|p| p.into_inner());
                 held.retain(|id| match self.shard(*id) {
-                    Some(s) if !expired && !s.heard_from_leader.load(std::sync::atomic::Ordering::Acquire) && !self.sole_voter(&s) => true,
+                    Some(s)
+                        if !expired
+                            && !s.heard_from_leader.load(std::sync::atomic::Ordering::Acquire)
+                            && !self.sole_voter(&s) =>
+                    {
+                        true
+                    }
                     Some(s) => {
                         s.raft.runtime_config().elect(true);
                         false
@@ -555,7 +563,10 @@ impl Node {
             let st = if id == self.id {
                 self.status()
             } else {
-                self.peers.get_json::<NodeStatus>(id, "/internal/status", Duration::from_secs(1)).await.map_err(|e| e.to_string())?
+                self.peers
+                    .get_json::<NodeStatus>(id, "/internal/status", Duration::from_secs(1))
+                    .await
+                    .map_err(|e| e.to_string())?
             };
             if st.node_id != id || st.shard_count != self.shard_count {
                 return Err(format!(
@@ -570,7 +581,9 @@ impl Node {
                 continue;
             }
             match s.raft.initialize(members.clone()).await {
-                Ok(()) => tracing::info!(shard = s.id, members = ?members.keys().collect::<Vec<_>>(), "shard bootstrapped"),
+                Ok(()) => {
+                    tracing::info!(shard = s.id, members = ?members.keys().collect::<Vec<_>>(), "shard bootstrapped")
+                }
                 Err(e) => tracing::warn!(shard = s.id, error = %e, "shard bootstrap refused"),
             }
         }
@@ -615,7 +628,8 @@ impl Node {
             // large as the data they would rewrite, so compaction costs at most about as
             // many bytes as the writes did (not a rewrite of every shard per segment).
             let (wal_bytes, _) = self.wal.disk_usage();
-            let data: u64 = self.shard_list().iter().map(|s| s.snapshot_bytes.load(std::sync::atomic::Ordering::Relaxed)).sum();
+            let data: u64 =
+                self.shard_list().iter().map(|s| s.snapshot_bytes.load(std::sync::atomic::Ordering::Relaxed)).sum();
             if wal_bytes < data {
                 continue;
             }
@@ -654,7 +668,10 @@ impl Node {
             self.metrics.raft_is_leader.with_label_values(&l).set(i64::from(m.current_leader == Some(self.id)));
             self.metrics.raft_last_log_index.with_label_values(&l).set(m.last_log_index.unwrap_or(0) as i64);
             self.metrics.raft_commit_index.with_label_values(&l).set(s.log.committed_index() as i64);
-            self.metrics.raft_applied_index.with_label_values(&l).set(m.last_applied.map(|x| x.index).unwrap_or(0) as i64);
+            self.metrics
+                .raft_applied_index
+                .with_label_values(&l)
+                .set(m.last_applied.map(|x| x.index).unwrap_or(0) as i64);
             self.metrics.raft_snapshot_index.with_label_values(&l).set(m.snapshot.map(|x| x.index).unwrap_or(0) as i64);
             self.metrics.raft_purged_index.with_label_values(&l).set(m.purged.map(|x| x.index).unwrap_or(0) as i64);
             self.metrics.keys.with_label_values(&l).set(s.read().stored() as i64);
@@ -687,7 +704,9 @@ impl Node {
                     tracing::info!(shard = s.id, target, "leadership handed over");
                     return;
                 }
-                Ok(Err(e)) => tracing::info!(shard = s.id, target, error = %e, "leadership transfer failed; stepping away"),
+                Ok(Err(e)) => {
+                    tracing::info!(shard = s.id, target, error = %e, "leadership transfer failed; stepping away")
+                }
                 Err(_) => tracing::info!(shard = s.id, target, "leadership transfer timed out; stepping away"),
             }
         }

@@ -49,9 +49,7 @@ pub fn shard_for(db: u8, key: &[u8], shard_count: u32) -> ShardId {
 /// Checks that a shard count is a power of two in `1..=MAX_SHARDS`.
 pub fn validate_shard_count(n: u32) -> Result<(), String> {
     if n == 0 || !n.is_power_of_two() || n > MAX_SHARDS {
-        return Err(format!(
-            "shard count must be a power of two between 1 and {MAX_SHARDS}, got {n}"
-        ));
+        return Err(format!("shard count must be a power of two between 1 and {MAX_SHARDS}, got {n}"));
     }
     Ok(())
 }

@@ -11,9 +11,9 @@ use tokio::time::Instant;
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::ring::{NodeId, ShardId};
-use crate::shard::types::{now_ms, Command, CommandResult, KeyEntry, Op, WrongShard};
 use crate::shard::proposer::ProposeError;
 use crate::shard::read_index::ReadIndexError;
+use crate::shard::types::{now_ms, Command, CommandResult, KeyEntry, Op, WrongShard};
 use crate::shard::Shard;
 
 /// One operation as the client asked for it: TTLs are relative; the leader turns them
@@ -59,10 +59,19 @@ impl WriteOp {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ShardRequest {
     Write(WriteOp),
-    Get { db: u8, key: Vec<u8> },
+    Get {
+        db: u8,
+        key: Vec<u8>,
+    },
     /// Keys of one shard, which must be at `modulus` (the router's view): a shard that
     /// split or merged since refuses, so a listing never silently misses moved keys.
-    List { db: u8, prefix: Vec<u8>, start_after: Option<Vec<u8>>, limit: usize, modulus: u32 },
+    List {
+        db: u8,
+        prefix: Vec<u8>,
+        start_after: Option<Vec<u8>>,
+        limit: usize,
+        modulus: u32,
+    },
     /// The shard's revision at a linearizable point (a watch "from now" starts after it).
     Revision,
 }
@@ -75,7 +84,9 @@ impl ShardRequest {
                 .ops
                 .iter()
                 .map(|op| match op {
-                    ClientOp::Put { db, key, .. } | ClientOp::Delete { db, key, .. } | ClientOp::Get { db, key } => (*db, key.as_slice()),
+                    ClientOp::Put { db, key, .. } | ClientOp::Delete { db, key, .. } | ClientOp::Get { db, key } => {
+                        (*db, key.as_slice())
+                    }
                 })
                 .collect(),
             ShardRequest::Get { db, key } => vec![(*db, key.as_slice())],
@@ -140,7 +151,9 @@ impl Node {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match tokio::time::timeout(left, self.serve_local(shard, req.clone())).await {
                         Ok(r) => r,
-                        Err(_) => Err(ServeError::Retry("timed out waiting for a quorum; a write may still apply".into())),
+                        Err(_) => {
+                            Err(ServeError::Retry("timed out waiting for a quorum; a write may still apply".into()))
+                        }
                     }
                 }
                 Some(l) => self.forward(l, shard, &req, deadline).await,
@@ -186,7 +199,10 @@ impl Node {
             let now = Instant::now();
             if now + backoff >= deadline {
                 return Err(ApiError::Unavailable {
-                    message: format!("shard {shard} has no available leader within {:?}: {last_err}", self.config.request_timeout),
+                    message: format!(
+                        "shard {shard} has no available leader within {:?}: {last_err}",
+                        self.config.request_timeout
+                    ),
                 });
             }
             tokio::time::sleep(backoff).await;
@@ -232,7 +248,13 @@ impl Node {
         shards.all(|s| s == first).then_some(first)
     }
 
-    async fn forward(&self, leader: NodeId, shard: ShardId, req: &ShardRequest, deadline: Instant) -> Result<ShardResponse, ServeError> {
+    async fn forward(
+        &self,
+        leader: NodeId,
+        shard: ShardId,
+        req: &ShardRequest,
+        deadline: Instant,
+    ) -> Result<ShardResponse, ServeError> {
         let kind = match req {
             ShardRequest::Write(_) => "write",
             ShardRequest::Get { .. } => "get",
@@ -297,7 +319,9 @@ fn read_state(sh: &Shard, req: ShardRequest) -> Result<ShardResponse, ServeError
     let s = sh.read();
     match req {
         ShardRequest::Get { db, key } if s.serves(db, &key) => Ok(ShardResponse::Value(s.get(db, &key, now))),
-        ShardRequest::List { db, prefix, start_after, limit, modulus } if s.slice.modulus == modulus && modulus > 0 && s.frozen.is_none() => {
+        ShardRequest::List { db, prefix, start_after, limit, modulus }
+            if s.slice.modulus == modulus && modulus > 0 && s.frozen.is_none() =>
+        {
             Ok(ShardResponse::Items(s.list(db, &prefix, start_after.as_deref(), limit, now)))
         }
         ShardRequest::Revision => Ok(ShardResponse::Revision(s.revision)),
@@ -346,7 +370,9 @@ impl Node {
                 message: format!("the key's revision is {current}, not the expected {}", expect.unwrap_or_default()),
                 current_revision: *current,
             }),
-            Some(crate::shard::types::OpResult::Put { revision }) => Ok(Written { shard, revision: *revision, deleted: false }),
+            Some(crate::shard::types::OpResult::Put { revision }) => {
+                Ok(Written { shard, revision: *revision, deleted: false })
+            }
             Some(crate::shard::types::OpResult::Delete { deleted }) => {
                 Ok(Written { shard, revision: r.revision, deleted: *deleted })
             }

@@ -11,11 +11,7 @@ fn bin() -> Command {
 #[test]
 fn shard_count_that_is_not_a_power_of_two_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bin()
-        .args(["--shards", "3", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = bin().args(["--shards", "3", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("power of two"), "{err}");

@@ -29,8 +29,16 @@ fn query_value() -> impl Strategy<Value = String> {
 
 fn query_string() -> impl Strategy<Value = String> {
     let name = prop_oneof![
-        Just("db"), Just("ttl"), Just("cursor"), Just("consistency"), Just("key"),
-        Just("limit"), Just("prefix"), Just("tll"), Just("d%62"), Just(""),
+        Just("db"),
+        Just("ttl"),
+        Just("cursor"),
+        Just("consistency"),
+        Just("key"),
+        Just("limit"),
+        Just("prefix"),
+        Just("tll"),
+        Just("d%62"),
+        Just(""),
     ];
     prop_oneof![
         prop::collection::vec((name, prop::option::of(query_value())), 0..5).prop_map(|pairs| {

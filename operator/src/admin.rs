@@ -94,7 +94,9 @@ pub async fn run(args: AdminArgs, out: &mut (impl Write + Send)) -> anyhow::Resu
     }
     if let AdminAction::AddNode { addr } = &args.action {
         if !now.addrs.values().any(|a| a == addr) {
-            anyhow::bail!("no ringkv node answered at {addr}; start it (not listed in --peers, it joins the ring) and try again");
+            anyhow::bail!(
+                "no ringkv node answered at {addr}; start it (not listed in --peers, it joins the ring) and try again"
+            );
         }
     }
     if let AdminAction::Drain { node_id } = &args.action {
@@ -146,7 +148,18 @@ mod tests {
             .iter()
             .map(|&(id, modulus, voters)| {
                 let voters = voters.iter().copied().collect();
-                (id, ShardState { id, modulus, voters, learners: Default::default(), leader: Some(1), frozen: false, lost: Default::default() })
+                (
+                    id,
+                    ShardState {
+                        id,
+                        modulus,
+                        voters,
+                        learners: Default::default(),
+                        leader: Some(1),
+                        frozen: false,
+                        lost: Default::default(),
+                    },
+                )
             })
             .collect();
         let observed = Observed { nodes: [(1, true), (2, true), (3, true), (4, true)].into(), shards };

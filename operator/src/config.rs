@@ -136,7 +136,11 @@ impl RunConfig {
         if !matches!(self.log_format.as_str(), "text" | "json") {
             errs.push("--log-format must be `text` or `json`".to_string());
         }
-        if errs.is_empty() { Ok(()) } else { Err(errs) }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs)
+        }
     }
 }
 
@@ -205,7 +209,16 @@ mod tests {
 
     #[test]
     fn validate_reports_every_contradiction() {
-        let c = run(&["--lease-seconds", "5", "--log-format", "xml", "--watch-namespace", "", "--leader-election", "false"]);
+        let c = run(&[
+            "--lease-seconds",
+            "5",
+            "--log-format",
+            "xml",
+            "--watch-namespace",
+            "",
+            "--leader-election",
+            "false",
+        ]);
         let errs = c.validate().unwrap_err();
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert!(!c.leader_election);

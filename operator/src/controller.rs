@@ -27,7 +27,12 @@ use crate::resources::FIELD_MANAGER;
 use crate::{server, Error};
 
 /// Runs the operator until `shutdown` is cancelled (or leadership is lost).
-pub async fn run(config: RunConfig, client: Client, listener: TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(
+    config: RunConfig,
+    client: Client,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
     let server = tokio::spawn(server::serve(listener, metrics.clone(), shutdown.clone()));
     let result = if config.leader_election {
@@ -52,7 +57,12 @@ fn lease_error(e: kube_lease_manager::LeaseManagerError, namespace: &str) -> Err
 }
 
 /// Waits for the Lease, then controls until shutdown or until the Lease is lost.
-async fn lead(config: &RunConfig, client: Client, metrics: Arc<Metrics>, shutdown: &CancellationToken) -> Result<(), Error> {
+async fn lead(
+    config: &RunConfig,
+    client: Client,
+    metrics: Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
     let identity = config.identity.clone().unwrap_or_else(|| "ringkv-operator".to_string());
     let duration = config.lease_seconds;
     let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
@@ -113,9 +123,13 @@ async fn lead(config: &RunConfig, client: Client, metrics: Arc<Metrics>, shutdow
         Ok(Ok(Ok(_))) => tracing::info!(%identity, "released the leader Lease"),
         // Seen on a real cluster: `helm uninstall` deletes the leader-election RoleBinding
         // with the Deployment, the release is refused, and the Lease keeps naming this pod.
-        Ok(Ok(Err(e))) => tracing::warn!(%identity, error = %e, "could not release the leader Lease: a successor waits until it expires"),
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(%identity, error = %e, "could not release the leader Lease: a successor waits until it expires")
+        }
         Ok(Err(e)) => tracing::warn!(%identity, error = %e, "the leader Lease task failed"),
-        Err(_) => tracing::warn!(%identity, "releasing the leader Lease took over 5 s: a successor waits until it expires"),
+        Err(_) => {
+            tracing::warn!(%identity, "releasing the leader Lease took over 5 s: a successor waits until it expires")
+        }
     }
     if lost.is_cancelled() {
         tracing::error!(%identity, "lost the leader Lease; exiting so only one replica reconciles");
@@ -125,7 +139,12 @@ async fn lead(config: &RunConfig, client: Client, metrics: Arc<Metrics>, shutdow
 }
 
 /// Runs the controller until `stop` is cancelled.
-async fn control(config: &RunConfig, client: Client, metrics: Arc<Metrics>, stop: CancellationToken) -> Result<(), Error> {
+async fn control(
+    config: &RunConfig,
+    client: Client,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> Result<(), Error> {
     let (clusters, statefulsets): (Api<KVCluster>, Api<StatefulSet>) = match &config.watch_namespace {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         None => (Api::all(client.clone()), Api::all(client.clone())),

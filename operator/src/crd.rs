@@ -491,7 +491,11 @@ fn unwrap_descriptions(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(map) => {
             if let Some(serde_json::Value::String(d)) = map.get_mut("description") {
-                *d = d.split("\n\n").map(|p| p.split('\n').map(str::trim).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n\n");
+                *d = d
+                    .split("\n\n")
+                    .map(|p| p.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
+                    .collect::<Vec<_>>()
+                    .join("\n\n");
             }
             map.values_mut().for_each(unwrap_descriptions);
         }

@@ -44,7 +44,10 @@ pub fn notes(name: &str, pods: Option<u32>, layout_nodes: Option<u32>, data: Opt
     if let (Some(from), Some(to)) = (pods, layout_nodes) {
         if from != to {
             let why = if to > from {
-                format!("nodes {} join holding nothing; replicas and leaders move onto them once they are ready", list(from + 1..=to))
+                format!(
+                    "nodes {} join holding nothing; replicas and leaders move onto them once they are ready",
+                    list(from + 1..=to)
+                )
             } else {
                 format!("nodes {} hold no replica any more", list(to + 1..=from))
             };
@@ -57,12 +60,9 @@ pub fn notes(name: &str, pods: Option<u32>, layout_nodes: Option<u32>, data: Opt
         }
     }
     match data {
-        Some(DataOutcome::Done(step)) => out.push(Note {
-            warning: false,
-            reason: step_reason(step),
-            action: describe(step),
-            note: step.describe(),
-        }),
+        Some(DataOutcome::Done(step)) => {
+            out.push(Note { warning: false, reason: step_reason(step), action: describe(step), note: step.describe() })
+        }
         Some(DataOutcome::Failed(step, why)) => out.push(Note {
             warning: true,
             reason: "StepFailed",
@@ -129,7 +129,11 @@ mod tests {
                 None,
                 None,
                 Some(DataOutcome::Failed(P::AddReplica { shard: 1, node: 4 }, "timed out".into())),
-                vec![("StepFailed", true, "add a replica of shard 1 on node 4 failed (retried on the next pass): timed out")],
+                vec![(
+                    "StepFailed",
+                    true,
+                    "add a replica of shard 1 on node 4 failed (retried on the next pass): timed out",
+                )],
             ),
             (
                 None,

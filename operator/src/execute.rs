@@ -84,7 +84,13 @@ fn is_conflict(e: &kube::Error) -> bool {
 }
 
 /// Executes `steps` for the cluster `owner` describes.
-pub async fn execute(client: &Client, metrics: &Metrics, spec: &KVClusterSpec, owner: &Owner, steps: &[Step]) -> Result<Report, Error> {
+pub async fn execute(
+    client: &Client,
+    metrics: &Metrics,
+    spec: &KVClusterSpec,
+    owner: &Owner,
+    steps: &[Step],
+) -> Result<Report, Error> {
     let ns = owner.names.namespace.as_str();
     let name = owner.names.cluster.as_str();
     let mut report = Report::default();
@@ -137,10 +143,14 @@ pub async fn execute(client: &Client, metrics: &Metrics, spec: &KVClusterSpec, o
                     Err(e) if is_not_found(&e) => None,
                     Err(e) => return Err(e.into()),
                 };
-                let ours = existing.filter(|sm| owned_by(&sm.metadata, &owner.reference.uid)).and_then(|sm| sm.metadata.uid);
+                let ours =
+                    existing.filter(|sm| owned_by(&sm.metadata, &owner.reference.uid)).and_then(|sm| sm.metadata.uid);
                 if let Some(uid) = ours {
                     // The precondition makes sure it is still the object just checked.
-                    let params = DeleteParams { preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }), ..Default::default() };
+                    let params = DeleteParams {
+                        preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
+                        ..Default::default()
+                    };
                     match api.delete(name, &params).await {
                         Ok(_) => {}
                         Err(e) if is_not_found(&e) || is_conflict(&e) => {}
@@ -194,7 +204,12 @@ impl DataOutcome {
 }
 
 /// Executes `step`, planned from `cluster`, through the nodes' admin API.
-pub async fn execute_data(data_plane: &dyn DataPlane, metrics: &Metrics, cluster: &Cluster, step: &ringkv_plan::Step) -> DataOutcome {
+pub async fn execute_data(
+    data_plane: &dyn DataPlane,
+    metrics: &Metrics,
+    cluster: &Cluster,
+    step: &ringkv_plan::Step,
+) -> DataOutcome {
     match data_plane.execute(cluster, step).await {
         Ok(()) => {
             metrics.steps.with_label_values(&[data_step_name(step)]).inc();

@@ -123,7 +123,14 @@ impl InFlight {
     /// Runs `step` (the future `run`) for the cluster `key`; waits up to `grace` for it.
     /// Returns its outcome if it ended by then, else leaves it in flight and says so.
     /// The caller polled [`Poll::Idle`] first: a cluster has one step in flight at most.
-    pub async fn start<F>(&self, key: Key, uid: &str, running: Running, grace: Duration, run: F) -> Result<DataOutcome, Running>
+    pub async fn start<F>(
+        &self,
+        key: Key,
+        uid: &str,
+        running: Running,
+        grace: Duration,
+        run: F,
+    ) -> Result<DataOutcome, Running>
     where
         F: Future<Output = DataOutcome> + Send + 'static,
     {

@@ -61,9 +61,8 @@ async fn serve(mut config: RunConfig) -> anyhow::Result<()> {
         config.identity = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty());
     }
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(listen = %config.listen, namespace = ?config.watch_namespace, "ringkv-operator starting");
 
     let shutdown = CancellationToken::new();

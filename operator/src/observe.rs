@@ -91,7 +91,11 @@ pub trait DataPlane: Send + Sync + 'static {
 
     /// Executes one planner step through the admin API of the nodes concerned (their
     /// addresses come from `cluster`, the observation the step was planned from).
-    fn execute<'a>(&'a self, cluster: &'a Cluster, step: &'a ringkv_plan::Step) -> BoxFuture<'a, Result<(), DriverError>>;
+    fn execute<'a>(
+        &'a self,
+        cluster: &'a Cluster,
+        step: &'a ringkv_plan::Step,
+    ) -> BoxFuture<'a, Result<(), DriverError>>;
 }
 
 /// [`DataPlane`] over HTTP with a short timeout per request; planner steps go through
@@ -104,7 +108,10 @@ pub struct HttpDataPlane {
 impl HttpDataPlane {
     /// A client whose probes give up after `timeout` (the driver keeps its own timeouts).
     pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        Ok(HttpDataPlane { http: reqwest::Client::builder().timeout(timeout).build()?, driver: Driver::new(Vec::new()) })
+        Ok(HttpDataPlane {
+            http: reqwest::Client::builder().timeout(timeout).build()?,
+            driver: Driver::new(Vec::new()),
+        })
     }
 }
 
@@ -134,7 +141,11 @@ impl DataPlane for HttpDataPlane {
         })
     }
 
-    fn execute<'a>(&'a self, cluster: &'a Cluster, step: &'a ringkv_plan::Step) -> BoxFuture<'a, Result<(), DriverError>> {
+    fn execute<'a>(
+        &'a self,
+        cluster: &'a Cluster,
+        step: &'a ringkv_plan::Step,
+    ) -> BoxFuture<'a, Result<(), DriverError>> {
         Box::pin(self.driver.execute(cluster, step))
     }
 }
@@ -164,7 +175,8 @@ impl StatefulSetState {
         let count = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
         let replicas = count(spec.and_then(|s| s.replicas));
         let updated_replicas = count(status.and_then(|s| s.updated_replicas));
-        let same_revision = status.is_some_and(|s| s.current_revision.is_some() && s.current_revision == s.update_revision);
+        let same_revision =
+            status.is_some_and(|s| s.current_revision.is_some() && s.current_revision == s.update_revision);
         let generation_seen = status.and_then(|s| s.observed_generation) == sts.metadata.generation;
         let env = |name: &str| {
             spec.and_then(|s| s.template.spec.as_ref())
@@ -174,7 +186,8 @@ impl StatefulSetState {
                 .and_then(|e| e.value.clone())
         };
         let shards = env("RINGKV_SHARDS").and_then(|v| v.parse().ok());
-        let peers = env("RINGKV_PEERS").map(|v| v.split(',').filter(|p| !p.trim().is_empty()).count())
+        let peers = env("RINGKV_PEERS")
+            .map(|v| v.split(',').filter(|p| !p.trim().is_empty()).count())
             .and_then(|n| u32::try_from(n).ok())
             .filter(|n| *n > 0);
         StatefulSetState {
@@ -236,7 +249,6 @@ impl Observed {
         }
         best
     }
-
 }
 
 /// The layout a created cluster's status records (see [`Observed::previous`]): its pods,

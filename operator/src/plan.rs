@@ -225,7 +225,11 @@ pub fn plan(spec: &KVClusterSpec, observed: &Observed) -> Plan {
     let Some(sts) = live.or(recreated.as_ref()) else {
         p.steps.push(Step::ApplyStatefulSet(NodeLayout::new(spec.nodes, spec.shards)));
         p.steps.push(Step::WaitForNodes { ready: 0, total: spec.nodes });
-        p.operation = Some(Operation::create(0, spec.nodes, format!("creating {} nodes with {} shards", spec.nodes, spec.shards)));
+        p.operation = Some(Operation::create(
+            0,
+            spec.nodes,
+            format!("creating {} nodes with {} shards", spec.nodes, spec.shards),
+        ));
         return p;
     };
 

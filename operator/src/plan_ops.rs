@@ -96,7 +96,9 @@ fn doing(steps: &[Step]) -> String {
     });
     now.or_else(|| {
         steps.iter().find_map(|s| match s {
-            Step::WaitForRollout { updated, total } => Some(format!("waiting for the rollout: {updated} of {total} pods updated")),
+            Step::WaitForRollout { updated, total } => {
+                Some(format!("waiting for the rollout: {updated} of {total} pods updated"))
+            }
             Step::WaitForNodes { ready, total } => Some(format!("waiting for nodes: {ready} of {total} ready")),
             Step::WaitForRing => Some("waiting for every shard to have a leader".to_string()),
             Step::Blocked(b) => Some(format!("blocked: {}", b.message)),
@@ -133,9 +135,15 @@ pub fn operation(
 
     if sts.replicas > spec.nodes {
         let leaving: Vec<u32> = (spec.nodes + 1..=sts.replicas).collect();
-        let drained = if ring.is_some() { leaving.iter().filter(|n| !held.contains(&u64::from(**n))).count() } else { 0 };
+        let drained =
+            if ring.is_some() { leaving.iter().filter(|n| !held.contains(&u64::from(**n))).count() } else { 0 };
         let message = if layout.nodes < sts.replicas {
-            format!("nodes {} hold no replica: shrinking the StatefulSet from {} to {} pods", list(&leaving), sts.replicas, layout.nodes)
+            format!(
+                "nodes {} hold no replica: shrinking the StatefulSet from {} to {} pods",
+                list(&leaving),
+                sts.replicas,
+                layout.nodes
+            )
         } else {
             format!("draining nodes {}: {now}", list(&leaving))
         };
@@ -146,7 +154,12 @@ pub fn operation(
         let holding = if ring.is_some() { spec.nodes as usize - idle.len() } else { 0 };
         let message = if layout.nodes > sts.replicas {
             let new: Vec<u32> = (sts.replicas + 1..=layout.nodes).collect();
-            format!("adding nodes {}: growing the StatefulSet from {} to {} pods", list(&new), sts.replicas, layout.nodes)
+            format!(
+                "adding nodes {}: growing the StatefulSet from {} to {} pods",
+                list(&new),
+                sts.replicas,
+                layout.nodes
+            )
         } else if idle.is_empty() {
             format!("balancing onto the new nodes: {now}")
         } else {
@@ -166,14 +179,23 @@ pub fn operation(
     let rolling = sts.updated_replicas < sts.replicas || observed.operation.as_deref() == Some(Rollout.as_str());
     if !sts.rollout_complete && observed.created && rolling {
         let message = format!("{} of {} pods run the newest template", sts.updated_replicas, sts.replicas);
-        return Some(Operation::new(Rollout, sts.updated_replicas.min(sts.replicas) as usize, sts.replicas as usize, message));
+        return Some(Operation::new(
+            Rollout,
+            sts.updated_replicas.min(sts.replicas) as usize,
+            sts.replicas as usize,
+            message,
+        ));
     }
     if work || continuing(Rebalance) {
         let rf = spec.replication_factor as usize;
         let placed = ring.map_or(0, |r| {
             r.shards
                 .values()
-                .filter(|s| s.learners.is_empty() && s.voters.len() == rf && s.voters.iter().all(|v| *v <= u64::from(spec.nodes)))
+                .filter(|s| {
+                    s.learners.is_empty()
+                        && s.voters.len() == rf
+                        && s.voters.iter().all(|v| *v <= u64::from(spec.nodes))
+                })
                 .count()
         });
         let shards = ring.map_or(0, |r| r.shards.len());

@@ -36,7 +36,12 @@ fn view(node: u64, shard_count: u32, members: &[u64], led: bool) -> ClusterView 
         epoch: 1,
         shard_count,
         shards: (0..shard_count)
-            .map(|id| ShardView { id, members: members.to_vec(), leader: leader(id, members).filter(|_| led), ..Default::default() })
+            .map(|id| ShardView {
+                id,
+                members: members.to_vec(),
+                leader: leader(id, members).filter(|_| led),
+                ..Default::default()
+            })
             .collect(),
     }
 }
@@ -80,7 +85,10 @@ fn observed(statefulset: Option<StatefulSetState>, nodes: BTreeMap<u32, NodeProb
 
 /// `n` nodes, all ready, `shards` shards on `members`, as seen by probes and the driver.
 fn running(n: u32, shards: u32, members: &[u64]) -> Observed {
-    Observed { ring: Some(ring(n, shards, members)), ..observed(Some(sts(n, shards)), nodes(n, n, shards, members), true) }
+    Observed {
+        ring: Some(ring(n, shards, members)),
+        ..observed(Some(sts(n, shards)), nodes(n, n, shards, members), true)
+    }
 }
 
 fn summary(step: &Step) -> String {
@@ -370,7 +378,8 @@ fn plan_matches_every_case() {
     for case in cases() {
         let p = plan(&case.spec, &case.observed);
         let got: Vec<String> = p.steps.iter().map(summary).collect();
-        let mut want: Vec<String> = if case.spec.paused { Vec::new() } else { BASE.iter().map(|s| s.to_string()).collect() };
+        let mut want: Vec<String> =
+            if case.spec.paused { Vec::new() } else { BASE.iter().map(|s| s.to_string()).collect() };
         want.extend(case.then.iter().map(|s| s.to_string()));
         if got != want || p.operation.as_ref().map(|o| o.kind) != case.operation {
             failures.push(format!(
@@ -388,9 +397,24 @@ fn plan_matches_every_case() {
 fn operations_say_what_they_do_and_how_far_they_are() {
     let cases: Vec<(KVClusterSpec, Observed, &str, (u32, u32))> = vec![
         (spec(json!({"shards": 8})), running(3, 4, &[1, 2, 3]), "4 → 8 shards: split shard 0 (4 → 8)", (0, 8)),
-        (spec(json!({"nodes": 5})), running(3, 4, &[1, 2, 3]), "adding nodes 4, 5: growing the StatefulSet from 3 to 5 pods", (3, 5)),
-        (spec(json!({"nodes": 3})), running(5, 4, &[3, 4, 5]), "draining nodes 4, 5: add a replica of shard 0 on node 1", (0, 2)),
-        (spec(json!({"nodes": 3})), running(5, 4, &[1, 2, 3]), "nodes 4, 5 hold no replica: shrinking the StatefulSet from 5 to 3 pods", (2, 2)),
+        (
+            spec(json!({"nodes": 5})),
+            running(3, 4, &[1, 2, 3]),
+            "adding nodes 4, 5: growing the StatefulSet from 3 to 5 pods",
+            (3, 5),
+        ),
+        (
+            spec(json!({"nodes": 3})),
+            running(5, 4, &[3, 4, 5]),
+            "draining nodes 4, 5: add a replica of shard 0 on node 1",
+            (0, 2),
+        ),
+        (
+            spec(json!({"nodes": 3})),
+            running(5, 4, &[1, 2, 3]),
+            "nodes 4, 5 hold no replica: shrinking the StatefulSet from 5 to 3 pods",
+            (2, 2),
+        ),
     ];
     for (spec, observed, message, (done, total)) in cases {
         let op = plan(&spec, &observed).operation.expect("an operation");

@@ -86,9 +86,23 @@ pub fn reporter(instance: Option<String>) -> Reporter {
 
 impl Context {
     /// A context with the wall clock.
-    pub fn new(client: Client, data_plane: Arc<dyn DataPlane>, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
+    pub fn new(
+        client: Client,
+        data_plane: Arc<dyn DataPlane>,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+    ) -> Self {
         let recorder = Recorder::new(client.clone(), reporter(instance));
-        Context { client, data_plane, metrics, recorder, clock: now, in_flight: Arc::new(InFlight::new()), step_grace: STEP_GRACE, network_policy: None }
+        Context {
+            client,
+            data_plane,
+            metrics,
+            recorder,
+            clock: now,
+            in_flight: Arc::new(InFlight::new()),
+            step_grace: STEP_GRACE,
+            network_policy: None,
+        }
     }
 }
 
@@ -240,9 +254,16 @@ async fn pass(
 
 /// Starts `step`, planned from `cluster`, in a task of its own; its outcome if it ended
 /// within the grace, else the step left in flight.
-async fn start_step(ctx: &Context, key: Key, uid: &str, step: &ringkv_plan::Step, cluster: &Cluster) -> Result<DataOutcome, Running> {
+async fn start_step(
+    ctx: &Context,
+    key: Key,
+    uid: &str,
+    step: &ringkv_plan::Step,
+    cluster: &Cluster,
+) -> Result<DataOutcome, Running> {
     let running = Running { step: step.clone(), since: (ctx.clock)() };
-    let (data_plane, metrics, cluster, step) = (ctx.data_plane.clone(), ctx.metrics.clone(), cluster.clone(), step.clone());
+    let (data_plane, metrics, cluster, step) =
+        (ctx.data_plane.clone(), ctx.metrics.clone(), cluster.clone(), step.clone());
     let run = async move { execute_data(data_plane.as_ref(), &metrics, &cluster, &step).await };
     let cluster = key.name.clone();
     let started = ctx.in_flight.start(key, uid, running, ctx.step_grace, run).await;

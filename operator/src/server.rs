@@ -15,10 +15,7 @@ use crate::Error;
 
 /// The router (tests call it directly).
 pub fn router(metrics: Arc<Metrics>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(render))
-        .with_state(metrics)
+    Router::new().route("/healthz", get(|| async { "ok\n" })).route("/metrics", get(render)).with_state(metrics)
 }
 
 async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
@@ -50,7 +47,8 @@ mod tests {
         let http = reqwest::Client::new();
         let health = http.get(format!("http://{addr}/healthz")).send().await.expect("healthz");
         assert!(health.status().is_success());
-        let text = http.get(format!("http://{addr}/metrics")).send().await.expect("metrics").text().await.expect("body");
+        let text =
+            http.get(format!("http://{addr}/metrics")).send().await.expect("metrics").text().await.expect("body");
         assert!(text.contains("ringkv_operator_reconciles_total 1"), "{text}");
         assert!(text.contains("ringkv_operator_reconcile_failures_total{reason=\"api_error\"} 1"), "{text}");
         assert!(text.contains("ringkv_operator_reconcile_duration_seconds_bucket"), "{text}");

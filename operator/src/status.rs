@@ -28,7 +28,15 @@ pub struct StatusInput<'a> {
     pub now: &'a Time,
 }
 
-fn condition(old: Option<&KVClusterStatus>, type_: &str, ok: bool, reason: &str, message: String, generation: i64, now: &Time) -> Condition {
+fn condition(
+    old: Option<&KVClusterStatus>,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: i64,
+    now: &Time,
+) -> Condition {
     let status = if ok { "True" } else { "False" };
     let previous = old.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
     let last_transition_time = match previous {
@@ -51,8 +59,8 @@ pub fn build(input: &StatusInput<'_>, plan: &Plan) -> KVClusterStatus {
     let generation = observed.generation;
     let view = observed.ring();
     let nodes = observed.statefulset.as_ref().map_or(0, |s| s.replicas);
-    let ready_nodes = u32::try_from(observed.nodes.iter().filter(|(id, n)| **id <= nodes && n.ready).count())
-        .unwrap_or(u32::MAX);
+    let ready_nodes =
+        u32::try_from(observed.nodes.iter().filter(|(id, n)| **id <= nodes && n.ready).count()).unwrap_or(u32::MAX);
     let blocked: Vec<&Blocked> = plan.blocked().chain(exec_blocked.iter()).collect();
     let formed = view.filter(|v| v.formed());
 
@@ -68,7 +76,10 @@ pub fn build(input: &StatusInput<'_>, plan: &Plan) -> KVClusterStatus {
         (Some(s), _) if s.ready_replicas < nodes => (
             false,
             "PodsNotReady",
-            format!("{} of {nodes} pods Ready in Kubernetes (the client Service routes only to those)", s.ready_replicas),
+            format!(
+                "{} of {nodes} pods Ready in Kubernetes (the client Service routes only to those)",
+                s.ready_replicas
+            ),
         ),
         (Some(_), None) => (false, "RingNotFormed", "no node reports a formed ring yet".to_string()),
         (Some(_), Some(r)) if !r.all_led() => {
@@ -92,7 +103,9 @@ pub fn build(input: &StatusInput<'_>, plan: &Plan) -> KVClusterStatus {
         (false, "Paused", message)
     } else if let Some(op) = &plan.operation {
         let message = match data {
-            Some(DataOutcome::Failed(step, why)) => format!("{}; retrying: {} failed: {why}", op.message, describe(step)),
+            Some(DataOutcome::Failed(step, why)) => {
+                format!("{}; retrying: {} failed: {why}", op.message, describe(step))
+            }
             _ => op.message.clone(),
         };
         (true, op.kind.reason(), message)
@@ -129,24 +142,32 @@ pub fn build(input: &StatusInput<'_>, plan: &Plan) -> KVClusterStatus {
     // A pause stops an operation, it does not finish it: it stays current (saying it is
     // paused) and resumes with its counts when the pause ends. Recording it as completed
     // ("Create … completed" with 0 of 5 nodes ready) was seen on a real cluster.
-    let paused_operation = spec.paused.then(|| old_current.cloned()).flatten().map(|o| OperationStatus { message: prog_message.clone(), ..o });
-    let current_operation = if spec.paused { paused_operation } else { plan.operation.as_ref().map(|op| {
-        let same = old_current.filter(|o| o.type_ == op.kind.as_str());
-        let executed = match data {
-            Some(DataOutcome::Done(step)) => Some(describe(step)),
-            _ => None,
-        };
-        OperationStatus {
-            type_: op.kind.as_str().to_string(),
-            message: prog_message.clone(),
-            done: op.done,
-            total: op.total,
-            steps: same.map_or(0, |o| o.steps) + u32::from(executed.is_some()),
-            last_step: executed.or_else(|| same.and_then(|o| o.last_step.clone())),
-            started_at: same.and_then(|o| o.started_at.clone()).or_else(|| Some(now.clone())),
-            finished_at: None,
-        }
-    }) };
+    let paused_operation = spec
+        .paused
+        .then(|| old_current.cloned())
+        .flatten()
+        .map(|o| OperationStatus { message: prog_message.clone(), ..o });
+    let current_operation = if spec.paused {
+        paused_operation
+    } else {
+        plan.operation.as_ref().map(|op| {
+            let same = old_current.filter(|o| o.type_ == op.kind.as_str());
+            let executed = match data {
+                Some(DataOutcome::Done(step)) => Some(describe(step)),
+                _ => None,
+            };
+            OperationStatus {
+                type_: op.kind.as_str().to_string(),
+                message: prog_message.clone(),
+                done: op.done,
+                total: op.total,
+                steps: same.map_or(0, |o| o.steps) + u32::from(executed.is_some()),
+                last_step: executed.or_else(|| same.and_then(|o| o.last_step.clone())),
+                started_at: same.and_then(|o| o.started_at.clone()).or_else(|| Some(now.clone())),
+                finished_at: None,
+            }
+        })
+    };
     let last_operation = match (old_current, &current_operation) {
         (Some(o), None) => Some(finished(o, now)),
         (Some(o), Some(c)) if o.type_ != c.type_ => Some(finished(o, now)),

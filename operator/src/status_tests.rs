@@ -16,7 +16,18 @@ fn planner_ring() -> ringkv_plan::Observed {
         shards: (0..4)
             .map(|id| {
                 let voters = [1, 2, 3].into_iter().collect();
-                (id, ringkv_plan::ShardState { id, modulus: 4, voters, learners: Default::default(), leader: Some(u64::from(id % 3 + 1)), frozen: false, lost: Default::default() })
+                (
+                    id,
+                    ringkv_plan::ShardState {
+                        id,
+                        modulus: 4,
+                        voters,
+                        learners: Default::default(),
+                        leader: Some(u64::from(id % 3 + 1)),
+                        frozen: false,
+                        lost: Default::default(),
+                    },
+                )
             })
             .collect(),
     }
@@ -42,9 +53,8 @@ fn ring(led: bool) -> ClusterView {
 }
 
 fn observed(ready: u32, generation: i64, old: Option<&KVClusterStatus>) -> Observed {
-    let nodes: BTreeMap<u32, NodeProbe> = (1..=3)
-        .map(|id| (id, NodeProbe { ready: id <= ready, view: (id <= ready).then(|| ring(true)) }))
-        .collect();
+    let nodes: BTreeMap<u32, NodeProbe> =
+        (1..=3).map(|id| (id, NodeProbe { ready: id <= ready, view: (id <= ready).then(|| ring(true)) })).collect();
     Observed {
         generation,
         status_generation: old.and_then(|s| s.observed_generation),
@@ -226,7 +236,10 @@ fn a_pause_mid_operation_keeps_it_current_and_unfinished() {
     // Unpaused, it goes on and finishes as usual.
     let resumed = status_for(&creating, &observed(3, 3, Some(&p)), Some(&p), &at(120));
     let last = resumed.last_operation.as_ref().expect("finished now");
-    assert_eq!((last.type_.as_str(), last.started_at.clone(), last.finished_at.clone()), ("Create", Some(at(100)), Some(at(120))));
+    assert_eq!(
+        (last.type_.as_str(), last.started_at.clone(), last.finished_at.clone()),
+        ("Create", Some(at(100)), Some(at(120)))
+    );
 }
 
 #[test]
@@ -235,7 +248,15 @@ fn executor_findings_count_as_degraded() {
     let o = observed(3, 1, None);
     let blocked = [Blocked { reason: "ServiceMonitorCRDMissing", message: "no CRD".to_string() }];
     let now = at(1);
-    let input = StatusInput { spec: &spec, old: None, observed: &o, exec_blocked: &blocked, data: None, in_flight: None, now: &now };
+    let input = StatusInput {
+        spec: &spec,
+        old: None,
+        observed: &o,
+        exec_blocked: &blocked,
+        data: None,
+        in_flight: None,
+        now: &now,
+    };
     let s = build(&input, &plan(&spec, &o));
     assert_eq!(cond(&s, "Degraded").reason, "ServiceMonitorCRDMissing");
 }
@@ -247,7 +268,15 @@ fn a_step_in_flight_is_recorded_and_a_pause_says_it_is_finishing() {
     let now = at(10);
     for paused in [false, true] {
         let spec = spec(json!({ "paused": paused }));
-        let input = StatusInput { spec: &spec, old: None, observed: &o, exec_blocked: &[], data: None, in_flight: Some(&running), now: &now };
+        let input = StatusInput {
+            spec: &spec,
+            old: None,
+            observed: &o,
+            exec_blocked: &[],
+            data: None,
+            in_flight: Some(&running),
+            now: &now,
+        };
         let s = build(&input, &plan(&spec, &o));
         let flight = s.step_in_flight.clone().expect("stepInFlight");
         assert_eq!((flight.step.as_str(), flight.started_at), ("add a replica of shard 1 on node 3", at(5)));

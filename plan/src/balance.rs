@@ -31,8 +31,7 @@ use crate::step::{Next, Step};
 /// before this rule runs.
 pub(crate) fn trim_excess(c: &Census) -> Option<Next> {
     let shard = (c.observed.shards.values()).find(|s| s.voters.len() > c.spec.replication)?;
-    let node = (shard.voters.iter().copied())
-        .max_by_key(|&n| (shard.lost.contains(&n), c.voters(n), n))?;
+    let node = (shard.voters.iter().copied()).max_by_key(|&n| (shard.lost.contains(&n), c.voters(n), n))?;
     Some(c.remove_voter(shard, node, |_| true))
 }
 
@@ -124,12 +123,7 @@ pub(crate) fn leader_spread(c: &Census) -> Result<(), String> {
     spread(c, c.shard_count(), "leaders", |n| c.leaders(n))
 }
 
-fn spread(
-    c: &Census,
-    total: usize,
-    what: &str,
-    count: impl Fn(NodeId) -> usize,
-) -> Result<(), String> {
+fn spread(c: &Census, total: usize, what: &str, count: impl Fn(NodeId) -> usize) -> Result<(), String> {
     let nodes = c.spec.nodes.len().max(1);
     let (low, high) = (total / nodes, total.div_ceil(nodes));
     match c.spec.nodes.iter().find(|&&n| !(low..=high).contains(&count(n))) {

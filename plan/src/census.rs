@@ -83,10 +83,8 @@ impl<'a> Census<'a> {
 
     fn no_home(&self, shard: &ShardState) -> Next {
         let healthy = self.healthy_spec_nodes().count();
-        let unhealthy: Vec<String> = (self.spec.nodes.iter())
-            .filter(|&&n| !self.healthy(n))
-            .map(|n| n.to_string())
-            .collect();
+        let unhealthy: Vec<String> =
+            (self.spec.nodes.iter()).filter(|&&n| !self.healthy(n)).map(|n| n.to_string()).collect();
         let what = format!(
             "shard {} needs a replica on another node, but only {healthy} of the {} spec nodes \
              are healthy (unhealthy: {}) and replication is {}",
@@ -111,13 +109,8 @@ impl<'a> Census<'a> {
 
     /// Whether more than half of `voters` (members of `shard`) serve it: healthy and
     /// not lost (false for none).
-    pub fn healthy_majority(
-        &self,
-        shard: &ShardState,
-        voters: impl Iterator<Item = NodeId>,
-    ) -> bool {
-        let (total, serving) =
-            voters.fold((0, 0), |(t, h), n| (t + 1, h + usize::from(self.serves(shard, n))));
+    pub fn healthy_majority(&self, shard: &ShardState, voters: impl Iterator<Item = NodeId>) -> bool {
+        let (total, serving) = voters.fold((0, 0), |(t, h), n| (t + 1, h + usize::from(self.serves(shard, n))));
         2 * serving > total
     }
 
@@ -144,12 +137,7 @@ impl<'a> Census<'a> {
     /// would lack a healthy majority; a leader transfer first when `node` leads (to the
     /// voter that serves the shard, accepted by `successor_ok`, with the fewest
     /// leaders); else the removal.
-    pub fn remove_voter(
-        &self,
-        shard: &ShardState,
-        node: NodeId,
-        successor_ok: impl Fn(NodeId) -> bool,
-    ) -> Next {
+    pub fn remove_voter(&self, shard: &ShardState, node: NodeId, successor_ok: impl Fn(NodeId) -> bool) -> Next {
         if !self.keeps_majority(shard, node) {
             return Next::Wait(format!(
                 "removing node {node} from shard {} would leave it without a healthy majority",
@@ -161,22 +149,14 @@ impl<'a> Census<'a> {
         }
         match self.successor(shard, node, successor_ok) {
             Some(to) => Next::Step(Step::TransferLeader { shard: shard.id, to }),
-            None => Next::Wait(format!(
-                "node {node} leads shard {} and no healthy voter can take over",
-                shard.id
-            )),
+            None => Next::Wait(format!("node {node} leads shard {} and no healthy voter can take over", shard.id)),
         }
     }
 
     /// Where leadership of `shard` goes when its leader `node` must give it up: the
     /// voter that serves the shard, accepted by `successor_ok`, with the fewest leaders
     /// (ties: lowest id).
-    pub fn successor(
-        &self,
-        shard: &ShardState,
-        node: NodeId,
-        successor_ok: impl Fn(NodeId) -> bool,
-    ) -> Option<NodeId> {
+    pub fn successor(&self, shard: &ShardState, node: NodeId, successor_ok: impl Fn(NodeId) -> bool) -> Option<NodeId> {
         (shard.voters.iter().copied())
             .filter(|&n| n != node && self.serves(shard, n) && successor_ok(n))
             .min_by_key(|&n| (self.leaders(n), n))

@@ -86,7 +86,8 @@ impl Cluster {
 
     /// One line per shard, for status output.
     pub fn describe(&self) -> String {
-        let mut out = format!("ring epoch {}, {} shards, nodes {:?}\n", self.epoch, self.observed.shards.len(), self.node_ids());
+        let mut out =
+            format!("ring epoch {}, {} shards, nodes {:?}\n", self.epoch, self.observed.shards.len(), self.node_ids());
         for s in self.observed.shards.values() {
             out.push_str(&format!(
                 "  shard {:>4}  modulus {:>4}  voters {:?}  learners {:?}  leader {}  keys {}",
@@ -160,7 +161,8 @@ impl Driver {
         let mut views = Vec::new();
         let mut addrs = BTreeMap::new();
         for addr in &self.seeds {
-            let got = self.http.get(format!("http://{addr}/internal/ring")).timeout(Duration::from_secs(2)).send().await;
+            let got =
+                self.http.get(format!("http://{addr}/internal/ring")).timeout(Duration::from_secs(2)).send().await;
             let Ok(resp) = got else { continue };
             let Ok(view) = resp.json::<RingView>().await else { continue };
             addrs.insert(view.node_id, addr.clone());
@@ -231,7 +233,13 @@ impl Driver {
         Ok(Cluster { observed, addrs, epoch, keys })
     }
 
-    async fn post(&self, addr: &str, path: &str, method: reqwest::Method, timeout: Duration) -> Result<(), DriverError> {
+    async fn post(
+        &self,
+        addr: &str,
+        path: &str,
+        method: reqwest::Method,
+        timeout: Duration,
+    ) -> Result<(), DriverError> {
         let resp = self
             .http
             .request(method, format!("http://{addr}{path}"))
@@ -276,7 +284,9 @@ impl Driver {
                 self.post(Self::leader_addr(c, *shard)?, &path, reqwest::Method::DELETE, long).await?;
                 if let Ok(addr) = Self::addr(c, *node) {
                     // The leader tells it too; this covers a leader that died meanwhile.
-                    let _ = self.post(addr, &format!("/internal/admin/shards/{shard}/retire"), reqwest::Method::POST, long).await;
+                    let _ = self
+                        .post(addr, &format!("/internal/admin/shards/{shard}/retire"), reqwest::Method::POST, long)
+                        .await;
                 }
                 Ok(())
             }

@@ -83,11 +83,7 @@ pub fn is_balanced(spec: &Spec, observed: &Observed) -> Result<(), String> {
     spec.check()?;
     observed.check_ring()?;
     if observed.shards.len() != spec.shards as usize {
-        return Err(format!(
-            "{} shards observed, spec asks for {}",
-            observed.shards.len(),
-            spec.shards
-        ));
+        return Err(format!("{} shards observed, spec asks for {}", observed.shards.len(), spec.shards));
     }
     for shard in observed.shards.values() {
         let id = shard.id;

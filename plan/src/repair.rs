@@ -21,9 +21,10 @@ pub(crate) fn await_leaders(c: &Census) -> Option<Next> {
                 format!("is led by node {l}, which reports it lost")
             }
             Some(_) if !c.healthy_majority(shard, shard.voters.iter().copied()) => {
-                return Some(Next::Wait(c.lost_without_majority(shard).unwrap_or_else(|| {
-                    format!("shard {} has no healthy majority of voters", shard.id)
-                })));
+                return Some(Next::Wait(
+                    c.lost_without_majority(shard)
+                        .unwrap_or_else(|| format!("shard {} has no healthy majority of voters", shard.id)),
+                ));
             }
             Some(_) => return None,
         };
@@ -87,8 +88,7 @@ pub(crate) fn drain(c: &Census) -> Option<Next> {
     c.observed.shards.values().find_map(|shard| {
         let drained = shard.voters.iter().copied().filter(|n| !c.spec.nodes.contains(n));
         // Unhealthy first (removing them never costs quorum), then non-leaders.
-        let node: NodeId =
-            drained.min_by_key(|&n| (c.serves(shard, n), shard.leader == Some(n), n))?;
+        let node: NodeId = drained.min_by_key(|&n| (c.serves(shard, n), shard.leader == Some(n), n))?;
         let in_spec = |n| c.spec.nodes.contains(&n);
         if shard.voters.len() > c.spec.replication {
             return Some(c.remove_voter(shard, node, in_spec));
@@ -107,12 +107,8 @@ pub(crate) fn drain(c: &Census) -> Option<Next> {
 /// is healthy, so they neither route around a restarting node nor move replicas that
 /// would move back once it returns. A node that stays down is for the spec to drop.
 pub(crate) fn await_spec_nodes(c: &Census) -> Option<Next> {
-    let down: Vec<String> =
-        (c.spec.nodes.iter()).filter(|&&n| !c.healthy(n)).map(|n| n.to_string()).collect();
+    let down: Vec<String> = (c.spec.nodes.iter()).filter(|&&n| !c.healthy(n)).map(|n| n.to_string()).collect();
     (!down.is_empty()).then(|| {
-        Next::Wait(format!(
-            "spec node(s) {} not healthy; resharding and balancing wait for them",
-            down.join(", ")
-        ))
+        Next::Wait(format!("spec node(s) {} not healthy; resharding and balancing wait for them", down.join(", ")))
     })
 }

@@ -29,7 +29,9 @@ pub(crate) fn finish_merges(c: &Census) -> Option<Next> {
     Some(
         frozen
             .find_map(|d| receiver_of(d).map(|r| Next::Step(Step::Merge { receiver: r.id, donor: d.id })))
-            .unwrap_or_else(|| Next::Wait(format!("shard {first} is frozen for a merge whose receiver is not observed"))),
+            .unwrap_or_else(|| {
+                Next::Wait(format!("shard {first} is frozen for a merge whose receiver is not observed"))
+            }),
     )
 }
 
@@ -63,9 +65,7 @@ fn merge(c: &Census, modulus: u32) -> Next {
         return Next::Blocked(format!("no pair of shards at modulus {modulus} to merge"));
     };
     let missing = receiver.voters.difference(&donor.voters).next().copied();
-    let extra = (donor.voters.difference(&receiver.voters))
-        .min_by_key(|&&n| (donor.leader == Some(n), n))
-        .copied();
+    let extra = (donor.voters.difference(&receiver.voters)).min_by_key(|&&n| (donor.leader == Some(n), n)).copied();
     match (missing, extra) {
         // Remove while the donor has a spare voter, or when nothing is left to add
         // (then the donor holds all the receiver's voters and more, so it is above

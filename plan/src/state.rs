@@ -61,10 +61,7 @@ impl Spec {
     /// Reports the first contradiction in the spec itself, which no step can fix.
     pub fn check(&self) -> Result<(), String> {
         if !self.shards.is_power_of_two() {
-            return Err(format!(
-                "spec asks for {} shards; the shard count must be a power of two",
-                self.shards
-            ));
+            return Err(format!("spec asks for {} shards; the shard count must be a power of two", self.shards));
         }
         if self.replication == 0 {
             return Err("spec asks for replication 0; it must be at least 1".to_owned());

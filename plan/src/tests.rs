@@ -85,9 +85,7 @@ fn check(cases: Vec<Case>) {
         let got = next_step(&spec, &observed);
         let ok = match (&want, &got) {
             (Want::Is(want), got) => want == got,
-            (Want::Wait(frag), Next::Wait(msg)) | (Want::Blocked(frag), Next::Blocked(msg)) => {
-                msg.contains(frag)
-            }
+            (Want::Wait(frag), Next::Wait(msg)) | (Want::Blocked(frag), Next::Blocked(msg)) => msg.contains(frag),
             _ => false,
         };
         assert!(ok, "{name}: want {want:?}, got {got:?}");
@@ -127,11 +125,7 @@ fn health_gates_come_first() {
         case(
             "a shard with two of three voters down waits",
             spec(4, 3, &[1, 2, 3, 4, 5]),
-            observed(
-                &[1, 2, 3],
-                &[4, 5],
-                vec![shard(0, 2, &[1, 2, 3], 1), shard(1, 2, &[1, 4, 5], 1)],
-            ),
+            observed(&[1, 2, 3], &[4, 5], vec![shard(0, 2, &[1, 2, 3], 1), shard(1, 2, &[1, 4, 5], 1)]),
             Want::Wait("shard 1 has no healthy majority"),
         ),
         case(
@@ -188,12 +182,7 @@ fn spec_and_ring_must_make_sense() {
             ring(4, &three, 3),
             Want::Blocked("must be a power of two"),
         ),
-        case(
-            "replication zero is blocked",
-            spec(4, 0, &three),
-            ring(4, &three, 3),
-            Want::Blocked("replication 0"),
-        ),
+        case("replication zero is blocked", spec(4, 0, &three), ring(4, &three, 3), Want::Blocked("replication 0")),
         case(
             "an empty ring is blocked",
             spec(4, 3, &three),
@@ -248,72 +237,44 @@ fn repair_and_drain_keep_replication() {
         case(
             "a drained voter gets its replacement first",
             spec(2, 3, &four),
-            observed(
-                &[1, 2, 3, 4, 5],
-                &[],
-                vec![shard(0, 2, &[1, 2, 5], 1), shard(1, 2, &[2, 3, 4], 2)],
-            ),
+            observed(&[1, 2, 3, 4, 5], &[], vec![shard(0, 2, &[1, 2, 5], 1), shard(1, 2, &[2, 3, 4], 2)]),
             Want::Is(add(0, 3)),
         ),
         case(
             "then the drained voter goes",
             spec(2, 3, &four),
-            observed(
-                &[1, 2, 3, 4, 5],
-                &[],
-                vec![shard(0, 2, &[1, 2, 3, 5], 1), shard(1, 2, &[2, 3, 4], 2)],
-            ),
+            observed(&[1, 2, 3, 4, 5], &[], vec![shard(0, 2, &[1, 2, 3, 5], 1), shard(1, 2, &[2, 3, 4], 2)]),
             Want::Is(remove(0, 5)),
         ),
         case(
             "a drained leader hands over to the spec voter leading fewest shards",
             spec(2, 3, &four),
-            observed(
-                &[1, 2, 3, 4, 5],
-                &[],
-                vec![shard(0, 2, &[1, 2, 3, 5], 5), shard(1, 2, &[2, 3, 4], 2)],
-            ),
+            observed(&[1, 2, 3, 4, 5], &[], vec![shard(0, 2, &[1, 2, 3, 5], 5), shard(1, 2, &[2, 3, 4], 2)]),
             Want::Is(transfer(0, 1)),
         ),
         case(
             "a drained leader hands over before its replacement joins (while the shard \
              has three voters a node hands over at once; with four, writes wait ~0.9 s)",
             spec(2, 3, &four),
-            observed(
-                &[1, 2, 3, 4, 5],
-                &[],
-                vec![shard(0, 2, &[1, 2, 5], 5), shard(1, 2, &[2, 3, 4], 2)],
-            ),
+            observed(&[1, 2, 3, 4, 5], &[], vec![shard(0, 2, &[1, 2, 5], 5), shard(1, 2, &[2, 3, 4], 2)]),
             Want::Is(transfer(0, 1)),
         ),
         case(
             "an unhealthy drained node is replaced like a healthy one",
             spec(2, 3, &[1, 2, 3]),
-            observed(
-                &[1, 2, 3],
-                &[4],
-                vec![shard(0, 2, &[1, 2, 4], 1), shard(1, 2, &[1, 2, 3], 2)],
-            ),
+            observed(&[1, 2, 3], &[4], vec![shard(0, 2, &[1, 2, 4], 1), shard(1, 2, &[1, 2, 3], 2)]),
             Want::Is(add(0, 3)),
         ),
         case(
             "a drain that needs an unhealthy spec node is blocked",
             spec(2, 3, &[1, 2, 3]),
-            observed(
-                &[1, 2, 4],
-                &[3],
-                vec![shard(0, 2, &[1, 2, 4], 1), shard(1, 2, &[1, 2, 3], 2)],
-            ),
+            observed(&[1, 2, 4], &[3], vec![shard(0, 2, &[1, 2, 4], 1), shard(1, 2, &[1, 2, 3], 2)]),
             Want::Blocked("shard 0 needs a replica on another node"),
         ),
         case(
             "no removal that leaves no healthy majority",
             spec(2, 3, &[1, 2, 3]),
-            observed(
-                &[1, 4, 5],
-                &[2, 3],
-                vec![shard(0, 2, &[1, 2, 3, 4, 5], 1), shard(1, 2, &[1, 4, 5], 1)],
-            ),
+            observed(&[1, 4, 5], &[2, 3], vec![shard(0, 2, &[1, 2, 3, 4, 5], 1), shard(1, 2, &[1, 4, 5], 1)]),
             Want::Wait("removing node 4 from shard 0 would leave it without a healthy majority"),
         ),
     ]);
@@ -347,15 +308,7 @@ fn lost_replicas_are_removed_for_repair_to_replace() {
         case(
             "of five voters with two lost, the lowest lost goes first",
             spec(2, 5, &five),
-            lost(
-                lost(
-                    observed(&five, &[], vec![shard(0, 2, &five, 1), shard(1, 2, &five, 2)]),
-                    0,
-                    4,
-                ),
-                0,
-                3,
-            ),
+            lost(lost(observed(&five, &[], vec![shard(0, 2, &five, 1), shard(1, 2, &five, 2)]), 0, 4), 0, 3),
             Want::Is(remove(0, 3)),
         ),
         case(
@@ -367,11 +320,7 @@ fn lost_replicas_are_removed_for_repair_to_replace() {
         case(
             "a lost voter and a down voter of three wait",
             spec(2, 3, &three),
-            lost(
-                observed(&[1, 2], &[3], vec![shard(0, 2, &three, 1), shard(1, 2, &three, 1)]),
-                0,
-                2,
-            ),
+            lost(observed(&[1, 2], &[3], vec![shard(0, 2, &three, 1), shard(1, 2, &three, 1)]), 0, 2),
             Want::Wait("shard 0: replica on node 2 is lost and the rest is no healthy majority"),
         ),
         case(
@@ -402,13 +351,7 @@ fn lost_replicas_are_removed_for_repair_to_replace() {
 
 #[test]
 fn the_driver_marks_members_that_report_a_shard_lost() {
-    let view = |node_id, lost: Vec<ShardId>| driver::RingView {
-        node_id,
-        epoch: 1,
-        shards: vec![],
-        ready: None,
-        lost,
-    };
+    let view = |node_id, lost: Vec<ShardId>| driver::RingView { node_id, epoch: 1, shards: vec![], ready: None, lost };
     let mut o = with(ring(4, &[1, 2, 3], 3), |o| {
         o.shards.get_mut(&1).unwrap().learners.insert(4);
     });
@@ -539,11 +482,7 @@ fn resharding_splits_and_merges_in_ring_order() {
         case(
             "a split waits for the shard to shed its excess voter",
             spec(8, 3, &[1, 2, 3, 4]),
-            observed(
-                &[1, 2, 3, 4],
-                &[],
-                vec![shard(0, 2, &[1, 2, 3, 4], 1), shard(1, 2, &[2, 3, 4], 2)],
-            ),
+            observed(&[1, 2, 3, 4], &[], vec![shard(0, 2, &[1, 2, 3, 4], 1), shard(1, 2, &[2, 3, 4], 2)]),
             Want::Is(remove(0, 4)),
         ),
     ]);
@@ -653,7 +592,8 @@ fn is_balanced_says_what_is_off() {
             spec(8, 3, &[1, 2, 3, 4]),
             // 7/6/6/5 replicas: shards 0..7 on these voters, each led by its first voter
             observed(&[1, 2, 3, 4], &[], {
-                let voters: [&[NodeId]; 8] = [&[1, 2, 3], &[2, 1, 4], &[3, 1, 4], &[2, 1, 3], &[4, 1, 2], &[3, 1, 4], &[3, 1, 2], &[4, 2, 3]];
+                let voters: [&[NodeId]; 8] =
+                    [&[1, 2, 3], &[2, 1, 4], &[3, 1, 4], &[2, 1, 3], &[4, 1, 2], &[3, 1, 4], &[3, 1, 2], &[4, 2, 3]];
                 (0..8).map(|s| shard(s, 8, voters[s as usize], voters[s as usize][0])).collect()
             }),
             Some("node 1 has 7 replicas; the even share is 24/4, so each node should have 6"),
@@ -679,10 +619,7 @@ fn is_balanced_says_what_is_off() {
 #[test]
 fn steps_describe_themselves_in_one_line() {
     let cases = [
-        (
-            Step::Split { shard: 3, modulus: 16 },
-            "split shard 3: new shard 11 takes the keys with hash % 16 == 11",
-        ),
+        (Step::Split { shard: 3, modulus: 16 }, "split shard 3: new shard 11 takes the keys with hash % 16 == 11"),
         (Step::Merge { receiver: 3, donor: 11 }, "merge shard 11 into shard 3"),
         (Step::AddReplica { shard: 2, node: 5 }, "add a replica of shard 2 on node 5"),
         (Step::RemoveReplica { shard: 2, node: 5 }, "remove the replica of shard 2 from node 5"),

@@ -73,7 +73,8 @@ impl ClusterBuilder {
             })
             .collect();
         let founders = self.nodes - self.joining.min(self.nodes - 1);
-        let peers = nodes.iter().take(founders).map(|n| format!("{}={}", n.id, n.internal_addr)).collect::<Vec<_>>().join(",");
+        let peers =
+            nodes.iter().take(founders).map(|n| format!("{}={}", n.id, n.internal_addr)).collect::<Vec<_>>().join(",");
         for n in &mut nodes {
             let mut args = vec![
                 "--node-id".to_string(),

@@ -39,7 +39,6 @@
 //! one op in flight only at the very end (a client that timed out and went on cannot be
 //! recorded).
 
-
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -47,11 +46,16 @@ use std::time::Instant;
 /// A call a client made on one key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    Put { value: String },
+    Put {
+        value: String,
+    },
     Delete,
     Get,
     /// Put `value` only if the key currently holds `expect` (`None` = absent).
-    CasPut { expect: Option<String>, value: String },
+    CasPut {
+        expect: Option<String>,
+        value: String,
+    },
 }
 
 /// What the client learned about its call.

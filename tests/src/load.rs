@@ -49,10 +49,7 @@ impl Ctx {
     }
 
     fn unexpected(&self, what: String) {
-        self.errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(what);
+        self.errors.lock().unwrap_or_else(|p| p.into_inner()).push(what);
     }
 }
 
@@ -90,11 +87,7 @@ impl Load {
             urls,
             prefix: prefix.to_string(),
             keys,
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("client"),
+            http: reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("client"),
             history: History::new(),
             stop: AtomicBool::new(false),
             ops: AtomicU64::new(0),
@@ -177,12 +170,7 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         } else if roll < 7 {
-            let p = c.history.invoke(
-                &key,
-                Op::Put {
-                    value: value.clone(),
-                },
-            );
+            let p = c.history.invoke(&key, Op::Put { value: value.clone() });
             let since = std::time::Instant::now();
             let answer = c.http.put(&url).body(value).send().await;
             c.waited(since, || format!("PUT {url}: {}", status_of(&answer)));
@@ -211,20 +199,9 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
             let Some((current, revision)) = get(&c, &key, &url).await else {
                 continue;
             };
-            let p = c.history.invoke(
-                &key,
-                Op::CasPut {
-                    expect: current,
-                    value: value.clone(),
-                },
-            );
+            let p = c.history.invoke(&key, Op::CasPut { expect: current, value: value.clone() });
             let since = std::time::Instant::now();
-            let answer = c
-                .http
-                .put(format!("{url}?prev_revision={revision}"))
-                .body(value)
-                .send()
-                .await;
+            let answer = c.http.put(format!("{url}?prev_revision={revision}")).body(value).send().await;
             c.waited(since, || format!("CAS {url}: {}", status_of(&answer)));
             match answer {
                 Ok(r) if r.status() == 200 => p.complete(Outcome::Cas(true)),

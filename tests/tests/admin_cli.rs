@@ -36,7 +36,10 @@ async fn every_admin_action_converges_and_says_what_it_did() {
 
     let (ok, out) = admin(&c, &founders, &["reshard", "--shards", "4"]).await;
     assert!(ok, "{out}");
-    assert!(out.contains("target: 4 shards, replication 3") && out.contains("split shard 0") && out.contains("converged"), "{out}");
+    assert!(
+        out.contains("target: 4 shards, replication 3") && out.contains("split shard 0") && out.contains("converged"),
+        "{out}"
+    );
     assert_eq!(d.observe().await.expect("ring").observed.shards.len(), 4);
 
     let addr4 = c.internal_addr(4).to_string();
@@ -49,21 +52,30 @@ async fn every_admin_action_converges_and_says_what_it_did() {
     assert!(on4 >= 2, "node 4 holds its share (4 shards × 3 / 4 nodes, ±1):\n{}", ring.describe());
     // Exactly those: a replica added after a split does not also open the split's new
     // shard, of which it is no member (it would sit there leaderless, the node unready).
-    let view: serde_json::Value = c.http().get(format!("http://{addr4}/internal/ring")).send().await.expect("ring").json().await.expect("json");
+    let view: serde_json::Value =
+        c.http().get(format!("http://{addr4}/internal/ring")).send().await.expect("ring").json().await.expect("json");
     let hosted: Vec<u64> = view["shards"].as_array().expect("shards").iter().filter_map(|s| s["id"].as_u64()).collect();
-    let member: Vec<u64> = ring.observed.shards.values().filter(|s| s.voters.contains(&4)).map(|s| u64::from(s.id)).collect();
+    let member: Vec<u64> =
+        ring.observed.shards.values().filter(|s| s.voters.contains(&4)).map(|s| u64::from(s.id)).collect();
     assert_eq!(hosted, member, "node 4 hosts {view}");
     assert_eq!(view["ready"], true, "node 4 is ready: {view}");
 
     let (ok, out) = admin(&c, &c.ids(), &["drain", "2"]).await;
     assert!(ok && out.contains("node 2 drained"), "{out}");
     let ring = d.observe().await.expect("ring");
-    assert!(ring.observed.shards.values().all(|s| !s.voters.contains(&2) && s.leader != Some(2)), "{}", ring.describe());
+    assert!(
+        ring.observed.shards.values().all(|s| !s.voters.contains(&2) && s.leader != Some(2)),
+        "{}",
+        ring.describe()
+    );
     assert!(ring.observed.shards.values().all(|s| s.voters.len() == 3), "{}", ring.describe());
 
     let live = [1, 3, 4];
     let (ok, out) = admin(&c, &live, &["--replication", "3", "rebalance"]).await;
-    assert!(ok && out.contains("converged") && !out.contains("] split") && !out.contains("] add"), "already balanced: {out}");
+    assert!(
+        ok && out.contains("converged") && !out.contains("] split") && !out.contains("] add"),
+        "already balanced: {out}"
+    );
 
     // Bad requests: refused with a reason, nothing changed.
     let (ok, out) = admin(&c, &live, &["reshard", "--shards", "3"]).await;

@@ -79,10 +79,13 @@ async fn a_batch_is_atomic_within_a_shard_and_reports_each_shard_group() {
     n.put(&a1, "old").await;
 
     // Same shard: a failed precondition on one op applies nothing of the group.
-    let (status, body) = batch(&n, json!({"ops": [
-        {"op": "put", "key": a2, "value": "new"},
-        {"op": "delete", "key": a1, "prev_revision": 999},
-    ]}))
+    let (status, body) = batch(
+        &n,
+        json!({"ops": [
+            {"op": "put", "key": a2, "value": "new"},
+            {"op": "delete", "key": a1, "prev_revision": 999},
+        ]}),
+    )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["applied"], false);
@@ -92,10 +95,13 @@ async fn a_batch_is_atomic_within_a_shard_and_reports_each_shard_group() {
     assert_eq!(n.get(&a1).await.as_deref(), Some("old"));
 
     // Across shards: each group stands alone; the answer says which applied.
-    let (status, body) = batch(&n, json!({"ops": [
-        {"op": "put", "key": b, "value": "applied"},
-        {"op": "put", "key": a2, "value": "x", "prev_revision": 12345},
-    ]}))
+    let (status, body) = batch(
+        &n,
+        json!({"ops": [
+            {"op": "put", "key": b, "value": "applied"},
+            {"op": "put", "key": a2, "value": "x", "prev_revision": 12345},
+        ]}),
+    )
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["results"][0]["ok"], true, "{body}");
@@ -103,12 +109,15 @@ async fn a_batch_is_atomic_within_a_shard_and_reports_each_shard_group() {
     assert_eq!(n.get(&b).await.as_deref(), Some("applied"));
 
     // All good: 200, gets see the group's earlier writes, deletes report what they did.
-    let (status, body) = batch(&n, json!({"ops": [
-        {"op": "put", "key": a2, "value": "v2", "prev_revision": 0},
-        {"op": "get", "key": a2},
-        {"op": "delete", "key": a1},
-        {"op": "get", "key": "never-written"},
-    ]}))
+    let (status, body) = batch(
+        &n,
+        json!({"ops": [
+            {"op": "put", "key": a2, "value": "v2", "prev_revision": 0},
+            {"op": "get", "key": a2},
+            {"op": "delete", "key": a1},
+            {"op": "get", "key": "never-written"},
+        ]}),
+    )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["applied"], true);
@@ -227,7 +236,9 @@ async fn a_watcher_sees_every_committed_change_in_order_across_a_leader_kill() {
         let key = e.data["key"].as_str().expect("key").to_string();
         assert!(key.starts_with("w/"), "only the prefix is delivered: {key}");
         assert!(!e.id.is_empty());
-        seen.entry(key).or_default().push((e.data["revision"].as_u64().expect("revision"), e.data["value"].as_str().unwrap_or("").to_string()));
+        seen.entry(key)
+            .or_default()
+            .push((e.data["revision"].as_u64().expect("revision"), e.data["value"].as_str().unwrap_or("").to_string()));
         got += 1;
     }
     for (key, evs) in &seen {
@@ -268,7 +279,11 @@ async fn a_watch_resumes_from_its_last_event_id_and_is_told_to_resync_after_comp
         let n = n.clone();
         async move {
             let v = n.try_cluster_view().await?;
-            if v.shards[0].snapshot_index > 10 { Ok(()) } else { Err(format!("snapshot at {}", v.shards[0].snapshot_index)) }
+            if v.shards[0].snapshot_index > 10 {
+                Ok(())
+            } else {
+                Err(format!("snapshot at {}", v.shards[0].snapshot_index))
+            }
         }
     })
     .await;

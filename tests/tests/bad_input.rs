@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use ringkv_tests::{base64_encode, key_path, Cluster, NodeClient};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const MAX_KEY: usize = 4096;
 const MAX_VALUE: usize = 1 << 20;
@@ -24,7 +24,15 @@ struct Case {
 }
 
 fn req(method: Method, path: &str, status: u16, code: &'static str) -> Case {
-    Case { what: format!("{method} {path}"), method, path: path.to_string(), content_type: None, body: Vec::new(), status, code }
+    Case {
+        what: format!("{method} {path}"),
+        method,
+        path: path.to_string(),
+        content_type: None,
+        body: Vec::new(),
+        status,
+        code,
+    }
 }
 
 fn put_raw(path: &str, ct: Option<&'static str>, body: impl Into<Vec<u8>>, status: u16, code: &'static str) -> Case {
@@ -278,7 +286,8 @@ async fn read_response(conn: &mut TcpStream) -> Result<(String, Vec<(String, Str
                     .filter_map(|l| l.split_once(':'))
                     .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
                     .collect();
-                let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+                let len: usize =
+                    headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
                 while buf.len() < end + 4 + len {
                     match conn.read(&mut chunk).await {
                         Ok(0) => return Err("EOF in the response body".to_string()),
@@ -350,12 +359,8 @@ async fn limits_are_inclusive_a_key_and_value_at_the_limit_are_accepted() {
         .await
         .expect("PUT");
     assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap_or_default());
-    let got = n
-        .request(Method::GET, &key_path(&key))
-        .header("accept", "application/octet-stream")
-        .send()
-        .await
-        .expect("GET");
+    let got =
+        n.request(Method::GET, &key_path(&key)).header("accept", "application/octet-stream").send().await.expect("GET");
     assert_eq!(got.status(), StatusCode::OK);
     assert_eq!(got.bytes().await.expect("body").len(), MAX_VALUE);
     let listed = n.list("limit=1000").await;

@@ -20,12 +20,8 @@ const WRITERS: usize = 8;
 async fn follower_catches_up_through_snapshots(shards: u32, keys: usize) {
     let c = Cluster::builder(3).shards(shards).flag("--snapshot-entries", "100").start().await;
     let leaders = c.wait_for_leaders(&c.ids()).await;
-    let follower = c
-        .ids()
-        .into_iter()
-        .rev()
-        .min_by_key(|id| leaders.values().filter(|l| *l == id).count())
-        .expect("3 nodes");
+    let follower =
+        c.ids().into_iter().rev().min_by_key(|id| leaders.values().filter(|l| *l == id).count()).expect("3 nodes");
     let via = c.ids().into_iter().find(|&id| id != follower).expect("3 nodes");
     let had: BTreeMap<u32, u64> =
         c.node(follower).cluster_view().await.shards.iter().map(|s| (s.id, s.last_log_index)).collect();
@@ -53,7 +49,9 @@ async fn follower_catches_up_through_snapshots(shards: u32, keys: usize) {
         async move {
             let v = cluster.node(via).try_cluster_view().await?;
             match v.shards.iter().find(|s| s.purged_index <= had[&s.id]) {
-                Some(s) => Err(format!("shard {}: purged to {} but the follower has {}", s.id, s.purged_index, had[&s.id])),
+                Some(s) => {
+                    Err(format!("shard {}: purged to {} but the follower has {}", s.id, s.purged_index, had[&s.id]))
+                }
                 None => Ok(()),
             }
         }
@@ -72,7 +70,11 @@ async fn follower_catches_up_through_snapshots(shards: u32, keys: usize) {
                 .filter(|s| s.applied_index < target[&s.id])
                 .map(|s| format!("shard {} applied {} of {}", s.id, s.applied_index, target[&s.id]))
                 .collect();
-            if behind.is_empty() { Ok(()) } else { Err(behind.join(", ")) }
+            if behind.is_empty() {
+                Ok(())
+            } else {
+                Err(behind.join(", "))
+            }
         }
     })
     .await;
@@ -84,8 +86,7 @@ async fn follower_catches_up_through_snapshots(shards: u32, keys: usize) {
     // exposes snapshot installs or a leader's purged index, so the follower's log line
     // (`snapshot installed shard=N`) is the evidence.
     let log = c.log(follower);
-    let missing: Vec<u32> =
-        (0..shards).filter(|s| !log.contains(&format!("snapshot installed shard={s} "))).collect();
+    let missing: Vec<u32> = (0..shards).filter(|s| !log.contains(&format!("snapshot installed shard={s} "))).collect();
     assert!(
         missing.is_empty(),
         "shards {missing:?} caught up without installing a snapshot (the follower had {had:?}, \

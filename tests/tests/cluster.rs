@@ -16,7 +16,8 @@ async fn writes_sent_to_a_follower_are_forwarded_and_readable_on_every_node() {
     // The node that leads the fewest shards: most writes sent to it must be forwarded.
     let via = c.ids().into_iter().min_by_key(|id| leaders.values().filter(|l| *l == id).count()).expect("3 nodes");
     let n = c.node(via);
-    let forwards = |m: &ringkv_tests::Metrics| m.value("ringkv_forwarded_requests_total", &[("kind", "write")]).unwrap_or(0.0);
+    let forwards =
+        |m: &ringkv_tests::Metrics| m.value("ringkv_forwarded_requests_total", &[("kind", "write")]).unwrap_or(0.0);
     let forwarded_before = forwards(&n.metrics().await);
 
     let mut written = Vec::new();
@@ -71,7 +72,11 @@ async fn writes_sent_to_a_follower_are_forwarded_and_readable_on_every_node() {
                 let listed = node.list_all_with(0, "fwd/", 100, "consistency=serializable").await;
                 let keys: Vec<&str> = listed.iter().map(|e| e.key.as_str()).collect();
                 let want: Vec<&str> = kept.iter().map(|(k, _)| k.as_str()).collect();
-                if keys == want { Ok(()) } else { Err(format!("{} keys listed", keys.len())) }
+                if keys == want {
+                    Ok(())
+                } else {
+                    Err(format!("{} keys listed", keys.len()))
+                }
             }
         })
         .await;
@@ -241,7 +246,13 @@ async fn with_two_of_three_nodes_dead_requests_for_leaderless_shards_get_503_and
     // A node that cannot serve writes says so: it no longer reports ready.
     eventually("the survivor's /readyz to turn 503", Duration::from_secs(10), || {
         let n = n.clone();
-        async move { if n.is_ready().await { Err("still ready".to_string()) } else { Ok(()) } }
+        async move {
+            if n.is_ready().await {
+                Err("still ready".to_string())
+            } else {
+                Ok(())
+            }
+        }
     })
     .await;
     // The survivor's own replica still answers reads that accept staleness.
@@ -348,11 +359,7 @@ async fn killing_every_node_at_once_loses_no_acknowledged_write_or_delete() {
     const WRITERS: usize = 6;
     // Small WAL segments and frequent snapshots, so the restart replays snapshots, purged
     // logs and a WAL whose oldest segments were dropped.
-    let c = Cluster::builder(3)
-        .flag("--snapshot-entries", "100")
-        .flag("--wal-segment-bytes", "1048576")
-        .start()
-        .await;
+    let c = Cluster::builder(3).flag("--snapshot-entries", "100").flag("--wal-segment-bytes", "1048576").start().await;
     let filler = "x".repeat(1000);
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..WRITERS {
@@ -393,7 +400,9 @@ async fn killing_every_node_at_once_loses_no_acknowledged_write_or_delete() {
             let m = cluster.node(id).metrics().await;
             let (bytes, segments) = (m.sum("ringkv_wal_disk_bytes"), m.sum("ringkv_wal_segments"));
             if bytes >= written_bytes {
-                return Err(format!("node {id}: {bytes} WAL bytes in {segments} segments after {written_bytes} bytes of values"));
+                return Err(format!(
+                    "node {id}: {bytes} WAL bytes in {segments} segments after {written_bytes} bytes of values"
+                ));
             }
         }
         Ok(())
@@ -410,7 +419,12 @@ async fn killing_every_node_at_once_loses_no_acknowledged_write_or_delete() {
 
     let present: Vec<(String, String)> = expect.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect();
     let wrong = c.read_back(&present, &c.ids()).await;
-    assert!(wrong.is_empty(), "{} acknowledged writes lost or wrong:\n  {}", wrong.len(), wrong.iter().take(20).cloned().collect::<Vec<_>>().join("\n  "));
+    assert!(
+        wrong.is_empty(),
+        "{} acknowledged writes lost or wrong:\n  {}",
+        wrong.len(),
+        wrong.iter().take(20).cloned().collect::<Vec<_>>().join("\n  ")
+    );
     // Every replica rebuilt the same state: exactly the surviving keys, no deleted ones.
     for id in c.ids() {
         let node = c.node(id);
@@ -451,7 +465,9 @@ async fn bad_frames_on_the_internal_wire_are_refused_and_the_cluster_keeps_servi
     // Error answers, matched by id: an unknown kind, garbage for an append, a shard not hosted.
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     s.write_all(b"RKW1").await.expect("magic");
-    for (id, kind, shard, body) in [(1u64, 99u8, 0u32, &b"x"[..]), (2, 1, 0, &b"\xff\xff\xff"[..]), (3, 2, 4242, &b""[..])] {
+    for (id, kind, shard, body) in
+        [(1u64, 99u8, 0u32, &b"x"[..]), (2, 1, 0, &b"\xff\xff\xff"[..]), (3, 2, 4242, &b""[..])]
+    {
         s.write_all(&frame(id, kind, shard, body)).await.expect("frame");
         let len = tokio::time::timeout(Duration::from_secs(5), s.read_u32()).await.expect("an answer").expect("len");
         let mut rest = vec![0; len as usize];
@@ -460,7 +476,9 @@ async fn bad_frames_on_the_internal_wire_are_refused_and_the_cluster_keeps_servi
         assert_eq!(rest[8], 1, "request {id}: an error status, got {:?}", String::from_utf8_lossy(&rest[9..]));
     }
     // An absurd length, then a frame cut short: the connection is closed, nothing allocated up front.
-    for bad in [[&b"RKW1"[..], &u32::MAX.to_be_bytes()[..]].concat(), [&b"RKW1"[..], &frame(9, 1, 0, &[0; 64])[..20]].concat()] {
+    for bad in
+        [[&b"RKW1"[..], &u32::MAX.to_be_bytes()[..]].concat(), [&b"RKW1"[..], &frame(9, 1, 0, &[0; 64])[..20]].concat()]
+    {
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
         s.write_all(&bad).await.expect("write");
         s.shutdown().await.expect("half-close");

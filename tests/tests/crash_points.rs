@@ -23,11 +23,7 @@ use ringkv_tests::Cluster;
 /// Drives the ring to `shards` shards on `nodes` with three replicas each.
 async fn converge(d: &Driver, shards: u32, nodes: &[u64]) -> Result<Ring, String> {
     let nodes: std::collections::BTreeSet<u64> = nodes.iter().copied().collect();
-    let spec = move |_: &Ring| Spec {
-        shards,
-        replication: 3,
-        nodes: nodes.clone(),
-    };
+    let spec = move |_: &Ring| Spec { shards, replication: 3, nodes: nodes.clone() };
     let ring = d
         .converge(&spec, Duration::from_secs(90), |p| match &p {
             Progress::Step(s) => eprintln!("step: {}", s.describe()),
@@ -47,11 +43,7 @@ async fn converge(d: &Driver, shards: u32, nodes: &[u64]) -> Result<Ring, String
 /// for segment rotation and compaction. Outcomes do not matter here (the recorded load checks
 /// correctness).
 async fn filler(urls: Vec<String>, stop: Arc<AtomicBool>) {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("client");
     let value = "x".repeat(8 << 10);
     let mut i = 0usize;
     while !stop.load(Ordering::Acquire) {
@@ -109,11 +101,7 @@ async fn run(point: &str) {
     let mut outcome = Ok(());
     // Node 4 joins (replicas and leaders move onto it), the ring doubles on four nodes,
     // then halves while node 4 is drained.
-    for (shards, nodes) in [
-        (2, &[1, 2, 3, 4][..]),
-        (4, &[1, 2, 3, 4][..]),
-        (2, &[1, 2, 3][..]),
-    ] {
+    for (shards, nodes) in [(2, &[1, 2, 3, 4][..]), (4, &[1, 2, 3, 4][..]), (2, &[1, 2, 3][..])] {
         let mut tries = 0;
         outcome = loop {
             match converge(&d4, shards, nodes).await {
@@ -131,12 +119,8 @@ async fn run(point: &str) {
     }
     // Background work (snapshots, WAL rotation and compaction) may not have reached the
     // point yet: the load goes on until it has, for up to a minute.
-    let fired = |c: &Cluster| {
-        c.ids().into_iter().any(|id| {
-            c.log(id)
-                .contains(&format!("crash point {point}: aborting"))
-        })
-    };
+    let fired =
+        |c: &Cluster| c.ids().into_iter().any(|id| c.log(id).contains(&format!("crash point {point}: aborting")));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while outcome.is_ok() && !fired(&c) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -159,33 +143,15 @@ async fn run(point: &str) {
     }
     c.wait_ready().await;
     // Converged once everyone is back: nothing left to do, balanced.
-    converge(&d, 2, &[1, 2, 3])
-        .await
-        .unwrap_or_else(|e| panic!("crash point {point}: {e}"));
+    converge(&d, 2, &[1, 2, 3]).await.unwrap_or_else(|e| panic!("crash point {point}: {e}"));
 
-    let fired: Vec<u64> = c
-        .ids()
-        .into_iter()
-        .filter(|id| {
-            c.log(*id)
-                .contains(&format!("crash point {point}: aborting"))
-        })
-        .collect();
-    let aborts: usize = c
-        .ids()
-        .iter()
-        .map(|id| {
-            c.log(*id)
-                .matches(&format!("crash point {point}: aborting"))
-                .count()
-        })
-        .sum();
+    let fired: Vec<u64> =
+        c.ids().into_iter().filter(|id| c.log(*id).contains(&format!("crash point {point}: aborting"))).collect();
+    let aborts: usize =
+        c.ids().iter().map(|id| c.log(*id).matches(&format!("crash point {point}: aborting")).count()).sum();
     let restarts = restarts.load(Ordering::Relaxed);
     assert!(!fired.is_empty(), "crash point {point} was never reached");
-    assert_eq!(
-        restarts, aborts,
-        "crash point {point}: {restarts} restarts for {aborts} aborts: a restart failed"
-    );
+    assert_eq!(restarts, aborts, "crash point {point}: {restarts} restarts for {aborts} aborts: a restart failed");
     let report = load.finish().await;
     assert!(report.ops > 100, "the load ran: {} ops", report.ops);
     println!(
@@ -238,8 +204,5 @@ fn every_crash_point_has_a_test() {
     let mut tested: Vec<&str> = TESTED.to_vec();
     listed.sort_unstable();
     tested.sort_unstable();
-    assert_eq!(
-        listed, tested,
-        "node/src/crash.rs's POINTS and this suite's tests differ"
-    );
+    assert_eq!(listed, tested, "node/src/crash.rs's POINTS and this suite's tests differ");
 }

@@ -31,7 +31,8 @@ async fn converge(d: &Driver, shards: u32, replication: usize, nodes: &[u64]) ->
         .await
         .unwrap_or_else(|e| panic!("did not converge to {shards} shards: {e}"));
     let target = spec(&ring);
-    ringkv_plan::is_balanced(&target, &ring.observed).unwrap_or_else(|e| panic!("converged but unbalanced: {e}\n{}", ring.describe()));
+    ringkv_plan::is_balanced(&target, &ring.observed)
+        .unwrap_or_else(|e| panic!("converged but unbalanced: {e}\n{}", ring.describe()));
     ring
 }
 
@@ -251,7 +252,11 @@ async fn a_key_watch_follows_its_key_through_a_split_even_on_a_node_without_its_
         assert_eq!(values, ["during", "after-1", "after-2", "after-3", "after"], "{name} saw {seen:?}");
         assert!(!seen.iter().any(|v| v["type"] == "resync"), "{name} had to resync: {seen:?}");
         let last = seen.last().expect("an event");
-        assert_eq!(last["shard"].as_u64(), Some(u64::from(shard) + 2), "{name}: the put after the split comes from the new shard");
+        assert_eq!(
+            last["shard"].as_u64(),
+            Some(u64::from(shard) + 2),
+            "{name}: the put after the split comes from the new shard"
+        );
     }
 }
 
@@ -370,12 +375,18 @@ async fn a_merge_cut_off_after_its_freeze_is_finished_by_the_next_driver_whateve
     let url = format!("http://{}/internal/admin/shards/3/freeze?epoch={}", c.internal_addr(leader), ring.epoch + 1);
     let resp = c.http().post(url).send().await.expect("freeze");
     assert!(resp.status().is_success(), "freeze: {}", resp.text().await.unwrap_or_default());
-    let donor_key = written.iter().find(|(k, _)| ringkv_node::ring::key_hash(0, k.as_bytes()) % 4 == 3).expect("a key of shard 3");
+    let donor_key =
+        written.iter().find(|(k, _)| ringkv_node::ring::key_hash(0, k.as_bytes()) % 4 == 3).expect("a key of shard 3");
     let got = c.http().get(format!("{}{}", c.url(1), key_path(&donor_key.0))).send().await.expect("get");
     assert_eq!(got.status(), 503, "a frozen shard's keys are unavailable, retryably");
     // A freeze asked for an older ring than the shard's (a late request) is refused.
     let leader2 = d.observe().await.expect("ring").observed.shards[&2].leader.expect("shard 2 has a leader");
-    let late = c.http().post(format!("http://{}/internal/admin/shards/2/freeze?epoch=1", c.internal_addr(leader2))).send().await.expect("freeze");
+    let late = c
+        .http()
+        .post(format!("http://{}/internal/admin/shards/2/freeze?epoch=1", c.internal_addr(leader2)))
+        .send()
+        .await
+        .expect("freeze");
     assert_eq!(late.status(), 400, "a stale freeze: {}", late.text().await.unwrap_or_default());
     let frozen = d.observe().await.expect("ring");
     assert!(!frozen.observed.shards[&2].frozen, "the stale freeze changed nothing");

@@ -104,7 +104,12 @@ async fn invalid_utf8_inside_json_bodies_is_400_on_every_json_route() {
         (Method::POST, "/set", Some(FORM), b"{\"key\":\"k\",\"value\":\"\xfe\"}".to_vec()),
         (Method::POST, "/set_with_ttl", Some(JSON), b"{\"key\":\"k\",\"value\":\"v\",\"ttl\":\"\xff\"}".to_vec()),
         (Method::POST, "/select_db", Some(JSON), b"{\"db\":\"\xff\"}".to_vec()),
-        (Method::POST, "/v1/batch", Some(JSON), b"{\"ops\":[{\"op\":\"put\",\"key\":\"\xff\",\"value\":\"v\"}]}".to_vec()),
+        (
+            Method::POST,
+            "/v1/batch",
+            Some(JSON),
+            b"{\"ops\":[{\"op\":\"put\",\"key\":\"\xff\",\"value\":\"v\"}]}".to_vec(),
+        ),
     ];
     let mut wrong = Vec::new();
     for (method, path, ct, body) in cases {
@@ -198,13 +203,25 @@ async fn oversized_keys_values_and_bodies_on_compat_routes_are_413() {
         (Method::POST, "/set".into(), Some(FORM), format!("key={long_key}&value=v"), "key_too_large"),
         (Method::POST, "/set".into(), Some(JSON), format!(r#"{{"key":"k","value":"{big}"}}"#), "value_too_large"),
         (Method::POST, "/set".into(), Some(JSON), format!(r#"{{"key":"{long_key}","value":"v"}}"#), "key_too_large"),
-        (Method::POST, "/set_with_ttl".into(), Some(JSON), format!(r#"{{"key":"k","value":"{big}","ttl":5}}"#), "value_too_large"),
+        (
+            Method::POST,
+            "/set_with_ttl".into(),
+            Some(JSON),
+            format!(r#"{{"key":"k","value":"{big}","ttl":5}}"#),
+            "value_too_large",
+        ),
         (Method::POST, "/store".into(), Some(FORM), format!("key=k&value={big}"), "value_too_large"),
         (Method::PUT, format!("/store?key={long_key}&value=v"), None, String::new(), "key_too_large"),
         (Method::GET, format!("/get?key={long_key}"), None, String::new(), "key_too_large"),
         (Method::GET, format!("/get/{long_key}"), None, String::new(), "key_too_large"),
         (Method::DELETE, format!("/delete/{long_key}"), None, String::new(), "key_too_large"),
-        (Method::POST, "/select_db".into(), Some(JSON), format!(r#"{{"db": 1{}}}"#, " ".repeat(64 << 10)), "value_too_large"),
+        (
+            Method::POST,
+            "/select_db".into(),
+            Some(JSON),
+            format!(r#"{{"db": 1{}}}"#, " ".repeat(64 << 10)),
+            "value_too_large",
+        ),
     ];
     let mut wrong = Vec::new();
     for (method, path, ct, body, code) in cases {
@@ -226,7 +243,8 @@ async fn oversized_keys_values_and_bodies_on_compat_routes_are_413() {
     assert_eq!(answer.status(), Some(413), "declared oversized body: {answer:?}");
 
     let mut conn = TcpStream::connect(&addr).await.expect("connect");
-    let head = format!("POST /store HTTP/1.1\r\nhost: {addr}\r\ncontent-type: {FORM}\r\ntransfer-encoding: chunked\r\n\r\n");
+    let head =
+        format!("POST /store HTTP/1.1\r\nhost: {addr}\r\ncontent-type: {FORM}\r\ntransfer-encoding: chunked\r\n\r\n");
     conn.write_all(head.as_bytes()).await.expect("send the head");
     let (mut rd, mut wr) = conn.into_split();
     let writer = tokio::spawn(async move {
@@ -388,9 +406,17 @@ async fn a_body_sent_too_slowly_is_cut_off_with_408_while_others_are_served() {
     let h = |line: &str, extra: &str| format!("{line} HTTP/1.1\r\nhost: {addr}\r\n{extra}\r\n");
     let slow = [
         ("v1 PUT, raw body", h("PUT /v1/kv/slow-raw", "content-length: 1000\r\n"), &b"0123456789"[..]),
-        ("v1 PUT, JSON body", h("PUT /v1/kv/slow-json", "content-type: application/json\r\ncontent-length: 1000\r\n"), b"{\"value\":\"vv"),
+        (
+            "v1 PUT, JSON body",
+            h("PUT /v1/kv/slow-json", "content-type: application/json\r\ncontent-length: 1000\r\n"),
+            b"{\"value\":\"vv",
+        ),
         ("v1 PUT, chunked", h("PUT /v1/kv/slow-chunked", "transfer-encoding: chunked\r\n"), b"3e8\r\nvvv"),
-        ("compat /set form", h("POST /set", &format!("content-type: {FORM}\r\ncontent-length: 1000\r\n")), b"key=slow-set&value=vv"),
+        (
+            "compat /set form",
+            h("POST /set", &format!("content-type: {FORM}\r\ncontent-length: 1000\r\n")),
+            b"key=slow-set&value=vv",
+        ),
         ("v1 batch", h("POST /v1/batch", "content-type: application/json\r\ncontent-length: 1000\r\n"), b"{\"ops\":["),
     ];
     let mut tasks = tokio::task::JoinSet::new();
@@ -430,7 +456,8 @@ async fn read_response(conn: &mut TcpStream) -> Result<(u16, Vec<u8>), String> {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0);
             if buf.len() >= end + 4 + len {
-                let status = head.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad head {head:?}"))?;
+                let status =
+                    head.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad head {head:?}"))?;
                 return Ok((status, buf[end + 4..end + 4 + len].to_vec()));
             }
         }
@@ -540,7 +567,8 @@ async fn a_live_node_serves_an_openapi_document_of_every_v1_route() {
             let m = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).expect("a method");
             let resp = n.request(m, &concrete).send().await.expect("an answer");
             let status = resp.status();
-            let code: Value = if status.is_client_error() { resp.json().await.unwrap_or(Value::Null) } else { Value::Null };
+            let code: Value =
+                if status.is_client_error() { resp.json().await.unwrap_or(Value::Null) } else { Value::Null };
             if status == StatusCode::METHOD_NOT_ALLOWED || code["error"]["code"] == "no_route" {
                 unrouted.push(format!("{method} {path}: {status} {code}"));
             }

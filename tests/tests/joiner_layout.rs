@@ -51,5 +51,10 @@ async fn a_joining_node_takes_the_rings_bootstrap_shard_count_from_its_peers() {
         .unwrap_or_else(|e| panic!("did not move node 1's replicas to node 4: {e}"));
 
     let wrong = c.read_back_with(&written, &[4], "consistency=serializable").await;
-    assert!(wrong.is_empty(), "node 4's replicas lost keys: {} of 60 wrong, e.g. {:?}", wrong.len(), &wrong[..wrong.len().min(3)]);
+    assert!(
+        wrong.is_empty(),
+        "node 4's replicas lost keys: {} of 60 wrong, e.g. {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(3)]
+    );
 }

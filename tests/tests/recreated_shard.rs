@@ -12,11 +12,7 @@ use ringkv_tests::{eventually, key_in_shard, Cluster};
 
 /// Drives the ring to `shards` shards with three replicas on nodes 1–3.
 async fn converge(d: &Driver, shards: u32) -> Result<Ring, String> {
-    let spec = move |_: &Ring| Spec {
-        shards,
-        replication: 3,
-        nodes: [1, 2, 3].into_iter().collect(),
-    };
+    let spec = move |_: &Ring| Spec { shards, replication: 3, nodes: [1, 2, 3].into_iter().collect() };
     d.converge(&spec, Duration::from_secs(90), |p| match &p {
         Progress::Step(s) => eprintln!("step: {}", s.describe()),
         Progress::StepFailed(s, why) => {
@@ -47,14 +43,7 @@ async fn merge_2_into_0_led_by(d: &Driver, leader: u64) {
     for shard in [0, 2] {
         step(d, Step::TransferLeader { shard, to: leader }).await;
     }
-    step(
-        d,
-        Step::Merge {
-            receiver: 0,
-            donor: 2,
-        },
-    )
-    .await;
+    step(d, Step::Merge { receiver: 0, donor: 2 }).await;
 }
 
 /// `(modulus, epoch, keys)` of node `id`'s own replica of `shard`, from `/internal/ring`.
@@ -69,8 +58,7 @@ async fn replica(c: &Cluster, id: u64, shard: u32) -> Result<(u64, u64, u64), St
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_node_down_across_a_merge_and_the_split_that_recreates_the_donor_comes_back_with_the_new_shard(
-) {
+async fn a_node_down_across_a_merge_and_the_split_that_recreates_the_donor_comes_back_with_the_new_shard() {
     let c = Cluster::builder(3).shards(2).start().await;
     let d = c.driver();
     // A few rounds: whether node 3 gets the merge's end and the split in one apply
@@ -91,14 +79,7 @@ async fn a_node_down_across_a_merge_and_the_split_that_recreates_the_donor_comes
         merge_2_into_0_led_by(&d, 1).await;
 
         // While node 3 is down shard 0 splits again: shard 2 is re-created, a new group.
-        step(
-            &d,
-            Step::Split {
-                shard: 0,
-                modulus: 4,
-            },
-        )
-        .await;
+        step(&d, Step::Split { shard: 0, modulus: 4 }).await;
         for i in 0..30 {
             let k = key_in_shard(&format!("r{round}-after-{i}-"), 2, 4);
             n1.put(&k, "after the re-creation").await;
@@ -129,18 +110,10 @@ async fn a_node_down_across_a_merge_and_the_split_that_recreates_the_donor_comes
         // And when node 3 leads the next merge, every acknowledged write survives it.
         merge_2_into_0_led_by(&d, 3).await;
         let wrong = c.read_back(&written, &[1, 2, 3]).await;
-        assert!(
-            wrong.is_empty(),
-            "acknowledged writes lost or wrong:\n{}",
-            wrong.join("\n")
-        );
+        assert!(wrong.is_empty(), "acknowledged writes lost or wrong:\n{}", wrong.join("\n"));
     }
     for id in c.ids() {
-        assert!(
-            !c.log(id).contains("panicked"),
-            "node {id} panicked:\n{}",
-            c.log(id)
-        );
+        assert!(!c.log(id).contains("panicked"), "node {id} panicked:\n{}", c.log(id));
     }
     println!("3 rounds: node 3 came back with the re-created shard 2 each time; {} writes read back through every node after the next merge", written.len());
 }

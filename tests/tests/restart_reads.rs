@@ -28,18 +28,10 @@ async fn reads_after_every_node_restarts_at_once_see_the_last_acknowledged_write
         }
         for id in c.ids() {
             let n = c.node(id);
-            let seen = eventually(
-                &format!("a linearizable read through node {id}"),
-                Duration::from_secs(30),
-                || {
-                    let n = n.clone();
-                    async move {
-                        n.try_entry_with("key", "")
-                            .await
-                            .map(|e| e.map(|e| e.value))
-                    }
-                },
-            )
+            let seen = eventually(&format!("a linearizable read through node {id}"), Duration::from_secs(30), || {
+                let n = n.clone();
+                async move { n.try_entry_with("key", "").await.map(|e| e.map(|e| e.value)) }
+            })
             .await;
             assert_eq!(
                 seen.as_deref(),
@@ -48,7 +40,5 @@ async fn reads_after_every_node_restarts_at_once_see_the_last_acknowledged_write
             );
         }
     }
-    println!(
-        "8 rounds: every node read the last acknowledged write after all three restarted at once"
-    );
+    println!("8 rounds: every node read the last acknowledged write after all three restarted at once");
 }

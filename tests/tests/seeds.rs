@@ -181,7 +181,9 @@ async fn govault_set_get_delete_ttl_and_select_db_work_on_every_node() {
 /// duration string: each key is there, then gone; a key without TTL stays.
 async fn govault_set_with_ttl_expires(c: &Cluster, curl: &Curl) {
     let [f1, f2, leader] = followers_first(c, 0, "session").await[..] else { panic!("three nodes") };
-    curl.send(curl.with_body(c, leader, Method::POST, "/set", JSON, r#"{"key": "keeper", "value": "k"}"#)).await.expect(201);
+    curl.send(curl.with_body(c, leader, Method::POST, "/set", JSON, r#"{"key": "keeper", "value": "k"}"#))
+        .await
+        .expect(201);
     let cases = [("session", "2"), ("frac", "1.5"), ("string", r#""2s""#)];
     for (key, ttl) in cases {
         let body = format!(r#"{{"key": "{key}", "value": "v-{key}", "ttl": {ttl}}}"#);
@@ -217,8 +219,13 @@ async fn govault_select_db_is_per_client(c: &Cluster) {
     r.expect(200);
     assert!(r.set_cookie.iter().any(|s| s.starts_with("ringkv_db=3;") && s.contains("HttpOnly")), "{r:?}");
 
-    alice.send(alice.with_body(c, f2, Method::POST, "/set", JSON, r#"{"key": "shared", "value": "alice"}"#)).await.expect(201);
-    bob.send(bob.with_body(c, leader, Method::POST, "/set", JSON, r#"{"key": "shared", "value": "bob"}"#)).await.expect(201);
+    alice
+        .send(alice.with_body(c, f2, Method::POST, "/set", JSON, r#"{"key": "shared", "value": "alice"}"#))
+        .await
+        .expect(201);
+    bob.send(bob.with_body(c, leader, Method::POST, "/set", JSON, r#"{"key": "shared", "value": "bob"}"#))
+        .await
+        .expect(201);
     for node in [f1, f2, leader] {
         assert_eq!(alice.send(alice.req(c, node, Method::GET, "/get/shared")).await.expect(200), "alice");
         assert_eq!(bob.send(bob.req(c, node, Method::GET, "/get?key=shared")).await.expect(200), "bob");
@@ -272,8 +279,12 @@ async fn gokeydb_form_set_and_query_get_work_on_every_node() {
 
     curl.send(curl.req(&c, f2, Method::GET, "/get?key=missing")).await.expect_govault_not_found();
     curl.send(curl.with_body(&c, f1, Method::POST, "/set", FORM, "value=v")).await.expect_error(400, "bad_key");
-    curl.send(curl.with_body(&c, f1, Method::POST, "/set", FORM, "key=k&value=v&ttl=5")).await.expect_error(400, "bad_form");
-    curl.send(curl.with_body(&c, f1, Method::POST, "/set", "multipart/form-data; boundary=x", "")).await.expect_error(415, "unsupported_media_type");
+    curl.send(curl.with_body(&c, f1, Method::POST, "/set", FORM, "key=k&value=v&ttl=5"))
+        .await
+        .expect_error(400, "bad_form");
+    curl.send(curl.with_body(&c, f1, Method::POST, "/set", "multipart/form-data; boundary=x", ""))
+        .await
+        .expect_error(415, "unsupported_media_type");
     // The project's limits apply: an over-long key is 413.
     let long = format!("key={}&value=v", "k".repeat(4097));
     curl.send(curl.with_body(&c, f1, Method::POST, "/set", FORM, &long)).await.expect_error(413, "key_too_large");
@@ -296,7 +307,11 @@ async fn distributed_kv_database_query_set_and_get_work_on_every_node() {
     // Any method sets.
     for (i, m) in [Method::POST, Method::GET, Method::PATCH].into_iter().enumerate() {
         curl.send(curl.req(&c, f2, m.clone(), &format!("/set?key=exampleKey&value=v{i}"))).await.expect(200);
-        assert_eq!(curl.send(curl.req(&c, leader, Method::GET, "/get?key=exampleKey")).await.expect(200), format!("v{i}"), "{m}");
+        assert_eq!(
+            curl.send(curl.req(&c, leader, Method::GET, "/get?key=exampleKey")).await.expect(200),
+            format!("v{i}"),
+            "{m}"
+        );
     }
     curl.send(curl.req(&c, f1, Method::GET, "/get?key=nope")).await.expect_govault_not_found();
     // The README's unquoted URL reaches the server as `/set?key=exampleKey` (the shell
@@ -338,7 +353,9 @@ async fn kv_store_v1_put_with_go_duration_ttl_works_on_every_node() {
     let [f1, f2, leader] = followers_first(&c, 0, "mykey").await[..] else { panic!("three nodes") };
 
     // curl -X PUT http://localhost:8080/v1/kv/mykey -H "Content-Type: application/json" -d '{"value": "myvalue", "ttl": "5s"}'
-    let r = curl.send(curl.with_body(&c, f1, Method::PUT, "/v1/kv/mykey", JSON, r#"{"value": "myvalue", "ttl": "5s"}"#)).await;
+    let r = curl
+        .send(curl.with_body(&c, f1, Method::PUT, "/v1/kv/mykey", JSON, r#"{"value": "myvalue", "ttl": "5s"}"#))
+        .await;
     r.expect(200);
     for node in [f2, leader] {
         let r = curl.send(curl.req(&c, node, Method::GET, "/v1/kv/mykey")).await;

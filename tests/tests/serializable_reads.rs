@@ -23,5 +23,10 @@ async fn an_empty_replica_not_yet_a_member_does_not_answer_serializable_reads() 
         assert!(r.status().is_success(), "host shard {shard} on node 4: {}", r.status());
     }
     let wrong = c.read_back_with(&written, &[4], "consistency=serializable").await;
-    assert!(wrong.is_empty(), "node 4 answered from replicas it is no voter of: {} of 40 wrong, e.g. {:?}", wrong.len(), &wrong[..wrong.len().min(3)]);
+    assert!(
+        wrong.is_empty(),
+        "node 4 answered from replicas it is no voter of: {} of 40 wrong, e.g. {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(3)]
+    );
 }

@@ -44,7 +44,12 @@ async fn json_and_raw_puts_store_the_same_bytes() {
     let c = Cluster::standalone().await;
     let n = c.node(1);
     let value = "line one\nline \"two\" & ünïcödé";
-    let raw_types = [None, Some("application/octet-stream"), Some("text/plain; charset=utf-8"), Some("application/x-www-form-urlencoded")];
+    let raw_types = [
+        None,
+        Some("application/octet-stream"),
+        Some("text/plain; charset=utf-8"),
+        Some("application/x-www-form-urlencoded"),
+    ];
     for (i, ct) in raw_types.iter().enumerate() {
         let key = format!("raw-{i}");
         let mut req = n.request(Method::PUT, &key_path(&key)).body(value);
@@ -140,7 +145,18 @@ async fn binary_values_round_trip_through_base64_json_and_octet_stream() {
 async fn keys_with_slashes_spaces_and_escapes_are_stored_exactly() {
     let c = Cluster::standalone().await;
     let n = c.node(1);
-    let keys = ["app/config/db", "a/b", "a", "with space", "per%cent", "q?x=1&y", "hash#frag", "ünï/cödé", "plus+sign", "dir/"];
+    let keys = [
+        "app/config/db",
+        "a/b",
+        "a",
+        "with space",
+        "per%cent",
+        "q?x=1&y",
+        "hash#frag",
+        "ünï/cödé",
+        "plus+sign",
+        "dir/",
+    ];
     for (i, k) in keys.iter().enumerate() {
         let w = n.put(k, &format!("v{i}")).await;
         assert_eq!(w.key, *k, "the answer names the decoded key");
@@ -167,7 +183,8 @@ async fn ttl_keys_report_time_left_then_expire_and_are_reaped() {
     let c = Cluster::standalone().await;
     let n = c.node(1);
     n.put("forever", "x").await;
-    let resp = n.request(Method::PUT, &format!("{}?ttl=1s", key_path("short-query"))).body("q").send().await.expect("PUT");
+    let resp =
+        n.request(Method::PUT, &format!("{}?ttl=1s", key_path("short-query"))).body("q").send().await.expect("PUT");
     assert_eq!(resp.status(), StatusCode::OK);
     let resp = n
         .request(Method::PUT, &key_path("short-json"))
@@ -177,12 +194,7 @@ async fn ttl_keys_report_time_left_then_expire_and_are_reaped() {
         .await
         .expect("PUT");
     assert_eq!(resp.status(), StatusCode::OK);
-    let resp = n
-        .request(Method::PUT, &format!("{}?ttl=1m30s", key_path("long")))
-        .body("l")
-        .send()
-        .await
-        .expect("PUT");
+    let resp = n.request(Method::PUT, &format!("{}?ttl=1m30s", key_path("long"))).body("l").send().await.expect("PUT");
     assert_eq!(resp.status(), StatusCode::OK);
 
     assert_eq!(n.entry("forever").await.expect("stored").ttl_ms, None, "no ttl_ms without a TTL");
@@ -224,7 +236,12 @@ async fn ttl_keys_report_time_left_then_expire_and_are_reaped() {
 
     // Overwriting a key that has a TTL without one makes it permanent: the reaper must
     // not remove it when the old TTL passes.
-    let resp = n.request(Method::PUT, &format!("{}?ttl=500ms", key_path("made-permanent"))).body("t").send().await.expect("PUT");
+    let resp = n
+        .request(Method::PUT, &format!("{}?ttl=500ms", key_path("made-permanent")))
+        .body("t")
+        .send()
+        .await
+        .expect("PUT");
     assert_eq!(resp.status(), StatusCode::OK);
     n.put("made-permanent", "p").await;
     assert_eq!(n.entry("made-permanent").await.expect("stored").ttl_ms, None);

@@ -69,7 +69,9 @@ impl Node {
         let sh = self.led(shard)?;
         let slice = sh.slice();
         if slice.modulus < 2 {
-            return Err(AdminError::Bad(format!("shard {shard} owns the whole ring; there is nothing to merge it into")));
+            return Err(AdminError::Bad(format!(
+                "shard {shard} owns the whole ring; there is nothing to merge it into"
+            )));
         }
         if slice.epoch >= epoch && sh.read().frozen.is_none() {
             return Err(stale(shard, slice.epoch, epoch));
@@ -117,7 +119,9 @@ impl Node {
         let deadline = Instant::now() + ADMIN_WAIT;
         while d.read().frozen.is_none() {
             if Instant::now() >= deadline {
-                return Err(AdminError::Failed(format!("this node's replica of shard {donor} did not apply the freeze")));
+                return Err(AdminError::Failed(format!(
+                    "this node's replica of shard {donor} did not apply the freeze"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -148,7 +152,13 @@ impl Node {
         Ok(Merged { receiver, donor, modulus: modulus / 2, keys })
     }
 
-    fn merged_already(&self, sh: &Arc<Shard>, receiver: ShardId, donor: ShardId, modulus: u32) -> Result<Merged, AdminError> {
+    fn merged_already(
+        &self,
+        sh: &Arc<Shard>,
+        receiver: ShardId,
+        donor: ShardId,
+        modulus: u32,
+    ) -> Result<Merged, AdminError> {
         let now = sh.slice().modulus;
         if now < modulus {
             Ok(Merged { receiver, donor, modulus: now, keys: 0 })
@@ -176,7 +186,9 @@ impl Node {
                     match self.peers.post_json(l, &path, Duration::from_secs(10)).await {
                         Ok(_) => return Ok(()),
                         // Refused (a stale epoch, say): asking again will not change that.
-                        Err(e @ crate::raft_net::client::NetError::Refused(..)) => return Err(AdminError::Bad(e.to_string())),
+                        Err(e @ crate::raft_net::client::NetError::Refused(..)) => {
+                            return Err(AdminError::Bad(e.to_string()))
+                        }
                         Err(e) => last = e.to_string(),
                     }
                 }

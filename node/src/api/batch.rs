@@ -68,7 +68,8 @@ fn decode_op(i: usize, op: BatchOp, default_db: u8, node: &Node) -> Result<(u8, 
         return Err(ApiError::bad_request("bad_db", format!("ops[{i}]: db must be 0..={}", crate::ring::MAX_DB)));
     }
     let key = params::key(&op.key, node.config.max_key_bytes)?;
-    let only_put = |what: &str, present: bool| if present { Err(bad(i, format!("`{what}` only applies to put"))) } else { Ok(()) };
+    let only_put =
+        |what: &str, present: bool| if present { Err(bad(i, format!("`{what}` only applies to put"))) } else { Ok(()) };
     let client_op = match op.op.as_str() {
         "put" => {
             let value = op.value.ok_or_else(|| bad(i, "put needs a string `value`"))?;
@@ -191,11 +192,15 @@ pub async fn batch(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body
     let mut body = json!({ "applied": all_ok, "results": results });
     let status = match (&failure, all_ok) {
         (Some(e), _) => {
-            body["error"] = error_body(e.code(), &format!("{e} (other shards' groups may have applied; see results)"))["error"].clone();
+            body["error"] = error_body(e.code(), &format!("{e} (other shards' groups may have applied; see results)"))
+                ["error"]
+                .clone();
             e.status()
         }
         (None, false) => {
-            body["error"] = error_body("revision_mismatch", "a precondition failed; that shard's group applied nothing")["error"].clone();
+            body["error"] =
+                error_body("revision_mismatch", "a precondition failed; that shard's group applied nothing")["error"]
+                    .clone();
             StatusCode::CONFLICT
         }
         (None, true) => StatusCode::OK,

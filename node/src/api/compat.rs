@@ -53,7 +53,11 @@ pub fn set_kind(content_type: Option<&str>, body: &[u8]) -> Result<SetKind, ApiE
             message: format!("unsupported content type `{mime}` on /set: send application/json or a form"),
         });
     }
-    if body.trim_ascii_start().starts_with(b"{") { Ok(SetKind::Json) } else { Ok(SetKind::Form) }
+    if body.trim_ascii_start().starts_with(b"{") {
+        Ok(SetKind::Json)
+    } else {
+        Ok(SetKind::Form)
+    }
 }
 
 /// The request's database: `?db=` > `X-Ringkv-Db` header > `ringkv_db` cookie > 0. Each
@@ -95,7 +99,8 @@ pub fn form_fields(
     need_value: bool,
 ) -> Result<(String, Option<String>), ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("bad_form", "form body is not UTF-8"))?;
-    let pairs = params::form_pairs(text).map_err(|e| ApiError::bad_request("bad_form", format!("malformed form body: {e}")))?;
+    let pairs =
+        params::form_pairs(text).map_err(|e| ApiError::bad_request("bad_form", format!("malformed form body: {e}")))?;
     let mut fields: HashMap<String, String> =
         q.iter().filter(|(k, _)| *k != "db").map(|(k, v)| (k.clone(), v.clone())).collect();
     for (k, v) in pairs {
@@ -110,7 +115,10 @@ pub fn form_fields(
     let value = fields.remove("value");
     if need_value && value.is_none() {
         // An unquoted `curl http://h/set?key=k&value=v` runs `curl .../set?key=k` in the background.
-        return Err(ApiError::bad_request("bad_value", "missing `value` (in a shell, quote the URL: `&` ends a command)"));
+        return Err(ApiError::bad_request(
+            "bad_value",
+            "missing `value` (in a shell, quote the URL: `&` ends a command)",
+        ));
     }
     Ok((key, value))
 }
@@ -129,8 +137,9 @@ pub struct GovaultSet {
 /// fractional seconds, or a duration string.
 pub fn govault_body(bytes: &[u8], with_ttl: bool) -> Result<(String, String, Option<Duration>), ApiError> {
     params::require_json_object(bytes)?;
-    let b: GovaultSet = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request("bad_json", format!("invalid JSON body (want {{\"key\", \"value\"}}): {e}")))?;
+    let b: GovaultSet = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request("bad_json", format!("invalid JSON body (want {{\"key\", \"value\"}}): {e}"))
+    })?;
     let ttl = match (with_ttl, b.ttl) {
         (true, Some(t)) if !t.is_null() => Some(params::json_ttl(&t)?),
         (true, _) => return Err(ApiError::bad_request("bad_ttl", "missing `ttl` (seconds or e.g. \"5s\")")),
@@ -177,7 +186,6 @@ fn raw(value: Vec<u8>) -> Response {
 fn govault_not_found() -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"message": {"error": "Key not found"}}))).into_response()
 }
-
 
 /// `/set`, any method. govault (JSON `{"key", "value"}` → 201, empty), GoKeyDB (`-d
 /// 'key=K&value=V'`) and Distributed-KV-Database (`PUT /set?key=K&value=V`) → 200 with
@@ -411,7 +419,14 @@ mod tests {
     #[test]
     fn govault_bodies_need_key_and_string_value() {
         assert_eq!(govault_body(br#"{"key":"k","value":"v"}"#, false).unwrap(), ("k".into(), "v".into(), None));
-        for bad in [&br#"{"key":"k"}"#[..], br#"{"value":"v"}"#, br#"{"key":"k","value":1}"#, b"{", b"", br#"{"key":"k","value":"v","vaule":1}"#] {
+        for bad in [
+            &br#"{"key":"k"}"#[..],
+            br#"{"value":"v"}"#,
+            br#"{"key":"k","value":1}"#,
+            b"{",
+            b"",
+            br#"{"key":"k","value":"v","vaule":1}"#,
+        ] {
             assert_eq!(govault_body(bad, false).unwrap_err().code(), "bad_json", "{}", String::from_utf8_lossy(bad));
         }
         assert!(govault_body(br#"{"key":"k","value":"v","ttl":5}"#, false).is_err());

@@ -19,7 +19,10 @@ pub fn key_from_path(path: &str, prefix: &str) -> Result<String, ApiError> {
         if bytes[i] == b'%' {
             let ok = bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
             if !ok {
-                return Err(ApiError::bad_request("bad_key", format!("key has a malformed percent-escape at byte {i}")));
+                return Err(ApiError::bad_request(
+                    "bad_key",
+                    format!("key has a malformed percent-escape at byte {i}"),
+                ));
             }
             i += 3;
         } else {
@@ -36,7 +39,8 @@ pub fn key_from_path(path: &str, prefix: &str) -> Result<String, ApiError> {
 /// `Content-Length` over the limit is refused before reading anything).
 pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize, what: &str) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::too_large("value_too_large", format!("{what} is larger than the {limit}-byte limit"));
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }

@@ -50,12 +50,8 @@ pub async fn cluster(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
         })
         .collect();
     let replication = routes.iter().map(|r| r.members.len()).max();
-    let nodes: Vec<_> = node
-        .peers
-        .ids()
-        .into_iter()
-        .map(|id| json!({ "id": id, "internal_addr": node.peers.addr(id) }))
-        .collect();
+    let nodes: Vec<_> =
+        node.peers.ids().into_iter().map(|id| json!({ "id": id, "internal_addr": node.peers.addr(id) })).collect();
     Json(json!({
         "node_id": node.id,
         "epoch": ring.epoch,

@@ -40,7 +40,8 @@ pub async fn put_key(
         BodyKind::Raw => extract::read_body(body, &headers, max, "value").await?.to_vec(),
         BodyKind::Json => {
             // JSON escaping or base64 can grow a value up to ~6x; the decoded value is checked below.
-            let bytes = extract::read_body(body, &headers, max.saturating_mul(6).saturating_add(64 << 10), "body").await?;
+            let bytes =
+                extract::read_body(body, &headers, max.saturating_mul(6).saturating_add(64 << 10), "body").await?;
             let (value, json_ttl) = params::put_body(&bytes)?;
             if let Some(t) = json_ttl {
                 if ttl.is_some() {
@@ -98,7 +99,9 @@ pub async fn get_key(
         other => return Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
     };
     let Some(e) = entry else {
-        return Err(ApiError::NotFound { message: format!("key `{}` not found in db {db}", String::from_utf8_lossy(&key)) });
+        return Err(ApiError::NotFound {
+            message: format!("key `{}` not found in db {db}", String::from_utf8_lossy(&key)),
+        });
     };
     let raw = headers
         .get(header::ACCEPT)
@@ -143,7 +146,13 @@ async fn list_once(
     for shard in node.ring_shards() {
         let node = node.clone();
         let modulus = node.route(shard).map_or(node.shard_count, |r| r.modulus);
-        let req = ShardRequest::List { db, prefix: prefix.to_vec(), start_after: start_after.cloned(), limit: limit + 1, modulus };
+        let req = ShardRequest::List {
+            db,
+            prefix: prefix.to_vec(),
+            start_after: start_after.cloned(),
+            limit: limit + 1,
+            modulus,
+        };
         tasks.spawn(async move { node.read(shard, req, c).await });
     }
     let mut items = Vec::new();
@@ -179,7 +188,9 @@ pub async fn list(State(node): State<Arc<Node>>, RawQuery(q): RawQuery) -> Resul
     let mut items = loop {
         attempt += 1;
         match list_once(&node, db, &prefix, start_after.as_ref(), limit, c).await {
-            Err(ApiError::Unavailable { .. }) if attempt < 4 => tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await,
+            Err(ApiError::Unavailable { .. }) if attempt < 4 => {
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await
+            }
             other => break other?,
         }
     };

@@ -7,18 +7,18 @@ pub mod extract;
 pub mod health;
 pub mod kv;
 pub mod openapi;
-pub mod watch;
 pub mod params;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use axum::http::StatusCode;
 
 use crate::error::error_body;
 use crate::node::Node;

@@ -214,7 +214,6 @@ pub struct ClusterNode {
     pub internal_addr: String,
 }
 
-
 /// `GET /v1/cluster`.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct ClusterView {
@@ -496,10 +495,10 @@ mod tests {
     #[test]
     fn every_route_is_documented() {
         let doc = json();
-        let missing: Vec<_> =
-            ROUTES.iter().filter(|(m, p)| doc["paths"][p][m].get("responses").is_none()).collect();
+        let missing: Vec<_> = ROUTES.iter().filter(|(m, p)| doc["paths"][p][m].get("responses").is_none()).collect();
         assert!(missing.is_empty(), "routes missing from the OpenAPI document: {missing:?}");
-        let documented: usize = doc["paths"].as_object().expect("paths").values().map(|p| p.as_object().map_or(0, |o| o.len())).sum();
+        let documented: usize =
+            doc["paths"].as_object().expect("paths").values().map(|p| p.as_object().map_or(0, |o| o.len())).sum();
         assert_eq!(documented, ROUTES.len(), "documented operations that are not routes");
     }
 
@@ -541,7 +540,8 @@ mod tests {
         for field in ["code", "message", "current_revision"] {
             assert!(detail["properties"].get(field).is_some(), "ErrorDetail lacks {field}");
         }
-        let params: Vec<&str> = put["parameters"].as_array().expect("params").iter().filter_map(|p| p["name"].as_str()).collect();
+        let params: Vec<&str> =
+            put["parameters"].as_array().expect("params").iter().filter_map(|p| p["name"].as_str()).collect();
         assert_eq!(params, ["key", "db", "ttl", "prev_revision"]);
         assert!(doc["paths"]["/v1/watch"]["get"]["responses"]["200"]["content"].get("text/event-stream").is_some());
     }

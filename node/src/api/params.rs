@@ -77,11 +77,11 @@ pub fn query(raw: Option<&str>, allowed: &[&str]) -> Result<HashMap<String, Stri
 pub fn db(q: &HashMap<String, String>) -> Result<u8, ApiError> {
     match q.get("db") {
         None => Ok(0),
-        Some(s) => s
-            .parse::<u8>()
-            .ok()
-            .filter(|d| *d <= MAX_DB)
-            .ok_or_else(|| ApiError::bad_request("bad_db", format!("db must be an integer 0..={MAX_DB}, got `{s}`"))),
+        Some(s) => {
+            s.parse::<u8>().ok().filter(|d| *d <= MAX_DB).ok_or_else(|| {
+                ApiError::bad_request("bad_db", format!("db must be an integer 0..={MAX_DB}, got `{s}`"))
+            })
+        }
     }
 }
 
@@ -122,7 +122,10 @@ pub fn prev_revision(q: &HashMap<String, String>) -> Result<Option<u64>, ApiErro
     q.get("prev_revision")
         .map(|s| {
             s.parse::<u64>().map_err(|_| {
-                ApiError::bad_request("bad_revision", format!("prev_revision must be a non-negative integer, got `{s}`"))
+                ApiError::bad_request(
+                    "bad_revision",
+                    format!("prev_revision must be a non-negative integer, got `{s}`"),
+                )
             })
         })
         .transpose()
@@ -214,7 +217,10 @@ pub fn put_body(bytes: &[u8]) -> Result<(Vec<u8>, Option<Duration>), ApiError> {
             .decode(body.value.as_bytes())
             .map_err(|e| ApiError::bad_request("bad_json", format!("value is not valid base64: {e}")))?,
         Some(other) => {
-            return Err(ApiError::bad_request("bad_json", format!("encoding must be `utf8` or `base64`, got `{other}`")))
+            return Err(ApiError::bad_request(
+                "bad_json",
+                format!("encoding must be `utf8` or `base64`, got `{other}`"),
+            ))
         }
     };
     let ttl = body.ttl.as_ref().filter(|v| !v.is_null()).map(json_ttl).transpose()?;
@@ -294,7 +300,10 @@ mod tests {
 
     #[test]
     fn form_text_decodes_strictly() {
-        assert_eq!(form_pairs("a=1&b=x+y&c=%2F").unwrap(), [("a".into(), "1".into()), ("b".into(), "x y".into()), ("c".into(), "/".into())]);
+        assert_eq!(
+            form_pairs("a=1&b=x+y&c=%2F").unwrap(),
+            [("a".into(), "1".into()), ("b".into(), "x y".into()), ("c".into(), "/".into())]
+        );
         assert_eq!(form_pairs("flag").unwrap(), [("flag".to_string(), String::new())]);
         for bad in ["key=%FF", "key=%FE", "key=100%", "k%ZZ=v"] {
             assert_eq!(form_pairs(bad).unwrap_err().code(), "bad_query", "{bad}");

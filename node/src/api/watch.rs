@@ -171,7 +171,13 @@ async fn now_cursors(node: &Node, shards: &[ShardId]) -> Result<Vec<(ShardId, Op
 /// Passes the watch to a node holding a replica of every shard it needs and relays the
 /// stream. A prefix watch needs all of them: on a ring where no node holds every shard
 /// it is refused with a clear 503.
-async fn relay(node: &Node, target: &Target, missing: &[ShardId], query: &str, last_id: Option<&str>) -> Result<Response, ApiError> {
+async fn relay(
+    node: &Node,
+    target: &Target,
+    missing: &[ShardId],
+    query: &str,
+    last_id: Option<&str>,
+) -> Result<Response, ApiError> {
     let ring = node.ring_shards();
     let need: Vec<ShardId> = match target {
         Target::Key(_) => missing.to_vec(),
@@ -179,7 +185,8 @@ async fn relay(node: &Node, target: &Target, missing: &[ShardId], query: &str, l
     };
     let mut holders: Option<std::collections::BTreeSet<u64>> = None;
     for s in &need {
-        let members: std::collections::BTreeSet<u64> = node.route(*s).map(|r| r.members.into_iter().collect()).unwrap_or_default();
+        let members: std::collections::BTreeSet<u64> =
+            node.route(*s).map(|r| r.members.into_iter().collect()).unwrap_or_default();
         holders = Some(match holders {
             None => members,
             Some(h) => h.intersection(&members).copied().collect(),
@@ -215,7 +222,14 @@ async fn relay(node: &Node, target: &Target, missing: &[ShardId], query: &str, l
                     }
                 });
                 let body = axum::body::Body::from_stream(ReceiverStream::new(rx));
-                return Ok(([(axum::http::header::CONTENT_TYPE, "text/event-stream"), (axum::http::header::CACHE_CONTROL, "no-cache")], body).into_response());
+                return Ok((
+                    [
+                        (axum::http::header::CONTENT_TYPE, "text/event-stream"),
+                        (axum::http::header::CACHE_CONTROL, "no-cache"),
+                    ],
+                    body,
+                )
+                    .into_response());
             }
             Err(e) => last = e.to_string(),
         }

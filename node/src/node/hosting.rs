@@ -83,7 +83,14 @@ impl SplitRelay {
     pub(super) async fn save(&self) -> std::io::Result<()> {
         let _g = self.saving.lock().await;
         let not_durable = self.not_durable.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let hosted = self.hosted.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().filter(|id| !not_durable.contains(id)).collect();
+        let hosted = self
+            .hosted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .filter(|id| !not_durable.contains(id))
+            .collect();
         let retired = self.retired.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let retiring = self.retiring.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let lost = self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -91,7 +98,9 @@ impl SplitRelay {
         let file = HostedFile { hosted, retired, retiring, lost, bootstrapped };
         let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
         let dir = self.data_dir.clone();
-        tokio::task::spawn_blocking(move || write_durably(&dir, "ring.json", &bytes)).await.map_err(std::io::Error::other)?
+        tokio::task::spawn_blocking(move || write_durably(&dir, "ring.json", &bytes))
+            .await
+            .map_err(std::io::Error::other)?
     }
 
     /// Remembers that this node's replica of `id`, as of ring `epoch`, is gone.
@@ -153,7 +162,9 @@ impl SplitHost for SplitRelay {
             match self.save().await {
                 Ok(()) => crate::crash_point!("retire-recorded"),
                 // Not durable: a crash replays the merge's end from the receiver's log.
-                Err(e) => tracing::error!(shard = donor, error = %e, "could not record a merged donor's retirement in ring.json"),
+                Err(e) => {
+                    tracing::error!(shard = donor, error = %e, "could not record a merged donor's retirement in ring.json")
+                }
             }
             let _ = self.tx.send(RingChange::Retire { shard: donor });
         })
@@ -183,7 +194,9 @@ impl SplitHost for SplitRelay {
 pub(super) fn hosted_on_disk(dir: &Path, bootstrap_shards: u32) -> std::io::Result<HostedFile> {
     let mut file = match std::fs::read(dir.join("ring.json")) {
         Ok(bytes) => serde_json::from_slice::<HostedFile>(&bytes).map_err(std::io::Error::other)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => HostedFile { hosted: (0..bootstrap_shards).collect(), ..Default::default() },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            HostedFile { hosted: (0..bootstrap_shards).collect(), ..Default::default() }
+        }
         Err(e) => return Err(e),
     };
     let hosted = &mut file.hosted;
@@ -256,7 +269,11 @@ impl Node {
     /// Every shard of the ring this node knows of (hosted or not), in id order.
     pub fn ring_shards(&self) -> Vec<ShardId> {
         let ids = self.routes.read().unwrap_or_else(|p| p.into_inner()).ids();
-        if ids.is_empty() { (0..self.shard_count).collect() } else { ids }
+        if ids.is_empty() {
+            (0..self.shard_count).collect()
+        } else {
+            ids
+        }
     }
 
     /// What this node's routes say about `shard`.
@@ -274,7 +291,10 @@ impl Node {
     pub fn learn_routes(&self, shards: &[ShardInfo]) {
         let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
         for s in shards.iter().filter(|s| s.modulus > 0 && !s.members.is_empty()) {
-            routes.learn(s.id, Route { modulus: s.modulus, epoch: s.epoch, members: s.members.clone(), leader: s.leader });
+            routes.learn(
+                s.id,
+                Route { modulus: s.modulus, epoch: s.epoch, members: s.members.clone(), leader: s.leader },
+            );
         }
     }
 
@@ -335,7 +355,9 @@ impl Node {
         self.relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         self.relay.states.lock().unwrap_or_else(|p| p.into_inner()).insert(id, shard.state.clone());
         drop(guard);
-        self.save_hosted().await.map_err(|source| StartError::DataDir { path: self.config.data_dir.display().to_string(), source })?;
+        self.save_hosted()
+            .await
+            .map_err(|source| StartError::DataDir { path: self.config.data_dir.display().to_string(), source })?;
         if placeholder {
             crate::crash_point!("replica-hosted");
         }
@@ -365,7 +387,9 @@ impl Node {
                     let old = self.shards.write().unwrap_or_else(|p| p.into_inner()).remove(&shard);
                     match self.finish_retire(shard, old).await {
                         Ok(()) => tracing::info!(donor = shard, "merge: donor replica retired"),
-                        Err(e) => tracing::warn!(donor = shard, error = %e, "could not retire a merged donor's replica"),
+                        Err(e) => {
+                            tracing::warn!(donor = shard, error = %e, "could not retire a merged donor's replica")
+                        }
                     }
                     self.changes.notify_waiters();
                     continue;
@@ -501,21 +525,31 @@ impl Node {
             // campaigns for ever, and keeps the node unready. Nor does the leader's
             // `/retire` reach it when that leader dies right after the removal. So a
             // replica leaderless for two rounds asks the shard's leader itself.
-            let now_leaderless: BTreeSet<ShardId> =
-                self.member_shards().iter().filter(|s| s.raft.metrics().borrow().current_leader.is_none()).map(|s| s.id).collect();
+            let now_leaderless: BTreeSet<ShardId> = self
+                .member_shards()
+                .iter()
+                .filter(|s| s.raft.metrics().borrow().current_leader.is_none())
+                .map(|s| s.id)
+                .collect();
             for id in now_leaderless.intersection(&leaderless) {
                 // Its group may be gone altogether: removed from it while down, then
                 // the shard merged away. No leader will answer for it again, but the
                 // ring its peers report says so.
                 if let Some(d) = self.shard(*id).filter(|d| self.merged_away(d)) {
                     match self.retire(d.id).await {
-                        Ok(()) => tracing::info!(shard = id, "retired a leaderless replica of a shard the ring merged away"),
-                        Err(e) => tracing::warn!(shard = id, error = %e, "could not retire a replica of a shard merged away"),
+                        Ok(()) => {
+                            tracing::info!(shard = id, "retired a leaderless replica of a shard the ring merged away")
+                        }
+                        Err(e) => {
+                            tracing::warn!(shard = id, error = %e, "could not retire a replica of a shard merged away")
+                        }
                     }
                     continue;
                 }
                 match self.retire_if_removed(*id).await {
-                    Ok(true) => tracing::info!(shard = id, "retired a replica its group had removed while it was behind"),
+                    Ok(true) => {
+                        tracing::info!(shard = id, "retired a replica its group had removed while it was behind")
+                    }
                     Ok(false) => {}
                     Err(e) => tracing::debug!(shard = id, error = %e, "leaderless replica: still a member"),
                 }
@@ -592,7 +626,12 @@ impl Node {
 /// acknowledges no entry, until its group has removed it and added a fresh replica
 /// (planners do that when the node reports the shard lost). Its keys are not lost where
 /// the rest of its group holds a majority; a planner waits otherwise.
-pub(super) async fn quarantine(data_dir: &Path, wal: &crate::wal::Wal, id: ShardId, error: &crate::shard::OpenError) -> std::io::Result<()> {
+pub(super) async fn quarantine(
+    data_dir: &Path,
+    wal: &crate::wal::Wal,
+    id: ShardId,
+    error: &crate::shard::OpenError,
+) -> std::io::Result<()> {
     let dir = shard_dir(data_dir, id);
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let aside = data_dir.join("quarantine").join(format!("{id}-{stamp}"));

@@ -60,7 +60,12 @@ impl PeerClient {
 
     /// Opens a long-lived GET (a relayed watch) on `node`; the answer's body is read by
     /// the caller as it arrives. Only connecting and the status are bounded in time.
-    pub async fn open_stream(&self, node: NodeId, path: &str, last_event_id: Option<&str>) -> Result<reqwest::Response, NetError> {
+    pub async fn open_stream(
+        &self,
+        node: NodeId,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<reqwest::Response, NetError> {
         let addr = self.resolve(node, None)?;
         let mut req = self.http.get(format!("http://{addr}{path}"));
         if let Some(id) = last_event_id {
@@ -160,7 +165,12 @@ impl PeerClient {
     }
 
     /// GET with a JSON answer (status endpoints).
-    pub async fn get_json<Resp: DeserializeOwned>(&self, node: NodeId, path: &str, timeout: Duration) -> Result<Resp, NetError> {
+    pub async fn get_json<Resp: DeserializeOwned>(
+        &self,
+        node: NodeId,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Resp, NetError> {
         let addr = self.resolve(node, None)?;
         let resp = self
             .http

@@ -67,7 +67,13 @@ pub fn split(listener: TcpListener, node: Arc<Node>, stop: CancellationToken) ->
     Ok(HttpSide { rx, local })
 }
 
-async fn sniff(s: TcpStream, addr: SocketAddr, http: mpsc::Sender<(TcpStream, SocketAddr)>, node: Arc<Node>, stop: CancellationToken) {
+async fn sniff(
+    s: TcpStream,
+    addr: SocketAddr,
+    http: mpsc::Sender<(TcpStream, SocketAddr)>,
+    node: Arc<Node>,
+    stop: CancellationToken,
+) {
     let mut head = [0u8; 4];
     let peeked = tokio::time::timeout(SNIFF_LIMIT, async {
         loop {

@@ -59,7 +59,9 @@ fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, CallError> {
 fn http_answer(r: Result<Vec<u8>, CallError>) -> Response {
     match r {
         Ok(b) => (StatusCode::OK, Bytes::from(b).slice(wire::ANSWER_PREFIX..)).into_response(),
-        Err(e @ (CallError::NotHosted(_) | CallError::Stale(_))) => (StatusCode::NOT_FOUND, e.to_string()).into_response(),
+        Err(e @ (CallError::NotHosted(_) | CallError::Stale(_))) => {
+            (StatusCode::NOT_FOUND, e.to_string()).into_response()
+        }
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
 }

@@ -205,7 +205,13 @@ impl Conn {
             last_answer_ms: Arc::default(),
         });
         tokio::spawn(write_loop(w, rx, conn.dead.clone()));
-        tokio::spawn(read_answers(r, conn.pending.clone(), conn.dead.clone(), conn.opened, conn.last_answer_ms.clone()));
+        tokio::spawn(read_answers(
+            r,
+            conn.pending.clone(),
+            conn.dead.clone(),
+            conn.opened,
+            conn.last_answer_ms.clone(),
+        ));
         Ok(conn)
     }
 
@@ -270,7 +276,9 @@ impl WireClient {
         if let Some(c) = self.live(node, addr) {
             return Ok(c);
         }
-        let c = Conn::dial(addr, timeout.min(Duration::from_millis(500))).await.map_err(|e| NetError::Unreachable(node, e))?;
+        let c = Conn::dial(addr, timeout.min(Duration::from_millis(500)))
+            .await
+            .map_err(|e| NetError::Unreachable(node, e))?;
         if let Some(old) = self.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(node, c.clone()) {
             old.dead.cancel();
         }
@@ -305,7 +313,10 @@ impl WireClient {
             Ok(Err(_)) => Err("connection lost".to_string()),
             Err(_) => {
                 conn.fail(id);
-                let since_answer = conn.opened.elapsed().saturating_sub(Duration::from_millis(conn.last_answer_ms.load(Ordering::Relaxed)));
+                let since_answer = conn
+                    .opened
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(conn.last_answer_ms.load(Ordering::Relaxed)));
                 if since_answer > SILENT_LIMIT {
                     conn.dead.cancel(); // a peer gone without a reset: dial again next time
                 }

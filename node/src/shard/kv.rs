@@ -244,7 +244,8 @@ impl KvState {
         // An existing key (the common case under load) is replaced in place: one walk down
         // the tree, not a lookup and then an insert.
         if let Some(p) = self.data.get_mut(&map_key) {
-            let (create_revision, version) = if p.is_expired(now_ms) { (revision, 1) } else { (p.create_revision, p.version + 1) };
+            let (create_revision, version) =
+                if p.is_expired(now_ms) { (revision, 1) } else { (p.create_revision, p.version + 1) };
             let old_expiry = p.expires_at_ms;
             *p = KeyEntry { value, create_revision, mod_revision: revision, version, expires_at_ms };
             if old_expiry != expires_at_ms {
@@ -260,7 +261,10 @@ impl KvState {
         if let Some(t) = expires_at_ms {
             self.expiry.insert((t, db, map_key.1.clone()));
         }
-        self.data.insert(map_key, KeyEntry { value, create_revision: revision, mod_revision: revision, version: 1, expires_at_ms });
+        self.data.insert(
+            map_key,
+            KeyEntry { value, create_revision: revision, mod_revision: revision, version: 1, expires_at_ms },
+        );
         revision
     }
 
@@ -319,7 +323,12 @@ impl KvState {
     /// Only while the receiver is still at the donor's `modulus`, so a chunk re-sent by a
     /// resumed merge overwrites identical entries and a late duplicate after the merge
     /// changes nothing. The keys stay invisible until [`Command::MergeDone`].
-    fn absorb(&mut self, modulus: u32, entries: Vec<(u8, Vec<u8>, KeyEntry)>, applied: Vec<(u64, CommandResult)>) -> CommandResult {
+    fn absorb(
+        &mut self,
+        modulus: u32,
+        entries: Vec<(u8, Vec<u8>, KeyEntry)>,
+        applied: Vec<(u64, CommandResult)>,
+    ) -> CommandResult {
         let ok = self.slice.modulus == modulus && modulus >= 2 && self.frozen.is_none();
         if ok {
             self.drop_all_stale();
@@ -360,7 +369,12 @@ impl KvState {
     /// transaction is refused, nothing applies.
     fn refuse_foreign(&self, ops: &[Op]) -> Option<CommandResult> {
         if let Some(ws) = self.frozen_refusal() {
-            return Some(CommandResult { revision: self.revision, ok: false, wrong_shard: Some(ws), ..Default::default() });
+            return Some(CommandResult {
+                revision: self.revision,
+                ok: false,
+                wrong_shard: Some(ws),
+                ..Default::default()
+            });
         }
         let foreign = ops.iter().any(|op| match op {
             Op::Put { db, key, .. } | Op::Delete { db, key, .. } | Op::Get { db, key } => !self.slice.owns(*db, key),
@@ -387,7 +401,10 @@ impl KvState {
             return Ok(None);
         }
         if modulus != self.slice.modulus * 2 {
-            return Err(format!("shard {} is at modulus {}; a split doubles it, not {modulus}", self.slice.shard, self.slice.modulus));
+            return Err(format!(
+                "shard {} is at modulus {}; a split doubles it, not {modulus}",
+                self.slice.shard, self.slice.modulus
+            ));
         }
         // Both shards keep the whole map (O(1): persistent maps share it); each drops
         // the other's keys in the background. The slices make them invisible at once.
@@ -507,7 +524,14 @@ impl KvState {
 
     /// Rebuilds the state from a snapshot image.
     pub fn from_image(image: KvImage, last_applied: Option<LogId>, membership: StoredMembership) -> Self {
-        let mut s = KvState { slice: image.slice, revision: image.revision, last_applied, membership, frozen: image.frozen, ..Default::default() };
+        let mut s = KvState {
+            slice: image.slice,
+            revision: image.revision,
+            last_applied,
+            membership,
+            frozen: image.frozen,
+            ..Default::default()
+        };
         for (db, key, e) in image.entries {
             if let Some(t) = e.expires_at_ms {
                 s.expiry.insert((t, db, key.clone()));

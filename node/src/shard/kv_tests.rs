@@ -3,7 +3,12 @@
 use super::*;
 
 fn put(s: &mut KvState, key: &str, val: &str, expires: Option<u64>, now: u64) -> CommandResult {
-    txn(s, rand_id(), now, vec![Op::Put { db: 0, key: key.into(), value: val.into(), expires_at_ms: expires, expect: None }])
+    txn(
+        s,
+        rand_id(),
+        now,
+        vec![Op::Put { db: 0, key: key.into(), value: val.into(), expires_at_ms: expires, expect: None }],
+    )
 }
 
 fn txn(s: &mut KvState, id: u64, now: u64, ops: Vec<Op>) -> CommandResult {
@@ -29,7 +34,18 @@ fn a_split_moves_exactly_the_new_shards_keys_and_carries_revisions_and_request_i
         }
     }
     for (n, k) in owned.iter().enumerate() {
-        txn(&mut s, n as u64 + 1, 0, vec![Op::Put { db: 0, key: k.clone().into_bytes(), value: b"v".to_vec(), expires_at_ms: Some(u64::MAX), expect: None }]);
+        txn(
+            &mut s,
+            n as u64 + 1,
+            0,
+            vec![Op::Put {
+                db: 0,
+                key: k.clone().into_bytes(),
+                value: b"v".to_vec(),
+                expires_at_ms: Some(u64::MAX),
+                expect: None,
+            }],
+        );
     }
     let before = s.revision;
     let child = s.split(8, 2).unwrap().expect("a new shard");
@@ -50,12 +66,32 @@ fn a_split_moves_exactly_the_new_shards_keys_and_carries_revisions_and_request_i
     // A request applied before the split and retried on the new shard applies once.
     let mut child = child;
     let moved_key = owned.iter().position(|k| key_hash(0, k.as_bytes()) % 8 == 5).unwrap();
-    let retry = txn(&mut child, moved_key as u64 + 1, 0, vec![Op::Put { db: 0, key: owned[moved_key].clone().into_bytes(), value: b"again".to_vec(), expires_at_ms: None, expect: None }]);
+    let retry = txn(
+        &mut child,
+        moved_key as u64 + 1,
+        0,
+        vec![Op::Put {
+            db: 0,
+            key: owned[moved_key].clone().into_bytes(),
+            value: b"again".to_vec(),
+            expires_at_ms: None,
+            expect: None,
+        }],
+    );
     assert_eq!(retry.revision, moved_key as u64 + 1, "the first answer, not a new write");
     // The old shard refuses the moved keys, whole transactions at a time.
-    let r = txn(&mut s, 99_999, 0, vec![
-        Op::Put { db: 0, key: owned[moved_key].clone().into_bytes(), value: b"x".to_vec(), expires_at_ms: None, expect: None },
-    ]);
+    let r = txn(
+        &mut s,
+        99_999,
+        0,
+        vec![Op::Put {
+            db: 0,
+            key: owned[moved_key].clone().into_bytes(),
+            value: b"x".to_vec(),
+            expires_at_ms: None,
+            expect: None,
+        }],
+    );
     assert_eq!(r.wrong_shard, Some(WrongShard { shard: 1, modulus: 8, epoch: 2 }));
     assert!(!r.ok && s.revision == before);
     // A repeated split is a no-op; a jump of two levels is refused.
@@ -87,7 +123,18 @@ fn a_split_shares_the_map_and_a_sweep_drops_the_other_shards_keys_unseen() {
     let mut s = KvState { slice: Slice { shard: 0, modulus: 1, epoch: 1 }, ..Default::default() };
     for i in 0..500u64 {
         let ttl = (i % 3 == 0).then_some(10);
-        txn(&mut s, i + 1, 0, vec![Op::Put { db: 0, key: format!("k{i:03}").into_bytes(), value: b"v".to_vec(), expires_at_ms: ttl, expect: None }]);
+        txn(
+            &mut s,
+            i + 1,
+            0,
+            vec![Op::Put {
+                db: 0,
+                key: format!("k{i:03}").into_bytes(),
+                value: b"v".to_vec(),
+                expires_at_ms: ttl,
+                expect: None,
+            }],
+        );
     }
     let mut child = s.split(2, 2).unwrap().expect("a new shard");
     // Both hold the whole map, yet each shows only its own keys, everywhere.
@@ -109,7 +156,18 @@ fn a_split_shares_the_map_and_a_sweep_drops_the_other_shards_keys_unseen() {
     }
     // A write during the sweep lands; the sweep drops exactly the other shard's keys.
     let own = (0..500u64).map(|i| format!("k{i:03}")).find(|k| s.slice.owns(0, k.as_bytes())).unwrap();
-    txn(&mut s, 10_001, 0, vec![Op::Put { db: 0, key: own.clone().into_bytes(), value: b"new".to_vec(), expires_at_ms: None, expect: None }]);
+    txn(
+        &mut s,
+        10_001,
+        0,
+        vec![Op::Put {
+            db: 0,
+            key: own.clone().into_bytes(),
+            value: b"new".to_vec(),
+            expires_at_ms: None,
+            expect: None,
+        }],
+    );
     assert_eq!(sweep(&mut s), 500 - mine);
     assert_eq!(sweep(&mut child), 500 - theirs);
     assert_eq!((s.data.len(), child.data.len()), (mine, theirs));
@@ -163,7 +221,8 @@ fn compare_and_swap_applies_only_on_the_expected_revision() {
     assert!(txn(&mut s, 1, 0, vec![absent("1")]).ok, "0 means only if absent");
     let r = txn(&mut s, 2, 0, vec![absent("2")]);
     assert_eq!((r.ok, r.ops[0].clone()), (false, OpResult::Conflict { current: 1 }));
-    let swap = |v: &str, at| Op::Put { db: 0, key: b"c".to_vec(), value: v.into(), expires_at_ms: None, expect: Some(at) };
+    let swap =
+        |v: &str, at| Op::Put { db: 0, key: b"c".to_vec(), value: v.into(), expires_at_ms: None, expect: Some(at) };
     assert!(txn(&mut s, 3, 0, vec![swap("2", 1)]).ok);
     assert!(!txn(&mut s, 4, 0, vec![swap("3", 1)]).ok, "a stale revision loses");
     assert_eq!(s.get(0, b"c", 0).unwrap().value, &b"2"[..]);
@@ -245,8 +304,14 @@ fn list_is_ordered_prefix_bounded_and_resumable() {
     for k in ["a/1", "a/2", "a/3", "b/1", "a"] {
         put(&mut s, k, "v", None, 0);
     }
-    txn(&mut s, 5, 0, vec![Op::Put { db: 1, key: b"a/9".to_vec(), value: b"v".to_vec(), expires_at_ms: None, expect: None }]);
-    let keys = |v: Vec<(Vec<u8>, KeyEntry)>| v.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
+    txn(
+        &mut s,
+        5,
+        0,
+        vec![Op::Put { db: 1, key: b"a/9".to_vec(), value: b"v".to_vec(), expires_at_ms: None, expect: None }],
+    );
+    let keys =
+        |v: Vec<(Vec<u8>, KeyEntry)>| v.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
     assert_eq!(keys(s.list(0, b"a/", None, 10, 0)), ["a/1", "a/2", "a/3"]);
     assert_eq!(keys(s.list(0, b"a/", Some(b"a/1"), 10, 0)), ["a/2", "a/3"]);
     assert_eq!(keys(s.list(0, b"a/", None, 2, 0)), ["a/1", "a/2"]);

@@ -15,8 +15,8 @@ use std::sync::{Arc, RwLock};
 use crate::raft_net::{NetworkFactory, PeerClient};
 use crate::ring::{NodeId, ShardId};
 use crate::wal::{ShardLog, Wal};
-use log_store::LogStore;
 use kv::{KvState, Slice};
+use log_store::LogStore;
 use state_machine::{SplitHost, StateMachineStore};
 use types::{Raft, StorageError};
 
@@ -188,7 +188,10 @@ pub fn matched_index(m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>, nod
 }
 
 /// Whether a replica that believes it leads has lost touch with its quorum.
-pub fn is_stale_leader(m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>, stale_after: std::time::Duration) -> bool {
+pub fn is_stale_leader(
+    m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>,
+    stale_after: std::time::Duration,
+) -> bool {
     m.state == openraft::ServerState::Leader
         && m.membership_config.membership().voter_ids().count() > 1
         && m.millis_since_quorum_ack.is_none_or(|ms| ms > stale_after.as_millis() as u64)
@@ -209,7 +212,14 @@ mod tests {
             let (wal, mut rec) = Wal::open(&dir.path().join("wal"), WalOptions::default())
                 .map_err(|e| openraft::StorageIOError::read(&e))?;
             let log = LogStore::open(0, wal, rec.shards.remove(&0)).map_err(|e| openraft::StorageIOError::read(&e))?;
-            let sm = StateMachineStore::open(0, dir.path().join("sm"), Default::default(), Default::default(), std::sync::Arc::new(super::state_machine::NoSplits)).map_err(|e| openraft::StorageIOError::read(&e))?;
+            let sm = StateMachineStore::open(
+                0,
+                dir.path().join("sm"),
+                Default::default(),
+                Default::default(),
+                std::sync::Arc::new(super::state_machine::NoSplits),
+            )
+            .map_err(|e| openraft::StorageIOError::read(&e))?;
             Ok((dir, log, sm))
         }
     }

@@ -109,7 +109,9 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Waiter)>, slo
                 }
                 Err(e) => {
                     let err = match e {
-                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader(f.leader_id),
+                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                            ProposeError::NotLeader(f.leader_id)
+                        }
                         other => ProposeError::Retry(other.to_string()),
                     };
                     for w in waiters {

@@ -79,7 +79,8 @@ impl ReadIndex {
         }
         let read_index = rx.await.map_err(|_| ReadIndexError::Retry("read batch dropped".into()))??;
         let (floor_term, floor) = *self.floor.lock().unwrap_or_else(|p| p.into_inner());
-        let read_index = if raft.metrics().borrow().current_term == floor_term { read_index.max(floor) } else { read_index };
+        let read_index =
+            if raft.metrics().borrow().current_term == floor_term { read_index.max(floor) } else { read_index };
         let applied = raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
         if applied < read_index {
             raft.wait(None)

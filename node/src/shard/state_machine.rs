@@ -14,8 +14,8 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 
 use super::events::{EventLog, Notify};
-use super::snapshot_body::SnapshotBody;
 use super::kv::{KvImage, KvState, Slice};
+use super::snapshot_body::SnapshotBody;
 use super::types::{Command, Entry, LogId, ProposalResult, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::ring::{NodeId, ShardId};
 
@@ -55,7 +55,7 @@ pub type HostFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()>
 
 /// A split or a merge's end, in the order the log applied them.
 enum RingStep {
-    Split(KvState),
+    Split(Box<KvState>),
     Merged { donor: ShardId, epoch: u64 },
 }
 
@@ -178,7 +178,8 @@ fn read_snapshot_file(dir: &Path) -> std::io::Result<Option<(SnapshotMeta, Vec<u
         return Err(bad("checksum mismatch"));
     }
     let meta_len = u32::from_le_bytes([content[8], content[9], content[10], content[11]]) as usize;
-    let meta_end = 12usize.checked_add(meta_len).filter(|e| *e <= content.len()).ok_or_else(|| bad("bad meta length"))?;
+    let meta_end =
+        12usize.checked_add(meta_len).filter(|e| *e <= content.len()).ok_or_else(|| bad("bad meta length"))?;
     let meta: SnapshotMeta = postcard::from_bytes(&content[12..meta_end]).map_err(|_| bad("bad meta"))?;
     Ok(Some((meta, content[meta_end..].to_vec())))
 }
@@ -240,7 +241,13 @@ fn as_opened(mut child: KvState) -> KvState {
 impl StateMachineStore {
     /// Opens the shard's state machine, restoring the last snapshot in `dir`; without a
     /// snapshot the shard starts empty owning `slice`.
-    pub fn open(shard: ShardId, dir: PathBuf, notify: Arc<Notify>, slice: Slice, host: Arc<dyn SplitHost>) -> std::io::Result<Self> {
+    pub fn open(
+        shard: ShardId,
+        dir: PathBuf,
+        notify: Arc<Notify>,
+        slice: Slice,
+        host: Arc<dyn SplitHost>,
+    ) -> std::io::Result<Self> {
         let mut state = KvState::default();
         state.slice = slice;
         let mut bytes = 0;
@@ -257,12 +264,29 @@ impl StateMachineStore {
 
     /// A state machine starting from `state`: a split's new shard, opened from memory
     /// while its first snapshot goes to disk in the background.
-    pub fn with_state(shard: ShardId, dir: PathBuf, notify: Arc<Notify>, state: KvState, host: Arc<dyn SplitHost>) -> Self {
+    pub fn with_state(
+        shard: ShardId,
+        dir: PathBuf,
+        notify: Arc<Notify>,
+        state: KvState,
+        host: Arc<dyn SplitHost>,
+    ) -> Self {
         Self::build(shard, dir, notify, state, host, true)
     }
 
-    fn build(shard: ShardId, dir: PathBuf, notify: Arc<Notify>, state: KvState, host: Arc<dyn SplitHost>, split_child: bool) -> Self {
-        let events = if split_child { EventLog::split_child(state.revision, notify) } else { EventLog::new(state.revision, notify) };
+    fn build(
+        shard: ShardId,
+        dir: PathBuf,
+        notify: Arc<Notify>,
+        state: KvState,
+        host: Arc<dyn SplitHost>,
+        split_child: bool,
+    ) -> Self {
+        let events = if split_child {
+            EventLog::split_child(state.revision, notify)
+        } else {
+            EventLog::new(state.revision, notify)
+        };
         let initial = Some((child_meta(&state), state.clone()));
         let stale = state.is_stale();
         let state = Arc::new(RwLock::new(state));
@@ -382,11 +406,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 Some(l) => format!("{}-{}-{}-{seq}", shard, l.leader_id.term, l.index),
                 None => format!("{shard}-0-0-{seq}"),
             };
-            let meta = SnapshotMeta {
-                last_log_id: view.last_applied,
-                last_membership: view.membership.clone(),
-                snapshot_id,
-            };
+            let meta =
+                SnapshotMeta { last_log_id: view.last_applied, last_membership: view.membership.clone(), snapshot_id };
             write_snapshot_file(&dir, &meta, &body)?;
             crate::crash_point!("snapshot-written");
             Ok((meta, body))
@@ -431,7 +452,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                 Command::Split { modulus, epoch } => {
                                     let mut r = s.apply_command(Command::Split { modulus, epoch }, &mut events);
                                     match s.split(modulus, epoch) {
-                                        Ok(Some(child)) => ring_steps.push(RingStep::Split(child)),
+                                        Ok(Some(child)) => ring_steps.push(RingStep::Split(Box::new(child))),
                                         Ok(None) => {}
                                         Err(e) => {
                                             tracing::warn!(shard = self.shard, error = %e, "split refused");
@@ -442,7 +463,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                 }
                                 Command::MergeDone { modulus, epoch, revision } => {
                                     let before = s.slice.modulus;
-                                    let r = s.apply_command(Command::MergeDone { modulus, epoch, revision }, &mut events);
+                                    let r =
+                                        s.apply_command(Command::MergeDone { modulus, epoch, revision }, &mut events);
                                     // A replica replaying entries from before it joined
                                     // (a new replica fed the log from its start) leaves the
                                     // donor's replicas here alone, as a split creates none.
@@ -493,7 +515,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // here before a later split may create a new shard under the same id.
         for step in ring_steps {
             let child = match step {
-                RingStep::Split(child) => child,
+                RingStep::Split(child) => *child,
                 RingStep::Merged { donor, epoch } => {
                     tracing::info!(shard = self.shard, donor, "merge: donor absorbed");
                     self.host.merged(self.shard, donor, epoch).await;
@@ -533,12 +555,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     match written.map_err(io_err).and_then(|r| r) {
                         Ok(()) => {
                             let ms = started.elapsed().as_millis() as u64;
-                            tracing::info!(shard = parent, new_shard = id, ms, "split: new shard's first snapshot is durable");
+                            tracing::info!(
+                                shard = parent,
+                                new_shard = id,
+                                ms,
+                                "split: new shard's first snapshot is durable"
+                            );
                             crate::crash_point!("split-snapshot-written");
                             host.durable(id);
                             return;
                         }
-                        Err(e) => tracing::error!(shard = parent, new_shard = id, error = %e, retry_in = ?pause, "split: could not write the new shard's snapshot"),
+                        Err(e) => {
+                            tracing::error!(shard = parent, new_shard = id, error = %e, retry_in = ?pause, "split: could not write the new shard's snapshot")
+                        }
                     }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(std::time::Duration::from_secs(10));
@@ -648,7 +677,9 @@ mod tests {
     #[tokio::test]
     async fn snapshot_round_trips_through_disk_and_install() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sm = StateMachineStore::open(0, dir.path().join("a"), Arc::default(), Slice::default(), Arc::new(NoSplits)).unwrap();
+        let mut sm =
+            StateMachineStore::open(0, dir.path().join("a"), Arc::default(), Slice::default(), Arc::new(NoSplits))
+                .unwrap();
         {
             let st = sm.state();
             let mut s = st.write().unwrap();
@@ -660,11 +691,15 @@ mod tests {
         assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(2));
 
         // Reopen from disk: the same state comes back.
-        let reopened = StateMachineStore::open(0, dir.path().join("a"), Arc::default(), Slice::default(), Arc::new(NoSplits)).unwrap();
+        let reopened =
+            StateMachineStore::open(0, dir.path().join("a"), Arc::default(), Slice::default(), Arc::new(NoSplits))
+                .unwrap();
         assert_eq!(reopened.state().read().unwrap().get(0, b"k2", 0).unwrap().value, &b"v2"[..]);
 
         // Install on a fresh replica: same state, and the file is persisted there too.
-        let mut other = StateMachineStore::open(0, dir.path().join("b"), Arc::default(), Slice::default(), Arc::new(NoSplits)).unwrap();
+        let mut other =
+            StateMachineStore::open(0, dir.path().join("b"), Arc::default(), Slice::default(), Arc::new(NoSplits))
+                .unwrap();
         let data = snap.snapshot.into_bytes().unwrap();
         other.install_snapshot(&snap.meta, Box::new(SnapshotBody::bytes(data))).await.unwrap();
         let got = other.state().read().unwrap().data.clone();

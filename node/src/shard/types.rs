@@ -1,6 +1,5 @@
 //! The Raft type configuration and the commands a shard's log carries.
 
-
 use serde::{Deserialize, Serialize};
 
 use crate::ring::{NodeId, ShardId};
@@ -147,10 +146,7 @@ impl KeyEntry {
 
 /// Unix-epoch milliseconds from the wall clock.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// How many bits of a Raft term count elections within one group; the bits above

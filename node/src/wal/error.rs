@@ -18,11 +18,7 @@ pub enum Error {
     /// Bytes on disk that the WAL did not write, or a format it does not read. Needs an
     /// operator: open() refuses rather than silently dropping acknowledged records.
     #[error("wal corruption in {} at byte {offset}: {reason}", segment.display())]
-    Corruption {
-        segment: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Corruption { segment: PathBuf, offset: u64, reason: String },
     /// The disk (or quota) is full. Like `Io`, it leaves the WAL failed, because the
     /// write that hit it may be partially on disk.
     #[error("wal disk is full")]
@@ -67,14 +63,8 @@ mod tests {
 
     #[test]
     fn enospc_and_quota_map_to_full_and_others_to_io() {
-        assert!(matches!(
-            Error::from(io::Error::from_raw_os_error(libc::ENOSPC)),
-            Error::Full
-        ));
-        assert!(matches!(
-            Error::from(io::Error::from_raw_os_error(libc::EDQUOT)),
-            Error::Full
-        ));
+        assert!(matches!(Error::from(io::Error::from_raw_os_error(libc::ENOSPC)), Error::Full));
+        assert!(matches!(Error::from(io::Error::from_raw_os_error(libc::EDQUOT)), Error::Full));
         let io = Error::from(io::Error::from_raw_os_error(libc::EIO));
         assert!(matches!(io, Error::Io(_)));
         assert_eq!(io.clone().metric_label(), "io");

@@ -119,10 +119,7 @@ pub(crate) fn is_unwritten_header(data: &[u8]) -> bool {
 pub(crate) fn encode_record(shard: u32, record: &Record, buf: &mut Vec<u8>) -> Result<(), Error> {
     let len = MIN_LEN + record.payload_len();
     if len > MAX_RECORD_LEN {
-        return Err(Error::TooLarge {
-            len: len as u64,
-            max: MAX_RECORD_LEN as u64,
-        });
+        return Err(Error::TooLarge { len: len as u64, max: MAX_RECORD_LEN as u64 });
     }
     let start = buf.len();
     buf.reserve(FRAME_LEN + len);
@@ -172,12 +169,7 @@ impl DecodeError {
     /// Whether an interrupted write can explain the failure. A record whose checksum
     /// matches but whose content is invalid was written like that: never a torn write.
     pub(crate) fn may_be_torn(&self) -> bool {
-        matches!(
-            self,
-            DecodeError::PastEnd { .. }
-                | DecodeError::BadLength(_)
-                | DecodeError::BadChecksum { .. }
-        )
+        matches!(self, DecodeError::PastEnd { .. } | DecodeError::BadLength(_) | DecodeError::BadChecksum { .. })
     }
 }
 
@@ -188,40 +180,25 @@ pub(crate) fn decode_record(data: &[u8]) -> Result<Decoded, DecodeError> {
         return Err(DecodeError::BadLength(body.len() as u32)); // unreachable: len >= MIN_LEN
     };
     let payload = &body[MIN_LEN..];
-    let bad_payload = || DecodeError::BadPayload {
-        kind,
-        len: payload.len(),
-    };
+    let bad_payload = || DecodeError::BadPayload { kind, len: payload.len() };
     let record = match kind {
         KIND_VOTE => Record::Vote(payload.to_vec()),
         KIND_COMMITTED => Record::Committed(payload.to_vec()),
         KIND_ENTRY => {
             let index = le_u64(payload, 0).ok_or_else(bad_payload)?;
-            Record::Entry {
-                index,
-                data: payload[8..].to_vec(),
-            }
+            Record::Entry { index, data: payload[8..].to_vec() }
         }
-        KIND_TRUNCATE if payload.len() == 8 => Record::Truncate {
-            since: le_u64(payload, 0).ok_or_else(bad_payload)?,
-        },
+        KIND_TRUNCATE if payload.len() == 8 => Record::Truncate { since: le_u64(payload, 0).ok_or_else(bad_payload)? },
         KIND_TRUNCATE => return Err(bad_payload()),
         KIND_PURGE => {
             let upto = le_u64(payload, 0).ok_or_else(bad_payload)?;
-            Record::Purge {
-                upto,
-                data: payload[8..].to_vec(),
-            }
+            Record::Purge { upto, data: payload[8..].to_vec() }
         }
         KIND_FORGET if payload.is_empty() => Record::Forget,
         KIND_FORGET => return Err(bad_payload()),
         other => return Err(DecodeError::UnknownKind(other)),
     };
-    Ok(Decoded {
-        shard,
-        record,
-        size: FRAME_LEN + body.len(),
-    })
+    Ok(Decoded { shard, record, size: FRAME_LEN + body.len() })
 }
 
 /// True if some record with a valid length and checksum starts at any offset after
@@ -234,20 +211,14 @@ pub(crate) fn valid_record_after(data: &[u8], start: usize) -> bool {
 /// Validates frame, length and checksum; returns shard | kind | payload.
 fn checked_body(data: &[u8]) -> Result<&[u8], DecodeError> {
     let (Some(len), Some(stored)) = (le_u32(data, 0), le_u32(data, 4)) else {
-        return Err(DecodeError::PastEnd {
-            need: FRAME_LEN,
-            have: data.len(),
-        });
+        return Err(DecodeError::PastEnd { need: FRAME_LEN, have: data.len() });
     };
     let body_len = len as usize;
     if !(MIN_LEN..=MAX_RECORD_LEN).contains(&body_len) {
         return Err(DecodeError::BadLength(len));
     }
     let Some(body) = data.get(FRAME_LEN..FRAME_LEN + body_len) else {
-        return Err(DecodeError::PastEnd {
-            need: FRAME_LEN + body_len,
-            have: data.len(),
-        });
+        return Err(DecodeError::PastEnd { need: FRAME_LEN + body_len, have: data.len() });
     };
     let computed = crc32fast::hash(body);
     if computed != stored {
@@ -257,15 +228,11 @@ fn checked_body(data: &[u8]) -> Result<&[u8], DecodeError> {
 }
 
 fn le_u32(data: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        data.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
+    Some(u32::from_le_bytes(data.get(at..at.checked_add(4)?)?.try_into().ok()?))
 }
 
 fn le_u64(data: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(
-        data.get(at..at.checked_add(8)?)?.try_into().ok()?,
-    ))
+    Some(u64::from_le_bytes(data.get(at..at.checked_add(8)?)?.try_into().ok()?))
 }
 
 #[cfg(test)]
@@ -277,19 +244,10 @@ mod tests {
         vec![
             Record::Vote(b"vote".to_vec()),
             Record::Committed(vec![]),
-            Record::Entry {
-                index: 7,
-                data: b"entry".to_vec(),
-            },
-            Record::Entry {
-                index: u64::MAX,
-                data: vec![],
-            },
+            Record::Entry { index: 7, data: b"entry".to_vec() },
+            Record::Entry { index: u64::MAX, data: vec![] },
             Record::Truncate { since: 3 },
-            Record::Purge {
-                upto: 2,
-                data: b"log-id".to_vec(),
-            },
+            Record::Purge { upto: 2, data: b"log-id".to_vec() },
         ]
     }
 
@@ -326,20 +284,11 @@ mod tests {
 
     #[test]
     fn any_single_bit_flip_is_detected() {
-        let buf = encoded(
-            4,
-            &Record::Entry {
-                index: 11,
-                data: b"hello".to_vec(),
-            },
-        );
+        let buf = encoded(4, &Record::Entry { index: 11, data: b"hello".to_vec() });
         for bit in 0..buf.len() * 8 {
             let mut bad = buf.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
-            assert!(
-                decode_record(&bad).is_err(),
-                "flip of bit {bit} went unnoticed"
-            );
+            assert!(decode_record(&bad).is_err(), "flip of bit {bit} went unnoticed");
         }
     }
 
@@ -350,10 +299,7 @@ mod tests {
         assert_eq!(decode_record(&buf), Err(DecodeError::BadLength(u32::MAX)));
         let mut out = Vec::new();
         let huge = Record::Vote(vec![0; MAX_RECORD_LEN]);
-        assert!(matches!(
-            encode_record(1, &huge, &mut out),
-            Err(Error::TooLarge { .. })
-        ));
+        assert!(matches!(encode_record(1, &huge, &mut out), Err(Error::TooLarge { .. })));
         assert!(out.is_empty());
     }
 

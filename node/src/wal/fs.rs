@@ -65,16 +65,11 @@ impl FileSystem for RealFs {
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
-        std::fs::read_dir(dir)?
-            .map(|entry| Ok(entry?.path()))
-            .collect()
+        std::fs::read_dir(dir)?.map(|entry| Ok(entry?.path())).collect()
     }
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(path)?;
+        let file = OpenOptions::new().append(true).create_new(true).open(path)?;
         Ok(Box::new(RealFile { file, len: 0 }))
     }
 
@@ -147,10 +142,7 @@ struct FaultyFile {
 impl FaultyFs {
     /// Wraps `inner`; no fault is armed.
     pub fn new(inner: Arc<dyn FileSystem>) -> Self {
-        FaultyFs {
-            inner,
-            state: Arc::default(),
-        }
+        FaultyFs { inner, state: Arc::default() }
     }
 
     /// Wraps the real file system.
@@ -209,20 +201,12 @@ impl FileSystem for FaultyFs {
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
         let inner = self.inner.create(path)?;
-        Ok(Box::new(FaultyFile {
-            inner,
-            path: path.to_path_buf(),
-            state: self.state.clone(),
-        }))
+        Ok(Box::new(FaultyFile { inner, path: path.to_path_buf(), state: self.state.clone() }))
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
         let inner = self.inner.open_append(path)?;
-        Ok(Box::new(FaultyFile {
-            inner,
-            path: path.to_path_buf(),
-            state: self.state.clone(),
-        }))
+        Ok(Box::new(FaultyFile { inner, path: path.to_path_buf(), state: self.state.clone() }))
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
@@ -292,10 +276,7 @@ mod tests {
         let path = dir.join("f");
 
         let mut file = fs.create(&path).expect("create");
-        assert!(
-            fs.create(&path).is_err(),
-            "create must not clobber an existing file"
-        );
+        assert!(fs.create(&path).is_err(), "create must not clobber an existing file");
         file.write_all(b"hello ").expect("write");
         file.sync_data().expect("sync");
         assert_eq!(file.len(), 6);
@@ -313,10 +294,7 @@ mod tests {
         fs.sync_dir(&dir).expect("sync dir");
         fs.remove(&path).expect("remove");
         assert!(fs.list(&dir).expect("list").is_empty());
-        assert!(
-            fs.open_append(&path).is_err(),
-            "open_append needs an existing file"
-        );
+        assert!(fs.open_append(&path).is_err(), "open_append needs an existing file");
     }
 
     #[test]
@@ -343,17 +321,9 @@ mod tests {
         assert_eq!(fs.unsynced_bytes(), 3);
 
         fs.fail_next_sync(libc::EIO);
-        assert_eq!(
-            file.sync_data()
-                .expect_err("armed sync fails")
-                .raw_os_error(),
-            Some(libc::EIO)
-        );
+        assert_eq!(file.sync_data().expect_err("armed sync fails").raw_os_error(), Some(libc::EIO));
         assert_eq!((fs.file_syncs(), fs.unsynced_bytes()), (0, 3));
         file.sync_data().expect("only the next sync fails");
-        assert_eq!(
-            (fs.file_writes(), fs.file_syncs(), fs.unsynced_bytes()),
-            (1, 1, 0)
-        );
+        assert_eq!((fs.file_writes(), fs.file_syncs(), fs.unsynced_bytes()), (1, 1, 0));
     }
 }

@@ -55,11 +55,7 @@ pub struct WalOptions {
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions {
-            segment_bytes: 64 << 20,
-            fs: Arc::new(fs::RealFs),
-            on_fsync: None,
-        }
+        WalOptions { segment_bytes: 64 << 20, fs: Arc::new(fs::RealFs), on_fsync: None }
     }
 }
 
@@ -123,32 +119,16 @@ impl Wal {
             shared.clone(),
         )?;
         let (tx, rx) = mpsc::channel();
-        let thread = thread::Builder::new()
-            .name("ringkv-wal".into())
-            .spawn(move || writer.run(rx))?;
-        let inner = Inner {
-            requests: RwLock::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
-            shared,
-        };
-        Ok((
-            Wal {
-                inner: Arc::new(inner),
-            },
-            replayed.recovered,
-        ))
+        let thread = thread::Builder::new().name("ringkv-wal".into()).spawn(move || writer.run(rx))?;
+        let inner = Inner { requests: RwLock::new(Some(tx)), thread: Mutex::new(Some(thread)), shared };
+        Ok((Wal { inner: Arc::new(inner) }, replayed.recovered))
     }
 
     /// Queues records of one shard; records of all submits reach the disk in submission
     /// order. `done` runs exactly once: on the writer thread after the records are
     /// written and fsynced (Ok) or with the error. Only if the WAL is already closed does
     /// it run on the calling thread, with [`Error::Closed`], before this returns.
-    pub fn submit(
-        &self,
-        shard: u32,
-        records: Vec<Record>,
-        done: Box<dyn FnOnce(Result<(), Error>) + Send>,
-    ) {
+    pub fn submit(&self, shard: u32, records: Vec<Record>, done: Box<dyn FnOnce(Result<(), Error>) + Send>) {
         self.send(Request { shard, records, done, lazy: false });
     }
 
@@ -160,11 +140,7 @@ impl Wal {
     }
 
     fn send(&self, request: Request) {
-        let requests = self
-            .inner
-            .requests
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let requests = self.inner.requests.read().unwrap_or_else(PoisonError::into_inner);
         let refused = match requests.as_ref() {
             Some(tx) => tx.send(request).err().map(|returned| returned.0),
             None => Some(request),
@@ -192,12 +168,7 @@ impl Wal {
     /// node should have them snapshot and purge. Empty while there are at most two
     /// segments. Updated by the writer after rotations, purges and truncations.
     pub fn pinning_shards(&self) -> Vec<u32> {
-        self.inner
-            .shared
-            .pinning
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.inner.shared.pinning.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Stops the writer once everything queued so far is written and fsynced, and waits
@@ -209,26 +180,14 @@ impl Wal {
     /// Bytes on disk and number of segment files, as of the last batch.
     pub fn disk_usage(&self) -> (u64, usize) {
         let shared = &self.inner.shared;
-        (
-            shared.bytes.load(Ordering::Relaxed),
-            shared.segments.load(Ordering::Relaxed),
-        )
+        (shared.bytes.load(Ordering::Relaxed), shared.segments.load(Ordering::Relaxed))
     }
 }
 
 impl Inner {
     fn close(&self) {
-        drop(
-            self.requests
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        drop(self.requests.write().unwrap_or_else(PoisonError::into_inner).take());
+        let thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(thread) = thread {
             // A callback on the writer thread may drop the last handle; it cannot wait
             // for itself, and the writer exits on its own once the queue is drained.

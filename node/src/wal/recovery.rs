@@ -44,11 +44,7 @@ pub(super) fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error>
     for pair in files.windows(2) {
         if let [(prev, _), (seq, path)] = pair {
             if prev.checked_add(1) != Some(*seq) {
-                return Err(corruption(
-                    path,
-                    0,
-                    format!("segments after {prev} up to {seq} are missing"),
-                ));
+                return Err(corruption(path, 0, format!("segments after {prev} up to {seq} are missing")));
             }
         }
     }
@@ -72,15 +68,8 @@ pub(super) fn replay(fs: &dyn FileSystem, dir: &Path) -> Result<Replayed, Error>
             active.bytes = end as u64;
         }
     }
-    tracing::info!(
-        segments = files.len(),
-        shards = shards.len(),
-        "wal: replayed"
-    );
-    Ok(Replayed {
-        recovered: Recovered { shards, torn_tail },
-        segments,
-    })
+    tracing::info!(segments = files.len(), shards = shards.len(), "wal: replayed");
+    Ok(Replayed { recovered: Recovered { shards, torn_tail }, segments })
 }
 
 /// Replays one segment and returns the offset where its valid records end.
@@ -107,10 +96,7 @@ fn replay_segment(
                     Record::Forget => segments.note_truncate(decoded.shard, 0),
                     _ => {}
                 }
-                shards
-                    .entry(decoded.shard)
-                    .or_default()
-                    .apply(decoded.record);
+                shards.entry(decoded.shard).or_default().apply(decoded.record);
                 at += decoded.size;
             }
             // A torn write leaves garbage only at the very end; if any valid record
@@ -125,11 +111,7 @@ fn replay_segment(
 }
 
 fn corruption(path: &Path, offset: u64, reason: String) -> Error {
-    Error::Corruption {
-        segment: PathBuf::from(path),
-        offset,
-        reason,
-    }
+    Error::Corruption { segment: PathBuf::from(path), offset, reason }
 }
 
 #[cfg(test)]
@@ -160,11 +142,7 @@ mod tests {
         let path = only_segment(tmp.path());
         let len = std::fs::metadata(&path).expect("stat").len();
         let cut_at = len - 4; // inside the record of entry 3
-        OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .and_then(|f| f.set_len(cut_at))
-            .expect("cut");
+        OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(cut_at)).expect("cut");
 
         let (wal, recovered) = open(tmp.path());
         let entry3_at = len - record_len(&entry(3));
@@ -207,11 +185,7 @@ mod tests {
         flip_byte(&path, entry2_at + record_len(&entry(2)) - 1);
 
         match Wal::open(tmp.path(), WalOptions::default()) {
-            Err(Error::Corruption {
-                segment,
-                offset,
-                reason,
-            }) => {
+            Err(Error::Corruption { segment, offset, reason }) => {
                 assert_eq!((segment, offset), (path, entry2_at), "{reason}");
                 assert!(reason.contains("checksum"), "{reason}");
             }
@@ -231,13 +205,8 @@ mod tests {
         let len = std::fs::metadata(first).expect("stat").len();
         flip_byte(first, len - 1);
 
-        let err = Wal::open(tmp.path(), WalOptions::default())
-            .map(|_| ())
-            .expect_err("corrupt");
-        assert!(
-            matches!(&err, Error::Corruption { segment, .. } if segment == first),
-            "{err}"
-        );
+        let err = Wal::open(tmp.path(), WalOptions::default()).map(|_| ()).expect_err("corrupt");
+        assert!(matches!(&err, Error::Corruption { segment, .. } if segment == first), "{err}");
     }
 
     #[test]
@@ -250,22 +219,12 @@ mod tests {
         assert!(segments.len() >= 3);
 
         flip_byte(&segments[0], 0);
-        let err = Wal::open(tmp.path(), WalOptions::default())
-            .map(|_| ())
-            .expect_err("bad magic");
-        assert!(
-            matches!(&err, Error::Corruption { segment, offset: 0, .. } if *segment == segments[0]),
-            "{err}"
-        );
+        let err = Wal::open(tmp.path(), WalOptions::default()).map(|_| ()).expect_err("bad magic");
+        assert!(matches!(&err, Error::Corruption { segment, offset: 0, .. } if *segment == segments[0]), "{err}");
 
         std::fs::remove_file(&segments[1]).expect("remove");
-        let err = Wal::open(tmp.path(), WalOptions::default())
-            .map(|_| ())
-            .expect_err("gap");
-        assert!(
-            matches!(&err, Error::Corruption { segment, .. } if *segment == segments[2]),
-            "{err}"
-        );
+        let err = Wal::open(tmp.path(), WalOptions::default()).map(|_| ()).expect_err("gap");
+        assert!(matches!(&err, Error::Corruption { segment, .. } if *segment == segments[2]), "{err}");
     }
 
     #[test]

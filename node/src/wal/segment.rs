@@ -33,11 +33,7 @@ pub(crate) fn parse_seq(path: &Path) -> Option<u64> {
 
 /// Segment files in `dir`, oldest first. Other files are ignored.
 pub(crate) fn list(fs: &dyn FileSystem, dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
-    let mut segments: Vec<_> = fs
-        .list(dir)?
-        .into_iter()
-        .filter_map(|p| Some((parse_seq(&p)?, p)))
-        .collect();
+    let mut segments: Vec<_> = fs.list(dir)?.into_iter().filter_map(|p| Some((parse_seq(&p)?, p))).collect();
     segments.sort_unstable();
     Ok(segments)
 }
@@ -74,19 +70,11 @@ pub(crate) struct SegmentInfo {
 
 impl SegmentInfo {
     pub(crate) fn new(seq: u64, path: PathBuf, bytes: u64) -> Self {
-        SegmentInfo {
-            seq,
-            path,
-            bytes,
-            max_entry: HashMap::new(),
-        }
+        SegmentInfo { seq, path, bytes, max_entry: HashMap::new() }
     }
 
     /// Shards with entries here that are not purged yet.
-    fn pinned_by<'a>(
-        &'a self,
-        purged_upto: &'a dyn Fn(u32) -> Option<u64>,
-    ) -> impl Iterator<Item = u32> + 'a {
+    fn pinned_by<'a>(&'a self, purged_upto: &'a dyn Fn(u32) -> Option<u64>) -> impl Iterator<Item = u32> + 'a {
         self.max_entry
             .iter()
             .filter(move |(shard, max)| purged_upto(**shard).is_none_or(|upto| **max > upto))
@@ -152,10 +140,7 @@ impl Segments {
     /// active segment.
     pub(crate) fn purged_prefix_len(&self, purged_upto: &dyn Fn(u32) -> Option<u64>) -> usize {
         let old = self.list.len().saturating_sub(1);
-        self.list[..old]
-            .iter()
-            .take_while(|s| s.pinned_by(purged_upto).next().is_none())
-            .count()
+        self.list[..old].iter().take_while(|s| s.pinned_by(purged_upto).next().is_none()).count()
     }
 
     /// Deletes the purged prefix, oldest first, syncing the directory after each file so
@@ -178,10 +163,7 @@ impl Segments {
     /// Shards whose unpurged entries keep alive segments older than the newest two.
     pub(crate) fn pinning_shards(&self, purged_upto: &dyn Fn(u32) -> Option<u64>) -> Vec<u32> {
         let old = self.list.len().saturating_sub(2);
-        let mut shards: Vec<u32> = self.list[..old]
-            .iter()
-            .flat_map(|s| s.pinned_by(purged_upto))
-            .collect();
+        let mut shards: Vec<u32> = self.list[..old].iter().flat_map(|s| s.pinned_by(purged_upto)).collect();
         shards.sort_unstable();
         shards.dedup();
         shards
@@ -195,11 +177,7 @@ mod tests {
     fn segments(entries: &[&[(u32, u64)]]) -> Segments {
         let mut segments = Segments::default();
         for (seq, entries) in entries.iter().enumerate() {
-            segments.push(SegmentInfo::new(
-                seq as u64,
-                PathBuf::from(format!("{seq}")),
-                0,
-            ));
+            segments.push(SegmentInfo::new(seq as u64, PathBuf::from(format!("{seq}")), 0));
             for (shard, index) in entries.iter() {
                 segments.note_entry(*shard, *index);
             }
@@ -212,21 +190,10 @@ mod tests {
         let dir = Path::new("wal");
         let nine = segment_path(dir, 9);
         let ten = segment_path(dir, 10);
-        assert_eq!(
-            nine.file_name().and_then(|n| n.to_str()),
-            Some("00000000000000000009.wal")
-        );
+        assert_eq!(nine.file_name().and_then(|n| n.to_str()), Some("00000000000000000009.wal"));
         assert!(nine < ten);
-        assert_eq!(
-            (parse_seq(&nine), parse_seq(&segment_path(dir, u64::MAX))),
-            (Some(9), Some(u64::MAX))
-        );
-        for other in [
-            "9.wal",
-            "0000000000000000000x.wal",
-            "00000000000000000009.tmp",
-            "notes",
-        ] {
+        assert_eq!((parse_seq(&nine), parse_seq(&segment_path(dir, u64::MAX))), (Some(9), Some(u64::MAX)));
+        for other in ["9.wal", "0000000000000000000x.wal", "00000000000000000009.tmp", "notes"] {
             assert_eq!(parse_seq(&dir.join(other)), None, "{other}");
         }
     }
@@ -245,11 +212,7 @@ mod tests {
         ];
         for (p1, p2, expected) in cases {
             let purged = move |shard: u32| if shard == 1 { p1 } else { p2 };
-            assert_eq!(
-                segs.purged_prefix_len(&purged),
-                expected,
-                "purged {p1:?} {p2:?}"
-            );
+            assert_eq!(segs.purged_prefix_len(&purged), expected, "purged {p1:?} {p2:?}");
         }
     }
 
@@ -269,8 +232,6 @@ mod tests {
         let segs = segments(&[&[(3, 5), (1, 1)], &[(2, 9)], &[(4, 1)], &[(5, 1)]]);
         let purged = |shard: u32| (shard == 1).then_some(1);
         assert_eq!(segs.pinning_shards(&purged), vec![2, 3]);
-        assert!(segments(&[&[(1, 1)], &[(2, 1)]])
-            .pinning_shards(&|_| None)
-            .is_empty());
+        assert!(segments(&[&[(1, 1)], &[(2, 1)]]).pinning_shards(&|_| None).is_empty());
     }
 }

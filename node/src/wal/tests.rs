@@ -8,10 +8,7 @@ pub(crate) mod util {
     use crate::wal::{format, fs, segment, Error, Record, Recovered, Wal, WalOptions};
 
     pub fn entry(index: u64) -> Record {
-        Record::Entry {
-            index,
-            data: format!("entry-{index}").into_bytes(),
-        }
+        Record::Entry { index, data: format!("entry-{index}").into_bytes() }
     }
 
     pub fn open(dir: &Path) -> (Wal, Recovered) {
@@ -19,14 +16,7 @@ pub(crate) mod util {
     }
 
     pub fn open_small(dir: &Path, segment_bytes: u64) -> (Wal, Recovered) {
-        Wal::open(
-            dir,
-            WalOptions {
-                segment_bytes,
-                ..WalOptions::default()
-            },
-        )
-        .expect("open wal")
+        Wal::open(dir, WalOptions { segment_bytes, ..WalOptions::default() }).expect("open wal")
     }
 
     /// Submits and blocks until `done` has run.
@@ -54,11 +44,7 @@ pub(crate) mod util {
     }
 
     pub fn indexes(recovered: &Recovered, shard: u32) -> Vec<u64> {
-        recovered
-            .shards
-            .get(&shard)
-            .map(|log| log.entries.keys().copied().collect())
-            .unwrap_or_default()
+        recovered.shards.get(&shard).map(|log| log.entries.keys().copied().collect()).unwrap_or_default()
     }
 
     pub fn flip_byte(path: &Path, offset: u64) {
@@ -83,10 +69,7 @@ fn log(vote: &str, committed: &str, purged: Option<(u64, &str)>, entries: &[u64]
         vote: Some(vote.into()),
         committed: Some(committed.into()),
         purged: purged.map(|(upto, id)| (upto, id.into())),
-        entries: entries
-            .iter()
-            .map(|i| (*i, format!("entry-{i}").into_bytes()))
-            .collect(),
+        entries: entries.iter().map(|i| (*i, format!("entry-{i}").into_bytes())).collect(),
     }
 }
 
@@ -104,31 +87,16 @@ async fn records_round_trip_through_reopen() {
         entry(4),
         entry(5),
         Record::Truncate { since: 4 }, // drops 4 and 5
-        Record::Entry {
-            index: 4,
-            data: b"rewritten".to_vec(),
-        },
-        Record::Purge {
-            upto: 1,
-            data: b"p1".to_vec(),
-        },
-        Record::Purge {
-            upto: 2,
-            data: b"p2".to_vec(),
-        }, // latest purge wins
+        Record::Entry { index: 4, data: b"rewritten".to_vec() },
+        Record::Purge { upto: 1, data: b"p1".to_vec() },
+        Record::Purge { upto: 2, data: b"p2".to_vec() }, // latest purge wins
         Record::Committed(b"c3".to_vec()),
         Record::Vote(b"v2".to_vec()), // latest vote wins
     ];
     wal.write(1, shard1).await.expect("write shard 1");
-    wal.write(2, vec![entry(10), Record::Committed(vec![]), entry(11)])
-        .await
-        .expect("write 2");
-    wal.write(3, vec![Record::Vote(b"only".to_vec())])
-        .await
-        .expect("write shard 3");
-    wal.write(2, vec![Record::Truncate { since: 0 }, entry(12)])
-        .await
-        .expect("write 2 again");
+    wal.write(2, vec![entry(10), Record::Committed(vec![]), entry(11)]).await.expect("write 2");
+    wal.write(3, vec![Record::Vote(b"only".to_vec())]).await.expect("write shard 3");
+    wal.write(2, vec![Record::Truncate { since: 0 }, entry(12)]).await.expect("write 2 again");
     drop(wal);
 
     let (_wal, recovered) = open(tmp.path());
@@ -136,14 +104,8 @@ async fn records_round_trip_through_reopen() {
     expected1.entries.insert(4, b"rewritten".to_vec());
     let mut expected2 = log("", "", None, &[12]);
     expected2.vote = None;
-    let expected3 = ShardLog {
-        vote: Some(b"only".to_vec()),
-        ..ShardLog::default()
-    };
-    assert_eq!(
-        recovered.shards,
-        BTreeMap::from([(1, expected1), (2, expected2), (3, expected3)])
-    );
+    let expected3 = ShardLog { vote: Some(b"only".to_vec()), ..ShardLog::default() };
+    assert_eq!(recovered.shards, BTreeMap::from([(1, expected1), (2, expected2), (3, expected3)]));
     assert_eq!(recovered.torn_tail, None);
 }
 
@@ -157,14 +119,8 @@ async fn close_makes_queued_writes_durable_and_refuses_later_ones() {
         wal.submit(1, vec![entry(index)], Box::new(move |r| drop(tx.send(r))));
     }
     wal.close();
-    assert!(
-        rx.try_iter().take(50).all(|r| r.is_ok()),
-        "all 50 answered Ok before close returned"
-    );
-    assert!(matches!(
-        wal.write(1, vec![entry(51)]).await,
-        Err(Error::Closed)
-    ));
+    assert!(rx.try_iter().take(50).all(|r| r.is_ok()), "all 50 answered Ok before close returned");
+    assert!(matches!(wal.write(1, vec![entry(51)]).await, Err(Error::Closed)));
     wal.close();
 
     let (_wal, recovered) = open(tmp.path());
@@ -175,27 +131,17 @@ async fn close_makes_queued_writes_durable_and_refuses_later_ones() {
 fn oversized_record_is_rejected_and_the_wal_stays_usable() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (wal, _) = open(tmp.path());
-    let huge = Record::Entry {
-        index: 2,
-        data: vec![0; format::MAX_RECORD_LEN],
-    };
+    let huge = Record::Entry { index: 2, data: vec![0; format::MAX_RECORD_LEN] };
     let err = write_sync(&wal, 1, vec![entry(1), huge]).expect_err("too large");
     assert_eq!(err.metric_label(), "too_large");
     write_sync(&wal, 1, vec![entry(3)]).expect("later write");
     drop(wal);
     let (_wal, recovered) = open(tmp.path());
-    assert_eq!(
-        indexes(&recovered, 1),
-        vec![3],
-        "nothing of the rejected submit was written"
-    );
+    assert_eq!(indexes(&recovered, 1), vec![3], "nothing of the rejected submit was written");
 }
 
 fn open_faulty(dir: &Path, faulty: &FaultyFs) -> Wal {
-    let opts = WalOptions {
-        fs: Arc::new(faulty.clone()),
-        ..WalOptions::default()
-    };
+    let opts = WalOptions { fs: Arc::new(faulty.clone()), ..WalOptions::default() };
     Wal::open(dir, opts).expect("open wal").0
 }
 
@@ -237,11 +183,7 @@ async fn concurrent_writers_share_fsyncs() {
             synced_records.fetch_add(records, Ordering::Relaxed);
         })
     };
-    let opts = WalOptions {
-        fs: Arc::new(faulty.clone()),
-        on_fsync: Some(on_fsync),
-        ..WalOptions::default()
-    };
+    let opts = WalOptions { fs: Arc::new(faulty.clone()), on_fsync: Some(on_fsync), ..WalOptions::default() };
     let (wal, _) = Wal::open(tmp.path(), opts).expect("open");
     let syncs_before = faulty.file_syncs();
 
@@ -269,11 +211,7 @@ async fn concurrent_writers_share_fsyncs() {
 
     let (_wal, recovered) = open(tmp.path());
     for shard in 0..TASKS {
-        assert_eq!(
-            indexes(&recovered, shard),
-            (1..=WRITES).collect::<Vec<_>>(),
-            "shard {shard}"
-        );
+        assert_eq!(indexes(&recovered, shard), (1..=WRITES).collect::<Vec<_>>(), "shard {shard}");
     }
 }
 
@@ -290,22 +228,14 @@ fn done_callback_runs_only_after_fsync() {
             1,
             vec![entry(index)],
             Box::new(move |result| {
-                let _ = tx.send((
-                    result,
-                    seen.file_writes(),
-                    seen.file_syncs(),
-                    seen.unsynced_bytes(),
-                ));
+                let _ = tx.send((result, seen.file_writes(), seen.file_syncs(), seen.unsynced_bytes()));
             }),
         );
         let (result, writes_then, syncs_then, unsynced_then) = rx.recv().expect("answered");
         result.expect("write");
         assert!(writes_then > writes, "the records were written before done");
         assert!(syncs_then > syncs, "an fsync happened before done");
-        assert_eq!(
-            unsynced_then, 0,
-            "nothing written was left unsynced when done ran"
-        );
+        assert_eq!(unsynced_then, 0, "nothing written was left unsynced when done ran");
     }
 }
 
@@ -328,29 +258,18 @@ fn failed_fsync_fails_waiters_and_later_writes() {
     for _ in 2..=4 {
         assert_eio(rx.recv().expect("answered"));
     }
-    assert_eq!(
-        faulty.file_syncs(),
-        syncs,
-        "the three shared the one failed fsync"
-    );
+    assert_eq!(faulty.file_syncs(), syncs, "the three shared the one failed fsync");
 
     let writes = faulty.file_writes();
     let later = write_sync(&wal, 1, vec![entry(5)]);
     assert_eq!(later.as_ref().map_err(Error::metric_label), Err("io"));
     assert_eio(later);
-    assert_eq!(
-        faulty.file_writes(),
-        writes,
-        "a failed WAL does not touch the disk again"
-    );
+    assert_eq!(faulty.file_writes(), writes, "a failed WAL does not touch the disk again");
     drop(wal);
 
     let (wal, recovered) = open(tmp.path());
     assert_eq!(recovered.shards[&1].vote.as_deref(), Some(&b"v"[..]));
-    assert_eq!(
-        recovered.shards[&1].entries.get(&1),
-        Some(&b"entry-1".to_vec())
-    );
+    assert_eq!(recovered.shards[&1].entries.get(&1), Some(&b"entry-1".to_vec()));
     write_sync(&wal, 1, vec![entry(6)]).expect("a reopened WAL writes again");
 }
 
@@ -365,10 +284,7 @@ fn disk_full_reports_full() {
     let err = write_sync(&wal, 1, vec![entry(2)]).expect_err("disk full");
     assert!(matches!(err, Error::Full), "{err:?}");
     assert_eq!(err.metric_label(), "full");
-    assert!(
-        matches!(write_sync(&wal, 1, vec![entry(3)]), Err(Error::Full)),
-        "stays failed"
-    );
+    assert!(matches!(write_sync(&wal, 1, vec![entry(3)]), Err(Error::Full)), "stays failed");
     drop(wal);
 
     let (wal, recovered) = open(tmp.path());
@@ -381,10 +297,7 @@ fn rotation_deletes_fully_purged_segments_and_keeps_state() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (wal, _) = open_small(tmp.path(), 512);
     for shard in 1..=3 {
-        let state = vec![
-            Record::Vote(format!("vote-{shard}").into_bytes()),
-            Record::Committed(b"c".to_vec()),
-        ];
+        let state = vec![Record::Vote(format!("vote-{shard}").into_bytes()), Record::Committed(b"c".to_vec())];
         write_sync(&wal, shard, state).expect("state");
     }
     for index in 1..=40 {
@@ -397,53 +310,28 @@ fn rotation_deletes_fully_purged_segments_and_keeps_state() {
     assert_eq!(wal.pinning_shards(), vec![1, 2, 3]);
 
     for shard in 2..=3 {
-        write_sync(
-            &wal,
-            shard,
-            vec![Record::Purge {
-                upto: 40,
-                data: b"p40".to_vec(),
-            }],
-        )
-        .expect("purge");
+        write_sync(&wal, shard, vec![Record::Purge { upto: 40, data: b"p40".to_vec() }]).expect("purge");
     }
-    assert_eq!(
-        segment_files(tmp.path()),
-        before,
-        "shard 1 still needs the first segment"
-    );
+    assert_eq!(segment_files(tmp.path()), before, "shard 1 still needs the first segment");
     assert_eq!(wal.pinning_shards(), vec![1]);
 
-    let purge = Record::Purge {
-        upto: 39,
-        data: b"p39".to_vec(),
-    };
+    let purge = Record::Purge { upto: 39, data: b"p39".to_vec() };
     write_sync(&wal, 1, vec![purge, Record::Committed(b"c2".to_vec())]).expect("purge");
     let after = segment_files(tmp.path());
     assert!(!after.contains(&before[0]) && after.len() <= 2, "{after:?}");
     assert!(wal.pinning_shards().is_empty());
-    let on_disk: u64 = after
-        .iter()
-        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
-        .sum();
+    let on_disk: u64 = after.iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum();
     assert_eq!(wal.disk_usage(), (on_disk, after.len()));
     drop(wal);
 
     let (_wal, recovered) = open_small(tmp.path(), 512);
     for shard in 1..=3 {
         let log = &recovered.shards[&shard];
-        assert_eq!(
-            log.vote,
-            Some(format!("vote-{shard}").into_bytes()),
-            "vote lives on in checkpoints"
-        );
+        assert_eq!(log.vote, Some(format!("vote-{shard}").into_bytes()), "vote lives on in checkpoints");
         let (upto, committed) = if shard == 1 { (39, "c2") } else { (40, "c") };
         assert_eq!(log.committed.as_deref(), Some(committed.as_bytes()));
         assert_eq!(log.purged, Some((upto, format!("p{upto}").into_bytes())));
-        assert_eq!(
-            indexes(&recovered, shard),
-            (upto + 1..=40).collect::<Vec<_>>()
-        );
+        assert_eq!(indexes(&recovered, shard), (upto + 1..=40).collect::<Vec<_>>());
     }
 }
 

@@ -74,11 +74,8 @@ impl Writer {
         let meta = shards
             .iter()
             .map(|(shard, log)| {
-                let meta = ShardMeta {
-                    vote: log.vote.clone(),
-                    committed: log.committed.clone(),
-                    purged: log.purged.clone(),
-                };
+                let meta =
+                    ShardMeta { vote: log.vote.clone(), committed: log.committed.clone(), purged: log.purged.clone() };
                 (*shard, meta)
             })
             .collect();
@@ -90,18 +87,8 @@ impl Writer {
                 file
             }
         };
-        let mut writer = Writer {
-            fs,
-            dir,
-            segment_bytes,
-            on_fsync,
-            segments,
-            active,
-            meta,
-            failed: None,
-            shared,
-            buf: Vec::new(),
-        };
+        let mut writer =
+            Writer { fs, dir, segment_bytes, on_fsync, segments, active, meta, failed: None, shared, buf: Vec::new() };
         if writer.active.is_empty() {
             format::encode_header(&mut writer.buf);
         }
@@ -138,27 +125,16 @@ impl Writer {
 
     fn write_batch(&mut self, batch: Vec<Request>) {
         if let Some(err) = &self.failed {
-            batch
-                .into_iter()
-                .for_each(|r| answer(r.done, Err(err.clone())));
+            batch.into_iter().for_each(|r| answer(r.done, Err(err.clone())));
             return;
         }
         self.buf.clear();
         let mut waiters = Vec::with_capacity(batch.len());
         let mut records = 0;
         let mut may_free_segments = false;
-        for Request {
-            shard,
-            records: recs,
-            done,
-            ..
-        } in batch
-        {
+        for Request { shard, records: recs, done, .. } in batch {
             let start = self.buf.len();
-            if let Err(err) = recs
-                .iter()
-                .try_for_each(|r| format::encode_record(shard, r, &mut self.buf))
-            {
+            if let Err(err) = recs.iter().try_for_each(|r| format::encode_record(shard, r, &mut self.buf)) {
                 self.buf.truncate(start); // nothing of a rejected submit is written
                 answer(done, Err(err));
                 continue;
@@ -172,9 +148,7 @@ impl Writer {
         if !self.buf.is_empty() {
             if let Err(err) = self.append_and_sync(records) {
                 self.fail(err.clone());
-                waiters
-                    .into_iter()
-                    .for_each(|done| answer(done, Err(err.clone())));
+                waiters.into_iter().for_each(|done| answer(done, Err(err.clone())));
                 return;
             }
         }
@@ -238,9 +212,7 @@ impl Writer {
             let records = [
                 meta.vote.clone().map(Record::Vote),
                 meta.committed.clone().map(Record::Committed),
-                meta.purged
-                    .clone()
-                    .map(|(upto, data)| Record::Purge { upto, data }),
+                meta.purged.clone().map(|(upto, data)| Record::Purge { upto, data }),
             ];
             for record in records.iter().flatten() {
                 format::encode_record(*shard, record, &mut self.buf)?;
@@ -271,10 +243,7 @@ impl Writer {
     fn delete_purged_segments(&mut self) {
         let meta = &self.meta;
         let purged_upto = |shard: u32| meta.get(&shard)?.purged.as_ref().map(|(upto, _)| *upto);
-        match self
-            .segments
-            .delete_purged_prefix(&*self.fs, &self.dir, &purged_upto)
-        {
+        match self.segments.delete_purged_prefix(&*self.fs, &self.dir, &purged_upto) {
             Ok(deleted) if !deleted.is_empty() => {
                 tracing::debug!(count = deleted.len(), "wal: deleted fully purged segments");
                 crate::crash_point!("wal-compacted");
@@ -289,18 +258,12 @@ impl Writer {
     fn publish(&self, recompute_pinning: bool) {
         let total = self.segments.total_bytes(self.active.len());
         self.shared.bytes.store(total, Ordering::Relaxed);
-        self.shared
-            .segments
-            .store(self.segments.len(), Ordering::Relaxed);
+        self.shared.segments.store(self.segments.len(), Ordering::Relaxed);
         if recompute_pinning {
             let meta = &self.meta;
             let purged_upto = |shard: u32| meta.get(&shard)?.purged.as_ref().map(|(upto, _)| *upto);
             let pinning = self.segments.pinning_shards(&purged_upto);
-            *self
-                .shared
-                .pinning
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = pinning;
+            *self.shared.pinning.lock().unwrap_or_else(PoisonError::into_inner) = pinning;
         }
     }
 

@@ -57,7 +57,9 @@ pub fn check_query(raw: &str) {
         client_error(&e, &raw);
     }
     match compat::resolve_db(&q, &HeaderMap::new()) {
-        Ok(db) => assert_eq!(Ok(db), params::db(&q).map_err(|e| e.to_string()), "{raw:?}: compat and v1 disagree on db"),
+        Ok(db) => {
+            assert_eq!(Ok(db), params::db(&q).map_err(|e| e.to_string()), "{raw:?}: compat and v1 disagree on db")
+        }
         Err(e) => client_error(&e, &raw),
     }
     if let Some(t) = q.get("ttl") {
@@ -97,7 +99,9 @@ pub fn check_json_ttl(v: &serde_json::Value) {
 /// A key against the default limit.
 pub fn check_key(k: &str) {
     match params::key(k, MAX_KEY) {
-        Ok(bytes) => assert!(bytes == k.as_bytes() && (1..=MAX_KEY).contains(&bytes.len()), "{k:?} accepted as {bytes:?}"),
+        Ok(bytes) => {
+            assert!(bytes == k.as_bytes() && (1..=MAX_KEY).contains(&bytes.len()), "{k:?} accepted as {bytes:?}")
+        }
         Err(e) => {
             client_error(&e, &k);
             let want = if k.is_empty() { 400 } else { 413 };

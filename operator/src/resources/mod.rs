@@ -8,7 +8,9 @@
 mod services;
 mod statefulset;
 
-pub use services::{client_service, disruption_budget, network_policy, peer_service, service_monitor, service_monitor_resource};
+pub use services::{
+    client_service, disruption_budget, network_policy, peer_service, service_monitor, service_monitor_resource,
+};
 pub use statefulset::{peers_env, statefulset, NodeLayout};
 
 use std::collections::BTreeMap;

@@ -116,7 +116,10 @@ pub fn network_policy(owner: &Owner, operator: &OperatorPods) -> NetworkPolicy {
 
 /// The prometheus-operator ServiceMonitor type (its CRD may not be installed).
 pub fn service_monitor_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"), "servicemonitors")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"),
+        "servicemonitors",
+    )
 }
 
 /// A ServiceMonitor scraping every node's `/metrics` through the headless peer Service:

@@ -69,7 +69,8 @@ fn node_ids_are_pod_ordinals_starting_at_one_without_a_shell() {
     let ss = sts.spec.as_ref().expect("spec");
     assert_eq!(ss.ordinals.as_ref().and_then(|o| o.start), Some(1));
     let c = container(&s, NodeLayout::new(3, 4));
-    let field = env(&c, "RINGKV_NODE_ID").value_from.as_ref().and_then(|v| v.field_ref.as_ref()).map(|f| f.field_path.as_str());
+    let field =
+        env(&c, "RINGKV_NODE_ID").value_from.as_ref().and_then(|v| v.field_ref.as_ref()).map(|f| f.field_path.as_str());
     assert_eq!(field, Some("metadata.labels['apps.kubernetes.io/pod-index']"));
     assert_eq!(c.command, None, "no shell wrapper");
     assert_eq!(c.args, None);
@@ -180,15 +181,23 @@ fn disruption_budget_allows_one_node_down() {
 
 #[test]
 fn service_monitor_scrapes_every_node_ready_or_not_through_the_peer_service() {
-    let s = spec(json!({"monitoring": {"serviceMonitor": {"enabled": true, "interval": "15s", "labels": {"release": "prom"}}}}));
+    let s = spec(
+        json!({"monitoring": {"serviceMonitor": {"enabled": true, "interval": "15s", "labels": {"release": "prom"}}}}),
+    );
     let sm = service_monitor(&s, &owner());
     assert_eq!(sm.types.as_ref().map(|t| t.kind.as_str()), Some("ServiceMonitor"));
     assert_eq!(sm.metadata.labels.as_ref().and_then(|l| l.get("release")).map(String::as_str), Some("prom"));
     assert_eq!(sm.data["spec"]["selector"]["matchLabels"][SERVICE_ROLE_LABEL], "peers");
     let peers = peer_service(&owner());
-    assert_eq!(peers.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_ROLE_LABEL)).map(String::as_str), Some("peers"));
+    assert_eq!(
+        peers.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_ROLE_LABEL)).map(String::as_str),
+        Some("peers")
+    );
     let port = &sm.data["spec"]["endpoints"][0]["port"];
-    assert!(peers.spec.and_then(|s| s.ports).into_iter().flatten().any(|p| p.name.as_deref() == port.as_str()), "{port}");
+    assert!(
+        peers.spec.and_then(|s| s.ports).into_iter().flatten().any(|p| p.name.as_deref() == port.as_str()),
+        "{port}"
+    );
     assert_eq!(sm.data["spec"]["endpoints"][0]["interval"], "15s");
     assert_eq!(sm.data["spec"]["endpoints"][0]["path"], "/metrics");
 }
@@ -215,10 +224,16 @@ fn drained_pods_lose_their_volumes_and_deletion_is_left_to_the_finalizer() {
         let s = spec(json!({ "pvcRetention": retention }));
         let ss = statefulset(&s, &owner(), NodeLayout::new(3, 4)).spec.expect("spec");
         let policy = ss.persistent_volume_claim_retention_policy.expect("retention policy");
-        assert_eq!((policy.when_scaled.as_deref(), policy.when_deleted.as_deref()), (Some(scaled), Some(deleted)), "{retention}");
+        assert_eq!(
+            (policy.when_scaled.as_deref(), policy.when_deleted.as_deref()),
+            (Some(scaled), Some(deleted)),
+            "{retention}"
+        );
         let claim_labels = ss.volume_claim_templates.expect("claims")[0].metadata.labels.clone().expect("labels");
         let selector = Names::new("demo", "prod").selector();
-        assert!(selector.split(',').all(|kv| kv.split_once('=').is_some_and(|(k, v)| claim_labels.get(k).map(String::as_str) == Some(v))));
+        assert!(selector
+            .split(',')
+            .all(|kv| kv.split_once('=').is_some_and(|(k, v)| claim_labels.get(k).map(String::as_str) == Some(v))));
     }
 }
 

@@ -25,7 +25,6 @@ fn generated_crd_declares_kvcluster_with_short_name_status_and_printer_columns()
     let version = &crd.spec.versions[0];
     assert_eq!(version.name, "v1alpha1");
     assert!(version.subresources.as_ref().is_some_and(|s| s.status.is_some()));
-    let columns: Vec<&str> =
-        version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+    let columns: Vec<&str> = version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
     assert_eq!(columns, ["Shards", "Nodes", "Ready", "Epoch", "Phase", "Age"]);
 }

@@ -16,7 +16,9 @@ use ringkv_plan::Step as P;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::reconcile::{apply, apply_services, condition, delete_absent_service_monitor, get_sts, patch_status, settled_status};
+use crate::reconcile::{
+    apply, apply_services, condition, delete_absent_service_monitor, get_sts, patch_status, settled_status,
+};
 use crate::support::api::{Exchange, Reply};
 use crate::support::{kvc, path, reconcile_by, statefulset_object, FakeDataPlane, Pass, NAME, NS, TEST_STEP_GRACE};
 
@@ -87,7 +89,10 @@ async fn a_slow_step_stays_in_flight_while_passes_go_on_and_a_later_pass_reports
     let op = s1.current_operation.clone().expect("an operation");
     assert_eq!((op.type_.as_str(), op.steps), ("ScaleUp", 0), "not counted before it ends");
     let progressing = condition(p1.body(&Method::PATCH, path::KVC_STATUS), "Progressing")["message"].clone();
-    assert!(progressing.as_str().is_some_and(|m| m.ends_with(": add a replica of shard 0 on node 4")), "{progressing:?}");
+    assert!(
+        progressing.as_str().is_some_and(|m| m.ends_with(": add a replica of shard 0 on node 4")),
+        "{progressing:?}"
+    );
 
     // Pass 2: the user shrinks back to 3 nodes meanwhile. The ring does not show node 4
     // yet, but the step may be making it a replica: no pod goes, no second step starts.
@@ -106,7 +111,9 @@ async fn a_slow_step_stays_in_flight_while_passes_go_on_and_a_later_pass_reports
     gate.add_permits(1);
     until_finished(&operator).await;
     assert_eq!(*executed.lock().expect("lock"), vec![P::AddReplica { shard: 0, node: 4 }]);
-    let p3 = pass_by(&operator, (json!({"nodes": 3}), 3), &s2, grown, ring_on(&[1, 2, 3, 4]), vec![patch_status(), event()]).await;
+    let p3 =
+        pass_by(&operator, (json!({"nodes": 3}), 3), &s2, grown, ring_on(&[1, 2, 3, 4]), vec![patch_status(), event()])
+            .await;
     assert_eq!(p3.action(), Action::requeue(REQUEUE_STEP));
     assert_eq!(p3.body(&Method::PATCH, path::STS)["spec"]["replicas"], 5);
     assert!(p3.executed.is_empty(), "the next step waits for the next pass");
@@ -115,7 +122,10 @@ async fn a_slow_step_stays_in_flight_while_passes_go_on_and_a_later_pass_reports
     let op = s3.current_operation.expect("an operation");
     assert_eq!((op.steps, op.last_step.as_deref()), (1, Some("add a replica of shard 0 on node 4")));
     let events: Vec<&Value> = p3.calls.iter().filter(|c| c.path == path::EVENTS).map(|c| &c.body).collect();
-    assert_eq!((&events[0]["reason"], &events[0]["action"]), (&json!("AddReplica"), &json!("add a replica of shard 0 on node 4")));
+    assert_eq!(
+        (&events[0]["reason"], &events[0]["action"]),
+        (&json!("AddReplica"), &json!("add a replica of shard 0 on node 4"))
+    );
     assert_eq!(p3.metrics.steps.with_label_values(&["wait_for_step"]).get(), 0, "nothing in flight any more");
     assert_eq!(p2.metrics.steps.with_label_values(&["wait_for_step"]).get(), 1);
 }
@@ -127,14 +137,23 @@ async fn a_restarted_operator_plans_again_instead_of_waiting_for_a_lost_step() {
     // The old operator started the step and died (its gate never opens).
     let gate = Arc::new(Semaphore::new(0));
     let old = Arc::new(InFlight::new());
-    let p = pass_by(&old, (json!({"nodes": 5}), 2), &settled, grown, ring_on(&[1, 2, 3]).gated(&gate), vec![patch_status()]).await;
+    let p = pass_by(
+        &old,
+        (json!({"nodes": 5}), 2),
+        &settled,
+        grown,
+        ring_on(&[1, 2, 3]).gated(&gate),
+        vec![patch_status()],
+    )
+    .await;
     let left = status(&p);
     assert!(left.step_in_flight.is_some());
 
     // The new leader knows of no step: it observes the same ring and plans the same
     // (idempotent) step, which ends at once this time.
     let new = Arc::new(InFlight::new());
-    let p = pass_by(&new, (json!({"nodes": 5}), 2), &left, grown, ring_on(&[1, 2, 3]), vec![patch_status(), event()]).await;
+    let p =
+        pass_by(&new, (json!({"nodes": 5}), 2), &left, grown, ring_on(&[1, 2, 3]), vec![patch_status(), event()]).await;
     assert_eq!(p.executed, vec![P::AddReplica { shard: 0, node: 4 }]);
     let s = status(&p);
     assert_eq!(s.step_in_flight, None, "the stale record is cleared");
@@ -147,7 +166,15 @@ async fn a_paused_cluster_still_picks_up_the_step_it_had_in_flight() {
     let gate = Arc::new(Semaphore::new(0));
     let grown = NodeLayout { nodes: 5, shards: 4, peers: 3 };
     let settled = settled_status().await;
-    let p = pass_by(&operator, (json!({"nodes": 5}), 2), &settled, grown, ring_on(&[1, 2, 3]).gated(&gate), vec![patch_status()]).await;
+    let p = pass_by(
+        &operator,
+        (json!({"nodes": 5}), 2),
+        &settled,
+        grown,
+        ring_on(&[1, 2, 3]).gated(&gate),
+        vec![patch_status()],
+    )
+    .await;
     let s1 = status(&p);
 
     // Paused while the step runs: no applies, status says a step is finishing.
@@ -158,7 +185,10 @@ async fn a_paused_cluster_still_picks_up_the_step_it_had_in_flight() {
     assert_eq!(p.action(), Action::requeue(REQUEUE_STEP), "its outcome is still picked up soon");
     let progressing = condition(p.body(&Method::PATCH, path::KVC_STATUS), "Progressing").clone();
     assert_eq!(progressing["reason"], "Paused");
-    assert!(progressing["message"].as_str().is_some_and(|m| m.contains("finishing: add a replica of shard 0 on node 4")), "{progressing}");
+    assert!(
+        progressing["message"].as_str().is_some_and(|m| m.contains("finishing: add a replica of shard 0 on node 4")),
+        "{progressing}"
+    );
 }
 
 #[tokio::test]
@@ -181,7 +211,9 @@ async fn a_step_taken_by_a_pass_whose_status_patch_fails_is_reported_by_the_next
     assert!(!p2.calls.iter().any(|c| c.path == path::EVENTS), "no Event for a step whose status was not written");
 
     // The next pass reports it: status and Event, and starts nothing else meanwhile.
-    let p3 = pass_by(&operator, (json!({"nodes": 5}), 2), &s1, grown, ring_on(&[1, 2, 3, 4]), vec![patch_status(), event()]).await;
+    let p3 =
+        pass_by(&operator, (json!({"nodes": 5}), 2), &s1, grown, ring_on(&[1, 2, 3, 4]), vec![patch_status(), event()])
+            .await;
     assert!(p3.executed.is_empty(), "the next step waits for the next pass");
     let op = status(&p3).current_operation.expect("an operation");
     assert_eq!((op.steps, op.last_step.as_deref()), (1, Some("add a replica of shard 0 on node 4")));

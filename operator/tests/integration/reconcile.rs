@@ -49,7 +49,11 @@ pub(crate) fn env(sts: &Value, name: &str) -> Value {
 async fn a_new_cluster_gets_the_finalizer_before_anything_else() {
     let mut k = kvc(json!({}), 1);
     k.metadata.finalizers = None;
-    let script = vec![Exchange::new(Method::PATCH, path::KVC, Reply::Json(serde_json::to_value(kvc(json!({}), 1)).expect("json")))];
+    let script = vec![Exchange::new(
+        Method::PATCH,
+        path::KVC,
+        Reply::Json(serde_json::to_value(kvc(json!({}), 1)).expect("json")),
+    )];
     let pass = reconcile_once(k, FakeDataPlane::default(), script).await;
     assert_eq!(pass.action(), Action::await_change());
     let patch = pass.body(&Method::PATCH, path::KVC);
@@ -115,10 +119,7 @@ async fn a_paused_cluster_gets_no_changes_only_status_saying_so() {
     let old = settled_status().await;
     let mut k = kvc(json!({"paused": true, "nodes": 5, "shards": 8, "image": "example/other:2"}), 2);
     k.status = Some(old);
-    let script = vec![
-        get_sts(Reply::Json(statefulset_object(&k, NodeLayout::new(3, 4), 3, false))),
-        patch_status(),
-    ];
+    let script = vec![get_sts(Reply::Json(statefulset_object(&k, NodeLayout::new(3, 4), 3, false))), patch_status()];
     let pass = reconcile_once(k, FakeDataPlane::nodes(3, 3, 4, &[1, 2, 3]), script).await;
     assert_eq!(pass.action(), Action::requeue(REQUEUE_PAUSED));
     assert!(pass.executed.is_empty(), "no split while paused: {:?}", pass.executed);
@@ -165,8 +166,11 @@ async fn deleting_with_pvc_retention_delete_removes_the_claims_then_the_finalize
 async fn deleting_with_pvc_retention_retain_keeps_the_claims() {
     let mut k = kvc(json!({}), 2);
     k.metadata.deletion_timestamp = Some(crate::support::fixed_now());
-    let script =
-        vec![Exchange::new(Method::PATCH, path::KVC, Reply::Json(serde_json::to_value(kvc(json!({}), 2)).expect("json")))];
+    let script = vec![Exchange::new(
+        Method::PATCH,
+        path::KVC,
+        Reply::Json(serde_json::to_value(kvc(json!({}), 2)).expect("json")),
+    )];
     let pass = reconcile_once(k, FakeDataPlane::default(), script).await;
     assert_eq!(pass.action(), Action::await_change());
 }
@@ -190,14 +194,21 @@ async fn an_object_the_api_server_refuses_is_degraded_with_its_message_not_a_fai
     k.status = Some(old);
     let mut script = vec![get_sts(Reply::Json(statefulset_object(&k, NodeLayout::new(3, 4), 3, false)))];
     script.extend(apply_services());
-    script.extend([delete_absent_service_monitor(), Exchange::new(Method::PATCH, path::STS, Reply::Error(422)), patch_status()]);
+    script.extend([
+        delete_absent_service_monitor(),
+        Exchange::new(Method::PATCH, path::STS, Reply::Error(422)),
+        patch_status(),
+    ]);
     let pass = reconcile_once(k, FakeDataPlane::nodes(3, 3, 4, &[1, 2, 3]), script).await;
     assert_eq!(pass.action(), Action::requeue(REQUEUE_STABLE), "not an error: retrying cannot help");
     let status = pass.body(&Method::PATCH, path::KVC_STATUS);
     let degraded = condition(status, "Degraded");
     assert_eq!((&degraded["status"], &degraded["reason"]), (&json!("True"), &json!("InvalidSpec")));
     let message = degraded["message"].as_str().unwrap_or_default();
-    assert!(message.contains("refused the StatefulSet demo") && message.contains("mock API server: Invalid"), "{message}");
+    assert!(
+        message.contains("refused the StatefulSet demo") && message.contains("mock API server: Invalid"),
+        "{message}"
+    );
     assert_eq!(degraded["observedGeneration"], 2);
     assert_eq!(pass.metrics.failures.with_label_values(&["api_error"]).get(), 0);
 }
@@ -213,7 +224,9 @@ async fn with_monitoring_off_only_the_operators_own_servicemonitor_is_deleted() 
                "metadata": {"name": "demo", "namespace": "prod", "uid": "sm-uid", "ownerReferences": owners}})
     };
     let theirs = sm(json!([]));
-    let ours = sm(json!([{"apiVersion": "ringkv.io/v1alpha1", "kind": "KVCluster", "name": "demo", "uid": "uid-1", "controller": true}]));
+    let ours = sm(
+        json!([{"apiVersion": "ringkv.io/v1alpha1", "kind": "KVCluster", "name": "demo", "uid": "uid-1", "controller": true}]),
+    );
     for (found, deleted) in [(theirs, false), (ours, true)] {
         let mut k = kvc(json!({"resources": {"requests": {"memory": "300Mi"}}}), 2);
         k.status = Some(old.clone());

@@ -42,15 +42,24 @@ fn the_invalid_sample_fails_with_the_expected_messages() {
 #[test]
 fn the_schema_catches_each_mistake_on_its_own() {
     let schema = crd_schema();
-    let base = || json!({"apiVersion": "ringkv.io/v1alpha1", "kind": "KVCluster", "metadata": {"name": "x"}, "spec": {}});
+    let base =
+        || json!({"apiVersion": "ringkv.io/v1alpha1", "kind": "KVCluster", "metadata": {"name": "x"}, "spec": {}});
     let cases: [(&str, Value, &str); 9] = [
         ("defaults alone are valid", json!({}), ""),
         ("shards must be a power of two", json!({"shards": 12}), "spec.shards: Unsupported value: 12"),
         ("too many shards", json!({"shards": 2048}), "spec.shards: Unsupported value: 2048"),
         ("nodes below the default replication factor", json!({"nodes": 2}), "nodes must be at least replicationFactor"),
         ("unknown fields are refused", json!({"shard": 4}), "spec.shard: unknown field"),
-        ("the pull policy is an enum", json!({"imagePullPolicy": "Sometimes"}), "spec.imagePullPolicy: Unsupported value"),
-        ("scrape intervals are durations", json!({"monitoring": {"serviceMonitor": {"interval": "soon"}}}), "should match"),
+        (
+            "the pull policy is an enum",
+            json!({"imagePullPolicy": "Sometimes"}),
+            "spec.imagePullPolicy: Unsupported value",
+        ),
+        (
+            "scrape intervals are durations",
+            json!({"monitoring": {"serviceMonitor": {"interval": "soon"}}}),
+            "should match",
+        ),
         ("volume sizes are quantities", json!({"storage": {"size": "10 GB"}}), "spec.storage.size: Invalid value"),
         ("a quantity with a decimal suffix is one", json!({"storage": {"size": "500M"}}), ""),
     ];
@@ -74,7 +83,11 @@ fn storage_is_fixed_once_created_and_everything_else_may_change() {
     let cases: [(&str, Value, &str); 4] = [
         ("a reshard and a scale", json!({"shards": 8, "nodes": 5, "storage": {"size": "1Gi"}}), ""),
         ("a bigger volume", json!({"storage": {"size": "2Gi"}}), "storage cannot change once the cluster exists"),
-        ("another storage class", json!({"storage": {"size": "1Gi", "storageClassName": "fast"}}), "storage cannot change"),
+        (
+            "another storage class",
+            json!({"storage": {"size": "1Gi", "storageClassName": "fast"}}),
+            "storage cannot change",
+        ),
         ("storage left out (the default 10Gi)", json!({}), "storage cannot change"),
     ];
     for (name, spec, want) in cases {
@@ -82,7 +95,10 @@ fn storage_is_fixed_once_created_and_everything_else_may_change() {
         if want.is_empty() {
             assert!(errors.is_empty(), "{name}: {errors:#?}");
         } else {
-            assert!(errors.iter().any(|e| e.contains(want) && e.starts_with("spec.storage")), "{name}: want {want:?} in {errors:#?}");
+            assert!(
+                errors.iter().any(|e| e.contains(want) && e.starts_with("spec.storage")),
+                "{name}: want {want:?} in {errors:#?}"
+            );
         }
         assert!(schema::validate(&schema, &obj(spec)).is_empty(), "{name}: a new cluster may have any storage");
     }
@@ -100,7 +116,10 @@ fn names_longer_than_the_statefulset_allows_are_refused() {
     let obj = |name: String| json!({"apiVersion": "ringkv.io/v1alpha1", "kind": "KVCluster", "metadata": {"name": name}, "spec": {}});
     assert!(schema::validate(&schema, &obj("a".repeat(52))).is_empty(), "52 characters fit");
     let errors = schema::validate(&schema, &obj("a".repeat(53)));
-    assert!(errors.iter().any(|e| e.contains("metadata.name must be a DNS-1035 label of at most 52 characters")), "{errors:#?}");
+    assert!(
+        errors.iter().any(|e| e.contains("metadata.name must be a DNS-1035 label of at most 52 characters")),
+        "{errors:#?}"
+    );
 }
 
 #[test]
@@ -123,7 +142,11 @@ fn spec_may_be_left_out_and_takes_every_default() {
     let schema = crd_schema();
     let obj = json!({"apiVersion": "ringkv.io/v1alpha1", "kind": "KVCluster", "metadata": {"name": "demo"}});
     assert!(schema::validate(&schema, &obj).is_empty(), "a KVCluster without spec is valid");
-    assert_eq!(schema["properties"]["spec"]["default"], json!({"nodes": 3, "replicationFactor": 3}), "the API server fills spec and its defaults");
+    assert_eq!(
+        schema["properties"]["spec"]["default"],
+        json!({"nodes": 3, "replicationFactor": 3}),
+        "the API server fills spec and its defaults"
+    );
 }
 
 #[test]

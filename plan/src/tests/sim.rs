@@ -195,10 +195,7 @@ fn doubling_on_three_nodes_only_splits() {
     let run = converge(&spec(8, 3, &three), ring(4, &three, 3), 20);
     let splits = run.steps.iter().filter(|s| matches!(s, Step::Split { .. })).count();
     assert_eq!(splits, 4);
-    assert_eq!(
-        run.observed.shards.keys().copied().collect::<Vec<ShardId>>(),
-        (0..8).collect::<Vec<_>>()
-    );
+    assert_eq!(run.observed.shards.keys().copied().collect::<Vec<ShardId>>(), (0..8).collect::<Vec<_>>());
 }
 
 #[test]
@@ -221,8 +218,7 @@ fn growing_from_three_to_five_nodes_spreads_replicas_and_leaders() {
     let (replicas, leaders) = (replicas(&run.observed), leaders(&run.observed));
     for n in five {
         // Shares: 8·3/5 = 4.8 replicas and 8/5 = 1.6 leaders per node.
-        let (r, l) =
-            (replicas.get(&n).copied().unwrap_or(0), leaders.get(&n).copied().unwrap_or(0));
+        let (r, l) = (replicas.get(&n).copied().unwrap_or(0), leaders.get(&n).copied().unwrap_or(0));
         assert!((4..=5).contains(&r), "node {n} holds {r} replicas");
         assert!((1..=2).contains(&l), "node {n} leads {l} shards");
     }
@@ -279,11 +275,7 @@ fn a_lost_replica_is_removed_then_replaced() {
         assert!(is_balanced(&spec(4, 3, nodes), &start).is_err(), "a lost voter is off");
         let run = converge(&spec(4, 3, nodes), start, 20);
         assert_eq!(run.steps[0], Step::RemoveReplica { shard: 0, node: 2 }, "{nodes:?}");
-        assert!(
-            matches!(run.steps[1], Step::AddReplica { shard: 0, .. }),
-            "{nodes:?}: {:?}",
-            run.steps
-        );
+        assert!(matches!(run.steps[1], Step::AddReplica { shard: 0, .. }), "{nodes:?}: {:?}", run.steps);
         assert!(run.observed.shards.values().all(|s| s.lost.is_empty()), "{nodes:?}");
         assert!(run.observed.shards.values().all(|s| s.voters.len() == 3), "{nodes:?}");
     }
@@ -308,14 +300,10 @@ fn two_lost_replicas_of_three_wait() {
 fn too_few_healthy_spec_nodes_is_blocked_after_what_can_be_done() {
     // Nodes 4 and 5 leave the spec, node 3 is down: shard 0 can swap 4 for 2, then
     // has nowhere to put the replica on 5.
-    let start =
-        observed(&[1, 2, 4, 5], &[3], vec![shard(0, 2, &[1, 4, 5], 1), shard(1, 2, &[1, 2, 3], 2)]);
+    let start = observed(&[1, 2, 4, 5], &[3], vec![shard(0, 2, &[1, 4, 5], 1), shard(1, 2, &[1, 2, 3], 2)]);
     let run = run(&spec(2, 3, &[1, 2, 3]), start, 20, None);
     let says = format!("{:?}", run.end);
-    assert!(
-        matches!(&run.end, Next::Blocked(m) if m.contains("shard 0 needs a replica")),
-        "{says}"
-    );
+    assert!(matches!(&run.end, Next::Blocked(m) if m.contains("shard 0 needs a replica")), "{says}");
     let add = Step::AddReplica { shard: 0, node: 2 };
     assert_eq!(run.steps, vec![add, Step::RemoveReplica { shard: 0, node: 4 }]);
     // The spec below the replication is blocked outright.
@@ -397,9 +385,8 @@ fn every_combination_converges_safely_and_balanced() {
                     all.nodes.extend(to_nodes.iter().map(|&n| (n, true)));
                     let interrupt = (cases % 3 == 0).then_some(3);
                     let run = run(&spec, all, 500, interrupt);
-                    let context = format!(
-                        "{from_shards}x{from_r} on {from_nodes:?} -> {to_shards}x{to_r} on {to_nodes:?}"
-                    );
+                    let context =
+                        format!("{from_shards}x{from_r} on {from_nodes:?} -> {to_shards}x{to_r} on {to_nodes:?}");
                     assert_eq!(run.end, Next::Converged, "{context}");
                     assert_eq!(is_balanced(&spec, &run.observed), Ok(()), "{context}");
                     cases += 1;

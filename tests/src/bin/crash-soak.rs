@@ -26,11 +26,7 @@ use ringkv_tests::{Cluster, Writer};
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 #[derive(Default)]
@@ -50,11 +46,7 @@ async fn reshard_loop(c: Arc<Cluster>, stop: Arc<AtomicBool>, steps: Arc<AtomicU
         if stop.load(Ordering::Acquire) {
             return;
         }
-        let spec = move |_: &Ring| Spec {
-            shards,
-            replication: 3,
-            nodes: [1, 2, 3].into(),
-        };
+        let spec = move |_: &Ring| Spec { shards, replication: 3, nodes: [1, 2, 3].into() };
         let _ = d
             .converge(&spec, Duration::from_secs(20), |p: Progress| {
                 if let Progress::Step(Step::Split { .. } | Step::Merge { .. }) = p {
@@ -77,7 +69,9 @@ async fn run(seed: u64, chaos: Duration) -> (usize, usize, usize, usize) {
         let started = tokio::spawn(Cluster::builder(3).shards(2).flag("--snapshot-entries", "200").start()).await;
         match started {
             Ok(c) => break Arc::new(c),
-            Err(e) if attempt < 3 => eprintln!("seed {seed}: a fresh cluster did not start ({e}); again on fresh ports"),
+            Err(e) if attempt < 3 => {
+                eprintln!("seed {seed}: a fresh cluster did not start ({e}); again on fresh ports")
+            }
             Err(e) => {
                 eprintln!("seed {seed}: a fresh cluster did not start: {e}");
                 println!("run seed {seed}: a fresh cluster did not start three times (counted as a violation)");
@@ -86,10 +80,8 @@ async fn run(seed: u64, chaos: Duration) -> (usize, usize, usize, usize) {
         }
     };
     let urls: Vec<String> = c.ids().iter().map(|id| c.url(*id)).collect();
-    let history_start = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
+    let history_start =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let load = Load::start(urls, 4, 3, 12);
     let writer = Writer::start(&format!("soak-{seed}"), c.node(1));
     let stop = Arc::new(AtomicBool::new(false));
@@ -101,10 +93,7 @@ async fn run(seed: u64, chaos: Duration) -> (usize, usize, usize, usize) {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..2000))).await;
         for id in c.ids() {
             if let Some(status) = c.exited(id) {
-                eprintln!(
-                    "seed {seed}: node {id} exited on its own ({status}):\n{}",
-                    tail(&c.log(id), 15)
-                );
+                eprintln!("seed {seed}: node {id} exited on its own ({status}):\n{}", tail(&c.log(id), 15));
                 failed += 1;
                 c.restart(id);
             }
@@ -123,15 +112,8 @@ async fn run(seed: u64, chaos: Duration) -> (usize, usize, usize, usize) {
     let c2 = c.clone();
     let back = tokio::spawn(async move {
         c2.wait_ready().await;
-        let spec = |_: &Ring| Spec {
-            shards: 2,
-            replication: 3,
-            nodes: [1, 2, 3].into(),
-        };
-        c2.driver()
-            .converge(&spec, Duration::from_secs(60), |_: Progress| {})
-            .await
-            .map_err(|e| e.to_string())
+        let spec = |_: &Ring| Spec { shards: 2, replication: 3, nodes: [1, 2, 3].into() };
+        c2.driver().converge(&spec, Duration::from_secs(60), |_: Progress| {}).await.map_err(|e| e.to_string())
     })
     .await;
     let mut violations = 0;
@@ -149,11 +131,7 @@ async fn run(seed: u64, chaos: Duration) -> (usize, usize, usize, usize) {
     let report = writer.finish().await;
     let missing = c.read_back(&report.acked, &c.ids()).await;
     if !missing.is_empty() {
-        eprintln!(
-            "seed {seed}: {} acknowledged writes lost: {:?}",
-            missing.len(),
-            &missing[..missing.len().min(5)]
-        );
+        eprintln!("seed {seed}: {} acknowledged writes lost: {:?}", missing.len(), &missing[..missing.len().min(5)]);
     }
     let checked = tokio::spawn(load.finish()).await;
     let ops = match checked {
@@ -165,7 +143,10 @@ async fn run(seed: u64, chaos: Duration) -> (usize, usize, usize, usize) {
         }
     };
     if failed + violations + missing.len() > 0 {
-        eprintln!("seed {seed}: data and logs kept in {} (history times count from unix ms {history_start})", c.keep_data().display());
+        eprintln!(
+            "seed {seed}: data and logs kept in {} (history times count from unix ms {history_start})",
+            c.keep_data().display()
+        );
     }
     println!(
         "run seed {seed}: {} splits/merges, {restarts} kills and restarts, {} acked unique writes, {ops} recorded ops, failed restarts {failed}, violations {violations}, lost writes {}",
@@ -185,11 +166,7 @@ fn main() {
     let runs = arg("--runs", 10);
     let seed = arg("--seed", 1);
     let chaos = Duration::from_secs(arg("--chaos-secs", 8));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().expect("runtime");
     let mut t = Totals::default();
     for s in seed..seed + runs {
         let (r, f, v, l) = rt.block_on(run(s, chaos));

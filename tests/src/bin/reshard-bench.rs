@@ -127,7 +127,8 @@ async fn run() -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-    let tasks: Vec<_> = (0..writers).map(|_| tokio::spawn(write_loop(http.clone(), urls.clone(), t0, stop.clone()))).collect();
+    let tasks: Vec<_> =
+        (0..writers).map(|_| tokio::spawn(write_loop(http.clone(), urls.clone(), t0, stop.clone()))).collect();
     tokio::time::sleep(baseline).await;
 
     // The splits only (the planner balances leaders afterwards: measured separately).
@@ -161,7 +162,12 @@ async fn run() -> anyhow::Result<()> {
     // landed on (and perhaps those whose write failed), counted by the shards once the
     // background sweeps have dropped the splits' leftovers.
     let hot: std::collections::BTreeSet<u32> = samples.iter().filter(|s| s.ok).map(|s| s.key).collect();
-    let maybe = samples.iter().filter(|s| !s.ok && !hot.contains(&s.key)).map(|s| s.key).collect::<std::collections::BTreeSet<_>>().len() as u64;
+    let maybe = samples
+        .iter()
+        .filter(|s| !s.ok && !hot.contains(&s.key))
+        .map(|s| s.key)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len() as u64;
     let least = keys + hot.len() as u64;
     let counted = Instant::now();
     let total_keys = loop {
@@ -199,7 +205,9 @@ async fn run() -> anyhow::Result<()> {
         let mut ms: Vec<u64> = Vec::new();
         for id in c.ids() {
             for line in c.log(id).lines().filter(|l| l.contains(marker)) {
-                ms.extend(line.split_whitespace().find_map(|w| w.strip_prefix("ms=")).and_then(|v| v.parse::<u64>().ok()));
+                ms.extend(
+                    line.split_whitespace().find_map(|w| w.strip_prefix("ms=")).and_then(|v| v.parse::<u64>().ok()),
+                );
             }
         }
         println!("reshard.{what}_max_ms: {}", ms.iter().max().copied().unwrap_or(0));
@@ -219,7 +227,8 @@ fn report(name: &str, samples: &[Sample], baseline: Duration, from: Duration, to
     let longest = overlapping.iter().map(|s| s.took_us).max().unwrap_or(0);
     // Writes that started inside the window (a write that began before it may have been
     // held up by something else).
-    let longest_started = samples.iter().filter(|s| s.start_us >= from && s.start_us < to).map(|s| s.took_us).max().unwrap_or(0);
+    let longest_started =
+        samples.iter().filter(|s| s.start_us >= from && s.start_us < to).map(|s| s.took_us).max().unwrap_or(0);
     // Completions per 100 ms bucket over the window (at least one bucket).
     let buckets = ((to - from) / 100_000).max(1);
     let mut counts = vec![0u64; buckets as usize];

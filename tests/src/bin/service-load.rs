@@ -51,17 +51,14 @@ const READ_BACK_DEADLINE: Duration = Duration::from_secs(60);
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
     let args = Args::parse();
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("an HTTP client");
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("an HTTP client");
     let urls: Vec<String> = args.urls.iter().map(|u| u.trim_end_matches('/').to_string()).collect();
     let node = NodeClient::new(0, urls[0].clone(), http);
     // Fresh keys per run: the checker starts every register absent, and the cluster may
     // hold an earlier run's keys.
     let run = format!("{:08x}", rand::random::<u32>());
-    let load = Load::start_on(&format!("lin-{run}-"), urls.clone(), args.clients, args.writers.min(args.clients), args.keys);
+    let load =
+        Load::start_on(&format!("lin-{run}-"), urls.clone(), args.clients, args.writers.min(args.clients), args.keys);
     let writer = Writer::start(&format!("svc-{run}"), node.clone());
     let started = Instant::now();
     let end = started + Duration::from_secs(args.max_secs);

@@ -459,7 +459,8 @@ impl<'a> KeyHistory<'a> {
         }
         // The earliest return still to come bounds which ops may go next.
         let remaining = (0..n).filter(|&i| !linearized[i]);
-        let Some(blocker) = remaining.clone().filter(|&i| self.ops[i].group.is_none()).min_by_key(|&i| self.ret_entry[i])
+        let Some(blocker) =
+            remaining.clone().filter(|&i| self.ops[i].group.is_none()).min_by_key(|&i| self.ret_entry[i])
         else {
             return out;
         };
@@ -638,7 +639,6 @@ fn splitmix64(x: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
-
 
 #[cfg(test)]
 mod tests;

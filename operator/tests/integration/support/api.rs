@@ -81,7 +81,10 @@ impl ApiServer {
                 let next = tokio::time::timeout(Duration::from_secs(10), handle.next_request()).await;
                 let Ok(Some((request, send))) = next else {
                     if let Some(missing) = script.next() {
-                        panic!("expected {} {}, but no call came; calls so far: {recorded:#?}", missing.method, missing.path);
+                        panic!(
+                            "expected {} {}, but no call came; calls so far: {recorded:#?}",
+                            missing.method, missing.path
+                        );
                     }
                     return recorded;
                 };
@@ -89,7 +92,8 @@ impl ApiServer {
                 let path = request.uri().path().to_string();
                 let query = request.uri().query().unwrap_or("").to_string();
                 let bytes = request.into_body().collect_bytes().await.expect("request body");
-                let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+                let body: Value =
+                    if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
                 let call = Recorded { method: method.clone(), path: path.clone(), query, body: body.clone() };
                 let Some(expected) = script.next() else {
                     panic!("unexpected call {method} {path} after the scenario ended; body: {body}");

@@ -13,15 +13,15 @@ use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
+use kube::runtime::events::Recorder;
 use ringkv_operator::crd::{KVCluster, KVClusterSpec, FINALIZER};
 use ringkv_operator::inflight::InFlight;
 use ringkv_operator::metrics::Metrics;
-use kube::runtime::events::Recorder;
 use ringkv_operator::observe::{ClusterView, DataPlane, NodeProbe, ShardView};
 use ringkv_operator::reconcile::{reconcile, reporter, Context};
-use ringkv_plan::driver::{Cluster, DriverError};
 use ringkv_operator::resources::{statefulset, Names, NodeLayout, Owner};
 use ringkv_operator::Error;
+use ringkv_plan::driver::{Cluster, DriverError};
 use serde_json::{json, Value};
 
 use self::api::{mock_client, Exchange, Recorded};
@@ -110,7 +110,12 @@ impl FakeDataPlane {
             epoch: 1,
             shard_count: shards,
             shards: (0..shards)
-                .map(|s| ShardView { id: s, members: members.to_vec(), leader: leader(s, members), ..Default::default() })
+                .map(|s| ShardView {
+                    id: s,
+                    members: members.to_vec(),
+                    leader: leader(s, members),
+                    ..Default::default()
+                })
                 .collect(),
         };
         let probes = (1..=n)
@@ -122,7 +127,18 @@ impl FakeDataPlane {
                 shards: (0..shards)
                     .map(|id| {
                         let voters = members.iter().copied().collect();
-                        (id, ringkv_plan::ShardState { id, modulus: shards, voters, learners: Default::default(), leader: leader(id, members), frozen: false, lost: Default::default() })
+                        (
+                            id,
+                            ringkv_plan::ShardState {
+                                id,
+                                modulus: shards,
+                                voters,
+                                learners: Default::default(),
+                                leader: leader(id, members),
+                                frozen: false,
+                                lost: Default::default(),
+                            },
+                        )
                     })
                     .collect(),
             },
@@ -163,7 +179,11 @@ impl DataPlane for FakeDataPlane {
         Box::pin(async move { ring })
     }
 
-    fn execute<'a>(&'a self, _cluster: &'a Cluster, step: &'a ringkv_plan::Step) -> BoxFuture<'a, Result<(), DriverError>> {
+    fn execute<'a>(
+        &'a self,
+        _cluster: &'a Cluster,
+        step: &'a ringkv_plan::Step,
+    ) -> BoxFuture<'a, Result<(), DriverError>> {
         let result = match (&self.fail_with, &self.refuse_with) {
             (Some(why), _) => Err(DriverError::Http(why.clone())),
             (None, Some(why)) => Err(DriverError::Blocked(why.clone())),
@@ -227,7 +247,12 @@ pub async fn reconcile_once(kvc: KVCluster, data_plane: FakeDataPlane, script: V
 }
 
 /// The same, by an operator whose steps in flight are `in_flight` (shared by its passes).
-pub async fn reconcile_by(in_flight: &Arc<InFlight>, kvc: KVCluster, data_plane: FakeDataPlane, script: Vec<Exchange>) -> Pass {
+pub async fn reconcile_by(
+    in_flight: &Arc<InFlight>,
+    kvc: KVCluster,
+    data_plane: FakeDataPlane,
+    script: Vec<Exchange>,
+) -> Pass {
     let (client, server) = mock_client();
     let server = server.run(script);
     let metrics = Arc::new(Metrics::new());

@@ -26,7 +26,11 @@ pub fn validate_update(schema: &Value, object: &Value, old: Option<&Value>) -> V
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn type_ok(ty: &str, v: &Value) -> bool {
@@ -62,13 +66,15 @@ fn check(schema: &Value, v: &Value, path: &str, root: bool, errors: &mut Vec<Str
     }
     if let Some(allowed) = schema["enum"].as_array() {
         if !allowed.contains(v) {
-            let list: Vec<String> = allowed.iter().map(|a| format!("\"{}\"", a.as_str().map_or(a.to_string(), str::to_string))).collect();
+            let list: Vec<String> =
+                allowed.iter().map(|a| format!("\"{}\"", a.as_str().map_or(a.to_string(), str::to_string))).collect();
             errors.push(format!("{path}: Unsupported value: {v}: supported values: {}", list.join(", ")));
         }
     }
     if let Some(n) = v.as_f64() {
         if schema["minimum"].as_f64().is_some_and(|m| n < m) {
-            errors.push(format!("{path}: Invalid value: {v}: should be greater than or equal to {}", schema["minimum"]));
+            errors
+                .push(format!("{path}: Invalid value: {v}: should be greater than or equal to {}", schema["minimum"]));
         }
         if schema["maximum"].as_f64().is_some_and(|m| n > m) {
             errors.push(format!("{path}: Invalid value: {v}: should be less than or equal to {}", schema["maximum"]));

@@ -3,9 +3,9 @@
 
 use super::*;
 use crate::linearizability::History;
-use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::time::Instant;
 
 fn rec(op: Op, outcome: Outcome, invoked_ns: u64, completed_ns: Option<u64>) -> Record {
     Record { key: "k".to_string(), op, invoked_ns, completed_ns, outcome }
@@ -317,15 +317,13 @@ fn brute_force(h: &[Record]) -> bool {
         }
     }
     fn search(ops: &[&Record], placed: &mut [bool], state: &Option<String>) -> bool {
-        let waiting: Vec<bool> =
-            (0..ops.len()).map(|i| !placed[i] && ops[i].outcome != Outcome::Unknown).collect();
+        let waiting: Vec<bool> = (0..ops.len()).map(|i| !placed[i] && ops[i].outcome != Outcome::Unknown).collect();
         if !waiting.contains(&true) {
             return true;
         }
         for i in 0..ops.len() {
-            let must_wait = (0..ops.len()).any(|j| {
-                waiting[j] && ops[j].completed_ns.is_some_and(|t| t < ops[i].invoked_ns)
-            });
+            let must_wait =
+                (0..ops.len()).any(|j| waiting[j] && ops[j].completed_ns.is_some_and(|t| t < ops[i].invoked_ns));
             if placed[i] || must_wait {
                 continue;
             }
@@ -339,8 +337,7 @@ fn brute_force(h: &[Record]) -> bool {
         }
         false
     }
-    let ops: Vec<&Record> =
-        h.iter().filter(|r| !(r.op == Op::Get && r.outcome == Outcome::Unknown)).collect();
+    let ops: Vec<&Record> = h.iter().filter(|r| !(r.op == Op::Get && r.outcome == Outcome::Unknown)).collect();
     search(&ops, &mut vec![false; ops.len()], &None)
 }
 
