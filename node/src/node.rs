@@ -1,9 +1,10 @@
 //! The node: every hosted shard, the shared WAL, the peer client, and the background
 //! work (bootstrap, TTL reaper, WAL compaction, leadership handoff on shutdown).
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::BasicNode;
@@ -270,7 +271,7 @@ impl Node {
                         shard.raft.runtime_config().elect(false);
                         held.push(id);
                     }
-                    relay.states.lock().unwrap_or_else(|p| p.into_inner()).insert(id, shard.state.clone());
+                    relay.states.lock().insert(id, shard.state.clone());
                     shards.insert(id, Arc::new(shard));
                 }
                 Err(OpenError::LostEntries { shard, reason, forgotten: true, epoch }) => {
@@ -287,8 +288,8 @@ impl Node {
                     recovered.shards.remove(&id);
                     hosting::quarantine(&dir, &wal, id, &e).await.map_err(dir_err)?;
                     hosted.remove(&id);
-                    relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-                    relay.lost.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+                    relay.hosted.lock().remove(&id);
+                    relay.lost.lock().insert(id);
                 }
             }
         }
@@ -304,9 +305,9 @@ impl Node {
                 wal.write(id, vec![crate::wal::Record::Forget]).await?;
                 hosting::remove_shard_dir(&dir, id).map_err(dir_err)?;
                 hosted.remove(&id);
-                relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-                relay.retiring.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-                let mut retired = relay.retired.lock().unwrap_or_else(|p| p.into_inner());
+                relay.hosted.lock().remove(&id);
+                relay.retiring.lock().remove(&id);
+                let mut retired = relay.retired.lock();
                 let e = retired.entry(id).or_insert(0);
                 if let Some(epoch) = epoch {
                     *e = (*e).max(epoch).max(newest);
@@ -356,7 +357,7 @@ impl Node {
         loop {
             let expired = tokio::time::Instant::now() >= until;
             let done = {
-                let mut held = self.held_elections.lock().unwrap_or_else(|p| p.into_inner());
+                let mut held = self.held_elections.lock();
                 held.retain(|id| match self.shard(*id) {
                     Some(s)
                         if !expired
@@ -398,12 +399,12 @@ impl Node {
 
     /// The hosted replica of `shard`.
     pub fn shard(&self, shard: ShardId) -> Option<Arc<Shard>> {
-        self.shards.read().unwrap_or_else(|p| p.into_inner()).get(&shard).cloned()
+        self.shards.read().get(&shard).cloned()
     }
 
     /// Every hosted replica.
     pub fn shard_list(&self) -> Vec<Arc<Shard>> {
-        self.shards.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.shards.read().values().cloned().collect()
     }
 
     /// What peers need to know for bootstrap.
@@ -464,10 +465,10 @@ impl Node {
         let shards: Vec<ShardInfo> =
             self.member_shards().iter().filter(|s| self.superseded(s).is_none()).map(|s| self.shard_info(s)).collect();
         self.learn_routes(&shards);
-        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        let routes = self.routes.read();
         let (epoch, shard_count) = (routes.epoch(), routes.shards.len() as u32);
         drop(routes);
-        let lost = self.relay.lost.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        let lost = self.relay.lost.lock().iter().copied().collect();
         Ring { node_id: self.id, epoch, shard_count, shards, ready: self.ready().is_ok(), lost }
     }
 
@@ -480,7 +481,7 @@ impl Node {
             // An empty replica is fine where the shard lives on elsewhere (a node that
             // joined later serves such shards by forwarding), not while the ring is
             // still bootstrapping it.
-            let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+            let routes = self.routes.read();
             for s in self.shard_list() {
                 let known = routes.shards.get(&s.id).is_some_and(|r| !r.members.is_empty());
                 if !known && !members.iter().any(|m| m.id == s.id) {

@@ -13,7 +13,7 @@ use kube::Resource;
 
 use crate::crd::KVCluster;
 use crate::execute::DataOutcome;
-use crate::plan::{describe, list};
+use crate::step::{describe, list};
 
 /// One Event to publish.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -18,9 +18,9 @@
 //! flight, observes the ring, and the planning library plans again (a step cut off
 //! halfway is re-planned, e.g. a learner left behind by an interrupted add is promoted).
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -84,17 +84,15 @@ impl InFlight {
         Self::default()
     }
 
-    fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Task>> {
-        // A panic while holding the lock leaves the map consistent (single inserts and
-        // removes), so a poisoned lock is still usable.
-        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    fn tasks(&self) -> parking_lot::MutexGuard<'_, HashMap<Key, Task>> {
+        self.tasks.lock()
     }
 
     /// The step in flight for the cluster `key` whose uid is `uid`, or its outcome once
     /// it ended (then the entry is gone). A step of another object of the same name is
     /// stopped and forgotten.
     pub fn poll(&self, key: &Key, uid: &str) -> Poll {
-        let back = self.handed_back.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+        let back = self.handed_back.lock().remove(key);
         if let Some((owner, outcome)) = back {
             if owner == uid {
                 return Poll::Finished(outcome);
@@ -150,12 +148,12 @@ impl InFlight {
     /// Keeps a step's outcome that a pass took but could not report (its status patch
     /// failed, say), so that the next pass reports it: a step's Event is never lost.
     pub fn hand_back(&self, key: Key, uid: &str, outcome: DataOutcome) {
-        self.handed_back.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (uid.to_string(), outcome));
+        self.handed_back.lock().insert(key, (uid.to_string(), outcome));
     }
 
     /// Stops and forgets the cluster's step (the cluster is being deleted).
     pub fn forget(&self, key: &Key) {
-        self.handed_back.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+        self.handed_back.lock().remove(key);
         if let Some(task) = self.tasks().remove(key) {
             task.handle.abort();
         }

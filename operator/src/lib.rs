@@ -36,6 +36,7 @@ pub mod reconcile;
 pub mod resources;
 pub mod server;
 pub mod status;
+pub mod step;
 
 pub use controller::run;
 pub use error::Error;

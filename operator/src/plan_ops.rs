@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 
 use crate::crd::{KVClusterSpec, Phase};
 use crate::observe::{Observed, StatefulSetState};
-use crate::plan::{describe, holders, list, Step};
 use crate::resources::NodeLayout;
+use crate::step::{describe, holders, list, Step};
 
 /// What the operator is in the middle of, for `status.currentOperation`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -39,8 +39,9 @@
 //! one op in flight only at the very end (a client that timed out and went on cannot be
 //! recorded).
 
+use parking_lot::{Mutex, MutexGuard};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A call a client made on one key.
@@ -126,7 +127,7 @@ impl History {
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Record>> {
-        self.inner.records.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.records.lock()
     }
 }
 

@@ -29,9 +29,9 @@ struct Ctx {
     /// answer was.
     max_write_wait_us: AtomicU64,
     /// Writes that waited over [`SLOW_WRITE`]: (seconds since the start, wait, what).
-    slow_writes: std::sync::Mutex<Vec<(f64, Duration, String)>>,
+    slow_writes: parking_lot::Mutex<Vec<(f64, Duration, String)>>,
     started: std::time::Instant,
-    errors: std::sync::Mutex<Vec<String>>,
+    errors: parking_lot::Mutex<Vec<String>>,
 }
 
 /// A write waiting longer than this is listed in [`LoadReport::slow_writes`].
@@ -44,12 +44,12 @@ impl Ctx {
         self.max_write_wait_us.fetch_max(us, Ordering::Relaxed);
         if waited > SLOW_WRITE {
             let at = since.duration_since(self.started).as_secs_f64();
-            self.slow_writes.lock().unwrap_or_else(|p| p.into_inner()).push((at, waited, what()));
+            self.slow_writes.lock().push((at, waited, what()));
         }
     }
 
     fn unexpected(&self, what: String) {
-        self.errors.lock().unwrap_or_else(|p| p.into_inner()).push(what);
+        self.errors.lock().push(what);
     }
 }
 
@@ -134,7 +134,7 @@ impl Load {
                 }
             }
         }
-        let errors = ctx.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let errors = ctx.errors.lock().clone();
         if !errors.is_empty() {
             return Err(format!("answers other than success, 404/409 or a retryable 503: {errors:?}"));
         }
@@ -144,7 +144,7 @@ impl Load {
             keys: stats.keys,
             unknown: stats.unknown,
             max_write_wait: Duration::from_micros(ctx.max_write_wait_us.load(Ordering::Relaxed)),
-            slow_writes: ctx.slow_writes.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            slow_writes: ctx.slow_writes.lock().clone(),
         })
     }
 }

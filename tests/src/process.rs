@@ -1,12 +1,12 @@
 //! One `ringkv-node` process: where the binary is, its addresses, its log, and how it
 //! is started and stopped.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
@@ -90,11 +90,11 @@ impl NodeProcess {
 
     /// Sets environment variables for the next start only.
     pub fn set_next_env(&self, env: Vec<(String, String)>) {
-        *self.next_env.lock().unwrap_or_else(PoisonError::into_inner) = env;
+        *self.next_env.lock() = env;
     }
 
     fn child(&self) -> MutexGuard<'_, Option<Child>> {
-        self.child.lock().unwrap_or_else(PoisonError::into_inner)
+        self.child.lock()
     }
 
     /// Starts the process; stdout and stderr are appended to the node's log file.
@@ -118,7 +118,7 @@ impl NodeProcess {
         cmd.args(&self.args)
             .env("RINGKV_LOG", std::env::var("RINGKV_TEST_NODE_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
             .env("NO_COLOR", "1")
-            .envs(std::mem::take(&mut *self.next_env.lock().unwrap_or_else(PoisonError::into_inner)))
+            .envs(std::mem::take(&mut *self.next_env.lock()))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err));

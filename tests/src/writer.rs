@@ -3,8 +3,9 @@
 //! Failover tests run one while they kill and restart nodes, then read every
 //! acknowledged write back: a write answered 200 must never be lost.
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -43,8 +44,8 @@ pub struct WriterReport {
     pub last_failures: Vec<String>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(m: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
+    m.lock()
 }
 
 impl Writer {

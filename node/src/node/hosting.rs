@@ -2,9 +2,10 @@
 //! (`ring.json`), replicas opened by splits or for a leader to fill, replicas retired
 //! after removal, and the route table every request is located with.
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -82,18 +83,11 @@ impl SplitRelay {
     /// Writes `ring.json` from the current sets, durably.
     pub(super) async fn save(&self) -> std::io::Result<()> {
         let _g = self.saving.lock().await;
-        let not_durable = self.not_durable.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let hosted = self
-            .hosted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .copied()
-            .filter(|id| !not_durable.contains(id))
-            .collect();
-        let retired = self.retired.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let retiring = self.retiring.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let lost = self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let not_durable = self.not_durable.lock().clone();
+        let hosted = self.hosted.lock().iter().copied().filter(|id| !not_durable.contains(id)).collect();
+        let retired = self.retired.lock().clone();
+        let retiring = self.retiring.lock().clone();
+        let lost = self.lost.lock().clone();
         let bootstrapped = self.bootstrapped.load(std::sync::atomic::Ordering::Acquire);
         let file = HostedFile { hosted, retired, retiring, lost, bootstrapped };
         let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
@@ -105,7 +99,7 @@ impl SplitRelay {
 
     /// Remembers that this node's replica of `id`, as of ring `epoch`, is gone.
     pub(super) fn note_retired(&self, id: ShardId, epoch: u64) {
-        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        let mut retired = self.retired.lock();
         let e = retired.entry(id).or_insert(epoch);
         *e = (*e).max(epoch);
     }
@@ -113,8 +107,8 @@ impl SplitRelay {
     /// The ring epoch of the slice of this node's replica of `id`, if it is open: 0 for
     /// an empty one (added to its group, waiting for its leader's snapshot).
     fn applied_epoch(&self, id: ShardId) -> Option<u64> {
-        let state = self.states.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()?;
-        let st = state.read().unwrap_or_else(|p| p.into_inner());
+        let state = self.states.lock().get(&id).cloned()?;
+        let st = state.read();
         Some(if st.last_applied.is_some() { st.slice.epoch } else { 0 })
     }
 }
@@ -124,14 +118,14 @@ const ROUTE_REFRESH: Duration = Duration::from_secs(1);
 
 impl SplitHost for SplitRelay {
     fn should_create(&self, shard: ShardId, epoch: u64) -> bool {
-        let hosted = self.hosted.lock().unwrap_or_else(|p| p.into_inner()).contains(&shard);
-        let retired = self.retired.lock().unwrap_or_else(|p| p.into_inner()).get(&shard).is_some_and(|e| *e >= epoch);
+        let hosted = self.hosted.lock().contains(&shard);
+        let retired = self.retired.lock().get(&shard).is_some_and(|e| *e >= epoch);
         !hosted && !retired
     }
 
     fn created(&self, parent: ShardId, shard: ShardId, state: KvState) {
-        self.hosted.lock().unwrap_or_else(|p| p.into_inner()).insert(shard);
-        self.not_durable.lock().unwrap_or_else(|p| p.into_inner()).insert(shard);
+        self.hosted.lock().insert(shard);
+        self.not_durable.lock().insert(shard);
         let _ = self.tx.send(RingChange::Created { parent, child: shard, state: Some(Box::new(state)) });
     }
 
@@ -156,8 +150,8 @@ impl SplitHost for SplitRelay {
                 let _ = self.tx.send(RingChange::Merged { receiver, donor });
                 return;
             };
-            self.hosted.lock().unwrap_or_else(|p| p.into_inner()).remove(&donor);
-            self.retiring.lock().unwrap_or_else(|p| p.into_inner()).insert(donor);
+            self.hosted.lock().remove(&donor);
+            self.retiring.lock().insert(donor);
             self.note_retired(donor, old);
             match self.save().await {
                 Ok(()) => crate::crash_point!("retire-recorded"),
@@ -171,11 +165,11 @@ impl SplitHost for SplitRelay {
     }
 
     fn retiring(&self, shard: ShardId) -> bool {
-        self.retiring.lock().unwrap_or_else(|p| p.into_inner()).contains(&shard)
+        self.retiring.lock().contains(&shard)
     }
 
     fn durable(&self, shard: ShardId) {
-        self.not_durable.lock().unwrap_or_else(|p| p.into_inner()).remove(&shard);
+        self.not_durable.lock().remove(&shard);
         let _ = self.tx.send(RingChange::Durable { shard });
     }
 
@@ -184,7 +178,7 @@ impl SplitHost for SplitRelay {
     }
 
     fn hosts(&self, shard: ShardId) -> bool {
-        self.hosted.lock().unwrap_or_else(|p| p.into_inner()).contains(&shard)
+        self.hosted.lock().contains(&shard)
     }
 }
 
@@ -262,13 +256,13 @@ async fn campaign(shard: Arc<Shard>, me: NodeId, stop: CancellationToken) {
 impl Node {
     /// The shard that owns `key` of `db`, as this node's routes know it.
     pub fn locate(&self, db: u8, key: &[u8]) -> ShardId {
-        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        let routes = self.routes.read();
         routes.locate(db, key).unwrap_or_else(|| crate::ring::shard_for(db, key, self.shard_count))
     }
 
     /// Every shard of the ring this node knows of (hosted or not), in id order.
     pub fn ring_shards(&self) -> Vec<ShardId> {
-        let ids = self.routes.read().unwrap_or_else(|p| p.into_inner()).ids();
+        let ids = self.routes.read().ids();
         if ids.is_empty() {
             (0..self.shard_count).collect()
         } else {
@@ -278,18 +272,18 @@ impl Node {
 
     /// What this node's routes say about `shard`.
     pub fn route(&self, shard: ShardId) -> Option<Route> {
-        self.routes.read().unwrap_or_else(|p| p.into_inner()).shards.get(&shard).cloned()
+        self.routes.read().shards.get(&shard).cloned()
     }
 
     /// Takes a shard's refusal into the routes.
     pub fn learn_refusal(&self, ws: crate::shard::types::WrongShard) {
-        self.routes.write().unwrap_or_else(|p| p.into_inner()).learn_refusal(ws.shard, ws.modulus, ws.epoch);
+        self.routes.write().learn_refusal(ws.shard, ws.modulus, ws.epoch);
         self.refresh_local_routes();
     }
 
     /// Merges routes reported by a peer.
     pub fn learn_routes(&self, shards: &[ShardInfo]) {
-        let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        let mut routes = self.routes.write();
         for s in shards.iter().filter(|s| s.modulus > 0 && !s.members.is_empty()) {
             routes.learn(
                 s.id,
@@ -327,7 +321,7 @@ impl Node {
         }
         // A replica lost here comes back only as a fresh one, once its group no longer
         // counts this node as a voter: an empty replica voting would break Raft.
-        let lost = self.relay.lost.lock().unwrap_or_else(|p| p.into_inner()).contains(&id);
+        let lost = self.relay.lost.lock().contains(&id);
         if lost {
             if self.route(id).is_none_or(|r| r.members.contains(&self.id)) {
                 return Err(StartError::Refused(format!(
@@ -335,7 +329,7 @@ impl Node {
                     self.id
                 )));
             }
-            self.relay.lost.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            self.relay.lost.lock().remove(&id);
         }
         // A bootstrap shard's log may be replayed from its first entry, so the empty
         // replica starts from the bootstrap slice; any other shard's log begins after a
@@ -347,13 +341,13 @@ impl Node {
         // back: what it acknowledged must not be forgotten. Its commit index is left for
         // the leader to tell again (it need not be durable).
         let placeholder = initial.is_none();
-        let recovered = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        let recovered = self.unclaimed.lock().remove(&id);
         let recovered = recovered.filter(|l| initial.is_some() && is_new_shard_log(l));
         let recovered = recovered.map(|l| crate::wal::ShardLog { committed: None, ..l });
         let shard = Arc::new(Shard::open(id, &dir, recovered, slice, initial.map(|b| *b), &self.deps).await?);
-        self.shards.write().unwrap_or_else(|p| p.into_inner()).insert(id, shard.clone());
-        self.relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
-        self.relay.states.lock().unwrap_or_else(|p| p.into_inner()).insert(id, shard.state.clone());
+        self.shards.write().insert(id, shard.clone());
+        self.relay.hosted.lock().insert(id);
+        self.relay.states.lock().insert(id, shard.state.clone());
         drop(guard);
         self.save_hosted()
             .await
@@ -371,7 +365,7 @@ impl Node {
     /// parent it also starts the new group's first election, so the new shard is led by
     /// the same node and is writable within milliseconds instead of an election timeout.
     pub async fn open_split_shards(self: Arc<Self>, stop: CancellationToken) {
-        let Some(mut rx) = self.splits.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
+        let Some(mut rx) = self.splits.lock().take() else { return };
         loop {
             let change = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -384,7 +378,7 @@ impl Node {
                     continue;
                 }
                 RingChange::Retire { shard } => {
-                    let old = self.shards.write().unwrap_or_else(|p| p.into_inner()).remove(&shard);
+                    let old = self.shards.write().remove(&shard);
                     match self.finish_retire(shard, old).await {
                         Ok(()) => tracing::info!(donor = shard, "merge: donor replica retired"),
                         Err(e) => {
@@ -457,7 +451,7 @@ impl Node {
     fn merged_away(&self, d: &Shard) -> bool {
         let slice = d.slice();
         let route = Route { modulus: slice.modulus, epoch: slice.epoch, ..Route::default() };
-        slice.modulus > 1 && self.routes.read().unwrap_or_else(|p| p.into_inner()).covered_by_newer(d.id, &route)
+        slice.modulus > 1 && self.routes.read().covered_by_newer(d.id, &route)
     }
 
     /// Keeps the routes fresh: the hosted replicas' own state, the shards peers host, and
@@ -575,9 +569,9 @@ impl Node {
     /// last) can hold a hosted replica whose log lost committed entries with no purge
     /// to explain it: a restart finishes that retirement too (see `Node::open`).
     pub(crate) async fn retire(&self, id: ShardId) -> std::io::Result<()> {
-        let Some(s) = self.shards.write().unwrap_or_else(|p| p.into_inner()).remove(&id) else { return Ok(()) };
-        self.relay.hosted.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        self.relay.retiring.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        let Some(s) = self.shards.write().remove(&id) else { return Ok(()) };
+        self.relay.hosted.lock().remove(&id);
+        self.relay.retiring.lock().insert(id);
         self.relay.note_retired(id, s.slice().epoch);
         self.save_hosted().await?;
         crate::crash_point!("retire-recorded");
@@ -597,7 +591,7 @@ impl Node {
     /// Steps 2 to 4 of [`Node::retire`], once step 1 is durable, for replica `s` of
     /// `id` (taken out of the hosted replicas; none if it was never opened).
     pub(super) async fn finish_retire(&self, id: ShardId, s: Option<Arc<Shard>>) -> std::io::Result<()> {
-        self.relay.states.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.relay.states.lock().remove(&id);
         match s {
             Some(s) => {
                 if let Err(e) = s.raft.shutdown().await {
@@ -610,7 +604,7 @@ impl Node {
         crate::crash_point!("retire-forgotten");
         remove_shard_dir(&self.config.data_dir, id)?;
         crate::crash_point!("retire-removed");
-        self.relay.retiring.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.relay.retiring.lock().remove(&id);
         self.save_hosted().await?;
         // The routes here learn at once what replaced it (a merge's receiver hosted here).
         self.refresh_local_routes();

@@ -1,8 +1,9 @@
 //! The client side: wire connections for the hot calls and a pooled HTTP/2 (prior
 //! knowledge, h2c) client for the rest, to every peer.
 
+use parking_lot::RwLock;
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -15,23 +16,10 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use super::error::NetError;
 use super::wire::{Kind, WireClient};
 use crate::ring::{NodeId, ShardId};
 use crate::shard::types::TypeConfig;
-
-/// A failed call to a peer.
-#[derive(Debug, thiserror::Error)]
-pub enum NetError {
-    /// The peer could not be reached (connect failure, timeout): back off and retry.
-    #[error("peer {0} unreachable: {1}")]
-    Unreachable(NodeId, String),
-    /// The peer answered with something other than success.
-    #[error("peer {0} failed: {1}")]
-    Remote(NodeId, String),
-    /// The peer refused the request as bad (HTTP 400): asking again will not help.
-    #[error("peer {0} refused: {1}")]
-    Refused(NodeId, String),
-}
 
 /// Addresses of the peers' internal ports and the shared HTTP/2 client.
 #[derive(Clone)]
@@ -55,7 +43,7 @@ impl PeerClient {
 
     /// The internal address of `node`, if known.
     pub fn addr(&self, node: NodeId) -> Option<String> {
-        self.addrs.read().unwrap_or_else(|p| p.into_inner()).get(&node).cloned()
+        self.addrs.read().get(&node).cloned()
     }
 
     /// Opens a long-lived GET (a relayed watch) on `node`; the answer's body is read by
@@ -93,12 +81,12 @@ impl PeerClient {
 
     /// Records the internal address of a node learned from a shard's membership.
     pub fn learn(&self, node: NodeId, addr: String) {
-        self.addrs.write().unwrap_or_else(|p| p.into_inner()).insert(node, addr);
+        self.addrs.write().insert(node, addr);
     }
 
     /// Every known peer id.
     pub fn ids(&self) -> Vec<NodeId> {
-        self.addrs.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()
+        self.addrs.read().keys().copied().collect()
     }
 
     /// POSTs a postcard-encoded request to `path` on `node` and decodes the answer.

@@ -5,6 +5,7 @@
 //! ([`listener`]). Bodies are postcard either way.
 
 pub mod client;
+pub mod error;
 pub mod listener;
 pub mod server;
 pub mod wire;

@@ -18,9 +18,10 @@
 //! Snapshots, admin calls, status and relayed watches stay on HTTP: they are rare, large
 //! or streamed, and must not queue behind (or in front of) the appends of other shards.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -32,7 +33,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::client::NetError;
+use super::error::NetError;
 use crate::ring::{NodeId, ShardId};
 
 /// The first bytes a wire connection sends.
@@ -216,7 +217,7 @@ impl Conn {
     }
 
     fn fail(&self, id: u64) {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.pending.lock().remove(&id);
     }
 }
 
@@ -238,7 +239,7 @@ async fn read_answers(
                 last_answer_ms.store(opened.elapsed().as_millis() as u64, Ordering::Relaxed);
                 let id = u64::from_be_bytes(buf[0..8].try_into().unwrap_or_default());
                 let status = buf[8];
-                let waiter = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                let waiter = pending.lock().remove(&id);
                 if let Some(w) = waiter {
                     let _ = w.send(Ok((status, Bytes::from(buf).slice(ANS_HEADER..))));
                 }
@@ -248,7 +249,7 @@ async fn read_answers(
         }
     };
     dead.cancel();
-    let waiters: Vec<_> = pending.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+    let waiters: Vec<_> = pending.lock().drain().collect();
     for (_, w) in waiters {
         let _ = w.send(Err(why.clone()));
     }
@@ -263,7 +264,7 @@ pub struct WireClient {
 
 impl WireClient {
     fn live(&self, node: NodeId, addr: &str) -> Option<Arc<Conn>> {
-        let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let conns = self.conns.lock();
         conns.get(&node).filter(|c| c.addr == addr && !c.dead.is_cancelled()).cloned()
     }
 
@@ -271,7 +272,7 @@ impl WireClient {
         if let Some(c) = self.live(node, addr) {
             return Ok(c);
         }
-        let guard = self.dialling.lock().unwrap_or_else(|p| p.into_inner()).entry(node).or_default().clone();
+        let guard = self.dialling.lock().entry(node).or_default().clone();
         let _one_dial_at_a_time = guard.lock().await;
         if let Some(c) = self.live(node, addr) {
             return Ok(c);
@@ -279,7 +280,7 @@ impl WireClient {
         let c = Conn::dial(addr, timeout.min(Duration::from_millis(500)))
             .await
             .map_err(|e| NetError::Unreachable(node, e))?;
-        if let Some(old) = self.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(node, c.clone()) {
+        if let Some(old) = self.conns.lock().insert(node, c.clone()) {
             old.dead.cancel();
         }
         Ok(c)
@@ -302,7 +303,7 @@ impl WireClient {
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = request_frame(id, kind, shard, req).map_err(|e| NetError::Remote(node, format!("encode: {e}")))?;
         let (tx, rx) = oneshot::channel();
-        conn.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        conn.pending.lock().insert(id, tx);
         // Checked after registering: a reader that died before then has drained the map.
         if conn.dead.is_cancelled() || conn.tx.send(frame).is_err() {
             conn.fail(id);

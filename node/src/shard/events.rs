@@ -6,8 +6,9 @@
 //! what is kept — or kept before this process started — gets an explicit resync instead
 //! of a silent gap.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 pub use tokio::sync::Notify;
@@ -107,8 +108,8 @@ impl EventLog {
         self.lock().born
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// Records applied events; the shard is now at `revision`.

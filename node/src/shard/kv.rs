@@ -572,6 +572,13 @@ impl MapView {
     }
 }
 
+/// A snapshot of a split's new shard is encoded only when something reads it.
+impl super::snapshot_body::Encode for KvState {
+    fn encode(&self) -> std::io::Result<Vec<u8>> {
+        postcard::to_stdvec(&self.image()).map_err(std::io::Error::other)
+    }
+}
+
 #[cfg(test)]
 #[path = "kv_tests.rs"]
 mod tests;

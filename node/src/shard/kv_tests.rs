@@ -353,3 +353,22 @@ fn rewriting_a_key_moves_its_expiry_and_an_expired_key_starts_a_new_life() {
     assert_eq!((e.version, e.create_revision, e.mod_revision), (1, 4, 4));
     assert!(s.expired(u64::MAX, 10).is_empty(), "no deadline left");
 }
+
+#[tokio::test]
+async fn a_lazy_snapshot_body_reads_back_as_the_encoded_state() {
+    use std::io::SeekFrom;
+
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+    use crate::shard::snapshot_body::SnapshotBody;
+
+    let state = KvState::default();
+    let want = postcard::to_stdvec(&state.image()).unwrap();
+    let mut body = SnapshotBody::lazy(state.clone());
+    let mut got = Vec::new();
+    body.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, want);
+    body.seek(SeekFrom::Start(0)).await.unwrap();
+    let image: KvImage = postcard::from_bytes(&SnapshotBody::lazy(state).into_bytes().unwrap()).unwrap();
+    assert_eq!(image.revision, 0);
+}

@@ -4,10 +4,11 @@
 //! the WAL is only written while running and only read on start. Entries, votes and
 //! log-pointer changes are postcard-encoded into WAL records tagged with the shard id.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{RaftLogId, RaftLogReader, StorageIOError};
@@ -66,8 +67,8 @@ impl LogStore {
         Ok(Self { shard, wal, inner: Arc::new(Mutex::new(inner)) })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, LogInner> {
+        self.inner.lock()
     }
 
     /// When this replica last saved a vote in this process. On a leader that is when it

@@ -9,8 +9,9 @@ pub mod snapshot_body;
 pub mod state_machine;
 pub mod types;
 
+use parking_lot::RwLock;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use crate::raft_net::{NetworkFactory, PeerClient};
 use crate::ring::{NodeId, ShardId};
@@ -110,7 +111,7 @@ impl Shard {
         // openraft re-applies the log from the snapshot up to the committed index on
         // start; a gap there would fail deep inside it, so it is named here instead.
         let (applied, epoch) = {
-            let st = state.read().unwrap_or_else(|p| p.into_inner());
+            let st = state.read();
             (st.last_applied.map(|l| l.index), st.slice.epoch)
         };
         if let Some(gap) = log.committed_gap(applied) {
@@ -150,8 +151,8 @@ impl Shard {
     }
 
     /// Read access to the applied state.
-    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, KvState> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+    pub fn read(&self) -> parking_lot::RwLockReadGuard<'_, KvState> {
+        self.state.read()
     }
 
     /// The leader this replica currently knows of. A leader that has not heard from a

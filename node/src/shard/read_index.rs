@@ -7,7 +7,8 @@
 //! after its arrival. Reads arriving while a confirmation is in flight wait for the next
 //! one. Under load this turns N quorum round-trips into about one per round-trip time.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 use openraft::error::{CheckIsLeaderError, RaftError};
 use tokio::sync::oneshot;
@@ -54,12 +55,12 @@ impl ReadIndex {
     /// at `last_index`.
     pub fn with_floor(term: u64, last_index: u64) -> Self {
         let r = Self::default();
-        *r.floor.lock().unwrap_or_else(|p| p.into_inner()) = (term, last_index);
+        *r.floor.lock() = (term, last_index);
         r
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// Returns once this replica, as leader, has applied everything committed before the
@@ -78,7 +79,7 @@ impl ReadIndex {
             tokio::spawn(async move { this.confirm_batches(raft).await });
         }
         let read_index = rx.await.map_err(|_| ReadIndexError::Retry("read batch dropped".into()))??;
-        let (floor_term, floor) = *self.floor.lock().unwrap_or_else(|p| p.into_inner());
+        let (floor_term, floor) = *self.floor.lock();
         let read_index =
             if raft.metrics().borrow().current_term == floor_term { read_index.max(floor) } else { read_index };
         let applied = raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);

@@ -7,8 +7,9 @@
 //! (fsynced, then renamed into place), and on start the shard rebuilds from the snapshot
 //! plus the WAL's committed entries.
 
+use parking_lot::RwLock;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
@@ -346,13 +347,13 @@ pub(crate) fn sweep_stale(shard: ShardId, state: Arc<RwLock<KvState>>) {
         let started = std::time::Instant::now();
         let mut dropped = 0;
         'pass: loop {
-            let Some((mark, view)) = read_state(&state).stale_view() else { break };
+            let Some((mark, view)) = state.read().stale_view() else { break };
             let mut after = None;
             loop {
                 let batch = std::time::Instant::now();
                 let (stale, next) = view.stale_keys(after.as_ref(), SWEEP_BATCH);
                 if !stale.is_empty() {
-                    if !write_state(&state).drop_stale(mark, &stale) {
+                    if !state.write().drop_stale(mark, &stale) {
                         continue 'pass;
                     }
                     dropped += stale.len();
@@ -364,19 +365,11 @@ pub(crate) fn sweep_stale(shard: ShardId, state: Arc<RwLock<KvState>>) {
                 }
                 tokio::time::sleep((batch.elapsed() * SWEEP_REST).max(std::time::Duration::from_millis(1))).await;
             }
-            write_state(&state).stale_dropped(mark);
+            state.write().stale_dropped(mark);
         }
         let ms = started.elapsed().as_millis() as u64;
         tracing::info!(shard, dropped, ms, "split: the other shard's keys are dropped");
     });
-}
-
-fn read_state(state: &RwLock<KvState>) -> std::sync::RwLockReadGuard<'_, KvState> {
-    state.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write_state(state: &RwLock<KvState>) -> std::sync::RwLockWriteGuard<'_, KvState> {
-    state.write().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Builds a snapshot from an O(1) clone of the map.
@@ -396,7 +389,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         for w in writes {
             let _ = w.await;
         }
-        let view = read_state(&self.state).clone(); // O(1): shares structure
+        let view = self.state.read().clone(); // O(1): shares structure
         let dir = self.dir.clone();
         let shard = self.shard;
         let seq = self.seq;
@@ -426,7 +419,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        let s = read_state(&self.state);
+        let s = self.state.read();
         Ok((s.last_applied, s.membership.clone()))
     }
 
@@ -439,7 +432,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut events = Vec::new();
         let mut ring_steps = Vec::new();
         let revision = {
-            let mut s = write_state(&self.state);
+            let mut s = self.state.write();
             for entry in entries {
                 s.last_applied = Some(entry.log_id);
                 let r = match entry.payload {
@@ -610,13 +603,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         crate::crash_point!("snapshot-installed");
         let state = KvState::from_image(image, meta.last_log_id, meta.last_membership.clone());
         let revision = state.revision;
-        let (before, after) = (read_state(&self.state).slice, state.slice);
+        let (before, after) = (self.state.read().slice, state.slice);
         // A replica that never applied anything (one being added) has no splits to
         // catch up on: it joins only this shard, and its slice before is a guess. Nor
         // has one that applied only entries from before it was added (the log's start).
-        let had_state = read_state(&self.state).last_applied.is_some();
-        let was_member = had_state && is_member(&read_state(&self.state).membership, self.host.node_id());
-        *write_state(&self.state) = state;
+        let had_state = self.state.read().last_applied.is_some();
+        let was_member = had_state && is_member(&self.state.read().membership, self.host.node_id());
+        *self.state.write() = state;
         // Splits the snapshot jumped over: their new shards have replicas here too.
         if before.modulus > 0 && was_member {
             let mut m = before.modulus;
@@ -682,7 +675,7 @@ mod tests {
                 .unwrap();
         {
             let st = sm.state();
-            let mut s = st.write().unwrap();
+            let mut s = st.write();
             put(&mut s, 1, "k1", "v1", None, 0);
             put(&mut s, 2, "k2", "v2", Some(u64::MAX), 0);
             s.last_applied = Some(openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 2));
@@ -694,7 +687,7 @@ mod tests {
         let reopened =
             StateMachineStore::open(0, dir.path().join("a"), Arc::default(), Slice::default(), Arc::new(NoSplits))
                 .unwrap();
-        assert_eq!(reopened.state().read().unwrap().get(0, b"k2", 0).unwrap().value, &b"v2"[..]);
+        assert_eq!(reopened.state().read().get(0, b"k2", 0).unwrap().value, &b"v2"[..]);
 
         // Install on a fresh replica: same state, and the file is persisted there too.
         let mut other =
@@ -702,12 +695,12 @@ mod tests {
                 .unwrap();
         let data = snap.snapshot.into_bytes().unwrap();
         other.install_snapshot(&snap.meta, Box::new(SnapshotBody::bytes(data))).await.unwrap();
-        let got = other.state().read().unwrap().data.clone();
-        assert_eq!(got, sm.state().read().unwrap().data);
-        assert_eq!(other.state().read().unwrap().revision, 2, "the revision counter travels with the snapshot");
+        let got = other.state().read().data.clone();
+        assert_eq!(got, sm.state().read().data);
+        assert_eq!(other.state().read().revision, 2, "the revision counter travels with the snapshot");
         assert!(other.get_current_snapshot().await.unwrap().is_some());
         assert_eq!(other.events().current(), 2, "watch history restarts at the snapshot");
-        assert_eq!(other.state().read().unwrap().expired(u64::MAX - 1, 10).len(), 0);
+        assert_eq!(other.state().read().expired(u64::MAX - 1, 10).len(), 0);
     }
 
     #[test]

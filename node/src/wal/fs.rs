@@ -2,11 +2,12 @@
 //! and a fault-injecting wrapper for tests (failed writes and fsyncs, a full disk, slow
 //! fsyncs, and a count of bytes written but not yet synced).
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// File-system operations the WAL needs, and no more.
@@ -187,7 +188,7 @@ impl FaultyFs {
 }
 
 fn lock(state: &Mutex<FaultState>) -> MutexGuard<'_, FaultState> {
-    state.lock().unwrap_or_else(PoisonError::into_inner)
+    state.lock()
 }
 
 impl FileSystem for FaultyFs {

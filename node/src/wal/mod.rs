@@ -24,11 +24,12 @@ mod segment;
 mod tests;
 mod writer;
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -140,7 +141,7 @@ impl Wal {
     }
 
     fn send(&self, request: Request) {
-        let requests = self.inner.requests.read().unwrap_or_else(PoisonError::into_inner);
+        let requests = self.inner.requests.read();
         let refused = match requests.as_ref() {
             Some(tx) => tx.send(request).err().map(|returned| returned.0),
             None => Some(request),
@@ -168,7 +169,7 @@ impl Wal {
     /// node should have them snapshot and purge. Empty while there are at most two
     /// segments. Updated by the writer after rotations, purges and truncations.
     pub fn pinning_shards(&self) -> Vec<u32> {
-        self.inner.shared.pinning.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.inner.shared.pinning.lock().clone()
     }
 
     /// Stops the writer once everything queued so far is written and fsynced, and waits
@@ -186,8 +187,8 @@ impl Wal {
 
 impl Inner {
     fn close(&self) {
-        drop(self.requests.write().unwrap_or_else(PoisonError::into_inner).take());
-        let thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        drop(self.requests.write().take());
+        let thread = self.thread.lock().take();
         if let Some(thread) = thread {
             // A callback on the writer thread may drop the last handle; it cannot wait
             // for itself, and the writer exits on its own once the queue is drained.

@@ -1,12 +1,13 @@
 //! The single writer thread. It owns the active segment; every shard's records reach the
 //! disk through it, so one fsync covers whatever all shards queued meanwhile.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::format::{self, Record};
@@ -263,7 +264,7 @@ impl Writer {
             let meta = &self.meta;
             let purged_upto = |shard: u32| meta.get(&shard)?.purged.as_ref().map(|(upto, _)| *upto);
             let pinning = self.segments.pinning_shards(&purged_upto);
-            *self.shared.pinning.lock().unwrap_or_else(PoisonError::into_inner) = pinning;
+            *self.shared.pinning.lock() = pinning;
         }
     }
 

@@ -12,10 +12,11 @@
 
 #![allow(dead_code)] // each includer uses part of it
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -264,8 +265,8 @@ struct MemFile {
 }
 
 impl MemFs {
-    fn files(&self) -> std::sync::MutexGuard<'_, BTreeMap<PathBuf, Vec<u8>>> {
-        self.files.lock().unwrap_or_else(PoisonError::into_inner)
+    fn files(&self) -> parking_lot::MutexGuard<'_, BTreeMap<PathBuf, Vec<u8>>> {
+        self.files.lock()
     }
 
     /// Puts a file in place.
