@@ -5,7 +5,7 @@
 #
 #   up      start NODES nodes, wait until every node answers /readyz, print the addresses
 #   join    start one more node (the next id) that joins the running ring empty; give it
-#           replicas with `ringkv-operator admin ... add-node` (it prints the command)
+#           replicas with `ringkv-ctl ... add-node` (it prints the command)
 #   down    SIGTERM the nodes this script started (pids in $DATA), SIGKILL after STOP_TIMEOUT s;
 #           keeps the data unless --purge is given
 #   status  per node: pid alive?, /readyz answer, shard leaders as the node sees them
@@ -312,7 +312,7 @@ cmd_join() {
   for ((i = 1; i <= NODES; i++)); do all+="${all:+,}$HOST:$(raft_port "$i")"; done
   echo "node $n joined the ring empty: http http://$HOST:$(http_port "$n")  internal $HOST:$(raft_port "$n")  log $(log_file "$n")"
   echo "give it replicas:"
-  echo "  cargo run -q -p ringkv-operator -- admin --nodes $all add-node $HOST:$(raft_port "$n")"
+  echo "  cargo run -q -p ringkv-ctl -- --nodes $all add-node $HOST:$(raft_port "$n")"
 }
 
 cmd_down() {

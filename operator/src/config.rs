@@ -18,50 +18,9 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Reconcile KVCluster resources until SIGTERM.
-    Run(RunConfig),
+    Run(Box<RunConfig>),
     /// Print the KVCluster CustomResourceDefinition as YAML.
     Crd,
-    /// Drive a cluster of plain processes through the nodes' admin API (internal
-    /// ports): reshard, rebalance, drain a node, add a node. Prints each step and exits
-    /// 0 once converged. Safe to kill and run again at any moment.
-    Admin(AdminArgs),
-}
-
-/// `ringkv-operator admin`.
-#[derive(Args, Debug, Clone)]
-pub struct AdminArgs {
-    /// The nodes' internal addresses (`host:port`), comma-separated.
-    #[arg(long, env = "RINGKV_ADMIN_NODES", value_delimiter = ',', required = true)]
-    pub nodes: Vec<String>,
-
-    /// Replication factor to keep. Default: the largest voter count of any shard now.
-    #[arg(long)]
-    pub replication: Option<usize>,
-
-    /// Give up after this long.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-    pub timeout: Duration,
-
-    #[command(subcommand)]
-    pub action: AdminAction,
-}
-
-/// What `ringkv-operator admin` does.
-#[derive(Subcommand, Debug, Clone)]
-pub enum AdminAction {
-    /// Print the ring as the nodes report it.
-    Status,
-    /// Split (or merge) shards until the ring has this many (a power of two).
-    Reshard {
-        #[arg(long)]
-        shards: u32,
-    },
-    /// Spread replicas and leaders evenly over every node that answers.
-    Rebalance,
-    /// Move every replica off a node (before removing it).
-    Drain { node_id: u64 },
-    /// Bring a new node (its internal address) into the ring and rebalance onto it.
-    AddNode { addr: String },
 }
 
 /// `ringkv-operator run`.
@@ -180,22 +139,9 @@ mod tests {
         let mut argv = vec!["ringkv-operator", "run"];
         argv.extend_from_slice(args);
         match Cli::parse_from(argv).command {
-            Command::Run(c) => c,
+            Command::Run(c) => *c,
             other => unreachable!("parsed `run`, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn admin_takes_the_nodes_and_an_action() {
-        let cli = Cli::parse_from(["ringkv-operator", "admin", "--nodes", "a:1,b:2", "reshard", "--shards", "8"]);
-        match cli.command {
-            Command::Admin(a) => {
-                assert_eq!(a.nodes, ["a:1", "b:2"]);
-                assert!(matches!(a.action, AdminAction::Reshard { shards: 8 }));
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(Cli::try_parse_from(["ringkv-operator", "admin", "status"]).is_err(), "--nodes is required");
     }
 
     #[test]

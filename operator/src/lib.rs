@@ -16,11 +16,9 @@
 //! with its progress), written only when it changed, and [`events`] publishes a
 //! Kubernetes Event per step. [`controller`] runs the loop behind a Lease (leader
 //! election) and serves [`metrics`] and `/healthz` ([`server`]). [`crd`] holds the
-//! resource types from which the CRD YAML is generated. [`config`] is the command line;
-//! [`admin`] is `ringkv-operator admin`, the same planning library driven by hand
-//! against plain processes.
+//! resource types from which the CRD YAML is generated. [`config`] is the command line.
+//! The same planning library driven by hand is `ringkv-ctl` (the `ctl/` crate).
 
-pub mod admin;
 pub mod config;
 pub mod controller;
 pub mod crd;

@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use ringkv_operator::config::{AdminArgs, Cli, Command, RunConfig};
+use ringkv_operator::config::{Cli, Command, RunConfig};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
@@ -11,11 +11,6 @@ fn main() -> anyhow::Result<()> {
             print!("{}", ringkv_operator::crd::crd_yaml()?);
             Ok(())
         }
-        Command::Admin(args) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?
-            .block_on(admin(args)),
         Command::Run(config) => {
             if let Err(errs) = config.validate() {
                 for e in &errs {
@@ -27,7 +22,7 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?
-                .block_on(serve(config));
+                .block_on(serve(*config));
             // One line that says what went wrong (and what to do), not a backtrace.
             if let Err(e) = served {
                 eprintln!("ringkv-operator: {e:#}");
@@ -36,11 +31,6 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// `ringkv-operator admin`: see [`ringkv_operator::admin`].
-async fn admin(args: AdminArgs) -> anyhow::Result<()> {
-    ringkv_operator::admin::run(args, &mut std::io::stdout()).await
 }
 
 fn init_tracing(format: &str) {

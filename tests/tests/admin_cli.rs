@@ -1,4 +1,4 @@
-//! `ringkv-operator admin` as a user runs it, against real nodes: each action runs to
+//! `ringkv-ctl` as a user runs it, against real nodes: each action runs to
 //! convergence, exits 0 and prints its steps; a bad request exits non-zero with a reason.
 
 use std::process::Command;
@@ -6,15 +6,15 @@ use std::process::Command;
 use ringkv_tests::process::workspace_binary;
 use ringkv_tests::Cluster;
 
-/// Runs `ringkv-operator admin --nodes <nodes' internal addresses> <args>`; returns
+/// Runs `ringkv-ctl --nodes <nodes' internal addresses> <args>`; returns
 /// whether it exited 0, and what it printed.
 async fn admin(c: &Cluster, nodes: &[u64], args: &[&str]) -> (bool, String) {
     let list = nodes.iter().map(|id| c.internal_addr(*id).to_string()).collect::<Vec<_>>().join(",");
-    let mut cmd = Command::new(workspace_binary("ringkv-operator", "ringkv-operator"));
-    cmd.args(["admin", "--timeout", "90s", "--nodes", &list]).args(args);
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("ringkv-operator runs");
+    let mut cmd = Command::new(workspace_binary("ringkv-ctl", "ringkv-ctl"));
+    cmd.args(["--timeout", "90s", "--nodes", &list]).args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("ringkv-ctl runs");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    eprintln!("$ ringkv-operator admin {}\n{text}", args.join(" "));
+    eprintln!("$ ringkv-ctl {}\n{text}", args.join(" "));
     (out.status.success(), text)
 }
 

@@ -1,6 +1,6 @@
-//! `ringkv-operator admin`: the planning library's driver against plain processes,
-//! for clusters run without Kubernetes (and for operators of a Kubernetes cluster who
-//! want to look or act by hand).
+//! `ringkv-ctl`: the planning library's driver against the nodes' internal ports, for
+//! clusters run without Kubernetes (and for operators of a Kubernetes cluster who want
+//! to look or act by hand). It needs no Kubernetes client to build.
 //!
 //! Every action is one spec for the driver: `reshard` sets the shard count, `drain`
 //! leaves a node out, `add-node` and `rebalance` take every node that answers. What the
@@ -13,12 +13,51 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use clap::{Parser, Subcommand};
 use ringkv_plan::driver::{Cluster, Driver, Progress};
 use ringkv_plan::{NodeId, Spec};
 
-use crate::config::{AdminAction, AdminArgs};
+/// ringkv-ctl: drive a ringkv cluster through its nodes' admin API (internal ports):
+/// reshard, rebalance, drain a node, add a node. Prints each step and exits 0 once
+/// converged. Safe to kill and run again at any moment.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "ringkv-ctl", version, about)]
+pub struct AdminArgs {
+    /// The nodes' internal addresses (`host:port`), comma-separated.
+    #[arg(long, env = "RINGKV_ADMIN_NODES", value_delimiter = ',', required = true)]
+    pub nodes: Vec<String>,
+
+    /// Replication factor to keep. Default: the largest voter count of any shard now.
+    #[arg(long)]
+    pub replication: Option<usize>,
+
+    /// Give up after this long.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+
+    #[command(subcommand)]
+    pub action: AdminAction,
+}
+
+/// What `ringkv-ctl` does.
+#[derive(Subcommand, Debug, Clone)]
+pub enum AdminAction {
+    /// Print the ring as the nodes report it.
+    Status,
+    /// Split (or merge) shards until the ring has this many (a power of two).
+    Reshard {
+        #[arg(long)]
+        shards: u32,
+    },
+    /// Spread replicas and leaders evenly over every node that answers.
+    Rebalance,
+    /// Move every replica off a node (before removing it).
+    Drain { node_id: u64 },
+    /// Bring a new node (its internal address) into the ring and rebalance onto it.
+    AddNode { addr: String },
+}
 
 /// What an action converges to.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,26 @@
+//! `ringkv-ctl`: see the library ([`ringkv_ctl`]).
+
+use clap::Parser;
+use ringkv_ctl::AdminArgs;
+
+fn main() -> anyhow::Result<()> {
+    let args = AdminArgs::parse();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(ringkv_ctl::run(args, &mut std::io::stdout()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringkv_ctl::AdminAction;
+
+    #[test]
+    fn takes_the_nodes_and_an_action() {
+        let a = AdminArgs::parse_from(["ringkv-ctl", "--nodes", "a:1,b:2", "reshard", "--shards", "8"]);
+        assert_eq!(a.nodes, ["a:1", "b:2"]);
+        assert!(matches!(a.action, AdminAction::Reshard { shards: 8 }));
+        assert!(AdminArgs::try_parse_from(["ringkv-ctl", "status"]).is_err(), "--nodes is required");
+    }
+}
