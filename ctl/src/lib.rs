@@ -122,6 +122,12 @@ pub fn target(ring: &Cluster, action: &AdminAction, replication: Option<usize>) 
 
 /// Runs `args` to convergence, printing progress to `out`.
 pub async fn run(args: AdminArgs, out: &mut (impl Write + Send)) -> anyhow::Result<()> {
+    // What the command line alone shows to be wrong is said before any node is asked.
+    if let AdminAction::Reshard { shards } = args.action {
+        if !shards.is_power_of_two() {
+            anyhow::bail!("--shards {shards} is not a power of two (1, 2, 4, 8, ...)");
+        }
+    }
     let mut driver = Driver::new(args.nodes.clone());
     if let AdminAction::AddNode { addr } = &args.action {
         driver.add_seed(addr.clone());

@@ -3,12 +3,18 @@
 use clap::Parser;
 use ringkv_ctl::AdminArgs;
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let args = AdminArgs::parse();
-    tokio::runtime::Builder::new_current_thread()
+    let done = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?
-        .block_on(ringkv_ctl::run(args, &mut std::io::stdout()))
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(ringkv_ctl::run(args, &mut std::io::stdout())));
+    // One line that says what went wrong, not a backtrace.
+    if let Err(e) = done {
+        eprintln!("ringkv-ctl: {e:#}");
+        std::process::exit(1);
+    }
 }
 
 #[cfg(test)]
