@@ -169,11 +169,6 @@ async fn ring_shard_count(config: &Config, peers: &PeerClient) -> u32 {
     }
 }
 
-/// How long at most a restarted replica holds its elections while a peer says it leads
-/// (see [`Node::release_elections`]): longer than a DNS cache keeps a replaced pod's old
-/// address (30 s in Kubernetes' default CoreDNS configuration).
-pub const ELECTION_HOLD_MAX: Duration = Duration::from_secs(60);
-
 /// Writes `name` in `dir` atomically: temporary file, fsync, rename, fsync the directory.
 fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
@@ -349,31 +344,23 @@ impl Node {
     }
 
     /// Lets the replicas opened from disk campaign again: each as soon as it has heard
-    /// from its shard's leader, else once `grace` has passed and no peer it can reach
-    /// says it leads that shard (at most [`ELECTION_HOLD_MAX`]). A restarted node that
-    /// does not hear from the leader (on Kubernetes a new pod has a new address, and the
-    /// leader's DNS may serve the old one for up to 30 s) would otherwise campaign at a
-    /// higher term, and the healthy leader would step down once it reached the node:
-    /// writes stalled ~2.4 s at each pod of a rolling update. openraft 0.9 has no
-    /// pre-vote; this is its restart half: a live leader the node can reach outbound is
-    /// proof enough that no election is needed. The price: after a restart of every node
-    /// at once, the first election waits `grace`.
+    /// from its shard's leader, all of them after `grace`. A restarted node that does not
+    /// hear from the leader within an election timeout (on Kubernetes a new pod has a new
+    /// address, which the leader's connections and DNS learn only after a while) would
+    /// otherwise campaign at a higher term, and the healthy leader would step down when it
+    /// saw that term: every write stalled ~2.4 s at each pod of a rolling update. openraft
+    /// 0.9 has no pre-vote, which prevents this in Raft proper; this is the restart half
+    /// of it. The price: after a restart of every node at once, the first election waits
+    /// `grace`.
     pub async fn release_elections(self: Arc<Self>, grace: Duration, stop: CancellationToken) {
-        let start = tokio::time::Instant::now();
+        let until = tokio::time::Instant::now() + grace;
         loop {
-            let now = tokio::time::Instant::now();
-            let expired = now >= start + grace;
-            // Past the grace: the shards whose leader answers this node itself.
-            let led = if expired && now < start + ELECTION_HOLD_MAX {
-                self.led_by_reachable_peers().await
-            } else {
-                Default::default()
-            };
+            let expired = tokio::time::Instant::now() >= until;
             let done = {
                 let mut held = self.held_elections.lock();
                 held.retain(|id| match self.shard(*id) {
                     Some(s)
-                        if (!expired || led.contains(id))
+                        if !expired
                             && !s.heard_from_leader.load(std::sync::atomic::Ordering::Acquire)
                             && !self.sole_voter(&s) =>
                     {
@@ -390,26 +377,11 @@ impl Node {
             if done {
                 return;
             }
-            let pause = if expired { Duration::from_millis(300) } else { Duration::from_millis(50) };
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(pause) => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
         }
-    }
-
-    /// The shards some peer says it leads (its own `/internal/ring`), as far as the
-    /// peers answer within a moment.
-    async fn led_by_reachable_peers(&self) -> std::collections::BTreeSet<ShardId> {
-        let peers: Vec<NodeId> = self.peers.ids().into_iter().filter(|p| *p != self.id).collect();
-        let asks = peers.iter().map(|p| self.peers.get_json::<Ring>(*p, "/internal/ring", Duration::from_millis(300)));
-        let rings = futures::future::join_all(asks).await;
-        peers
-            .iter()
-            .zip(rings)
-            .filter_map(|(p, r)| r.ok().map(|r| (*p, r)))
-            .flat_map(|(p, r)| r.shards.into_iter().filter(move |s| s.leader == Some(p)).map(|s| s.id))
-            .collect()
     }
 
     /// Whether this node is known to be the only voter of `shard`'s group (then nobody

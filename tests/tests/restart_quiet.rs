@@ -20,9 +20,8 @@ async fn leaders_and_terms(c: &Cluster, id: u64) -> BTreeMap<u32, (Option<u64>, 
     view.shards.iter().map(|s| (s.id, (s.leader, s.term))).collect()
 }
 
-/// Restarts node 3 with its internal port shut for `shut_ms` and requires every shard's
-/// leader and term to be the same afterwards.
-async fn restart_unreachable_for(shut_ms: u64) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_that_hears_no_leader_at_first_does_not_depose_the_leaders() {
     let c = Cluster::builder(3).shards(2).start().await;
     c.wait_for_leaders(&[1, 2, 3]).await;
     // A graceful stop hands node 3's leaderships to the others.
@@ -30,7 +29,7 @@ async fn restart_unreachable_for(shut_ms: u64) {
     c.wait_for_leaders(&[1, 2]).await;
     let before = leaders_and_terms(&c, 1).await;
 
-    c.restart_with_env(3, &[("FAILPOINTS", &format!("internal-serve-delay=return({shut_ms})"))]);
+    c.restart_with_env(3, &[("FAILPOINTS", "internal-serve-delay=return(2000)")]);
     c.wait_ready().await;
     // Any disruption would have shown by now (elections take ~1 s here).
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -38,17 +37,4 @@ async fn restart_unreachable_for(shut_ms: u64) {
     let after = leaders_and_terms(&c, 1).await;
     assert!(c.log(3).contains("delay point internal-serve-delay"), "the delay point did not fire:\n{}", c.log(3));
     assert_eq!(after, before, "the restarted node 3 changed the leaders or terms (shard -> (leader, term))");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_node_that_hears_no_leader_at_first_does_not_depose_the_leaders() {
-    restart_unreachable_for(2_000).await;
-}
-
-/// Longer than the hold's grace (5 election timeouts, 3 s): as a replaced pod's peers
-/// may resolve its old address for up to 30 s. The node can still reach the leaders,
-/// which say they lead, so it keeps holding.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_node_unreachable_past_the_grace_still_does_not_depose_a_leader_it_can_reach() {
-    restart_unreachable_for(6_000).await;
 }
