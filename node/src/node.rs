@@ -21,6 +21,7 @@ use crate::shard::{OpenError, Shard, ShardDeps};
 use crate::wal::{Wal, WalOptions};
 
 mod hosting;
+mod identity;
 
 use hosting::{bootstrap_slice, hosted_on_disk, shard_dir, SplitRelay};
 
@@ -43,13 +44,6 @@ pub enum StartError {
     Unopenable { shard: ShardId, dir: String, source: OpenError },
     #[error("{0}")]
     Refused(String),
-}
-
-/// What a data directory was created for; checked on every start.
-#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
-struct Identity {
-    node_id: NodeId,
-    shards: u32,
 }
 
 /// How far a replica's applied index may trail its committed index and still count as
@@ -95,80 +89,6 @@ pub struct Node {
     held_elections: Mutex<Vec<ShardId>>,
 }
 
-/// Checks (or, on a fresh directory, records) whose data this is. Returns the shard count
-/// the ring was bootstrapped with: on an existing directory that one wins over the
-/// configured count, since shards split and merge after bootstrap.
-fn check_identity(dir: &Path, want: &Identity) -> Result<u32, StartError> {
-    let path = dir.join("node.json");
-    let io = |source| StartError::DataDir { path: path.display().to_string(), source };
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let found: Identity =
-                serde_json::from_slice(&bytes).map_err(|e| io(std::io::Error::other(format!("unreadable: {e}"))))?;
-            if found.node_id != want.node_id {
-                return Err(StartError::Identity {
-                    path: dir.display().to_string(),
-                    found: format!("node {}", found.node_id),
-                    wanted: format!("node {}", want.node_id),
-                });
-            }
-            if found.shards != want.shards {
-                tracing::info!(
-                    bootstrapped = found.shards,
-                    configured = want.shards,
-                    "the data directory's ring was bootstrapped with another shard count; the ring on disk is used"
-                );
-            }
-            Ok(found.shards)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let bytes = serde_json::to_vec_pretty(want).map_err(|e| io(std::io::Error::other(e)))?;
-            write_durably(dir, "node.json", &bytes).map_err(io)?;
-            Ok(want.shards)
-        }
-        Err(e) => Err(io(e)),
-    }
-}
-
-/// The shard count a fresh data directory records: the one the ring was bootstrapped
-/// with where a peer already runs it, else `--shards`. The two differ when a cluster is
-/// re-created over kept volumes with another configured count; a node added then must
-/// not start its replicas from the wrong bootstrap slices (they replay shard logs from
-/// the first entry). A joining node waits for a peer to answer, since it has nothing to
-/// serve before; a founder asks once, briefly, because at a first bootstrap its peers
-/// answer only after they too have opened (`bootstrap_once` then checks the counts).
-async fn ring_shard_count(config: &Config, peers: &PeerClient) -> u32 {
-    let others: Vec<NodeId> = config.peers.keys().copied().filter(|id| *id != config.node_id).collect();
-    if others.is_empty() {
-        return config.shards;
-    }
-    let mut logged = false;
-    loop {
-        let asks =
-            others.iter().map(|id| peers.get_json::<NodeStatus>(*id, "/internal/status", Duration::from_secs(1)));
-        let answers = futures::future::join_all(asks).await;
-        if let Some(st) = answers.iter().flatten().find(|st| !st.initialized.is_empty()) {
-            if st.shard_count != config.shards {
-                tracing::warn!(
-                    ring = st.shard_count,
-                    configured = config.shards,
-                    peer = st.node_id,
-                    "the ring was bootstrapped with another shard count than --shards; using the ring's"
-                );
-            }
-            return st.shard_count;
-        }
-        if !config.is_joining() {
-            return config.shards;
-        }
-        if !logged {
-            tracing::info!(peers = ?others, "joining: waiting for a peer to tell the ring's bootstrap shard count");
-            logged = true;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// Writes `name` in `dir` atomically: temporary file, fsync, rename, fsync the directory.
 fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
@@ -188,9 +108,7 @@ impl Node {
         let mut peers_map = config.peers.clone();
         peers_map.entry(config.node_id).or_insert_with(|| config.internal_addr().to_string());
         let peers = PeerClient::new(peers_map);
-        let shards =
-            if dir.join("node.json").exists() { config.shards } else { ring_shard_count(&config, &peers).await };
-        let shard_count = check_identity(&dir, &Identity { node_id: config.node_id, shards })?;
+        let shard_count = identity::shard_count(&dir, &config, &peers).await?;
         let on_disk = hosted_on_disk(&dir, shard_count).map_err(dir_err)?;
         let mut hosted = on_disk.hosted;
 

@@ -113,10 +113,9 @@ pub async fn execute(
             }
             Step::ApplyNetworkPolicy(operator) => {
                 let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
-                let policy = resources::network_policy(owner, operator);
-                let policy_name = policy.metadata.name.clone().unwrap_or_default();
-                let result = apply(&api, &policy_name, &policy).await;
-                refused(result, "the NetworkPolicy", &policy_name, &mut report)?;
+                let name = owner.names.network_policy();
+                let result = apply(&api, &name, &resources::network_policy(owner, operator)).await;
+                refused(result, "the NetworkPolicy", &name, &mut report)?;
             }
             Step::ApplyServiceMonitor => {
                 let api: Api<DynamicObject> =

@@ -68,6 +68,11 @@ impl Names {
         format!("{}-{id}", self.cluster)
     }
 
+    /// The nodes' NetworkPolicy.
+    pub fn network_policy(&self) -> String {
+        format!("{}-nodes", self.cluster)
+    }
+
     /// The stable DNS name of node `id`'s pod.
     pub fn pod_host(&self, id: u32) -> String {
         format!("{}.{}.{}.svc", self.pod(id), self.peers, self.namespace)

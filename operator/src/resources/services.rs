@@ -91,7 +91,7 @@ pub fn network_policy(owner: &Owner, operator: &OperatorPods) -> NetworkPolicy {
     let pods = |labels: BTreeMap<String, String>| LabelSelector { match_labels: Some(labels), ..Default::default() };
     let operator_namespace = BTreeMap::from([("kubernetes.io/metadata.name".to_string(), operator.namespace.clone())]);
     NetworkPolicy {
-        metadata: owner.meta(&format!("{}-nodes", names.cluster), &[]),
+        metadata: owner.meta(&names.network_policy(), &[]),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(pods(names.selector_labels())),
             policy_types: Some(vec!["Ingress".to_string()]),
