@@ -11,12 +11,14 @@
 //! have (a move adds before it removes, so a shard in the middle of one has one more;
 //! a tie is refused: `--replication` says it).
 
+pub mod driver;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use ringkv_plan::driver::{Cluster, Driver, Progress};
+use driver::{Cluster, Driver, Progress};
 use ringkv_plan::{NodeId, Spec};
 
 /// ringkv-ctl: drive a ringkv cluster through its nodes' admin API (internal ports):

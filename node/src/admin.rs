@@ -44,7 +44,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use openraft::{BasicNode, ChangeMembers};
-use serde::Deserialize;
+use ringkv_api::admin::{routes, AddReplicaQuery, AdminRequest, CampaignQuery, FreezeQuery, MergeQuery, SplitQuery};
 use serde_json::json;
 
 use crate::node::Node;
@@ -84,15 +84,15 @@ impl IntoResponse for AdminError {
 /// The admin routes, merged into the internal router.
 pub fn router() -> Router<Arc<Node>> {
     Router::new()
-        .route("/internal/ring", get(ring))
-        .route("/internal/admin/shards/{shard}/split", post(split))
-        .route("/internal/admin/shards/{shard}/freeze", post(freeze))
-        .route("/internal/admin/shards/{shard}/merge", post(merge))
-        .route("/internal/admin/shards/{shard}/host", post(host))
-        .route("/internal/admin/shards/{shard}/replicas/{node}", post(add_replica).delete(remove_replica))
-        .route("/internal/admin/shards/{shard}/retire", post(retire))
-        .route("/internal/admin/shards/{shard}/leader/{node}", post(transfer))
-        .route("/internal/admin/shards/{shard}/campaign", post(campaign))
+        .route(routes::RING, get(ring))
+        .route(routes::SPLIT, post(split))
+        .route(routes::FREEZE, post(freeze))
+        .route(routes::MERGE, post(merge))
+        .route(routes::HOST, post(host))
+        .route(routes::REPLICA, post(add_replica).delete(remove_replica))
+        .route(routes::RETIRE, post(retire))
+        .route(routes::LEADER, post(transfer))
+        .route(routes::CAMPAIGN, post(campaign))
 }
 
 async fn transfer(
@@ -101,14 +101,6 @@ async fn transfer(
 ) -> Result<Json<serde_json::Value>, AdminError> {
     node.transfer_leader(shard, target).await?;
     Ok(Json(json!({ "shard": shard, "leader": target })))
-}
-
-#[derive(Deserialize)]
-struct CampaignQuery {
-    /// How long to keep trying; default four election timeouts.
-    within_ms: Option<u64>,
-    /// Campaign only once this replica's log reaches this index (the old leader's last).
-    log_index: Option<u64>,
 }
 
 async fn campaign(
@@ -153,12 +145,6 @@ async fn ring(State(node): State<Arc<Node>>) -> Json<Ring> {
     Json(node.ring())
 }
 
-#[derive(Deserialize)]
-struct SplitQuery {
-    modulus: u32,
-    epoch: u64,
-}
-
 async fn split(
     State(node): State<Arc<Node>>,
     Path(shard): Path<ShardId>,
@@ -168,11 +154,6 @@ async fn split(
     Ok(Json(json!({ "shard": shard, "modulus": q.modulus, "new_shard": child })))
 }
 
-#[derive(Deserialize)]
-struct FreezeQuery {
-    epoch: u64,
-}
-
 async fn freeze(
     State(node): State<Arc<Node>>,
     Path(shard): Path<ShardId>,
@@ -180,12 +161,6 @@ async fn freeze(
 ) -> Result<Json<serde_json::Value>, AdminError> {
     let revision = node.freeze_shard(shard, q.epoch).await?;
     Ok(Json(json!({ "shard": shard, "frozen": true, "revision": revision })))
-}
-
-#[derive(Deserialize)]
-struct MergeQuery {
-    donor: ShardId,
-    epoch: u64,
 }
 
 async fn merge(
@@ -204,15 +179,10 @@ async fn host(
     Ok(Json(json!({ "shard": shard, "hosted": true })))
 }
 
-#[derive(Deserialize)]
-struct AddQuery {
-    addr: String,
-}
-
 async fn add_replica(
     State(node): State<Arc<Node>>,
     Path((shard, target)): Path<(ShardId, NodeId)>,
-    Query(q): Query<AddQuery>,
+    Query(q): Query<AddReplicaQuery>,
 ) -> Result<Json<serde_json::Value>, AdminError> {
     node.add_replica(shard, target, q.addr).await?;
     Ok(Json(json!({ "shard": shard, "node": target, "role": "voter" })))
@@ -336,8 +306,7 @@ impl Node {
         crate::crash_point!("replica-removed");
         // Best effort: the removed node also retires it when the driver asks, or on its own
         // once it sees a membership without itself.
-        let path = format!("/internal/admin/shards/{shard}/retire");
-        if let Err(e) = self.peers.post_json(target, &path, Duration::from_secs(5)).await {
+        if let Err(e) = self.peers.admin(target, &AdminRequest::Retire { shard }, Duration::from_secs(5)).await {
             tracing::info!(shard, target, error = %e, "could not tell the removed node to retire its replica");
         }
         Ok(())
@@ -407,14 +376,15 @@ impl Node {
             // fails) the target campaigns again once that has lapsed.
             crate::crash_point!("leader-transfer");
             let lapsed = tokio::time::Instant::now() + lease;
-            let fast = format!("/internal/admin/shards/{shard}/campaign?within_ms=300&log_index={last}");
-            if quick && self.peers.post_json(target, &fast, Duration::from_secs(2)).await.is_ok() {
+            let query = CampaignQuery { within_ms: Some(300), log_index: Some(last) };
+            let fast = AdminRequest::Campaign { shard, query };
+            if quick && self.peers.admin(target, &fast, Duration::from_secs(2)).await.is_ok() {
                 return Ok(());
             }
             tokio::time::sleep_until(lapsed).await;
-            let path = format!("/internal/admin/shards/{shard}/campaign?log_index={last}");
+            let query = CampaignQuery { within_ms: None, log_index: Some(last) };
             self.peers
-                .post_json(target, &path, self.config.election_timeout * 5)
+                .admin(target, &AdminRequest::Campaign { shard, query }, self.config.election_timeout * 5)
                 .await
                 .map_err(|e| AdminError::Failed(e.to_string()))?;
             Ok(())
@@ -435,7 +405,9 @@ impl Node {
         let mut candidates: Vec<NodeId> = leader.into_iter().collect();
         candidates.extend(m.membership_config.membership().voter_ids().filter(|v| *v != self.id));
         for peer in candidates {
-            let Ok(ring) = self.peers.get_json::<Ring>(peer, "/internal/ring", Duration::from_secs(2)).await else {
+            let Ok(ring) =
+                self.peers.get_json::<Ring>(peer, ringkv_api::admin::routes::RING, Duration::from_secs(2)).await
+            else {
                 continue;
             };
             let Some(info) = ring.shards.iter().find(|s| s.id == shard && s.leader == Some(peer)) else { continue };

@@ -17,6 +17,16 @@
 //! (bootstrap, TTL reaper, WAL compaction, leadership handoff); [`config`] is the one
 //! typed configuration; [`metrics`] the Prometheus registry; [`serve`] serves the client
 //! port with time limits on request heads and bodies, so stalled clients are cut off.
+//!
+//! Layers, each importing only those below it (checked against `docs/layers.json`, see
+//! docs/architecture.md "Layers"):
+//! - HTTP: [`api`] (client port, and `api::internal`, the internal port's routes) and
+//!   [`admin`] (the admin routes): the only code that speaks status codes.
+//! - Core: [`node`] and [`router`]; the node answers its peers' calls
+//!   (`raft_net::listener::Inbound`) and gives each shard its Raft network.
+//! - [`shard`] (one Raft group; knows no transport) over [`wal`] (knows no shard);
+//!   [`raft_net`], the transport (node ids, shard ids and bytes).
+//! - [`ring`]: ids and placement, from the contract crate `ringkv-api`.
 
 pub mod admin;
 pub mod api;
@@ -65,7 +75,7 @@ pub async fn run(
     let background = CancellationToken::new();
     let internal_stop = CancellationToken::new();
 
-    let internal_app = raft_net::server::router(node.clone());
+    let internal_app = api::internal::router(node.clone());
     let (istop, inode) = (internal_stop.clone(), node.clone());
     tracker.spawn(async move {
         if let Some(d) = crash::delay("internal-serve-delay") {

@@ -22,6 +22,8 @@ use crate::wal::{Wal, WalOptions};
 
 mod hosting;
 mod identity;
+mod inbound;
+pub mod raft_network;
 
 use hosting::{bootstrap_slice, hosted_on_disk, shard_dir, SplitRelay};
 
@@ -165,7 +167,6 @@ impl Node {
             node_id: config.node_id,
             raft_config,
             wal: wal.clone(),
-            peers: peers.clone(),
             changes: changes.clone(),
             host: relay.clone(),
         };
@@ -180,9 +181,11 @@ impl Node {
         // is open when the parent replays its log, so a merge's end replayed there finds
         // the donor's replica and its epoch (see `SplitRelay::merged`).
         let to_open: Vec<ShardId> = hosted.iter().rev().copied().filter(|id| !on_disk.retiring.contains(id)).collect();
+        let net = |id| raft_network::NetworkFactory::new(id, peers.clone());
         for id in to_open {
             let slice = bootstrap_slice(id, shard_count);
-            match Shard::open(id, &shard_dir(&dir, id), recovered.shards.remove(&id), slice, None, &deps).await {
+            match Shard::open(id, &shard_dir(&dir, id), recovered.shards.remove(&id), slice, None, &deps, net(id)).await
+            {
                 Ok(shard) => {
                     if !config.is_standalone() {
                         // (see `Node::release_elections`)

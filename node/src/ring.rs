@@ -1,58 +1,15 @@
-//! The ring: which shard owns a key.
+//! The node's map of the ring: which shard owns a key, as a router knows it.
 //!
-//! `h = xxh3_64(db_byte ‖ key)`; with `S = 2^n` shards, shard `h mod S` owns the key.
-//! The hash is xxh3 with seed 0, a documented and stable function, so every node, every
-//! version and the operator agree on placement. Doubling `S` splits shard `s` into `s`
-//! and `s + S`: a key either stays or moves to exactly that one new shard.
+//! Ids, placement (`key_hash`, `shard_for`) and the ring's JSON shapes are the contract
+//! crate's (`ringkv-api`), shared with the planner, the operator and the CLI; re-exported
+//! here so the node's modules name them in one place.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::xxh3_64;
 
-/// Shard identifier. Ids never change meaning when the ring grows or shrinks.
-pub type ShardId = u32;
-
-/// Node identifier, also the openraft node id.
-pub type NodeId = u64;
-
-/// The largest database number (databases are `0..=MAX_DB`, as Redis `SELECT`).
-pub const MAX_DB: u8 = 15;
-
-/// Largest supported shard count.
-pub const MAX_SHARDS: u32 = 1024;
-
-/// The stable placement hash of a key in a database.
-pub fn key_hash(db: u8, key: &[u8]) -> u64 {
-    // Hash `db ‖ key` without allocating: xxh3 streaming gives the same result as one shot.
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(&[db]);
-    h.update(key);
-    let v = h.digest();
-    debug_assert_eq!(v, {
-        let mut buf = Vec::with_capacity(key.len() + 1);
-        buf.push(db);
-        buf.extend_from_slice(key);
-        xxh3_64(&buf)
-    });
-    v
-}
-
-/// The shard that owns `key` in `db` when the ring has `shard_count` shards.
-///
-/// `shard_count` must be a power of two (checked by [`validate_shard_count`] at start-up).
-pub fn shard_for(db: u8, key: &[u8], shard_count: u32) -> ShardId {
-    debug_assert!(shard_count.is_power_of_two());
-    (key_hash(db, key) & (u64::from(shard_count) - 1)) as ShardId
-}
-
-/// Checks that a shard count is a power of two in `1..=MAX_SHARDS`.
-pub fn validate_shard_count(n: u32) -> Result<(), String> {
-    if n == 0 || !n.is_power_of_two() || n > MAX_SHARDS {
-        return Err(format!("shard count must be a power of two between 1 and {MAX_SHARDS}, got {n}"));
-    }
-    Ok(())
-}
+pub use ringkv_api::ring::coarser_slices;
+pub use ringkv_api::{key_hash, shard_for, validate_shard_count, NodeId, Ring, ShardId, ShardInfo, MAX_DB, MAX_SHARDS};
 
 /// Where one shard is, as a router knows it: possibly stale, corrected by the shards
 /// themselves (a `WrongShard` refusal carries the shard's current modulus and epoch).
@@ -125,16 +82,8 @@ impl Routes {
     /// Whether a coarser route with a newer epoch owns `shard`'s slice: the report is
     /// from before a merge that absorbed it.
     pub fn covered_by_newer(&self, shard: ShardId, route: &Route) -> bool {
-        let mut m = route.modulus / 2;
-        while m >= 1 {
-            if let Some(r) = self.shards.get(&(shard % m)) {
-                if r.modulus == m && r.epoch > route.epoch {
-                    return true;
-                }
-            }
-            m /= 2;
-        }
-        false
+        coarser_slices(shard, route.modulus)
+            .any(|(id, m)| self.shards.get(&id).is_some_and(|r| r.modulus == m && r.epoch > route.epoch))
     }
 
     /// Applies a `WrongShard` refusal: the shard is at `modulus` now, and the shards its
@@ -178,97 +127,9 @@ impl Routes {
     }
 }
 
-/// One shard as the node reports it in `GET /v1/cluster`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct ShardInfo {
-    pub id: ShardId,
-    /// The shard owns keys with `hash mod modulus == id`.
-    pub modulus: u32,
-    /// The ring epoch at which the shard last split or merged.
-    pub epoch: u64,
-    pub members: Vec<NodeId>,
-    /// Non-voting replicas catching up before promotion.
-    pub learners: Vec<NodeId>,
-    /// The shard's revision counter on this replica.
-    pub revision: u64,
-    /// Keys held by this replica (expired but unreaped ones included; for a moment after
-    /// a split, also the other shard's keys its background sweep has not dropped yet).
-    pub keys: u64,
-    pub leader: Option<NodeId>,
-    pub term: u64,
-    pub last_log_index: u64,
-    pub commit_index: u64,
-    pub applied_index: u64,
-    /// Last log index covered by this replica's snapshot (0: none).
-    pub snapshot_index: u64,
-    /// Log entries up to here are purged from this replica's log (0: none).
-    pub purged_index: u64,
-    /// `Leader`, `Follower`, `Candidate`, ...
-    pub state: String,
-    /// Frozen as a merge's donor: it refuses every request (naming its receiver) until
-    /// the merge is done and the shard is retired.
-    #[serde(default)]
-    pub frozen: bool,
-}
-
-/// A versioned view of the ring.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Ring {
-    /// The node reporting this view.
-    pub node_id: NodeId,
-    pub epoch: u64,
-    pub shard_count: u32,
-    pub shards: Vec<ShardInfo>,
-    /// Whether the node is ready (`GET /readyz`): every replica here has a leader and
-    /// each it votes in has caught up (see `Node::ready`). Planners count only ready
-    /// nodes healthy.
-    #[serde(default)]
-    pub ready: bool,
-    /// Shards whose replica here was lost (it could not be opened on start and was
-    /// quarantined) while their group may still count this node as a voter: planners
-    /// remove this node from them, then add a fresh replica.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub lost: Vec<ShardId>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hash_is_xxh3_of_db_byte_then_key() {
-        assert_eq!(key_hash(0, b"hello"), xxh3_64(b"\0hello"));
-        assert_eq!(key_hash(3, b""), xxh3_64(&[3u8]));
-        // A fixed value guards against an accidental change of hash function or seed.
-        assert_eq!(key_hash(0, b"a"), xxh3_64(&[0, b'a']));
-        assert_ne!(key_hash(0, b"a"), key_hash(1, b"a"));
-    }
-
-    #[test]
-    fn shard_is_hash_mod_count() {
-        for (db, key) in [(0u8, &b"k1"[..]), (1, b"app/config"), (15, b"\xff\x00")] {
-            let h = key_hash(db, key);
-            for s in [1u32, 2, 4, 8, 1024] {
-                assert_eq!(u64::from(shard_for(db, key, s)), h % u64::from(s));
-            }
-        }
-    }
-
-    #[test]
-    fn doubling_moves_a_key_only_to_its_sibling_shard() {
-        let mut moved = 0;
-        for i in 0..10_000u32 {
-            let key = format!("key-{i}");
-            let before = shard_for(0, key.as_bytes(), 4);
-            let after = shard_for(0, key.as_bytes(), 8);
-            assert!(after == before || after == before + 4, "{key}: {before} -> {after}");
-            if after != before {
-                moved += 1;
-            }
-        }
-        // About half the keys move; 10k samples keep this far from flaky.
-        assert!((4_500..5_500).contains(&moved), "moved {moved}");
-    }
 
     fn route(modulus: u32, epoch: u64) -> Route {
         Route { modulus, epoch, members: vec![1, 2, 3], leader: Some(1) }
@@ -339,15 +200,5 @@ mod tests {
         assert_eq!(r.locate_hash(6), Some(2));
         // Shard 1 may have split into 1 and 3 meanwhile; until it says so, it is asked.
         assert_eq!(r.locate_hash(3), Some(1));
-    }
-
-    #[test]
-    fn shard_counts_must_be_powers_of_two() {
-        for ok in [1, 2, 4, 64, 1024] {
-            assert!(validate_shard_count(ok).is_ok());
-        }
-        for bad in [0, 3, 6, 1000, 2048] {
-            assert!(validate_shard_count(bad).is_err());
-        }
     }
 }

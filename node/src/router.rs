@@ -264,7 +264,7 @@ impl Node {
         self.metrics.forwards.with_label_values(&[kind]).inc();
         let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
         let out: Result<Result<ShardResponse, ServeError>, _> =
-            self.peers.wire_call(leader, None, crate::raft_net::wire::Kind::Serve, shard, req, timeout).await;
+            self.peers.send(leader, None, crate::raft_net::Call::Serve, shard, req, timeout).await;
         match out {
             Ok(r) => r,
             Err(e) => Err(ServeError::Retry(e.to_string())),

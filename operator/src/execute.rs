@@ -20,7 +20,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditi
 use kube::Client;
 use serde::Serialize;
 
-use ringkv_plan::driver::{Cluster, DriverError};
+use ringkv_ctl::driver::{Cluster, DriverError};
 
 use crate::crd::KVClusterSpec;
 use crate::error::is_not_found;

@@ -13,63 +13,14 @@ use std::time::Duration;
 
 use futures::future::{join_all, BoxFuture};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use ringkv_plan::driver::{Cluster, Driver, DriverError};
-use serde::Deserialize;
+use ringkv_ctl::driver::{Cluster, Driver, DriverError};
 
 use crate::crd::KVClusterStatus;
 use crate::resources::{Names, NodeLayout};
 
-/// One shard as a node reports it in `GET /v1/cluster` (the node's `ring::ShardInfo`;
-/// read leniently, so new fields on the node side do not break the operator).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-pub struct ShardView {
-    pub id: u32,
-    #[serde(default)]
-    pub members: Vec<u64>,
-    #[serde(default)]
-    pub leader: Option<u64>,
-    #[serde(default)]
-    pub term: u64,
-    #[serde(default)]
-    pub commit_index: u64,
-    #[serde(default)]
-    pub applied_index: u64,
-    #[serde(default)]
-    pub state: String,
-}
-
-/// A node's answer to `GET /v1/cluster`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-pub struct ClusterView {
-    pub node_id: u64,
-    pub epoch: u64,
-    pub shard_count: u32,
-    #[serde(default)]
-    pub shards: Vec<ShardView>,
-}
-
-impl ClusterView {
-    /// Whether every shard has a leader.
-    pub fn all_led(&self) -> bool {
-        self.shards.iter().all(|s| s.leader.is_some())
-    }
-
-    /// Whether the ring is formed: every shard is initialised (has members).
-    pub fn formed(&self) -> bool {
-        !self.shards.is_empty() && self.shards.iter().all(|s| !s.members.is_empty())
-    }
-
-    /// Node id → number of shard replicas it holds, per this view.
-    pub fn replicas_by_node(&self) -> BTreeMap<u64, usize> {
-        let mut m = BTreeMap::new();
-        for s in &self.shards {
-            for n in &s.members {
-                *m.entry(*n).or_insert(0) += 1;
-            }
-        }
-        m
-    }
-}
+/// A node's answer to `GET /v1/cluster`, and one shard in it: the contract crate's
+/// types, read leniently (new fields on the node side do not break the operator).
+pub use ringkv_api::{Ring, ShardInfo};
 
 /// What one node answered.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -77,7 +28,7 @@ pub struct NodeProbe {
     /// `/readyz` answered 200.
     pub ready: bool,
     /// `/v1/cluster`, when it answered.
-    pub view: Option<ClusterView>,
+    pub view: Option<Ring>,
 }
 
 /// The data plane as the operator reaches it (HTTP in production, a table in tests).
@@ -123,7 +74,7 @@ impl DataPlane for HttpDataPlane {
             let (ready, view) = futures::join!(ready, view);
             let ready = matches!(&ready, Ok(r) if r.status().is_success());
             let view = match view {
-                Ok(r) if r.status().is_success() => r.json::<ClusterView>().await.ok(),
+                Ok(r) if r.status().is_success() => r.json::<Ring>().await.ok(),
                 _ => None,
             };
             NodeProbe { ready, view }
@@ -238,9 +189,9 @@ impl Observed {
     /// The freshest ring any node reported: the highest epoch, then a formed view, then
     /// one in which every shard has a leader, then the lowest node id. (A node that holds
     /// no replica reports uninitialised shards; a member's view wins over it.)
-    pub fn ring(&self) -> Option<&ClusterView> {
-        let rank = |v: &ClusterView| (v.epoch, v.formed(), v.all_led());
-        let mut best: Option<&ClusterView> = None;
+    pub fn ring(&self) -> Option<&Ring> {
+        let rank = |v: &Ring| (v.epoch, v.formed(), v.all_led());
+        let mut best: Option<&Ring> = None;
         for view in self.nodes.values().filter_map(|n| n.view.as_ref()) {
             best = match best {
                 Some(b) if rank(b) >= rank(view) => Some(b),

@@ -7,7 +7,7 @@ use ringkv_plan::ShardState;
 use serde_json::json;
 
 use super::*;
-use crate::observe::{ClusterView, NodeProbe, ShardView, StatefulSetState};
+use crate::observe::{NodeProbe, Ring, ShardInfo, StatefulSetState};
 
 fn spec(v: serde_json::Value) -> KVClusterSpec {
     serde_json::from_value(v).expect("test spec deserializes")
@@ -30,19 +30,20 @@ fn leader(shard: u32, members: &[u64]) -> Option<u64> {
 }
 
 /// A client view in which every one of `shard_count` shards has `members`, led when `led`.
-fn view(node: u64, shard_count: u32, members: &[u64], led: bool) -> ClusterView {
-    ClusterView {
+fn view(node: u64, shard_count: u32, members: &[u64], led: bool) -> Ring {
+    Ring {
         node_id: node,
         epoch: 1,
         shard_count,
         shards: (0..shard_count)
-            .map(|id| ShardView {
+            .map(|id| ShardInfo {
                 id,
                 members: members.to_vec(),
                 leader: leader(id, members).filter(|_| led),
                 ..Default::default()
             })
             .collect(),
+        ..Default::default()
     }
 }
 

@@ -21,7 +21,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::crd::{KVCluster, PvcRetention, FINALIZER};
-use ringkv_plan::driver::Cluster;
+use ringkv_ctl::driver::Cluster;
 
 use crate::events;
 use crate::execute::{execute, execute_data, DataOutcome};

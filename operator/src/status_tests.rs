@@ -6,7 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
 use super::*;
-use crate::observe::{ClusterView, NodeProbe, ShardView, StatefulSetState};
+use crate::observe::{NodeProbe, Ring, ShardInfo, StatefulSetState};
 use crate::plan::plan;
 
 /// The planner's view of the same ring: 4 shards on nodes 1..=3, leaders spread.
@@ -41,14 +41,15 @@ fn spec(v: serde_json::Value) -> KVClusterSpec {
     serde_json::from_value(v).expect("test spec deserializes")
 }
 
-fn ring(led: bool) -> ClusterView {
-    ClusterView {
+fn ring(led: bool) -> Ring {
+    Ring {
         node_id: 1,
         epoch: 1,
         shard_count: 4,
         shards: (0..4)
-            .map(|id| ShardView { id, members: vec![1, 2, 3], leader: led.then_some(1), ..Default::default() })
+            .map(|id| ShardInfo { id, members: vec![1, 2, 3], leader: led.then_some(1), ..Default::default() })
             .collect(),
+        ..Default::default()
     }
 }
 

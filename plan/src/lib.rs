@@ -1,9 +1,9 @@
 //! Resharding and rebalancing for ringkv: from a [`Spec`] and an [`Observed`] ring, the
 //! next safe [`Step`].
 //!
-//! Pure: no I/O, no clock, no randomness. A driver observes the cluster through the
-//! nodes' admin API, calls [`next_step`], executes the one step it returns, and
-//! observes again, until [`Next::Converged`]. Every step is idempotent and the planner
+//! Pure: no I/O, no clock, no randomness. A driver (`ringkv-ctl`'s, which the operator
+//! runs too) observes the cluster through the nodes' admin API, calls [`next_step`],
+//! executes the one step it returns, and observes again, until [`Next::Converged`]. Every step is idempotent and the planner
 //! keeps no state, so a driver that dies between steps resumes by observing.
 //!
 //! [`state`] holds the inputs and their sanity checks, [`step`] the outputs. A call
@@ -34,7 +34,6 @@
 
 mod balance;
 mod census;
-pub mod driver;
 mod repair;
 mod reshard;
 pub mod state;

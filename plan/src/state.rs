@@ -5,10 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-/// A node's id, as the nodes' admin API reports it.
-pub type NodeId = u64;
-/// A shard's id; shard `s` owns the keys with `hash % modulus == s`.
-pub type ShardId = u32;
+pub use ringkv_api::{NodeId, ShardId};
 
 /// The layout the cluster should reach.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

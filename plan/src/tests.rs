@@ -350,20 +350,6 @@ fn lost_replicas_are_removed_for_repair_to_replace() {
 }
 
 #[test]
-fn the_driver_marks_members_that_report_a_shard_lost() {
-    let view = |node_id, lost: Vec<ShardId>| driver::RingView { node_id, epoch: 1, shards: vec![], ready: None, lost };
-    let mut o = with(ring(4, &[1, 2, 3], 3), |o| {
-        o.shards.get_mut(&1).unwrap().learners.insert(4);
-    });
-    // Node 2 votes in shard 0 (shard 9 is unknown); node 4 learns shard 1 but is no
-    // member of shard 2.
-    driver::mark_lost(&mut o, &[view(2, vec![0, 9]), view(4, vec![1, 2]), view(1, vec![])]);
-    let got: Vec<(ShardId, Vec<NodeId>)> =
-        o.shards.values().map(|s| (s.id, s.lost.iter().copied().collect())).collect();
-    assert_eq!(got, vec![(0, vec![2]), (1, vec![4]), (2, vec![]), (3, vec![])]);
-}
-
-#[test]
 fn resharding_splits_and_merges_in_ring_order() {
     let three = [1, 2, 3];
     check(vec![

@@ -175,8 +175,8 @@ impl Cluster {
     }
 
     /// The planning library's driver for every node of the cluster (their internal ports).
-    pub fn driver(&self) -> ringkv_plan::driver::Driver {
-        ringkv_plan::driver::Driver::new(self.ids().iter().map(|id| self.internal_addr(*id).to_string()).collect())
+    pub fn driver(&self) -> ringkv_ctl::driver::Driver {
+        ringkv_ctl::driver::Driver::new(self.ids().iter().map(|id| self.internal_addr(*id).to_string()).collect())
     }
 
     /// A client for one node's API.

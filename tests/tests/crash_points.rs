@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringkv_plan::driver::{Cluster as Ring, Driver, Progress};
+use ringkv_ctl::driver::{Cluster as Ring, Driver, Progress};
 use ringkv_plan::Spec;
 use ringkv_tests::load::Load;
 use ringkv_tests::Cluster;

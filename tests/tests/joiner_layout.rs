@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use ringkv_plan::driver::Cluster as Ring;
+use ringkv_ctl::driver::Cluster as Ring;
 use ringkv_plan::Spec;
 use ringkv_tests::Cluster;
 

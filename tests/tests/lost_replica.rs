@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use ringkv_plan::driver::{Cluster as Ring, Progress};
+use ringkv_ctl::driver::{Cluster as Ring, Progress};
 use ringkv_plan::Spec;
 use ringkv_tests::{eventually, key_in_shard, Cluster};
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use ringkv_plan::driver::{Cluster as Ring, Driver, Progress};
+use ringkv_ctl::driver::{Cluster as Ring, Driver, Progress};
 use ringkv_plan::{Spec, Step};
 use ringkv_tests::{eventually, key_in_shard, Cluster};
 

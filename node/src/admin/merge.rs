@@ -18,6 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringkv_api::admin::{AdminRequest, FreezeQuery};
 use tokio::time::Instant;
 
 use super::{AdminError, ADMIN_WAIT};
@@ -182,13 +183,11 @@ impl Node {
                     Err(e) => last = e.to_string(),
                 },
                 Some(l) => {
-                    let path = format!("/internal/admin/shards/{}/freeze?epoch={epoch}", d.id);
-                    match self.peers.post_json(l, &path, Duration::from_secs(10)).await {
+                    let freeze = AdminRequest::Freeze { shard: d.id, query: FreezeQuery { epoch } };
+                    match self.peers.admin(l, &freeze, Duration::from_secs(10)).await {
                         Ok(_) => return Ok(()),
                         // Refused (a stale epoch, say): asking again will not change that.
-                        Err(e @ crate::raft_net::client::NetError::Refused(..)) => {
-                            return Err(AdminError::Bad(e.to_string()))
-                        }
+                        Err(e @ crate::raft_net::NetError::Refused(..)) => return Err(AdminError::Bad(e.to_string())),
                         Err(e) => last = e.to_string(),
                     }
                 }

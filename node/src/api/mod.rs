@@ -5,6 +5,7 @@ pub mod batch;
 pub mod compat;
 pub mod extract;
 pub mod health;
+pub mod internal;
 pub mod kv;
 pub mod openapi;
 pub mod params;

@@ -344,7 +344,8 @@ impl Node {
         let recovered = self.unclaimed.lock().remove(&id);
         let recovered = recovered.filter(|l| initial.is_some() && is_new_shard_log(l));
         let recovered = recovered.map(|l| crate::wal::ShardLog { committed: None, ..l });
-        let shard = Arc::new(Shard::open(id, &dir, recovered, slice, initial.map(|b| *b), &self.deps).await?);
+        let net = super::raft_network::NetworkFactory::new(id, self.peers.clone());
+        let shard = Arc::new(Shard::open(id, &dir, recovered, slice, initial.map(|b| *b), &self.deps, net).await?);
         self.shards.write().insert(id, shard.clone());
         self.relay.hosted.lock().insert(id);
         self.relay.states.lock().insert(id, shard.state.clone());
@@ -431,18 +432,13 @@ impl Node {
     /// replica replays its log (its slice is older then, not newer).
     pub(crate) fn superseded(&self, d: &Shard) -> Option<ShardId> {
         let ds = d.slice();
-        let mut m = ds.modulus / 2;
-        while m >= 1 {
-            let id = d.id % m;
-            if let Some(r) = self.shard(id) {
+        let absorbed_by = |id: ShardId, m: u32| {
+            self.shard(id).is_some_and(|r| {
                 let rs = r.slice();
-                if rs.modulus == m && rs.epoch > ds.epoch && r.read().last_applied.is_some() {
-                    return Some(id);
-                }
-            }
-            m /= 2;
-        }
-        None
+                rs.modulus == m && rs.epoch > ds.epoch && r.read().last_applied.is_some()
+            })
+        };
+        crate::ring::coarser_slices(d.id, ds.modulus).find(|(id, m)| absorbed_by(*id, *m)).map(|(id, _)| id)
     }
 
     /// Whether the ring as peers report it has a merge's receiver owning `d`'s slice
@@ -473,7 +469,11 @@ impl Node {
                 }
             }
             for peer in self.peers.ids().into_iter().filter(|p| *p != self.id) {
-                match self.peers.get_json::<Ring>(peer, "/internal/ring", Duration::from_millis(500)).await {
+                match self
+                    .peers
+                    .get_json::<Ring>(peer, ringkv_api::admin::routes::RING, Duration::from_millis(500))
+                    .await
+                {
                     Ok(r) => self.learn_routes(&r.shards),
                     Err(e) => tracing::debug!(peer, error = %e, "ring refresh"),
                 }

@@ -6,20 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
-};
-use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use super::error::NetError;
-use super::wire::{Kind, WireClient};
+use super::call::Call;
+use super::error::NetError;
+use super::wire::WireClient;
 use crate::ring::{NodeId, ShardId};
-use crate::shard::types::TypeConfig;
 
 /// Addresses of the peers' internal ports and the shared HTTP/2 client.
 #[derive(Clone)]
@@ -89,16 +82,34 @@ impl PeerClient {
         self.addrs.read().keys().copied().collect()
     }
 
-    /// POSTs a postcard-encoded request to `path` on `node` and decodes the answer.
-    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    /// Sends `call` for `shard` to `node` and decodes the answer: over the wire when the
+    /// call has a wire kind, else as an HTTP/2 POST (see [`Call::wire_kind`]).
+    /// `fallback_addr`: where to reach a node not learned yet (a shard membership's entry).
+    pub async fn send<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         node: NodeId,
         fallback_addr: Option<&str>,
-        path: &str,
+        call: Call,
+        shard: ShardId,
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, NetError> {
         let addr = self.resolve(node, fallback_addr)?;
+        match call.wire_kind() {
+            Some(kind) => self.wire.call(node, &addr, kind, shard, req, timeout).await,
+            None => self.post(node, &addr, &call.http_path(shard), req, timeout).await,
+        }
+    }
+
+    /// POSTs a postcard-encoded request to `path` at `addr` and decodes the answer.
+    async fn post<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        node: NodeId,
+        addr: &str,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, NetError> {
         let body = postcard::to_stdvec(req).map_err(|e| NetError::Remote(node, format!("encode: {e}")))?;
         let resp = self
             .http
@@ -117,26 +128,22 @@ impl PeerClient {
         postcard::from_bytes(&bytes).map_err(|e| NetError::Remote(node, format!("decode: {e}")))
     }
 
-    /// One request over the wire to `node` (see [`super::wire`]), answer decoded.
-    pub async fn wire_call<Req: Serialize, Resp: DeserializeOwned>(
+    /// An admin request to `node` (see `ringkv_api::admin`), JSON answer. A 400 is
+    /// [`NetError::Refused`]: asking again will not help.
+    pub async fn admin(
         &self,
         node: NodeId,
-        fallback_addr: Option<&str>,
-        kind: Kind,
-        shard: ShardId,
-        req: &Req,
+        req: &ringkv_api::AdminRequest,
         timeout: Duration,
-    ) -> Result<Resp, NetError> {
-        let addr = self.resolve(node, fallback_addr)?;
-        self.wire.call(node, &addr, kind, shard, req, timeout).await
-    }
-
-    /// POST without a body, JSON answer (admin endpoints).
-    pub async fn post_json(&self, node: NodeId, path: &str, timeout: Duration) -> Result<serde_json::Value, NetError> {
+    ) -> Result<serde_json::Value, NetError> {
         let addr = self.resolve(node, None)?;
+        let method = match req.method() {
+            ringkv_api::admin::Method::Post => reqwest::Method::POST,
+            ringkv_api::admin::Method::Delete => reqwest::Method::DELETE,
+        };
         let resp = self
             .http
-            .post(format!("http://{addr}{path}"))
+            .request(method, format!("http://{addr}{}", req.path()))
             .timeout(timeout)
             .send()
             .await
@@ -171,73 +178,5 @@ impl PeerClient {
             return Err(NetError::Remote(node, resp.status().to_string()));
         }
         resp.json().await.map_err(|e| NetError::Remote(node, e.to_string()))
-    }
-}
-
-/// Builds the per-target Raft network clients of one shard.
-pub struct NetworkFactory {
-    pub shard: ShardId,
-    pub peers: PeerClient,
-}
-
-impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
-    type Network = Network;
-
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Network {
-        Network { shard: self.shard, target, addr: node.addr.clone(), peers: self.peers.clone() }
-    }
-}
-
-/// Raft RPCs from one shard replica to one target node.
-pub struct Network {
-    shard: ShardId,
-    target: NodeId,
-    addr: String,
-    peers: PeerClient,
-}
-
-type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
-
-impl Network {
-    async fn rpc<Req: Serialize, Resp: DeserializeOwned, E: DeserializeOwned + std::error::Error>(
-        &self,
-        what: &str,
-        req: &Req,
-        option: &RPCOption,
-    ) -> RpcResult<Resp, E> {
-        let (addr, ttl) = (Some(self.addr.as_str()), option.hard_ttl());
-        let out: Result<Result<Resp, RaftError<NodeId, E>>, NetError> = match what {
-            "append" => self.peers.wire_call(self.target, addr, Kind::Append, self.shard, req, ttl).await,
-            "vote" => self.peers.wire_call(self.target, addr, Kind::Vote, self.shard, req, ttl).await,
-            _ => self.peers.call(self.target, addr, &format!("/internal/raft/{}/{what}", self.shard), req, ttl).await,
-        };
-        match out {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
-            Err(e @ NetError::Unreachable(..)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
-            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
-        }
-    }
-}
-
-impl RaftNetwork<TypeConfig> for Network {
-    async fn append_entries(
-        &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        self.rpc("append", &rpc, &option).await
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.rpc("snapshot", &rpc, &option).await
-    }
-
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
-        self.rpc("vote", &rpc, &option).await
     }
 }

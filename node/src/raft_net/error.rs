@@ -1,6 +1,7 @@
-//! What a call to a peer can fail with (both the wire and the HTTP/2 client answer it).
+//! What a call between peers can fail with: [`NetError`] on the calling side (both the
+//! wire and the HTTP/2 client answer it), [`CallError`] on the answering side.
 
-use crate::ring::NodeId;
+use crate::ring::{NodeId, ShardId};
 
 /// A failed call to a peer.
 #[derive(Debug, thiserror::Error)]
@@ -14,4 +15,17 @@ pub enum NetError {
     /// The peer refused the request as bad (HTTP 400): asking again will not help.
     #[error("peer {0} refused: {1}")]
     Refused(NodeId, String),
+}
+
+/// Why a call from a peer got no answer from the local replica.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("shard {0} not hosted")]
+    NotHosted(ShardId),
+    /// This node's replica of the shard is older than the group that wrote (a merged
+    /// donor's, the id since re-created): it is not a member and answers nothing.
+    #[error("shard {0}: this node's replica is of an older group of that id")]
+    Stale(ShardId),
+    #[error("{0}")]
+    Bad(String),
 }

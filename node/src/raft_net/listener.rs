@@ -1,5 +1,6 @@
 //! The internal port's listener: a connection that opens with the wire's magic bytes is
-//! served here as a wire connection; every other one goes on to the HTTP router.
+//! served here as a wire connection, each request handed to an [`Inbound`]; every other
+//! connection goes on to the HTTP router (which the API layer builds).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,9 +12,22 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::server;
+use super::call::Call;
+use super::error::CallError;
 use super::wire::{self, Kind, MAGIC};
-use crate::node::Node;
+use crate::ring::ShardId;
+
+/// What answers the calls that arrive over the wire: the node.
+pub trait Inbound: Send + Sync + 'static {
+    /// Answers `call` for `shard`: the postcard answer after [`wire::ANSWER_PREFIX`] bytes
+    /// of room (see [`super::call::encode_answer`]).
+    fn answer(
+        &self,
+        call: Call,
+        shard: ShardId,
+        body: &[u8],
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, CallError>> + Send;
+}
 
 /// How long a new connection may take to send its first four bytes.
 const SNIFF_LIMIT: Duration = Duration::from_secs(5);
@@ -42,7 +56,7 @@ impl Listener for HttpSide {
 
 /// Accepts on `listener` until `stop`, serving wire connections itself and passing the
 /// others to the returned HTTP side.
-pub fn split(listener: TcpListener, node: Arc<Node>, stop: CancellationToken) -> std::io::Result<HttpSide> {
+pub fn split<H: Inbound>(listener: TcpListener, node: Arc<H>, stop: CancellationToken) -> std::io::Result<HttpSide> {
     let local = listener.local_addr()?;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -67,11 +81,11 @@ pub fn split(listener: TcpListener, node: Arc<Node>, stop: CancellationToken) ->
     Ok(HttpSide { rx, local })
 }
 
-async fn sniff(
+async fn sniff<H: Inbound>(
     s: TcpStream,
     addr: SocketAddr,
     http: mpsc::Sender<(TcpStream, SocketAddr)>,
-    node: Arc<Node>,
+    node: Arc<H>,
     stop: CancellationToken,
 ) {
     let mut head = [0u8; 4];
@@ -96,7 +110,7 @@ async fn sniff(
 
 /// Serves one wire connection: each request in its own task (a slow append must not hold
 /// up a vote), answers written back in batches by the connection's writer.
-async fn serve_wire(s: TcpStream, node: Arc<Node>, stop: CancellationToken) {
+async fn serve_wire<H: Inbound>(s: TcpStream, node: Arc<H>, stop: CancellationToken) {
     let (r, w) = s.into_split();
     let mut r = BufReader::with_capacity(64 << 10, r);
     let mut magic = [0u8; 4];
@@ -122,10 +136,8 @@ async fn serve_wire(s: TcpStream, node: Arc<Node>, stop: CancellationToken) {
         let (node, tx) = (node.clone(), tx.clone());
         tokio::spawn(async move {
             let answer = match Kind::from_u8(req.kind) {
-                Some(Kind::Append) => server::raft_call(&node, req.shard, "append", &req.body).await,
-                Some(Kind::Vote) => server::raft_call(&node, req.shard, "vote", &req.body).await,
-                Some(Kind::Serve) => server::serve_call(&node, req.shard, &req.body).await,
-                None => Err(server::CallError::Bad(format!("unknown request kind {}", req.kind))),
+                Some(kind) => node.answer(Call::from(kind), req.shard, &req.body).await,
+                None => Err(CallError::Bad(format!("unknown request kind {}", req.kind))),
             };
             // An answer comes with room for the frame header in front of it.
             let frame = match answer {

@@ -13,7 +13,6 @@ use parking_lot::RwLock;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::raft_net::{NetworkFactory, PeerClient};
 use crate::ring::{NodeId, ShardId};
 use crate::wal::{ShardLog, Wal};
 use kv::{KvState, Slice};
@@ -53,7 +52,6 @@ pub struct ShardDeps {
     pub node_id: NodeId,
     pub raft_config: Arc<openraft::Config>,
     pub wal: Wal,
-    pub peers: PeerClient,
     /// Woken when the shard applies changes (watchers).
     pub changes: Arc<events::Notify>,
     /// Told when a split creates a new shard on this node.
@@ -78,17 +76,19 @@ pub enum OpenError {
 impl Shard {
     /// Opens a shard's replica: its log from `recovered`, its state from the snapshot in
     /// `dir` (or `initial`, the content of that snapshot when the caller has it in
-    /// memory), owning `slice` when there is neither.
-    pub async fn open(
+    /// memory), owning `slice` when there is neither. `net` reaches the other replicas:
+    /// the node's to give (a shard knows nothing of the transport).
+    pub async fn open<N: openraft::network::RaftNetworkFactory<types::TypeConfig>>(
         id: ShardId,
         dir: &Path,
         recovered: Option<ShardLog>,
         slice: Slice,
         initial: Option<KvState>,
         with: &ShardDeps,
+        net: N,
     ) -> Result<Self, OpenError> {
-        let ShardDeps { node_id, raft_config, wal, peers, changes, host } = with;
-        let (node_id, wal, peers, notify) = (*node_id, wal.clone(), peers.clone(), changes.clone());
+        let ShardDeps { node_id, raft_config, wal, changes, host } = with;
+        let (node_id, wal, notify) = (*node_id, wal.clone(), changes.clone());
         let mut log = LogStore::open(id, wal, recovered).map_err(|source| OpenError::Storage { shard: id, source })?;
         // A split's new shard has voted at its origin term (see `origin_term`) before
         // anything else: its first election goes above it.
@@ -125,7 +125,6 @@ impl Shard {
         let read_index = read_index::ReadIndex::with_floor(vote_term, log.last_index());
         let events = sm.events();
         let snapshot_bytes = sm.snapshot_bytes();
-        let net = NetworkFactory { shard: id, peers };
         let raft = Raft::new(node_id, raft_config.clone(), net, log.clone(), sm)
             .await
             .map_err(|e| OpenError::Raft { shard: id, message: e.to_string() })?;

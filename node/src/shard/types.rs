@@ -161,7 +161,7 @@ pub const TERM_EPOCH_SHIFT: u32 = 32;
 /// would take the old replica for a follower holding its entries (acknowledging entries
 /// it never had). With terms above the birth epoch, every Raft message says which group
 /// sent it, and a node refuses those of a group born after its replica's slice epoch
-/// (see `raft_net::server::raft_call`, [`born_epoch`]): no replica of that group can be that old.
+/// (see `Node::raft_call`, [`born_epoch`]): no replica of that group can be that old.
 pub fn origin_term(epoch: u64) -> u64 {
     epoch.saturating_mul(1 << TERM_EPOCH_SHIFT)
 }

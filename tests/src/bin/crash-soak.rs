@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use ringkv_plan::driver::{Cluster as Ring, Progress};
+use ringkv_ctl::driver::{Cluster as Ring, Progress};
 use ringkv_plan::{Spec, Step};
 use ringkv_tests::load::Load;
 use ringkv_tests::{Cluster, Writer};

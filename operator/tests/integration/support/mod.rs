@@ -14,14 +14,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
+use ringkv_ctl::driver::{Cluster, DriverError};
 use ringkv_operator::crd::{KVCluster, KVClusterSpec, FINALIZER};
 use ringkv_operator::inflight::InFlight;
 use ringkv_operator::metrics::Metrics;
-use ringkv_operator::observe::{ClusterView, DataPlane, NodeProbe, ShardView};
+use ringkv_operator::observe::{DataPlane, NodeProbe, Ring, ShardInfo};
 use ringkv_operator::reconcile::{reconcile, reporter, Context};
 use ringkv_operator::resources::{statefulset, Names, NodeLayout, Owner};
 use ringkv_operator::Error;
-use ringkv_plan::driver::{Cluster, DriverError};
 use serde_json::{json, Value};
 
 use self::api::{mock_client, Exchange, Recorded};
@@ -105,18 +105,19 @@ impl FakeDataPlane {
     /// `members` (leaders spread over them), on the client and the internal port alike.
     pub fn nodes(n: u32, ready: u32, shards: u32, members: &[u64]) -> Self {
         let names = Names::new(NAME, NS);
-        let view = |id: u32| ClusterView {
+        let view = |id: u32| Ring {
             node_id: u64::from(id),
             epoch: 1,
             shard_count: shards,
             shards: (0..shards)
-                .map(|s| ShardView {
+                .map(|s| ShardInfo {
                     id: s,
                     members: members.to_vec(),
                     leader: leader(s, members),
                     ..Default::default()
                 })
                 .collect(),
+            ..Default::default()
         };
         let probes = (1..=n)
             .map(|id| (names.node_url(id), NodeProbe { ready: id <= ready, view: (id <= ready).then(|| view(id)) }))

@@ -1,5 +1,6 @@
-//! The driver: observe the ring through the nodes' admin API, ask [`next_step`] what to
-//! do, do it, wait, repeat until converged.
+//! The driver: observe the ring through the nodes' admin API, ask the planner
+//! ([`next_step`]) what to do, do it, wait, repeat until converged. The operator runs
+//! the same driver (one step per reconcile), the CLI runs it to convergence.
 //!
 //! Level-triggered and resumable: nothing is remembered between rounds, every step is
 //! idempotent on the nodes, and the ring's state lives in the shards' Raft logs. Kill the
@@ -8,10 +9,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use ringkv_api::admin::{AddReplicaQuery, AdminRequest, MergeQuery, SplitQuery};
+use ringkv_api::client::AdminClient;
+use ringkv_api::ring::coarser_slices;
+use ringkv_api::{Ring, ShardInfo};
+use ringkv_plan::{next_step, Next, NodeId, Observed, ShardId, ShardState, Spec, Step};
 use tokio::time::Instant;
-
-use crate::{next_step, Next, NodeId, Observed, ShardId, ShardState, Spec, Step};
 
 /// A failed round trip to a node.
 #[derive(Debug, thiserror::Error)]
@@ -30,41 +33,6 @@ pub enum DriverError {
 /// before the driver gives up: views taken while a split or merge applies can disagree
 /// for a moment.
 pub const BLOCKED_GRACE: Duration = Duration::from_secs(10);
-
-/// One shard as a node's `GET /internal/ring` reports it (the fields the planner uses).
-#[derive(Clone, Debug, Deserialize)]
-pub struct ShardView {
-    pub id: ShardId,
-    pub modulus: u32,
-    pub epoch: u64,
-    pub members: Vec<NodeId>,
-    #[serde(default)]
-    pub learners: Vec<NodeId>,
-    pub leader: Option<NodeId>,
-    #[serde(default)]
-    pub applied_index: u64,
-    #[serde(default)]
-    pub keys: u64,
-    #[serde(default)]
-    pub frozen: bool,
-}
-
-/// A node's `GET /internal/ring`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct RingView {
-    pub node_id: NodeId,
-    pub epoch: u64,
-    pub shards: Vec<ShardView>,
-    /// The node's readiness (every replica led and applied); absent: ready.
-    #[serde(default)]
-    pub ready: Option<bool>,
-    /// Shards whose replica this node could not open at its last start (corrupt
-    /// snapshot, log gap): it hosts none of them now and answers their Raft RPCs with
-    /// errors, though their leaders may still list it as a member. Absent (older
-    /// nodes): none.
-    #[serde(default)]
-    pub lost: Vec<ShardId>,
-}
 
 /// What one observation round found.
 #[derive(Clone, Debug)]
@@ -110,7 +78,7 @@ impl Cluster {
 /// Records in each observed shard the members whose node reports it lost. A report
 /// from a node that is no member (as observed) is ignored: the shard no longer counts
 /// on it, and the node is free to host a fresh replica.
-pub(crate) fn mark_lost(observed: &mut Observed, views: &[RingView]) {
+pub(crate) fn mark_lost(observed: &mut Observed, views: &[Ring]) {
     for view in views {
         for id in &view.lost {
             let Some(shard) = observed.shards.get_mut(id) else { continue };
@@ -125,7 +93,7 @@ pub(crate) fn mark_lost(observed: &mut Observed, views: &[RingView]) {
 /// Talks to the nodes' internal ports.
 #[derive(Clone)]
 pub struct Driver {
-    http: reqwest::Client,
+    client: AdminClient,
     seeds: Vec<String>,
 }
 
@@ -141,11 +109,7 @@ pub enum Progress {
 impl Driver {
     /// A driver for the nodes at `seeds` (internal `host:port` addresses).
     pub fn new(seeds: Vec<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(500))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Self { http, seeds }
+        Self { client: AdminClient::new(), seeds }
     }
 
     /// Adds a node address to observe (a new node joining).
@@ -161,17 +125,14 @@ impl Driver {
         let mut views = Vec::new();
         let mut addrs = BTreeMap::new();
         for addr in &self.seeds {
-            let got =
-                self.http.get(format!("http://{addr}/internal/ring")).timeout(Duration::from_secs(2)).send().await;
-            let Ok(resp) = got else { continue };
-            let Ok(view) = resp.json::<RingView>().await else { continue };
+            let Ok(view) = self.client.ring(addr, Duration::from_secs(2)).await else { continue };
             addrs.insert(view.node_id, addr.clone());
             views.push(view);
         }
         if views.is_empty() {
             return Err(DriverError::NoNodes(self.seeds.clone()));
         }
-        let mut best: BTreeMap<ShardId, (bool, u64, u64, ShardView)> = BTreeMap::new();
+        let mut best: BTreeMap<ShardId, (bool, u64, u64, ShardInfo)> = BTreeMap::new();
         for v in &views {
             for s in &v.shards {
                 let rank = (s.leader == Some(v.node_id), s.epoch, s.applied_index);
@@ -186,14 +147,8 @@ impl Driver {
         let absorbed: Vec<ShardId> = best
             .values()
             .filter(|(_, epoch, _, s)| {
-                let mut m = s.modulus / 2;
-                while m >= 1 {
-                    if best.get(&(s.id % m)).is_some_and(|(_, e, _, r)| r.modulus == m && e > epoch) {
-                        return true;
-                    }
-                    m /= 2;
-                }
-                false
+                coarser_slices(s.id, s.modulus)
+                    .any(|(id, m)| best.get(&id).is_some_and(|(_, e, _, r)| r.modulus == m && e > epoch))
             })
             .map(|(_, _, _, s)| s.id)
             .collect();
@@ -203,7 +158,7 @@ impl Driver {
         let epoch = views.iter().map(|v| v.epoch).chain(best.values().map(|b| b.1)).max().unwrap_or(0);
         // A node is healthy when it answered and is ready: one catching up (just
         // restarted, say) is waited for, never counted on for a majority.
-        let nodes = views.iter().map(|v| (v.node_id, v.ready.unwrap_or(true))).collect();
+        let nodes = views.iter().map(|v| (v.node_id, v.ready)).collect();
         let mut observed = Observed { nodes, shards: BTreeMap::new() };
         let mut keys = BTreeMap::new();
         for (id, (leads, _, _, s)) in best {
@@ -233,26 +188,9 @@ impl Driver {
         Ok(Cluster { observed, addrs, epoch, keys })
     }
 
-    async fn post(
-        &self,
-        addr: &str,
-        path: &str,
-        method: reqwest::Method,
-        timeout: Duration,
-    ) -> Result<(), DriverError> {
-        let resp = self
-            .http
-            .request(method, format!("http://{addr}{path}"))
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| DriverError::Http(format!("{addr}{path}: {e}")))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let body = resp.text().await.unwrap_or_default();
-        Err(DriverError::Http(format!("{addr}{path}: {status} {body}")))
+    async fn send(&self, addr: &str, req: AdminRequest) -> Result<(), DriverError> {
+        let long = Duration::from_secs(60);
+        self.client.send(addr, &req, long).await.map(drop).map_err(|e| DriverError::Http(e.to_string()))
     }
 
     fn addr(c: &Cluster, node: NodeId) -> Result<&str, DriverError> {
@@ -267,36 +205,32 @@ impl Driver {
 
     /// Executes one step through the admin API of the nodes concerned.
     pub async fn execute(&self, c: &Cluster, step: &Step) -> Result<(), DriverError> {
-        let long = Duration::from_secs(60);
-        match step {
+        let epoch = c.epoch + 1;
+        match *step {
             Step::Split { shard, modulus } => {
-                let path = format!("/internal/admin/shards/{shard}/split?modulus={modulus}&epoch={}", c.epoch + 1);
-                self.post(Self::leader_addr(c, *shard)?, &path, reqwest::Method::POST, long).await
+                let req = AdminRequest::Split { shard, query: SplitQuery { modulus, epoch } };
+                self.send(Self::leader_addr(c, shard)?, req).await
             }
             Step::AddReplica { shard, node } => {
-                let target = Self::addr(c, *node)?;
-                self.post(target, &format!("/internal/admin/shards/{shard}/host"), reqwest::Method::POST, long).await?;
-                let path = format!("/internal/admin/shards/{shard}/replicas/{node}?addr={target}");
-                self.post(Self::leader_addr(c, *shard)?, &path, reqwest::Method::POST, long).await
+                let target = Self::addr(c, node)?;
+                self.send(target, AdminRequest::Host { shard }).await?;
+                let query = AddReplicaQuery { addr: target.to_string() };
+                self.send(Self::leader_addr(c, shard)?, AdminRequest::AddReplica { shard, node, query }).await
             }
             Step::RemoveReplica { shard, node } => {
-                let path = format!("/internal/admin/shards/{shard}/replicas/{node}");
-                self.post(Self::leader_addr(c, *shard)?, &path, reqwest::Method::DELETE, long).await?;
-                if let Ok(addr) = Self::addr(c, *node) {
+                self.send(Self::leader_addr(c, shard)?, AdminRequest::RemoveReplica { shard, node }).await?;
+                if let Ok(addr) = Self::addr(c, node) {
                     // The leader tells it too; this covers a leader that died meanwhile.
-                    let _ = self
-                        .post(addr, &format!("/internal/admin/shards/{shard}/retire"), reqwest::Method::POST, long)
-                        .await;
+                    let _ = self.send(addr, AdminRequest::Retire { shard }).await;
                 }
                 Ok(())
             }
             Step::TransferLeader { shard, to } => {
-                let path = format!("/internal/admin/shards/{shard}/leader/{to}");
-                self.post(Self::leader_addr(c, *shard)?, &path, reqwest::Method::POST, long).await
+                self.send(Self::leader_addr(c, shard)?, AdminRequest::TransferLeader { shard, to }).await
             }
             Step::Merge { receiver, donor } => {
-                let path = format!("/internal/admin/shards/{receiver}/merge?donor={donor}&epoch={}", c.epoch + 1);
-                self.post(Self::leader_addr(c, *receiver)?, &path, reqwest::Method::POST, long).await
+                let req = AdminRequest::Merge { receiver, query: MergeQuery { donor, epoch } };
+                self.send(Self::leader_addr(c, receiver)?, req).await
             }
         }
     }
@@ -370,5 +304,39 @@ impl Driver {
             }
         }
         Err(DriverError::Timeout(timeout, last))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn shard(id: ShardId, voters: &[NodeId], learners: &[NodeId]) -> ShardState {
+        ShardState {
+            id,
+            modulus: 4,
+            voters: voters.iter().copied().collect(),
+            learners: learners.iter().copied().collect(),
+            leader: voters.first().copied(),
+            frozen: false,
+            lost: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn members_that_report_a_shard_lost_are_marked() {
+        let view =
+            |node_id, lost: Vec<ShardId>| Ring { node_id, epoch: 1, shard_count: 4, shards: vec![], ready: true, lost };
+        let mut o = Observed {
+            nodes: [(1, true), (2, true), (3, true), (4, true)].into_iter().collect(),
+            shards: (0..4).map(|id| (id, shard(id, &[1, 2, 3], if id == 1 { &[4] } else { &[] }))).collect(),
+        };
+        // Node 2 votes in shard 0 (shard 9 is unknown); node 4 learns shard 1 but is no
+        // member of shard 2.
+        mark_lost(&mut o, &[view(2, vec![0, 9]), view(4, vec![1, 2]), view(1, vec![])]);
+        let got: Vec<(ShardId, Vec<NodeId>)> =
+            o.shards.values().map(|s| (s.id, s.lost.iter().copied().collect())).collect();
+        assert_eq!(got, vec![(0, vec![2]), (1, vec![4]), (2, vec![]), (3, vec![])]);
     }
 }

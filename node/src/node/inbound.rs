@@ -1,0 +1,75 @@
+//! What the node answers when a peer calls it over the transport: Raft RPCs for its
+//! replicas and client requests forwarded to the shards it leads.
+
+use crate::raft_net::call::{decode_body, encode_answer};
+use crate::raft_net::listener::Inbound;
+use crate::raft_net::{Call, CallError, RaftRpc};
+use crate::ring::{NodeId, ShardId};
+use crate::router::{ServeError, ShardRequest, ShardResponse};
+use crate::shard::types::{born_epoch, TypeConfig, Vote};
+
+use super::Node;
+
+impl Inbound for Node {
+    async fn answer(&self, call: Call, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, CallError> {
+        match call {
+            Call::Raft(rpc) => self.raft_call(rpc, shard, body).await,
+            Call::Serve => self.serve_call(shard, body).await,
+        }
+    }
+}
+
+impl Node {
+    /// One Raft RPC for `shard`: the postcard-encoded result of the local replica's
+    /// handling, whichever transport brought it.
+    pub async fn raft_call(&self, rpc: RaftRpc, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, CallError> {
+        let s = self.raft_replica(shard).ok_or(CallError::NotHosted(shard))?;
+        // A message from a group born after this replica's slice (see `origin_term`) is
+        // for a newer shard of the same id: this replica is an old one, not its member.
+        let born_later = |vote: &Vote| {
+            let born = born_epoch(vote.leader_id().term);
+            let st = s.read();
+            st.last_applied.is_some() && born > st.slice.epoch
+        };
+        let stale = || CallError::Stale(shard);
+        match rpc {
+            RaftRpc::Append => {
+                let req: openraft::raft::AppendEntriesRequest<TypeConfig> = decode_body(body)?;
+                if born_later(&req.vote) {
+                    return Err(stale());
+                }
+                let r = s.raft.append_entries(req).await;
+                if matches!(&r, Ok(resp) if resp.is_success()) {
+                    s.heard_from_leader.store(true, std::sync::atomic::Ordering::Release);
+                }
+                encode_answer(&r)
+            }
+            RaftRpc::Vote => {
+                let req: openraft::raft::VoteRequest<NodeId> = decode_body(body)?;
+                if born_later(&req.vote) {
+                    return Err(stale());
+                }
+                encode_answer(&s.raft.vote(req).await)
+            }
+            RaftRpc::Snapshot => {
+                let req: openraft::raft::InstallSnapshotRequest<TypeConfig> = decode_body(body)?;
+                if born_later(&req.vote) {
+                    return Err(stale());
+                }
+                encode_answer(&s.raft.install_snapshot(req).await)
+            }
+        }
+    }
+
+    /// A client request forwarded by a peer, served by this node's replica of `shard`.
+    pub async fn serve_call(&self, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, CallError> {
+        let req: ShardRequest = decode_body(body)?;
+        // The forwarding node gives up at its own deadline; do not outlive it by much.
+        let out: Result<ShardResponse, ServeError> =
+            match tokio::time::timeout(self.config.request_timeout, self.serve_local(shard, req)).await {
+                Ok(r) => r,
+                Err(_) => Err(ServeError::Retry("timed out waiting for a quorum".into())),
+            };
+        encode_answer(&out)
+    }
+}
