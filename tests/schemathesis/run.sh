@@ -7,7 +7,7 @@
 # Environment:
 #   RINGKV_ST_VENV         venv to (re)use (default: ${XDG_CACHE_HOME:-$HOME/.cache}/ringkv-schemathesis)
 #   RINGKV_ST_SEED         seed (default 42)
-#   RINGKV_ST_MAX_EXAMPLES examples per operation (default 40)
+#   RINGKV_ST_MAX_EXAMPLES examples per operation (default 60)
 #   CI=true                a missing python3/venv/pip is a failure instead of a skip
 set -euo pipefail
 
@@ -19,7 +19,7 @@ if [[ $# -gt 0 ]]; then shift; fi
 [[ "$node_bin" == /* ]] || node_bin="$PWD/$node_bin"
 venv="${RINGKV_ST_VENV:-${XDG_CACHE_HOME:-${HOME:?}/.cache}/ringkv-schemathesis}"
 seed="${RINGKV_ST_SEED:-42}"
-max_examples="${RINGKV_ST_MAX_EXAMPLES:-40}"
+max_examples="${RINGKV_ST_MAX_EXAMPLES:-60}"
 # A successful GET /v1/watch is an endless event stream: st reads it until this
 # timeout, so it bounds every watch case (and the run time with it).
 request_timeout=2
@@ -75,7 +75,7 @@ print(*(s.getsockname()[1] for s in socks))
 ')
 log="$work/node.log"
 mkdir -p "$work/data" "$work/cwd"
-"$node_bin" --listen "127.0.0.1:$port" --internal-listen "127.0.0.1:$internal_port" \
+NO_COLOR=1 "$node_bin" --listen "127.0.0.1:$port" --internal-listen "127.0.0.1:$internal_port" \
     --peers= --data-dir "$work/data" >"$log" 2>&1 &
 node_pid=$!
 

@@ -318,3 +318,46 @@ async fn a_watch_opened_on_a_follower_never_delivers_writes_acknowledged_before_
         assert_eq!(e.data["value"], format!("new-{round}"), "round {round}: {e:?}");
     }
 }
+
+/// What the OpenAPI document promises and schemathesis found refused (issue 13): a watch
+/// naming neither `key` nor `prefix` follows the whole database; an empty `Last-Event-ID`
+/// is no cursor; both `key` and `prefix` are refused; a batch takes integers written
+/// `3.0` and refuses `encoding` on a get.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_of_a_whole_database_and_the_edges_the_document_states() {
+    let c = Cluster::start(1, 4).await;
+    c.wait_for_leaders(&c.ids()).await;
+    let n = c.node(c.ids()[0]);
+    let mut events = open_watch(&n, "db=3", Some("")).await;
+    for (db, key) in [(0, "zero/elsewhere"), (3, "a"), (3, "z/b")] {
+        let resp = n.request(Method::PUT, &format!("/v1/kv/{key}?db={db}")).body("v").send().await.expect("PUT");
+        assert_eq!(resp.status(), StatusCode::OK, "{db}/{key}");
+    }
+    let mut keys = Vec::new();
+    while keys.len() < 2 {
+        let e = tokio::time::timeout(Duration::from_secs(20), events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {keys:?} arrived"))
+            .expect("the stream stays open");
+        assert_eq!(e.data["db"], 3, "only db 3 is watched: {e:?}");
+        assert!(!e.id.is_empty(), "{e:?}");
+        keys.push(e.data["key"].as_str().expect("key").to_string());
+    }
+    keys.sort();
+    assert_eq!(keys, ["a", "z/b"]);
+
+    let both = n.request(Method::GET, "/v1/watch?key=a&prefix=a").send().await.expect("GET");
+    assert_eq!(both.status(), StatusCode::BAD_REQUEST);
+    let body: Value = both.json().await.expect("JSON error");
+    assert_eq!(body["error"]["code"], "bad_query");
+
+    let (status, body) = batch(&n, json!({"db": 3.0, "ops": [{"op": "get", "key": "a", "db": 3.0}]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["results"][0]["found"], true, "{body}");
+    assert_eq!(body["results"][0]["db"], 3, "{body}");
+    let (status, body) = batch(&n, json!({"db": 3.5, "ops": [{"op": "get", "key": "a"}]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = batch(&n, json!({"ops": [{"op": "get", "key": "a", "encoding": "utf8"}]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "bad_batch", "{body}");
+}

@@ -33,7 +33,7 @@ pub const MAX_OPS: usize = 1000;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "params::json_int")]
     db: Option<u8>,
     /// Objects only: each is decoded into a [`BatchOp`] on its own, so an array in place
     /// of an op is refused rather than read in field order.
@@ -51,9 +51,9 @@ struct BatchOp {
     encoding: Option<String>,
     #[serde(default)]
     ttl: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "params::json_int")]
     prev_revision: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "params::json_int")]
     db: Option<u8>,
 }
 
@@ -63,6 +63,9 @@ fn bad(i: usize, msg: impl std::fmt::Display) -> ApiError {
 
 /// Validates one op into what the shard will run.
 fn decode_op(i: usize, op: BatchOp, default_db: u8, node: &Node) -> Result<(u8, Vec<u8>, ClientOp), ApiError> {
+    if op.prev_revision.is_some_and(|r| r > params::MAX_REVISION) {
+        return Err(bad(i, format!("`prev_revision` must be 0..={}", params::MAX_REVISION)));
+    }
     let db = op.db.unwrap_or(default_db);
     if db > crate::ring::MAX_DB {
         return Err(ApiError::bad_request("bad_db", format!("ops[{i}]: db must be 0..={}", crate::ring::MAX_DB)));
@@ -83,11 +86,13 @@ fn decode_op(i: usize, op: BatchOp, default_db: u8, node: &Node) -> Result<(u8, 
         "delete" => {
             only_put("value", op.value.is_some())?;
             only_put("ttl", op.ttl.is_some())?;
+            only_put("encoding", op.encoding.is_some())?;
             ClientOp::Delete { db, key: key.clone(), expect: op.prev_revision }
         }
         "get" => {
             only_put("value", op.value.is_some())?;
             only_put("ttl", op.ttl.is_some())?;
+            only_put("encoding", op.encoding.is_some())?;
             if op.prev_revision.is_some() {
                 return Err(bad(i, "`prev_revision` applies to put and delete"));
             }

@@ -11,7 +11,11 @@ use std::sync::OnceLock;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use super::params;
 
 /// The v1 error body: `{"error": {"code", "message"}}`.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -30,14 +34,33 @@ pub struct ErrorDetail {
     pub current_revision: Option<u64>,
 }
 
-/// A TTL: a duration string (`500ms`, `5s`, `10m`, `1h`, `1m30s`) or seconds (`30`, `1.5`);
-/// positive and at most ten years.
-#[derive(Serialize, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum Ttl {
-    Duration(String),
-    Seconds(f64),
+/// A TTL: a duration string or seconds, positive and at most ten years. The schema
+/// describes a conservative subset of what the server reads (it also takes `1m30s`):
+/// 1 to 9999 ms, s, m or h, or plain seconds (fractions down to a microsecond).
+#[derive(Serialize, Deserialize)]
+pub struct Ttl;
+
+/// The `ttl` string forms the schema promises (every one of them within ten years).
+pub const TTL_PATTERN: &str =
+    "^([1-9][0-9]{0,3}(ms|s|m|h)?|[1-9][0-9]{0,3}\\.[0-9]{0,6}|0?\\.[0-9]{0,5}[1-9][0-9]{0,3})$";
+
+impl utoipa::PartialSchema for Ttl {
+    fn schema() -> RefOr<Schema> {
+        let text = ObjectBuilder::new().schema_type(Type::String).pattern(Some(TTL_PATTERN));
+        // At least a millisecond (less would round to none), at most ten years.
+        let secs = ObjectBuilder::new()
+            .schema_type(Type::Number)
+            .minimum(Some(0.001))
+            .maximum(Some(params::MAX_TTL.as_secs() as f64));
+        OneOfBuilder::new()
+            .item(text)
+            .item(secs)
+            .description(Some("`500ms`, `5s`, `10m`, `1h`, or seconds as a number"))
+            .into()
+    }
 }
+
+impl ToSchema for Ttl {}
 
 /// How a value travels in JSON: the string itself (`utf8`, the default) or base64.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -47,12 +70,51 @@ pub enum Encoding {
     Base64,
 }
 
-/// The JSON body of `PUT /v1/kv/{key}`. Unknown fields are refused.
+/// Standard base64 with padding and canonical trailing bits: what `encoding: base64`
+/// values must be.
+pub const BASE64_PATTERN: &str =
+    "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$";
+
+/// `utf8` (the default).
 #[derive(Serialize, Deserialize, ToSchema)]
-pub struct PutBody {
+#[serde(rename_all = "lowercase")]
+pub enum Utf8 {
+    Utf8,
+}
+
+/// `base64`.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Base64 {
+    Base64,
+}
+
+/// The JSON body of `PUT /v1/kv/{key}`: the value as text, or base64 with
+/// `"encoding": "base64"`. Unknown fields are refused.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum PutBody {
+    Text(TextValue),
+    Base64(Base64Value),
+}
+
+/// A value as UTF-8 text.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TextValue {
     pub value: String,
     pub ttl: Option<Ttl>,
-    pub encoding: Option<Encoding>,
+    pub encoding: Option<Utf8>,
+}
+
+/// A value in base64.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Base64Value {
+    #[schema(pattern = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$")]
+    pub value: String,
+    pub ttl: Option<Ttl>,
+    pub encoding: Base64,
 }
 
 /// A successful put.
@@ -110,28 +172,104 @@ pub enum OpKind {
     Get,
 }
 
-/// One operation of a batch.
+/// `put`.
 #[derive(Serialize, Deserialize, ToSchema)]
-pub struct BatchOp {
-    pub op: OpKind,
+#[serde(rename_all = "lowercase")]
+pub enum PutOpKind {
+    Put,
+}
+
+/// `delete`.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeleteOpKind {
+    Delete,
+}
+
+/// `get`.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GetOpKind {
+    Get,
+}
+
+/// One operation of a batch, by `op`; `db` overrides the batch's. Unknown fields, and
+/// fields of another kind of op, are refused.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum BatchOp {
+    Put(PutOp),
+    PutBase64(PutBase64Op),
+    Delete(DeleteOp),
+    Get(GetOp),
+}
+
+/// A put of a text value.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutOp {
+    pub op: PutOpKind,
+    #[schema(min_length = 1)]
     pub key: String,
-    /// Put only.
-    pub value: Option<String>,
-    /// Put only.
+    pub value: String,
+    pub encoding: Option<Utf8>,
     pub ttl: Option<Ttl>,
-    /// Put only.
-    pub encoding: Option<Encoding>,
-    /// Put and delete: 0 = only if absent, else the key's mod_revision must equal it.
+    /// 0 = only if absent, else the key's mod_revision must equal it.
+    #[schema(minimum = 0, maximum = 9007199254740991_f64)]
     pub prev_revision: Option<u64>,
-    /// Overrides the batch's `db`.
+    #[schema(minimum = 0, maximum = 15)]
+    pub db: Option<u8>,
+}
+
+/// A put of a base64 value.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutBase64Op {
+    pub op: PutOpKind,
+    #[schema(min_length = 1)]
+    pub key: String,
+    #[schema(pattern = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$")]
+    pub value: String,
+    pub encoding: Base64,
+    pub ttl: Option<Ttl>,
+    #[schema(minimum = 0, maximum = 9007199254740991_f64)]
+    pub prev_revision: Option<u64>,
+    #[schema(minimum = 0, maximum = 15)]
+    pub db: Option<u8>,
+}
+
+/// A delete.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteOp {
+    pub op: DeleteOpKind,
+    #[schema(min_length = 1)]
+    pub key: String,
+    /// 0 = only if absent, else the key's mod_revision must equal it.
+    #[schema(minimum = 0, maximum = 9007199254740991_f64)]
+    pub prev_revision: Option<u64>,
+    #[schema(minimum = 0, maximum = 15)]
+    pub db: Option<u8>,
+}
+
+/// A read.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetOp {
+    pub op: GetOpKind,
+    #[schema(min_length = 1)]
+    pub key: String,
+    #[schema(minimum = 0, maximum = 15)]
     pub db: Option<u8>,
 }
 
 /// `POST /v1/batch`. Ops on keys of one shard commit together or not at all; across
 /// shards each shard's group is independent.
 #[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// Default database of the ops (0).
+    #[schema(minimum = 0, maximum = 15)]
     pub db: Option<u8>,
     #[schema(min_items = 1, max_items = 1000)]
     pub ops: Vec<BatchOp>,
@@ -207,6 +345,34 @@ pub struct WatchEvent {
     pub reason: Option<String>,
 }
 
+/// One server-sent event of `GET /v1/watch`: its `data` is a [`WatchEvent`] as JSON;
+/// its `id` the resume cursor (absent when the stream follows no shard at that moment).
+pub struct WatchSse;
+
+/// A watch cursor: `shard:revision` per followed shard, joined by `.` (empty: none, as
+/// an SSE client sends after an event without an id).
+pub const CURSOR_PATTERN: &str = "^([0-9]{1,9}:[0-9]{1,19}(\\.[0-9]{1,9}:[0-9]{1,19})*)?$";
+
+impl utoipa::PartialSchema for WatchSse {
+    fn schema() -> RefOr<Schema> {
+        let kinds = ["put", "delete", "expire", "resync"];
+        let mut data = ObjectBuilder::new().schema_type(Type::String).content_media_type("application/json").build();
+        // JSON Schema's `contentSchema` (the JSON inside the string); utoipa has no
+        // builder for it.
+        let inner = serde_json::json!({"$ref": "#/components/schemas/WatchEvent"});
+        data.extensions.get_or_insert_with(Default::default).insert("contentSchema".into(), inner);
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("event", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(kinds)))
+            .property("id", ObjectBuilder::new().schema_type(Type::String).pattern(Some(CURSOR_PATTERN)))
+            .property("data", data)
+            .required("data")
+            .into()
+    }
+}
+
+impl ToSchema for WatchSse {}
+
 /// A member node.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct ClusterNode {
@@ -246,6 +412,14 @@ pub struct Status {
     pub status: String,
 }
 
+/// How a read is served.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    Linearizable,
+    Serializable,
+}
+
 /// Query of `PUT /v1/kv/{key}`. Unknown parameters are refused (400 `bad_query`).
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -253,10 +427,13 @@ pub struct PutQuery {
     /// Database 0..=15 (default 0).
     #[param(minimum = 0, maximum = 15)]
     pub db: Option<u8>,
-    /// `500ms`, `5s`, `10m`, `1h`, `1m30s` or plain seconds; not together with a JSON `ttl`.
+    /// `500ms`, `5s`, `10m`, `1h` or plain seconds (also `1m30s`, `1.5`); not together with
+    /// a JSON `ttl`.
+    #[param(pattern = "^([1-9][0-9]{0,3}(ms|s|m|h)?|[1-9][0-9]{0,3}\\.[0-9]{0,6}|0?\\.[0-9]{0,5}[1-9][0-9]{0,3})$")]
     pub ttl: Option<String>,
     /// Compare-and-swap: 0 = only if absent, else the key's mod_revision must equal it
     /// (409 `revision_mismatch` otherwise).
+    #[param(minimum = 0, maximum = 9007199254740991_f64)]
     pub prev_revision: Option<u64>,
 }
 
@@ -268,7 +445,8 @@ pub struct GetQuery {
     pub db: Option<u8>,
     /// `linearizable` (default: confirmed with the shard leader) or `serializable`
     /// (this node's replica).
-    pub consistency: Option<String>,
+    #[param(inline)]
+    pub consistency: Option<Consistency>,
 }
 
 /// Query of `DELETE /v1/kv/{key}`.
@@ -278,6 +456,7 @@ pub struct DeleteQuery {
     #[param(minimum = 0, maximum = 15)]
     pub db: Option<u8>,
     /// 0 = only if absent, else the key's mod_revision must equal it.
+    #[param(minimum = 0, maximum = 9007199254740991_f64)]
     pub prev_revision: Option<u64>,
 }
 
@@ -292,16 +471,20 @@ pub struct ListQuery {
     /// Page size (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (unpadded base64url).
+    #[param(pattern = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$")]
     pub cursor: Option<String>,
     /// `linearizable` (default) or `serializable`.
-    pub consistency: Option<String>,
+    #[param(inline)]
+    pub consistency: Option<Consistency>,
 }
 
-/// Query of `GET /v1/watch`: exactly one of `key` and `prefix`.
+/// Query of `GET /v1/watch`: `key` or `prefix`, not both; neither watches the whole
+/// database.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WatchQuery {
+    #[param(min_length = 1)]
     pub key: Option<String>,
     pub prefix: Option<String>,
     #[param(minimum = 0, maximum = 15)]
@@ -309,7 +492,7 @@ pub struct WatchQuery {
     /// Replay history from this revision (>= 1) before live events; default: from now
     /// (after every write acknowledged before the watch opened, as the shard leader
     /// confirms it; 503 when a shard has no leader).
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 9007199254740991_f64)]
     pub start_revision: Option<u64>,
 }
 
@@ -322,7 +505,7 @@ mod ops {
         summary = "Write a key",
         description = "The raw body is the value (no content type, application/octet-stream, \
             text/*, or form-encoded as `curl -d` sends), or a JSON body `{value, ttl?, encoding?}`.",
-        params(("key" = String, Path, description = "The key, percent-encoded; may contain `/`. At most 4 KiB."), PutQuery),
+        params(("key" = String, Path, min_length = 1, description = "The key, percent-encoded; may contain `/`. At most 4 KiB."), PutQuery),
         request_body(content(
             (PutBody = "application/json"),
             (String = "application/octet-stream"),
@@ -342,7 +525,7 @@ mod ops {
     #[utoipa::path(get, path = "/v1/kv/{key}", tag = "kv",
         summary = "Read a key",
         description = "JSON with revisions, or the raw bytes with `Accept: application/octet-stream`.",
-        params(("key" = String, Path, description = "The key, percent-encoded; may contain `/`."), GetQuery),
+        params(("key" = String, Path, min_length = 1, description = "The key, percent-encoded; may contain `/`."), GetQuery),
         responses(
             (status = 200, description = "The entry", content(
                 (Entry = "application/json"),
@@ -357,7 +540,7 @@ mod ops {
 
     #[utoipa::path(delete, path = "/v1/kv/{key}", tag = "kv",
         summary = "Delete a key (idempotent)",
-        params(("key" = String, Path, description = "The key, percent-encoded; may contain `/`."), DeleteQuery),
+        params(("key" = String, Path, min_length = 1, description = "The key, percent-encoded; may contain `/`."), DeleteQuery),
         responses(
             (status = 200, description = "Deleted, or already absent (`deleted: 0`)", body = Deleted),
             (status = 400, description = "Bad db, query or key", body = ErrorBody),
@@ -398,12 +581,16 @@ mod ops {
         description = "Events `put`, `delete`, `expire` and `resync`; each `data:` is a \
             WatchEvent JSON object. The SSE `id:` is a resume cursor: reconnect with \
             `Last-Event-ID` to continue without gaps.",
-        params(WatchQuery, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id.")),
+        params(WatchQuery, ("Last-Event-ID" = Option<String>, Header, nullable = false,
+            pattern = "^([0-9]{1,9}:[0-9]{1,19}(\\.[0-9]{1,9}:[0-9]{1,19})*)?$",
+            description = "Resume after this event id (an `id:` this watch sent).")),
         responses(
             (status = 200, description = "An event stream; `data:` of each event is a WatchEvent", content(
-                (WatchEvent = "text/event-stream"),
+                (WatchSse = "text/event-stream"),
             )),
             (status = 400, description = "Bad query, db, revision or cursor", body = ErrorBody),
+            (status = 413, description = "Key over the limit", body = ErrorBody),
+            (status = 503, description = "No shard leader to start from now, or the relay to a node holding the shard failed", body = ErrorBody),
         ))]
     fn watch() {}
 
@@ -446,6 +633,8 @@ mod ops {
     ),
     paths(ops::put_key, ops::get_key, ops::delete_key, ops::list, ops::batch, ops::watch,
         ops::cluster, ops::openapi, ops::metrics, ops::healthz, ops::readyz),
+    // Named inside the watch event's `contentSchema`, which the derive does not follow.
+    components(schemas(WatchEvent)),
     tags(
         (name = "kv", description = "Keys, batches and watches"),
         (name = "cluster", description = "The cluster and this API"),
@@ -530,6 +719,28 @@ mod tests {
         }
     }
 
+    /// The edges of every form `TTL_PATTERN` promises are accepted by the server.
+    #[test]
+    fn every_promised_ttl_form_is_accepted() {
+        for t in [
+            "1",
+            "9999",
+            "1ms",
+            "9999ms",
+            "1s",
+            "9999m",
+            "9999h",
+            "1.",
+            "9999.999999",
+            "0.5",
+            ".5",
+            "0.000001",
+            "0.0000019999",
+        ] {
+            assert!(params::ttl(t).is_ok(), "{t}");
+        }
+    }
+
     #[test]
     fn errors_and_conflicts_have_the_documented_shape() {
         let doc = json();
@@ -543,6 +754,8 @@ mod tests {
         let params: Vec<&str> =
             put["parameters"].as_array().expect("params").iter().filter_map(|p| p["name"].as_str()).collect();
         assert_eq!(params, ["key", "db", "ttl", "prev_revision"]);
+        let ttl = put["parameters"].as_array().expect("params").iter().find(|p| p["name"] == "ttl").expect("ttl");
+        assert_eq!(ttl["schema"]["pattern"], TTL_PATTERN, "the query's ttl and the body's Ttl promise the same forms");
         assert!(doc["paths"]["/v1/watch"]["get"]["responses"]["200"]["content"].get("text/event-stream").is_some());
     }
 }

@@ -105,6 +105,25 @@ pub fn ttl(s: &str) -> Result<Duration, ApiError> {
     Ok(d)
 }
 
+/// An optional JSON integer, also written with a zero fraction (`4.0`: JSON Schema's
+/// `integer` counts it, serde's integers do not); anything else is refused as before.
+pub fn json_int<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(n) = <Option<serde_json::Number> as serde::Deserialize>::deserialize(d)? else { return Ok(None) };
+    let whole = match (n.as_u64(), n.as_f64()) {
+        (Some(u), _) => Some(u),
+        (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f <= u64::MAX as f64 => Some(f as u64),
+        _ => None,
+    };
+    let out = whole.and_then(|u| T::try_from(u).ok());
+    out.map(Some)
+        .ok_or_else(|| D::Error::custom(format!("invalid value: {n}, expected a non-negative integer in range")))
+}
+
 /// A TTL given in JSON: a string as [`ttl`], or a number of seconds.
 pub fn json_ttl(v: &serde_json::Value) -> Result<Duration, ApiError> {
     match v {
@@ -117,14 +136,19 @@ pub fn json_ttl(v: &serde_json::Value) -> Result<Duration, ApiError> {
     }
 }
 
+/// The largest revision a request may name: 2^53 - 1, the largest integer every JSON
+/// reader (JavaScript's numbers among them) holds exactly. A shard's revisions grow by
+/// one per write and never get there; a larger one in a request is a mistake.
+pub const MAX_REVISION: u64 = (1 << 53) - 1;
+
 /// `prev_revision`: compare-and-swap precondition (0 = only if absent).
 pub fn prev_revision(q: &HashMap<String, String>) -> Result<Option<u64>, ApiError> {
     q.get("prev_revision")
         .map(|s| {
-            s.parse::<u64>().map_err(|_| {
+            s.parse::<u64>().ok().filter(|r| *r <= MAX_REVISION).ok_or_else(|| {
                 ApiError::bad_request(
                     "bad_revision",
-                    format!("prev_revision must be a non-negative integer, got `{s}`"),
+                    format!("prev_revision must be an integer 0..={MAX_REVISION}, got `{s}`"),
                 )
             })
         })

@@ -126,13 +126,19 @@ async fn open(node: Arc<Node>, raw: Option<String>, headers: HeaderMap, may_rela
     let target = match (q.get("key"), q.get("prefix")) {
         (Some(k), None) => Target::Key(params::key(k, node.config.max_key_bytes)?),
         (None, Some(p)) => Target::Prefix(p.as_bytes().to_vec()),
-        _ => return Err(ApiError::bad_request("bad_query", "give exactly one of `key` or `prefix`")),
+        // Neither: every key of the database, as `GET /v1/kv` lists them all.
+        (None, None) => Target::Prefix(Vec::new()),
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("bad_query", "give `key` or `prefix`, not both")),
     };
-    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    // An empty id is no id (the SSE rule: it resets the client's last event id).
+    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|id| !id.trim().is_empty());
     let start = q
         .get("start_revision")
-        .map(|s| s.parse::<u64>().ok().filter(|r| *r >= 1))
-        .map(|r| r.ok_or_else(|| ApiError::bad_request("bad_revision", "start_revision must be an integer >= 1")))
+        .map(|s| s.parse::<u64>().ok().filter(|r| (1..=params::MAX_REVISION).contains(r)))
+        .map(|r| {
+            let why = format!("start_revision must be an integer 1..={}", params::MAX_REVISION);
+            r.ok_or_else(|| ApiError::bad_request("bad_revision", why))
+        })
         .transpose()?;
     let shards = wanted(&node, db, &target);
     let missing: Vec<ShardId> = shards.iter().copied().filter(|s| node.shard(*s).is_none()).collect();
@@ -242,7 +248,14 @@ const PASS: usize = 512;
 
 /// A `resync` event carrying `data`, with the cursors reached so far as its id.
 fn resync_event(cursors: &[(ShardId, u64)], data: &serde_json::Value) -> SseEvent {
-    SseEvent::default().event("resync").id(encode_cursor(cursors)).data(data.to_string())
+    let event = SseEvent::default().event("resync").data(data.to_string());
+    // With no shard followed at this moment there is no position to give, and an empty
+    // `id:` would clear the client's resume point: the event then carries none.
+    if cursors.is_empty() {
+        event
+    } else {
+        event.id(encode_cursor(cursors))
+    }
 }
 
 /// The stream ended: the client went away.
