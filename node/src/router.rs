@@ -11,10 +11,11 @@ use tokio::time::Instant;
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::ring::{NodeId, ShardId};
-use crate::shard::proposer::ProposeError;
-use crate::shard::read_index::ReadIndexError;
-use crate::shard::types::{now_ms, Command, CommandResult, KeyEntry, Op, WrongShard};
-use crate::shard::Shard;
+use crate::shard::types::{Command, CommandResult, Op, WrongShard};
+
+pub mod calls;
+
+pub use calls::{ShardCall, ShardRead};
 
 /// One operation as the client asked for it: TTLs are relative; the leader turns them
 /// into absolute expiry times with its own clock.
@@ -39,6 +40,18 @@ impl WriteOp {
         Self { id: rand::random(), ops }
     }
 
+    /// The keys the transaction touches.
+    fn keys(&self) -> Vec<(u8, &[u8])> {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                ClientOp::Put { db, key, .. } | ClientOp::Delete { db, key, .. } | ClientOp::Get { db, key } => {
+                    (*db, key.as_slice())
+                }
+            })
+            .collect()
+    }
+
     fn into_command(self, now_ms: u64) -> Command {
         let ops = self
             .ops
@@ -53,55 +66,6 @@ impl WriteOp {
             .collect();
         Command::Txn { id: self.id, now_ms, ops }
     }
-}
-
-/// One request to one shard, as served locally or forwarded.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum ShardRequest {
-    Write(WriteOp),
-    Get {
-        db: u8,
-        key: Vec<u8>,
-    },
-    /// Keys of one shard, which must be at `modulus` (the router's view): a shard that
-    /// split or merged since refuses, so a listing never silently misses moved keys.
-    List {
-        db: u8,
-        prefix: Vec<u8>,
-        start_after: Option<Vec<u8>>,
-        limit: usize,
-        modulus: u32,
-    },
-    /// The shard's revision at a linearizable point (a watch "from now" starts after it).
-    Revision,
-}
-
-impl ShardRequest {
-    /// The keys the request touches (none for a listing).
-    fn keys(&self) -> Vec<(u8, &[u8])> {
-        match self {
-            ShardRequest::Write(w) => w
-                .ops
-                .iter()
-                .map(|op| match op {
-                    ClientOp::Put { db, key, .. } | ClientOp::Delete { db, key, .. } | ClientOp::Get { db, key } => {
-                        (*db, key.as_slice())
-                    }
-                })
-                .collect(),
-            ShardRequest::Get { db, key } => vec![(*db, key.as_slice())],
-            ShardRequest::List { .. } | ShardRequest::Revision => Vec::new(),
-        }
-    }
-}
-
-/// A shard's answer.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum ShardResponse {
-    Written(CommandResult),
-    Value(Option<KeyEntry>),
-    Items(Vec<(Vec<u8>, KeyEntry)>),
-    Revision(u64),
 }
 
 /// Why a replica could not serve a request.
@@ -134,7 +98,7 @@ impl Node {
     /// Routes `req` to the leader of `shard` and returns its answer, retrying through
     /// elections, leader changes and ring changes (a split moves keys to another shard)
     /// until the request deadline.
-    pub async fn execute(&self, shard: ShardId, req: ShardRequest) -> Result<ShardResponse, ApiError> {
+    pub async fn execute<C: ShardCall>(&self, shard: ShardId, req: C) -> Result<C::Answer, ApiError> {
         let deadline = Instant::now() + self.config.request_timeout;
         let mut shard = shard;
         let mut hint: Option<NodeId> = None;
@@ -231,7 +195,7 @@ impl Node {
     /// give its keys to a coarser, newer shard (a merge retired the one asked for), a
     /// `WrongShard` naming that shard, as the frozen donor itself would have answered,
     /// so the asking router learns the merge and re-routes at once.
-    fn not_hosted(&self, shard: ShardId, req: &ShardRequest) -> ServeError {
+    fn not_hosted<C: ShardCall>(&self, shard: ShardId, req: &C) -> ServeError {
         let asked = self.route(shard).map_or(0, |r| r.modulus);
         match self.relocate(req).and_then(|s| Some((s, self.route(s)?))) {
             Some((s, r)) if s != shard && r.modulus > 0 && (asked == 0 || r.modulus < asked) => {
@@ -242,58 +206,40 @@ impl Node {
     }
 
     /// The one shard that owns every key of `req` now, if there is one.
-    fn relocate(&self, req: &ShardRequest) -> Option<ShardId> {
+    fn relocate<C: ShardCall>(&self, req: &C) -> Option<ShardId> {
         let mut shards = req.keys().into_iter().map(|(db, key)| self.locate(db, key));
         let first = shards.next()?;
         shards.all(|s| s == first).then_some(first)
     }
 
-    async fn forward(
+    async fn forward<C: ShardCall>(
         &self,
         leader: NodeId,
         shard: ShardId,
-        req: &ShardRequest,
+        req: &C,
         deadline: Instant,
-    ) -> Result<ShardResponse, ServeError> {
-        let kind = match req {
-            ShardRequest::Write(_) => "write",
-            ShardRequest::Get { .. } => "get",
-            ShardRequest::List { .. } => "list",
-            ShardRequest::Revision => "revision",
-        };
-        self.metrics.forwards.with_label_values(&[kind]).inc();
+    ) -> Result<C::Answer, ServeError> {
+        self.metrics.forwards.with_label_values(&[C::NAME]).inc();
         let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
-        let out: Result<Result<ShardResponse, ServeError>, _> =
-            self.peers.send(leader, None, crate::raft_net::Call::Serve, shard, req, timeout).await;
+        // `tag ‖ call` out, `tag ‖ answer` back (see `calls`).
+        let out: Result<Result<(u8, C::Answer), ServeError>, _> =
+            self.peers.send(leader, None, crate::raft_net::Call::Serve, shard, &(C::TAG, req), timeout).await;
         match out {
-            Ok(r) => r,
+            Ok(Ok((tag, answer))) if tag == C::TAG => Ok(answer),
+            Ok(Ok((tag, _))) => Err(ServeError::Retry(format!("peer {leader} answered a {} with tag {tag}", C::NAME))),
+            Ok(Err(e)) => Err(e),
             Err(e) => Err(ServeError::Retry(e.to_string())),
         }
     }
 
-    /// Serves a request on this node's replica, which must lead the shard (reads at
-    /// `Serializable` are answered by [`Node::read_local`] instead).
-    pub async fn serve_local(&self, shard: ShardId, req: ShardRequest) -> Result<ShardResponse, ServeError> {
+    /// Serves a call on this node's replica, which must lead the shard (reads at
+    /// `Serializable` are answered from the local state by [`Node::read`] instead).
+    pub async fn serve_local<C: ShardCall>(&self, shard: ShardId, req: C) -> Result<C::Answer, ServeError> {
         let sh = self.shard(shard).ok_or_else(|| self.not_hosted(shard, &req))?;
         if sh.transferring.load(std::sync::atomic::Ordering::Acquire) {
             return Err(ServeError::Retry(format!("shard {shard}'s leadership is moving")));
         }
-        match req {
-            ShardRequest::Write(op) => match sh.proposer.propose(op.into_command(now_ms())).await {
-                Ok(CommandResult { wrong_shard: Some(ws), .. }) => Err(ServeError::WrongShard(ws)),
-                Ok(r) => Ok(ShardResponse::Written(r)),
-                Err(ProposeError::NotLeader(h)) => Err(ServeError::NotLeader(h)),
-                Err(ProposeError::Retry(m)) => Err(ServeError::Retry(m)),
-            },
-            read => {
-                match sh.read_index.linearize(&sh.raft).await {
-                    Ok(()) => {}
-                    Err(ReadIndexError::NotLeader(h)) => return Err(ServeError::NotLeader(h)),
-                    Err(ReadIndexError::Retry(m)) => return Err(ServeError::Retry(m)),
-                }
-                read_state(&sh, read)
-            }
-        }
+        req.on_leader(&sh).await
     }
 
     /// Reads with the requested consistency. A serializable read is answered from this
@@ -301,32 +247,15 @@ impl Node {
     /// otherwise it goes to the leader. (An empty replica opened for a move starts with
     /// its bootstrap slice, so it "owns" keys it holds nothing of: a node that answered
     /// from one gave 404 for keys that exist, seen on a real cluster.)
-    pub async fn read(&self, shard: ShardId, req: ShardRequest, c: Consistency) -> Result<ShardResponse, ApiError> {
+    pub async fn read<C: ShardRead>(&self, shard: ShardId, req: C, c: Consistency) -> Result<C::Answer, ApiError> {
         if c == Consistency::Serializable {
             if let Some(sh) = self.shard(shard).filter(|sh| sh.is_voter(self.id)) {
-                if let Ok(r) = read_state(&sh, req.clone()) {
+                if let Ok(r) = req.read_local(&sh) {
                     return Ok(r);
                 }
             }
         }
         self.execute(shard, req).await
-    }
-}
-
-/// Answers a read from a replica's applied state, refusing keys its slice does not hold.
-fn read_state(sh: &Shard, req: ShardRequest) -> Result<ShardResponse, ServeError> {
-    let now = now_ms();
-    let s = sh.read();
-    match req {
-        ShardRequest::Get { db, key } if s.serves(db, &key) => Ok(ShardResponse::Value(s.get(db, &key, now))),
-        ShardRequest::List { db, prefix, start_after, limit, modulus }
-            if s.slice.modulus == modulus && modulus > 0 && s.frozen.is_none() =>
-        {
-            Ok(ShardResponse::Items(s.list(db, &prefix, start_after.as_deref(), limit, now)))
-        }
-        ShardRequest::Revision => Ok(ShardResponse::Revision(s.revision)),
-        ShardRequest::Write(_) => Ok(ShardResponse::Value(None)),
-        _ => Err(ServeError::WrongShard(s.refusal())),
     }
 }
 
@@ -343,10 +272,7 @@ impl Node {
     /// Runs a transaction on the keys of one shard; a failed precondition is a result
     /// (`ok == false`), not an error.
     pub async fn transact(&self, shard: ShardId, ops: Vec<ClientOp>) -> Result<CommandResult, ApiError> {
-        match self.execute(shard, ShardRequest::Write(WriteOp::new(ops))).await? {
-            ShardResponse::Written(r) => Ok(r),
-            other => Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
-        }
+        self.execute(shard, calls::Write(WriteOp::new(ops))).await
     }
 
     /// Writes (`Some(value)`) or deletes (`None`) one key, optionally only if its

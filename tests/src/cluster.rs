@@ -250,7 +250,8 @@ impl Cluster {
         eventually("every running node to be ready", READY_TIMEOUT, || async move {
             for n in self.nodes.iter() {
                 if let Some(status) = n.exited() {
-                    panic!("node {} exited with {status} while the cluster was starting", n.id);
+                    let log = n.log_tail(20);
+                    panic!("node {} exited with {status} while the cluster was starting; its log ends:\n{log}", n.id);
                 }
             }
             for id in self.running() {

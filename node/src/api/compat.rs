@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use super::{extract, params};
 use crate::error::ApiError;
 use crate::node::Node;
-use crate::router::{Consistency, ShardRequest, ShardResponse};
+use crate::router::{calls, Consistency};
 
 /// Header naming the database of one request.
 pub const DB_HEADER: &str = "x-ringkv-db";
@@ -170,10 +170,8 @@ async fn put(node: &Node, db: u8, key: &str, value: String, ttl: Option<Duration
 async fn get(node: &Node, db: u8, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
     let key = params::key(key, node.config.max_key_bytes)?;
     let shard = node.locate(db, &key);
-    match node.read(shard, ShardRequest::Get { db, key }, Consistency::Linearizable).await? {
-        ShardResponse::Value(v) => Ok(v.map(|e| e.value.into())),
-        other => Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
-    }
+    let entry = node.read(shard, calls::Get { db, key }, Consistency::Linearizable).await?;
+    Ok(entry.map(|e| e.value.into()))
 }
 
 /// The value as the Go seeds wrote it: the raw bytes, as text when they are UTF-8.

@@ -14,7 +14,7 @@ use super::extract;
 use super::params::{self, BodyKind};
 use crate::error::ApiError;
 use crate::node::Node;
-use crate::router::{ShardRequest, ShardResponse};
+use crate::router::calls;
 use crate::shard::types::{now_ms, KeyEntry};
 
 fn path_key(uri: &Uri, node: &Node) -> Result<Vec<u8>, ApiError> {
@@ -94,10 +94,7 @@ pub async fn get_key(
     let db = params::db(&q)?;
     let c = params::consistency(&q)?;
     let shard = node.locate(db, &key);
-    let entry = match node.read(shard, ShardRequest::Get { db, key: key.clone() }, c).await? {
-        ShardResponse::Value(v) => v,
-        other => return Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
-    };
+    let entry = node.read(shard, calls::Get { db, key: key.clone() }, c).await?;
     let Some(e) = entry else {
         return Err(ApiError::NotFound {
             message: format!("key `{}` not found in db {db}", String::from_utf8_lossy(&key)),
@@ -146,21 +143,13 @@ async fn list_once(
     for shard in node.ring_shards() {
         let node = node.clone();
         let modulus = node.route(shard).map_or(node.shard_count, |r| r.modulus);
-        let req = ShardRequest::List {
-            db,
-            prefix: prefix.to_vec(),
-            start_after: start_after.cloned(),
-            limit: limit + 1,
-            modulus,
-        };
+        let req =
+            calls::List { db, prefix: prefix.to_vec(), start_after: start_after.cloned(), limit: limit + 1, modulus };
         tasks.spawn(async move { node.read(shard, req, c).await });
     }
     let mut items = Vec::new();
     while let Some(r) = tasks.join_next().await {
-        match r.map_err(ApiError::internal)?? {
-            ShardResponse::Items(v) => items.extend(v),
-            other => return Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
-        }
+        items.extend(r.map_err(ApiError::internal)??);
     }
     Ok(items)
 }

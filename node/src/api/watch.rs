@@ -35,7 +35,7 @@ use super::params;
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::ring::ShardId;
-use crate::router::{ShardRequest, ShardResponse};
+use crate::router::calls;
 use crate::shard::events::{Event, Since};
 use crate::shard::Shard;
 
@@ -163,13 +163,10 @@ async fn open(node: Arc<Node>, raw: Option<String>, headers: HeaderMap, may_rela
 /// delivered, even when this replica has not applied it yet (the stream then waits for
 /// the replica to pass that revision).
 async fn now_cursors(node: &Node, shards: &[ShardId]) -> Result<Vec<(ShardId, Option<u64>)>, ApiError> {
-    let revisions = futures::future::join_all(shards.iter().map(|s| node.execute(*s, ShardRequest::Revision))).await;
+    let revisions = futures::future::join_all(shards.iter().map(|s| node.execute(*s, calls::Revision))).await;
     let mut cursors = Vec::with_capacity(shards.len());
     for (shard, r) in shards.iter().zip(revisions) {
-        match r? {
-            ShardResponse::Revision(rev) => cursors.push((*shard, Some(rev))),
-            other => return Err(ApiError::internal(format!("unexpected shard answer {other:?}"))),
-        }
+        cursors.push((*shard, Some(r?)));
     }
     Ok(cursors)
 }

@@ -5,7 +5,8 @@ use crate::raft_net::call::{decode_body, encode_answer};
 use crate::raft_net::listener::Inbound;
 use crate::raft_net::{Call, CallError, RaftRpc};
 use crate::ring::{NodeId, ShardId};
-use crate::router::{ServeError, ShardRequest, ShardResponse};
+use crate::router::calls::{Get, List, Revision, Write};
+use crate::router::{ServeError, ShardCall};
 use crate::shard::types::{born_epoch, TypeConfig, Vote};
 
 use super::Node;
@@ -61,15 +62,28 @@ impl Node {
         }
     }
 
-    /// A client request forwarded by a peer, served by this node's replica of `shard`.
+    /// A client request forwarded by a peer, served by this node's replica of `shard`:
+    /// `tag ‖ call` in, `tag ‖ answer` out (see `router::calls`).
     pub async fn serve_call(&self, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, CallError> {
-        let req: ShardRequest = decode_body(body)?;
+        let (tag, call) = postcard::take_from_bytes::<u8>(body)
+            .map_err(|e| CallError::Bad(format!("undecodable forwarded call: {e}")))?;
+        match tag {
+            Write::TAG => self.serve_forwarded::<Write>(shard, call).await,
+            Get::TAG => self.serve_forwarded::<Get>(shard, call).await,
+            List::TAG => self.serve_forwarded::<List>(shard, call).await,
+            Revision::TAG => self.serve_forwarded::<Revision>(shard, call).await,
+            other => Err(CallError::Bad(format!("unknown forwarded call {other}"))),
+        }
+    }
+
+    async fn serve_forwarded<C: ShardCall>(&self, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, CallError> {
+        let req: C = decode_body(body)?;
         // The forwarding node gives up at its own deadline; do not outlive it by much.
-        let out: Result<ShardResponse, ServeError> =
+        let out: Result<C::Answer, ServeError> =
             match tokio::time::timeout(self.config.request_timeout, self.serve_local(shard, req)).await {
                 Ok(r) => r,
                 Err(_) => Err(ServeError::Retry("timed out waiting for a quorum".into())),
             };
-        encode_answer(&out)
+        encode_answer(&out.map(|a| (C::TAG, a)))
     }
 }
