@@ -53,21 +53,64 @@ fn file_of(root: &Path, path: &[String]) -> Option<String> {
     None
 }
 
-/// The identifiers of a `a::b::c` path starting at `s`.
-fn path_segments(s: &str) -> Vec<String> {
+/// Every path a use tree starting at `s` names, `self` dropped:
+/// `a::b::{c, d::{e, self}}` → `a::b::c`, `a::b::d::e`, `a::b::d`. A plain path
+/// (`a::b::f(…)`) is a tree of one.
+fn tree_paths(s: &str) -> Vec<Vec<String>> {
     let mut out = Vec::new();
-    let mut rest = s;
+    parse_tree(s, Vec::new(), &mut out);
+    out
+}
+
+fn parse_tree<'a>(mut s: &'a str, mut prefix: Vec<String>, out: &mut Vec<Vec<String>>) -> &'a str {
     loop {
-        let ident: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        s = s.trim_start();
+        if let Some(mut rest) = s.strip_prefix('{') {
+            loop {
+                rest = rest.trim_start();
+                if let Some(r) = rest.strip_prefix('}') {
+                    return r;
+                }
+                rest = parse_tree(rest, prefix.clone(), out).trim_start();
+                if let Some(r) = rest.strip_prefix(',') {
+                    rest = r;
+                } else {
+                    return rest.strip_prefix('}').unwrap_or(rest);
+                }
+            }
+        }
+        let ident: String = s.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
         if ident.is_empty() {
-            break;
+            out.push(prefix); // `*`, or the end of the path
+            return s;
         }
-        rest = &rest[ident.len()..];
-        out.push(ident);
-        match rest.strip_prefix("::") {
-            Some(r) => rest = r,
-            None => break,
+        s = &s[ident.len()..];
+        if ident != "self" {
+            prefix.push(ident);
         }
+        match s.trim_start().strip_prefix("::") {
+            Some(r) => s = r,
+            None => {
+                out.push(prefix);
+                return s;
+            }
+        }
+    }
+}
+
+/// `text` without its `//` comments (a `//` right after `:`, as in `http://`, is kept).
+fn without_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let mut cut = line.len();
+        for (i, _) in line.match_indices("//") {
+            if !line[..i].ends_with(':') {
+                cut = i;
+                break;
+            }
+        }
+        out.push_str(&line[..cut]);
+        out.push('\n');
     }
     out
 }
@@ -75,28 +118,31 @@ fn path_segments(s: &str) -> Vec<String> {
 /// What `file` imports: node files (for node sources) and workspace crates.
 fn imports(root: &Path, file: &str) -> (Vec<String>, Vec<String>) {
     let text = std::fs::read_to_string(root.join(file)).expect("read source");
+    imports_in(root, file, &text)
+}
+
+/// What source `text`, read as the file `file`, imports.
+fn imports_in(root: &Path, file: &str, text: &str) -> (Vec<String>, Vec<String>) {
+    let code = without_comments(text);
     let (mut files, mut crates) = (Vec::new(), Vec::new());
+    for (i, _) in code.match_indices("ringkv_") {
+        let name: String = code[i..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        crates.push(name);
+    }
+    if !file.starts_with("node/src/") {
+        return (files, crates);
+    }
     let here = module_of(file);
-    for line in text.lines() {
-        let code = line.split("//").next().unwrap_or("");
-        for (i, _) in code.match_indices("ringkv_") {
-            let name: String = code[i..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-            crates.push(name);
+    for (i, _) in code.match_indices("crate::") {
+        for segs in tree_paths(&code[i + "crate::".len()..]) {
+            files.extend(file_of(root, &segs));
         }
-        if !file.starts_with("node/src/") {
-            continue;
+    }
+    for (i, _) in code.match_indices("super::") {
+        if code[..i].ends_with("::") {
+            continue; // `super::super::` is resolved from its first `super`
         }
-        for (i, _) in code.match_indices("crate::") {
-            let segs = path_segments(&code[i + "crate::".len()..]);
-            if let Some(f) = file_of(root, &segs) {
-                files.push(f);
-            }
-        }
-        for (i, _) in code.match_indices("super::") {
-            if code[..i].ends_with("::") {
-                continue; // `super::super::` is resolved from its first `super`
-            }
-            let mut segs = path_segments(&code[i..]);
+        for mut segs in tree_paths(&code[i..]) {
             // A file `a/b.rs` is module `a::b` and `a/mod.rs` is `a`: either way `super`
             // is one module up. (Inside an inline `mod tests`, `super` is the file itself:
             // read as its parent, which stays inside the same part.)
@@ -106,9 +152,7 @@ fn imports(root: &Path, file: &str) -> (Vec<String>, Vec<String>) {
                 base.pop();
             }
             base.extend(segs);
-            if let Some(f) = file_of(root, &base) {
-                files.push(f);
-            }
+            files.extend(file_of(root, &base));
         }
     }
     (files, crates)
@@ -174,6 +218,30 @@ fn no_part_imports_what_it_must_never_import() {
     broken.dedup();
     assert!(checked > 20, "the rules matched too few files ({checked}): are the parts' paths right?");
     assert!(broken.is_empty(), "layer rules broken:\n{}", broken.join("\n"));
+}
+
+/// Grouped, nested and multi-line imports are all seen, comments are not, and a
+/// transport file importing the core is what the Transport -> Core rule names.
+#[test]
+fn grouped_and_multi_line_imports_are_seen() {
+    let root = root();
+    let text = "// use crate::admin::router;\nuse crate::{api::internal, node::{self, Node}};\nuse super::{\n    wire,\n    call::Call,\n};\nlet u = \"http://x\"; crate::router::calls::Get;\n";
+    let (files, _) = imports_in(&root, "node/src/raft_net/listener.rs", text);
+    for want in [
+        "node/src/api/internal.rs",
+        "node/src/node.rs",
+        "node/src/raft_net/wire.rs",
+        "node/src/raft_net/call.rs",
+        "node/src/router/calls.rs",
+    ] {
+        assert!(files.iter().any(|f| f == want), "{want} not seen in {files:?}");
+    }
+    assert!(!files.iter().any(|f| f == "node/src/admin.rs"), "a commented-out import counts: {files:?}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("docs/layers.json")).expect("layers.json"))
+            .expect("JSON");
+    let never = doc["never"].as_array().expect("never");
+    assert!(never.iter().any(|r| r[0] == "Transport" && r[1] == "Core"), "the rule this test stands for is gone");
 }
 
 /// The checker itself sees an import that breaks a rule: the transport reaching into the
