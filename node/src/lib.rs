@@ -28,11 +28,9 @@
 //!   [`raft_net`], the transport (node ids, shard ids and bytes).
 //! - [`ring`]: ids and placement, from the contract crate `ringkv-api`.
 
-pub mod admin;
 pub mod api;
 pub mod config;
 pub mod crash;
-pub mod error;
 pub mod metrics;
 pub mod node;
 pub mod raft_net;
@@ -90,14 +88,7 @@ pub async fn run(
             tracing::error!(error = %e, "internal server failed");
         }
     });
-    tracker.spawn(node.clone().bootstrap(background.clone()));
-    let grace = node.config.election_timeout * 5;
-    tracker.spawn(node.clone().release_elections(grace, background.clone()));
-    tracker.spawn(node.clone().reap_expired(background.clone()));
-    tracker.spawn(node.clone().compact_wal(background.clone()));
-    tracker.spawn(node.clone().open_split_shards(background.clone()));
-    tracker.spawn(node.clone().refresh_routes(background.clone()));
-    tracker.spawn(node.clone().retire_removed_replicas(background.clone()));
+    node::background::spawn(&node, &tracker, &background);
 
     tracing::info!(
         node_id = node.id,

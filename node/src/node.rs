@@ -1,29 +1,33 @@
 //! The node: every hosted shard, the shared WAL, the peer client, and the background
 //! work (bootstrap, TTL reaper, WAL compaction, leadership handoff on shutdown).
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::raft_net::PeerClient;
-use crate::ring::{NodeId, Ring, Routes, ShardId, ShardInfo};
+use crate::ring::{NodeId, Ring, ShardId, ShardInfo};
+use crate::router::table::Router;
 use crate::shard::state_machine::voter_ids;
-use crate::shard::types::{now_ms, Command};
 use crate::shard::{OpenError, Shard, ShardDeps};
 use crate::wal::{Wal, WalOptions};
 
+pub mod background;
 mod hosting;
 mod identity;
 mod inbound;
 pub mod raft_network;
+pub mod reshard;
+mod shard_set;
+
+pub use shard_set::ShardSet;
 
 use hosting::{bootstrap_slice, hosted_on_disk, shard_dir, SplitRelay};
 
@@ -62,22 +66,20 @@ pub struct NodeStatus {
     pub initialized: Vec<ShardId>,
 }
 
-/// A running node.
+/// A running node: a few named parts, each with its own type and file, and the shared
+/// services they use. What the node *does* is spread over files by concern:
+/// `hosting.rs` (open, split, retire replicas), `router.rs` (serve, forward, retry),
+/// `reshard.rs` (the admin operations), `background.rs` (the node's periodic work),
+/// `inbound.rs` (peers' calls).
 pub struct Node {
     pub config: Config,
     pub id: NodeId,
     /// The shard count the ring was bootstrapped with (fixed for the data directory).
     pub shard_count: u32,
-    shards: RwLock<BTreeMap<ShardId, Arc<Shard>>>,
-    /// Where every shard of the ring is, hosted here or not.
-    routes: RwLock<Routes>,
-    deps: ShardDeps,
-    relay: Arc<SplitRelay>,
-    /// WAL state of shards not hosted at start, until a replayed split opens them.
-    unclaimed: Mutex<BTreeMap<ShardId, crate::wal::ShardLog>>,
-    splits: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<hosting::RingChange>>>,
-    /// Serialises changes to the hosted set and `ring.json`.
-    hosting: tokio::sync::Mutex<()>,
+    /// The replicas hosted here and what hosting them takes (`shard_set.rs`).
+    pub shards: ShardSet,
+    /// Where every shard of the ring is, hosted here or not (`router/table.rs`).
+    pub router: Router,
     pub peers: PeerClient,
     pub metrics: Arc<Metrics>,
     pub wal: Wal,
@@ -86,9 +88,6 @@ pub struct Node {
     /// Cancelled when the node starts shutting down: long-lived streams (watches) end
     /// so that draining does not wait for them.
     pub stopping: CancellationToken,
-    /// Replicas that came back from disk and may not campaign yet (see
-    /// [`Node::release_elections`]).
-    held_elections: Mutex<Vec<ShardId>>,
 }
 
 /// Writes `name` in `dir` atomically: temporary file, fsync, rename, fsync the directory.
@@ -245,64 +244,17 @@ impl Node {
             id: config.node_id,
             shard_count,
             config,
-            shards: RwLock::new(shards),
-            routes: RwLock::new(Routes::default()),
-            deps,
-            relay,
-            unclaimed: Mutex::new(std::mem::take(&mut recovered.shards)),
-            splits: Mutex::new(Some(rx)),
-            hosting: tokio::sync::Mutex::new(()),
+            shards: ShardSet::new(shards, deps, relay, std::mem::take(&mut recovered.shards), rx, held),
+            router: Router::new(shard_count),
             peers,
             metrics,
             wal,
             changes,
             stopping: CancellationToken::new(),
-            held_elections: Mutex::new(held),
         });
         node.save_hosted().await.map_err(dir_err)?;
         node.refresh_local_routes();
         Ok(node)
-    }
-
-    /// Lets the replicas opened from disk campaign again: each as soon as it has heard
-    /// from its shard's leader, all of them after `grace`. A restarted node that does not
-    /// hear from the leader within an election timeout (on Kubernetes a new pod has a new
-    /// address, which the leader's connections and DNS learn only after a while) would
-    /// otherwise campaign at a higher term, and the healthy leader would step down when it
-    /// saw that term: every write stalled ~2.4 s at each pod of a rolling update. openraft
-    /// 0.9 has no pre-vote, which prevents this in Raft proper; this is the restart half
-    /// of it. The price: after a restart of every node at once, the first election waits
-    /// `grace`.
-    pub async fn release_elections(self: Arc<Self>, grace: Duration, stop: CancellationToken) {
-        let until = tokio::time::Instant::now() + grace;
-        loop {
-            let expired = tokio::time::Instant::now() >= until;
-            let done = {
-                let mut held = self.held_elections.lock();
-                held.retain(|id| match self.shard(*id) {
-                    Some(s)
-                        if !expired
-                            && !s.heard_from_leader.load(std::sync::atomic::Ordering::Acquire)
-                            && !self.sole_voter(&s) =>
-                    {
-                        true
-                    }
-                    Some(s) => {
-                        s.raft.runtime_config().elect(true);
-                        false
-                    }
-                    None => false,
-                });
-                held.is_empty()
-            };
-            if done {
-                return;
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
-        }
     }
 
     /// Whether this node is known to be the only voter of `shard`'s group (then nobody
@@ -318,22 +270,12 @@ impl Node {
         self.config.election_timeout * 2
     }
 
-    /// The hosted replica of `shard`.
-    pub fn shard(&self, shard: ShardId) -> Option<Arc<Shard>> {
-        self.shards.read().get(&shard).cloned()
-    }
-
-    /// Every hosted replica.
-    pub fn shard_list(&self) -> Vec<Arc<Shard>> {
-        self.shards.read().values().cloned().collect()
-    }
-
     /// What peers need to know for bootstrap.
     pub fn status(&self) -> NodeStatus {
         NodeStatus {
             node_id: self.id,
             shard_count: self.shard_count,
-            initialized: self.shard_list().iter().filter(|s| !s.log.is_empty()).map(|s| s.id).collect(),
+            initialized: self.shards.list().iter().filter(|s| !s.log.is_empty()).map(|s| s.id).collect(),
         }
     }
 
@@ -371,25 +313,17 @@ impl Node {
         }
     }
 
-    /// Hosted replicas that belong to a group (initialised, or filled by a split or a
-    /// snapshot): empty placeholders waiting for a leader are left out.
-    pub fn member_shards(&self) -> Vec<Arc<Shard>> {
-        self.shard_list()
-            .into_iter()
-            .filter(|s| s.raft.metrics().borrow().membership_config.membership().nodes().next().is_some())
-            .collect()
-    }
-
     /// This node's view of the ring: its replicas.
     pub fn ring(&self) -> Ring {
         // A merged donor not yet retired is no longer part of the ring.
         let shards: Vec<ShardInfo> =
-            self.member_shards().iter().filter(|s| self.superseded(s).is_none()).map(|s| self.shard_info(s)).collect();
-        self.learn_routes(&shards);
-        let routes = self.routes.read();
-        let (epoch, shard_count) = (routes.epoch(), routes.shards.len() as u32);
-        drop(routes);
-        let lost = self.relay.lost.lock().iter().copied().collect();
+            self.shards.members().iter().filter(|s| self.superseded(s).is_none()).map(|s| self.shard_info(s)).collect();
+        self.router.learn(&shards);
+        let (epoch, shard_count) = {
+            let routes = self.router.table();
+            (routes.epoch(), routes.shards.len() as u32)
+        };
+        let lost = self.shards.lost();
         Ring { node_id: self.id, epoch, shard_count, shards, ready: self.ready().is_ok(), lost }
     }
 
@@ -397,13 +331,13 @@ impl Node {
     /// what it knows is committed (after the first time since start: up to
     /// [`READY_LAG`] entries behind).
     pub fn ready(&self) -> Result<(), String> {
-        let members = self.member_shards();
+        let members = self.shards.members();
         {
             // An empty replica is fine where the shard lives on elsewhere (a node that
             // joined later serves such shards by forwarding), not while the ring is
             // still bootstrapping it.
-            let routes = self.routes.read();
-            for s in self.shard_list() {
+            let routes = self.router.table();
+            for s in self.shards.list() {
                 let known = routes.shards.get(&s.id).is_some_and(|r| !r.members.is_empty());
                 if !known && !members.iter().any(|m| m.id == s.id) {
                     return Err(format!("shard {} is not bootstrapped yet", s.id));
@@ -441,147 +375,12 @@ impl Node {
         Ok(())
     }
 
-    /// Brings up every shard that has no Raft state anywhere. Only the lowest-id member
-    /// does this, only once every member answers and none has state for the shard, and
-    /// only once per data directory (remembered in `ring.json`), so a wiped or restarted
-    /// node never re-initialises a live group, even one whose replicas all moved to
-    /// nodes that joined later.
-    pub async fn bootstrap(self: Arc<Self>, stop: CancellationToken) {
-        use std::sync::atomic::Ordering;
-        if self.relay.bootstrapped.load(Ordering::Acquire) {
-            return;
-        }
-        let members: BTreeMap<NodeId, BasicNode> = self
-            .peers
-            .ids()
-            .into_iter()
-            .map(|id| (id, BasicNode::new(self.peers.addr(id).unwrap_or_default())))
-            .collect();
-        if members.keys().next() != Some(&self.id) {
-            return;
-        }
-        loop {
-            match self.bootstrap_once(&members).await {
-                Ok(true) => {
-                    self.relay.bootstrapped.store(true, Ordering::Release);
-                    if let Err(e) = self.save_hosted().await {
-                        tracing::warn!(error = %e, "could not record the bootstrap in ring.json");
-                    }
-                    return;
-                }
-                Ok(false) => {}
-                Err(e) => tracing::info!(reason = %e, "bootstrap waiting for peers"),
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            }
-        }
-    }
-
-    async fn bootstrap_once(&self, members: &BTreeMap<NodeId, BasicNode>) -> Result<bool, String> {
-        let mut initialized = std::collections::BTreeSet::new();
-        for &id in members.keys() {
-            let st = if id == self.id {
-                self.status()
-            } else {
-                self.peers
-                    .get_json::<NodeStatus>(id, "/internal/status", Duration::from_secs(1))
-                    .await
-                    .map_err(|e| e.to_string())?
-            };
-            if st.node_id != id || st.shard_count != self.shard_count {
-                return Err(format!(
-                    "peer {id} reports node {} with {} shards; expected node {id} with {}",
-                    st.node_id, st.shard_count, self.shard_count
-                ));
-            }
-            initialized.extend(st.initialized);
-        }
-        for s in self.shard_list().iter().filter(|s| s.id < self.shard_count) {
-            if initialized.contains(&s.id) {
-                continue;
-            }
-            match s.raft.initialize(members.clone()).await {
-                Ok(()) => {
-                    tracing::info!(shard = s.id, members = ?members.keys().collect::<Vec<_>>(), "shard bootstrapped")
-                }
-                Err(e) => tracing::warn!(shard = s.id, error = %e, "shard bootstrap refused"),
-            }
-        }
-        Ok(true)
-    }
-
-    /// Removes expired keys: each leader proposes deletes for its expired keys, so all
-    /// replicas drop the same keys at the same log index.
-    pub async fn reap_expired(self: Arc<Self>, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            for s in self.shard_list() {
-                if s.leader() != Some(self.id) {
-                    continue;
-                }
-                let keys = s.read().expired(now_ms(), 1024);
-                if keys.is_empty() {
-                    continue;
-                }
-                match s.proposer.propose(Command::Expire { keys }).await {
-                    Ok(r) => self.metrics.expired_keys.inc_by(r.expired),
-                    Err(e) => tracing::debug!(shard = s.id, error = ?e, "expiry proposal failed; will retry"),
-                }
-            }
-        }
-    }
-
-    /// Keeps the WAL from growing without bound: shards whose old entries pin old
-    /// segments are asked to snapshot and purge.
-    pub async fn compact_wal(self: Arc<Self>, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            // Snapshots rewrite whole shards: take them only once the WAL has grown as
-            // large as the data they would rewrite, so compaction costs at most about as
-            // many bytes as the writes did (not a rewrite of every shard per segment).
-            let (wal_bytes, _) = self.wal.disk_usage();
-            let data: u64 =
-                self.shard_list().iter().map(|s| s.snapshot_bytes.load(std::sync::atomic::Ordering::Relaxed)).sum();
-            if wal_bytes < data {
-                continue;
-            }
-            for id in self.wal.pinning_shards() {
-                let Some(s) = self.shard(id) else { continue };
-                let applied = s.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
-                if applied == 0 || s.raft.trigger().snapshot().await.is_err() {
-                    continue;
-                }
-                // Wait (bounded) for the snapshot to cover what was applied when we asked.
-                let mut rx = s.raft.metrics();
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(30),
-                    rx.wait_for(|m| m.snapshot.map(|l| l.index).unwrap_or(0) >= applied),
-                )
-                .await;
-                let snap = s.raft.metrics().borrow().snapshot.map(|l| l.index).unwrap_or(0);
-                if snap > 0 {
-                    let _ = s.raft.trigger().purge_log(snap).await;
-                }
-            }
-        }
-    }
-
     /// Refreshes per-shard gauges; called when /metrics is scraped.
     pub fn refresh_metrics(&self) {
         let (bytes, segments) = self.wal.disk_usage();
         self.metrics.wal_bytes.set(bytes as i64);
         self.metrics.wal_segments.set(segments as i64);
-        for s in self.shard_list() {
+        for s in self.shards.list() {
             let m = s.raft.metrics().borrow().clone();
             let l = s.id.to_string();
             let l = [l.as_str()];
@@ -610,7 +409,7 @@ impl Node {
             return;
         }
         let deadline = tokio::time::Instant::now() + max_wait;
-        futures::future::join_all(self.shard_list().into_iter().map(|s| self.hand_off(s, deadline))).await;
+        futures::future::join_all(self.shards.list().into_iter().map(|s| self.hand_off(s, deadline))).await;
     }
 
     async fn hand_off(&self, s: Arc<Shard>, deadline: tokio::time::Instant) {
@@ -651,7 +450,7 @@ impl Node {
 
     /// Stops every Raft group, then closes the WAL after everything queued is fsynced.
     pub async fn stop(&self) {
-        for s in self.shard_list() {
+        for s in self.shards.list() {
             if let Err(e) = s.raft.shutdown().await {
                 tracing::warn!(shard = s.id, error = %e, "raft shutdown");
             }

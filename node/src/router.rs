@@ -8,12 +8,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::error::ApiError;
 use crate::node::Node;
 use crate::ring::{NodeId, ShardId};
 use crate::shard::types::{Command, CommandResult, Op, WrongShard};
 
 pub mod calls;
+pub mod table;
 
 pub use calls::{ShardCall, ShardRead};
 
@@ -85,6 +85,22 @@ pub enum ServeError {
     WrongShard(WrongShard),
 }
 
+/// Why a routed request got no answer, named for what the caller should do. (The HTTP
+/// layer turns these into statuses: `api::error`.)
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// No leader answered before the request's deadline, or the ring changed under the
+    /// request: retry later. A write may still apply (it may have been proposed).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A one-key write's precondition failed: the key's revision is `current`.
+    #[error("the key's revision is {current}, not the expected {expected}")]
+    Conflict { current: u64, expected: u64 },
+    /// A shard answered what it never should (a bug).
+    #[error("{0}")]
+    Internal(String),
+}
+
 /// Consistency level of a read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Consistency {
@@ -98,7 +114,7 @@ impl Node {
     /// Routes `req` to the leader of `shard` and returns its answer, retrying through
     /// elections, leader changes and ring changes (a split moves keys to another shard)
     /// until the request deadline.
-    pub async fn execute<C: ShardCall>(&self, shard: ShardId, req: C) -> Result<C::Answer, ApiError> {
+    pub async fn execute<C: ShardCall>(&self, shard: ShardId, req: C) -> Result<C::Answer, RouteError> {
         let deadline = Instant::now() + self.config.request_timeout;
         let mut shard = shard;
         let mut hint: Option<NodeId> = None;
@@ -143,9 +159,9 @@ impl Node {
                         }
                         Some(_) => {} // routes not updated yet: back off
                         None => {
-                            return Err(ApiError::Unavailable {
-                                message: format!("the ring changed during the request ({last_err}); retry"),
-                            })
+                            return Err(RouteError::Unavailable(format!(
+                                "the ring changed during the request ({last_err}); retry"
+                            )))
                         }
                     }
                 }
@@ -162,12 +178,10 @@ impl Node {
             }
             let now = Instant::now();
             if now + backoff >= deadline {
-                return Err(ApiError::Unavailable {
-                    message: format!(
-                        "shard {shard} has no available leader within {:?}: {last_err}",
-                        self.config.request_timeout
-                    ),
-                });
+                return Err(RouteError::Unavailable(format!(
+                    "shard {shard} has no available leader within {:?}: {last_err}",
+                    self.config.request_timeout
+                )));
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(100));
@@ -177,12 +191,12 @@ impl Node {
     /// The leader to try for `shard`: the local replica's view if hosted here, else the
     /// routes' hint, else the shard's members in turn (they answer with a hint).
     fn leader_of(&self, shard: ShardId, attempt: usize) -> Option<NodeId> {
-        if let Some(s) = self.shard(shard) {
+        if let Some(s) = self.shards.get(shard) {
             if let Some(l) = s.leader_checked(self.id, self.leader_stale_after()) {
                 return Some(l);
             }
         }
-        let route = self.route(shard)?;
+        let route = self.router.route(shard)?;
         if attempt % 2 == 1 {
             if let Some(l) = route.leader {
                 return Some(l);
@@ -196,8 +210,8 @@ impl Node {
     /// `WrongShard` naming that shard, as the frozen donor itself would have answered,
     /// so the asking router learns the merge and re-routes at once.
     fn not_hosted<C: ShardCall>(&self, shard: ShardId, req: &C) -> ServeError {
-        let asked = self.route(shard).map_or(0, |r| r.modulus);
-        match self.relocate(req).and_then(|s| Some((s, self.route(s)?))) {
+        let asked = self.router.route(shard).map_or(0, |r| r.modulus);
+        match self.relocate(req).and_then(|s| Some((s, self.router.route(s)?))) {
             Some((s, r)) if s != shard && r.modulus > 0 && (asked == 0 || r.modulus < asked) => {
                 ServeError::WrongShard(WrongShard { shard: s, modulus: r.modulus, epoch: r.epoch })
             }
@@ -207,7 +221,7 @@ impl Node {
 
     /// The one shard that owns every key of `req` now, if there is one.
     fn relocate<C: ShardCall>(&self, req: &C) -> Option<ShardId> {
-        let mut shards = req.keys().into_iter().map(|(db, key)| self.locate(db, key));
+        let mut shards = req.keys().into_iter().map(|(db, key)| self.router.locate(db, key));
         let first = shards.next()?;
         shards.all(|s| s == first).then_some(first)
     }
@@ -235,7 +249,7 @@ impl Node {
     /// Serves a call on this node's replica, which must lead the shard (reads at
     /// `Serializable` are answered from the local state by [`Node::read`] instead).
     pub async fn serve_local<C: ShardCall>(&self, shard: ShardId, req: C) -> Result<C::Answer, ServeError> {
-        let sh = self.shard(shard).ok_or_else(|| self.not_hosted(shard, &req))?;
+        let sh = self.shards.get(shard).ok_or_else(|| self.not_hosted(shard, &req))?;
         if sh.transferring.load(std::sync::atomic::Ordering::Acquire) {
             return Err(ServeError::Retry(format!("shard {shard}'s leadership is moving")));
         }
@@ -247,9 +261,9 @@ impl Node {
     /// otherwise it goes to the leader. (An empty replica opened for a move starts with
     /// its bootstrap slice, so it "owns" keys it holds nothing of: a node that answered
     /// from one gave 404 for keys that exist, seen on a real cluster.)
-    pub async fn read<C: ShardRead>(&self, shard: ShardId, req: C, c: Consistency) -> Result<C::Answer, ApiError> {
+    pub async fn read<C: ShardRead>(&self, shard: ShardId, req: C, c: Consistency) -> Result<C::Answer, RouteError> {
         if c == Consistency::Serializable {
-            if let Some(sh) = self.shard(shard).filter(|sh| sh.is_voter(self.id)) {
+            if let Some(sh) = self.shards.get(shard).filter(|sh| sh.is_voter(self.id)) {
                 if let Ok(r) = req.read_local(&sh) {
                     return Ok(r);
                 }
@@ -271,7 +285,7 @@ pub struct Written {
 impl Node {
     /// Runs a transaction on the keys of one shard; a failed precondition is a result
     /// (`ok == false`), not an error.
-    pub async fn transact(&self, shard: ShardId, ops: Vec<ClientOp>) -> Result<CommandResult, ApiError> {
+    pub async fn transact(&self, shard: ShardId, ops: Vec<ClientOp>) -> Result<CommandResult, RouteError> {
         self.execute(shard, calls::Write(WriteOp::new(ops))).await
     }
 
@@ -284,25 +298,24 @@ impl Node {
         value: Option<Vec<u8>>,
         ttl_ms: Option<u64>,
         expect: Option<u64>,
-    ) -> Result<Written, ApiError> {
-        let shard = self.locate(db, &key);
+    ) -> Result<Written, RouteError> {
+        let shard = self.router.locate(db, &key);
         let op = match value {
             Some(value) => ClientOp::Put { db, key, value, ttl_ms, expect },
             None => ClientOp::Delete { db, key, expect },
         };
         let r = self.transact(shard, vec![op]).await?;
         match r.ops.first() {
-            Some(crate::shard::types::OpResult::Conflict { current }) => Err(ApiError::Conflict {
-                message: format!("the key's revision is {current}, not the expected {}", expect.unwrap_or_default()),
-                current_revision: *current,
-            }),
+            Some(crate::shard::types::OpResult::Conflict { current }) => {
+                Err(RouteError::Conflict { current: *current, expected: expect.unwrap_or_default() })
+            }
             Some(crate::shard::types::OpResult::Put { revision }) => {
                 Ok(Written { shard, revision: *revision, deleted: false })
             }
             Some(crate::shard::types::OpResult::Delete { deleted }) => {
                 Ok(Written { shard, revision: r.revision, deleted: *deleted })
             }
-            other => Err(ApiError::internal(format!("unexpected op result {other:?}"))),
+            other => Err(RouteError::Internal(format!("unexpected op result {other:?}"))),
         }
     }
 }

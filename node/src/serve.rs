@@ -37,7 +37,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::error::error_body;
+use crate::api::error::error_body;
 
 /// Time limits on what clients send.
 #[derive(Debug, Clone, Copy)]

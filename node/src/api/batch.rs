@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{extract, params};
-use crate::error::{error_body, ApiError};
+use crate::api::error::{error_body, ApiError};
 use crate::node::Node;
 use crate::ring::ShardId;
 use crate::router::ClientOp;
@@ -161,7 +161,7 @@ pub async fn batch(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body
         let op: BatchOp = serde_json::from_value(Value::Object(op)).map_err(|e| bad(i, e))?;
         kinds.push(op.op.clone());
         let (db, key, client_op) = decode_op(i, op, default_db, &node)?;
-        let shard = node.locate(db, &key);
+        let shard = node.router.locate(db, &key);
         groups.entry(shard).or_default().push((i, db, key, client_op));
     }
     let mut tasks = tokio::task::JoinSet::new();
@@ -169,7 +169,7 @@ pub async fn batch(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body
         let node = node.clone();
         tasks.spawn(async move {
             let ops = group.iter().map(|(_, _, _, op)| op.clone()).collect();
-            let r: Result<CommandResult, ApiError> = node.transact(shard, ops).await;
+            let r: Result<CommandResult, ApiError> = node.transact(shard, ops).await.map_err(ApiError::from);
             (shard, group, r)
         });
     }

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{extract, params};
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::node::Node;
 use crate::router::{calls, Consistency};
 
@@ -169,7 +169,7 @@ async fn put(node: &Node, db: u8, key: &str, value: String, ttl: Option<Duration
 /// A linearizable read of `key`: its value, or `None` when absent or expired.
 async fn get(node: &Node, db: u8, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
     let key = params::key(key, node.config.max_key_bytes)?;
-    let shard = node.locate(db, &key);
+    let shard = node.router.locate(db, &key);
     let entry = node.read(shard, calls::Get { db, key }, Consistency::Linearizable).await?;
     Ok(entry.map(|e| e.value.into()))
 }

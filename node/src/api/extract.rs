@@ -4,7 +4,7 @@
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap};
 
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 
 /// The key in a raw (still percent-encoded) request path after `prefix`.
 ///

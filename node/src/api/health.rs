@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::error::error_body;
+use crate::api::error::error_body;
 use crate::node::Node;
 
 /// `GET /healthz`: the process is alive and serving HTTP.
@@ -37,16 +37,17 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Response {
 pub async fn cluster(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
     let ring = node.ring();
     let routes: Vec<super::openapi::RingShard> = node
+        .router
         .ring_shards()
         .into_iter()
-        .filter_map(|id| node.route(id).map(|r| (id, r)))
+        .filter_map(|id| node.router.route(id).map(|r| (id, r)))
         .map(|(id, r)| super::openapi::RingShard {
             id,
             modulus: r.modulus,
             epoch: r.epoch,
             members: r.members,
             leader: r.leader,
-            hosted_here: node.shard(id).is_some(),
+            hosted_here: node.shards.get(id).is_some(),
         })
         .collect();
     let replication = routes.iter().map(|r| r.members.len()).max();

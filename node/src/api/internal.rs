@@ -28,7 +28,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/internal/shard/{shard}/serve", post(serve))
         .route("/internal/watch", get(super::watch::watch_internal))
         .route("/healthz", get(|| async { "ok" }))
-        .merge(crate::admin::router())
+        .merge(super::admin::router())
         .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY))
         .with_state(node)
 }

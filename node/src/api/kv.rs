@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::extract;
 use super::params::{self, BodyKind};
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::node::Node;
 use crate::router::calls;
 use crate::shard::types::{now_ms, KeyEntry};
@@ -93,7 +93,7 @@ pub async fn get_key(
     let q = params::query(q.as_deref(), &["db", "consistency"])?;
     let db = params::db(&q)?;
     let c = params::consistency(&q)?;
-    let shard = node.locate(db, &key);
+    let shard = node.router.locate(db, &key);
     let entry = node.read(shard, calls::Get { db, key: key.clone() }, c).await?;
     let Some(e) = entry else {
         return Err(ApiError::NotFound {
@@ -140,9 +140,9 @@ async fn list_once(
     c: crate::router::Consistency,
 ) -> Result<Vec<(Vec<u8>, crate::shard::types::KeyEntry)>, ApiError> {
     let mut tasks = tokio::task::JoinSet::new();
-    for shard in node.ring_shards() {
+    for shard in node.router.ring_shards() {
         let node = node.clone();
-        let modulus = node.route(shard).map_or(node.shard_count, |r| r.modulus);
+        let modulus = node.router.route(shard).map_or(node.shard_count, |r| r.modulus);
         let req =
             calls::List { db, prefix: prefix.to_vec(), start_after: start_after.cloned(), limit: limit + 1, modulus };
         tasks.spawn(async move { node.read(shard, req, c).await });

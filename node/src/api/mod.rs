@@ -1,8 +1,10 @@
 //! The client HTTP API: routes, request metrics, and the JSON fallback for unknown
 //! routes and methods.
 
+pub mod admin;
 pub mod batch;
 pub mod compat;
+pub mod error;
 pub mod extract;
 pub mod health;
 pub mod internal;
@@ -21,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::error::error_body;
+use crate::api::error::error_body;
 use crate::node::Node;
 
 /// The client-port router.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::ring::MAX_DB;
 use crate::router::Consistency;
 

@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::params;
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::node::Node;
 use crate::ring::ShardId;
 use crate::router::calls;
@@ -79,8 +79,8 @@ pub fn decode_cursor(s: &str, shards: &[ShardId]) -> Result<Vec<(ShardId, Option
 /// The shards a watch needs now, as this node's routes see the ring.
 fn wanted(node: &Node, db: u8, target: &Target) -> Vec<ShardId> {
     match target {
-        Target::Key(k) => vec![node.locate(db, k)],
-        Target::Prefix(_) => node.ring_shards(),
+        Target::Key(k) => vec![node.router.locate(db, k)],
+        Target::Prefix(_) => node.router.ring_shards(),
     }
 }
 
@@ -141,7 +141,7 @@ async fn open(node: Arc<Node>, raw: Option<String>, headers: HeaderMap, may_rela
         })
         .transpose()?;
     let shards = wanted(&node, db, &target);
-    let missing: Vec<ShardId> = shards.iter().copied().filter(|s| node.shard(*s).is_none()).collect();
+    let missing: Vec<ShardId> = shards.iter().copied().filter(|s| node.shards.get(*s).is_none()).collect();
     if !missing.is_empty() || shards.is_empty() {
         return match may_relay {
             true => relay(&node, &target, &missing, raw.as_deref().unwrap_or(""), last_id).await,
@@ -181,7 +181,7 @@ async fn relay(
     query: &str,
     last_id: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let ring = node.ring_shards();
+    let ring = node.router.ring_shards();
     let need: Vec<ShardId> = match target {
         Target::Key(_) => missing.to_vec(),
         Target::Prefix(_) => ring.clone(),
@@ -189,7 +189,7 @@ async fn relay(
     let mut holders: Option<std::collections::BTreeSet<u64>> = None;
     for s in &need {
         let members: std::collections::BTreeSet<u64> =
-            node.route(*s).map(|r| r.members.into_iter().collect()).unwrap_or_default();
+            node.router.route(*s).map(|r| r.members.into_iter().collect()).unwrap_or_default();
         holders = Some(match holders {
             None => members,
             Some(h) => h.intersection(&members).copied().collect(),
@@ -296,11 +296,11 @@ async fn drain(
 /// the split. The child's history continues the parent's from there, so the watch goes
 /// on without a gap.
 fn split_origin(node: &Node, child: ShardId, cursors: &[(ShardId, u64)]) -> Option<(Arc<Shard>, usize, u64)> {
-    let sh = node.shard(child)?;
+    let sh = node.shards.get(child)?;
     let born = sh.events.born()?;
     let parent = child.checked_sub(sh.slice().modulus / 2)?;
     let i = cursors.iter().position(|(s, _)| *s == parent)?;
-    Some((node.shard(parent)?, i, born))
+    Some((node.shards.get(parent)?, i, born))
 }
 
 /// How long a watch keeps following a parent while this node opens the split's new
@@ -310,12 +310,12 @@ const OPENING_PATIENCE: Duration = Duration::from_secs(5);
 /// When `child` is a split's new shard that this node holds a replica of (as the routes
 /// say) but has not opened yet, and the watch follows its parent here: the parent.
 fn opening_parent(node: &Node, child: ShardId, cursors: &[(ShardId, u64)]) -> Option<ShardId> {
-    let route = node.route(child)?;
+    let route = node.router.route(child)?;
     if !route.members.contains(&node.id) {
         return None;
     }
     let parent = child.checked_sub(route.modulus / 2)?;
-    node.shard(parent)?;
+    node.shards.get(parent)?;
     cursors.iter().any(|(s, _)| *s == parent).then_some(parent)
 }
 
@@ -340,7 +340,7 @@ async fn stream_events(
         let mut resync: Vec<ShardId> = Vec::new();
         let mut kept: Vec<ShardId> = Vec::new();
         for s in want.iter().copied().filter(|s| !cursors.iter().any(|(c, _)| c == s)).collect::<Vec<_>>() {
-            if node.shard(s).is_none() {
+            if node.shards.get(s).is_none() {
                 // A split's new shard with a replica here that is not open yet (the
                 // routes can learn of it before the local parent applies the split):
                 // keep following the parent a moment longer.
@@ -377,7 +377,7 @@ async fn stream_events(
             if want.contains(&shard) {
                 continue;
             }
-            let drained = match node.shard(shard) {
+            let drained = match node.shards.get(shard) {
                 Some(sh) => drain(&sh, i, sh.events.current(), db, &target, &mut cursors, &tx).await,
                 None => Ok(false),
             };
@@ -398,7 +398,7 @@ async fn stream_events(
             }
         }
         for shard in resync {
-            let Some(sh) = node.shard(shard) else {
+            let Some(sh) = node.shards.get(shard) else {
                 // Moved to a shard this node does not hold: the client reconnects (any
                 // node relays it to one that does) and resumes from its cursor.
                 let data = json!({ "type": "resync", "shard": shard, "reason": "the watched keys moved to a shard this node does not hold; reconnect" });
@@ -418,7 +418,7 @@ async fn stream_events(
         let mut more = false;
         for i in 0..cursors.len() {
             let (shard, after) = cursors[i];
-            let Some(sh) = node.shard(shard) else {
+            let Some(sh) = node.shards.get(shard) else {
                 // Its replica here was moved away: the client reconnects (any node
                 // relays it to one that holds the shard) and resumes from its cursor.
                 let data = json!({ "type": "resync", "shard": shard, "reason": "this node no longer holds the watched shard; reconnect" });

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{write_durably, Node, StartError};
-use crate::ring::{NodeId, Ring, Route, ShardId, ShardInfo};
+use crate::ring::{NodeId, Route, ShardId, ShardInfo};
 use crate::shard::kv::{KvState, Slice};
 use crate::shard::state_machine::{HostFuture, SplitHost};
 use crate::shard::Shard;
@@ -112,9 +112,6 @@ impl SplitRelay {
         Some(if st.last_applied.is_some() { st.slice.epoch } else { 0 })
     }
 }
-
-/// The largest gap between route refreshes from peers.
-const ROUTE_REFRESH: Duration = Duration::from_secs(1);
 
 impl SplitHost for SplitRelay {
     fn should_create(&self, shard: ShardId, epoch: u64) -> bool {
@@ -254,52 +251,20 @@ async fn campaign(shard: Arc<Shard>, me: NodeId, stop: CancellationToken) {
 }
 
 impl Node {
-    /// The shard that owns `key` of `db`, as this node's routes know it.
-    pub fn locate(&self, db: u8, key: &[u8]) -> ShardId {
-        let routes = self.routes.read();
-        routes.locate(db, key).unwrap_or_else(|| crate::ring::shard_for(db, key, self.shard_count))
-    }
-
-    /// Every shard of the ring this node knows of (hosted or not), in id order.
-    pub fn ring_shards(&self) -> Vec<ShardId> {
-        let ids = self.routes.read().ids();
-        if ids.is_empty() {
-            (0..self.shard_count).collect()
-        } else {
-            ids
-        }
-    }
-
-    /// What this node's routes say about `shard`.
-    pub fn route(&self, shard: ShardId) -> Option<Route> {
-        self.routes.read().shards.get(&shard).cloned()
-    }
-
     /// Takes a shard's refusal into the routes.
     pub fn learn_refusal(&self, ws: crate::shard::types::WrongShard) {
-        self.routes.write().learn_refusal(ws.shard, ws.modulus, ws.epoch);
+        self.router.learn_refusal(ws);
         self.refresh_local_routes();
-    }
-
-    /// Merges routes reported by a peer.
-    pub fn learn_routes(&self, shards: &[ShardInfo]) {
-        let mut routes = self.routes.write();
-        for s in shards.iter().filter(|s| s.modulus > 0 && !s.members.is_empty()) {
-            routes.learn(
-                s.id,
-                Route { modulus: s.modulus, epoch: s.epoch, members: s.members.clone(), leader: s.leader },
-            );
-        }
     }
 
     /// Updates the routes from the hosted replicas' own state (authoritative for them).
     pub fn refresh_local_routes(&self) {
-        let infos: Vec<ShardInfo> = self.shard_list().iter().map(|s| self.shard_info(s)).collect();
-        self.learn_routes(&infos);
+        let infos: Vec<ShardInfo> = self.shards.list().iter().map(|s| self.shard_info(s)).collect();
+        self.router.learn(&infos);
     }
 
     pub(super) async fn save_hosted(&self) -> std::io::Result<()> {
-        self.relay.save().await
+        self.shards.relay.save().await
     }
 
     /// Opens a shard's replica on this node (idempotent): a split's new shard (its first
@@ -312,24 +277,24 @@ impl Node {
     /// [`Node::host_shard`], starting from `initial` (a split's new shard, whose first
     /// snapshot holding exactly this state is durable) instead of reading the snapshot.
     async fn host_shard_with(&self, id: ShardId, initial: Option<Box<KvState>>) -> Result<Arc<Shard>, StartError> {
-        if let Some(s) = self.shard(id) {
+        if let Some(s) = self.shards.get(id) {
             return Ok(s);
         }
-        let guard = self.hosting.lock().await;
-        if let Some(s) = self.shard(id) {
+        let guard = self.shards.lock.lock().await;
+        if let Some(s) = self.shards.get(id) {
             return Ok(s);
         }
         // A replica lost here comes back only as a fresh one, once its group no longer
         // counts this node as a voter: an empty replica voting would break Raft.
-        let lost = self.relay.lost.lock().contains(&id);
+        let lost = self.shards.relay.lost.lock().contains(&id);
         if lost {
-            if self.route(id).is_none_or(|r| r.members.contains(&self.id)) {
+            if self.router.route(id).is_none_or(|r| r.members.contains(&self.id)) {
                 return Err(StartError::Refused(format!(
                     "shard {id}'s replica on node {} was lost; its group must remove this node before it hosts a new one",
                     self.id
                 )));
             }
-            self.relay.lost.lock().remove(&id);
+            self.shards.relay.lost.lock().remove(&id);
         }
         // A bootstrap shard's log may be replayed from its first entry, so the empty
         // replica starts from the bootstrap slice; any other shard's log begins after a
@@ -341,14 +306,15 @@ impl Node {
         // back: what it acknowledged must not be forgotten. Its commit index is left for
         // the leader to tell again (it need not be durable).
         let placeholder = initial.is_none();
-        let recovered = self.unclaimed.lock().remove(&id);
+        let recovered = self.shards.unclaimed.lock().remove(&id);
         let recovered = recovered.filter(|l| initial.is_some() && is_new_shard_log(l));
         let recovered = recovered.map(|l| crate::wal::ShardLog { committed: None, ..l });
         let net = super::raft_network::NetworkFactory::new(id, self.peers.clone());
-        let shard = Arc::new(Shard::open(id, &dir, recovered, slice, initial.map(|b| *b), &self.deps, net).await?);
-        self.shards.write().insert(id, shard.clone());
-        self.relay.hosted.lock().insert(id);
-        self.relay.states.lock().insert(id, shard.state.clone());
+        let shard =
+            Arc::new(Shard::open(id, &dir, recovered, slice, initial.map(|b| *b), &self.shards.deps, net).await?);
+        self.shards.insert(shard.clone());
+        self.shards.relay.hosted.lock().insert(id);
+        self.shards.relay.states.lock().insert(id, shard.state.clone());
         drop(guard);
         self.save_hosted()
             .await
@@ -366,7 +332,7 @@ impl Node {
     /// parent it also starts the new group's first election, so the new shard is led by
     /// the same node and is writable within milliseconds instead of an election timeout.
     pub async fn open_split_shards(self: Arc<Self>, stop: CancellationToken) {
-        let Some(mut rx) = self.splits.lock().take() else { return };
+        let Some(mut rx) = self.shards.changes.lock().take() else { return };
         loop {
             let change = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -379,7 +345,7 @@ impl Node {
                     continue;
                 }
                 RingChange::Retire { shard } => {
-                    let old = self.shards.write().remove(&shard);
+                    let old = self.shards.remove(shard);
                     match self.finish_retire(shard, old).await {
                         Ok(()) => tracing::info!(donor = shard, "merge: donor replica retired"),
                         Err(e) => {
@@ -405,7 +371,7 @@ impl Node {
                 }
             };
             self.changes.notify_waiters();
-            let leads_parent = self.shard(parent).is_some_and(|p| p.leader() == Some(self.id));
+            let leads_parent = self.shards.get(parent).is_some_and(|p| p.leader() == Some(self.id));
             if leads_parent {
                 tokio::spawn(campaign(shard, self.id, self.stopping.clone()));
             }
@@ -414,8 +380,8 @@ impl Node {
 
     /// Retires this node's replica of a merge's donor once the receiver here owns its
     /// slice (see [`Node::superseded`]).
-    async fn retire_merged(&self, receiver: ShardId, donor: ShardId) {
-        let Some(d) = self.shard(donor) else { return };
+    pub(super) async fn retire_merged(&self, receiver: ShardId, donor: ShardId) {
+        let Some(d) = self.shards.get(donor) else { return };
         if self.superseded(&d) != Some(receiver) {
             return;
         }
@@ -433,7 +399,7 @@ impl Node {
     pub(crate) fn superseded(&self, d: &Shard) -> Option<ShardId> {
         let ds = d.slice();
         let absorbed_by = |id: ShardId, m: u32| {
-            self.shard(id).is_some_and(|r| {
+            self.shards.get(id).is_some_and(|r| {
                 let rs = r.slice();
                 rs.modulus == m && rs.epoch > ds.epoch && r.read().last_applied.is_some()
             })
@@ -444,112 +410,10 @@ impl Node {
     /// Whether the ring as peers report it has a merge's receiver owning `d`'s slice
     /// from a later epoch than `d`'s: `d`'s group was absorbed (its replica here missed
     /// that, and may never hear from a leader again).
-    fn merged_away(&self, d: &Shard) -> bool {
+    pub(super) fn merged_away(&self, d: &Shard) -> bool {
         let slice = d.slice();
         let route = Route { modulus: slice.modulus, epoch: slice.epoch, ..Route::default() };
-        slice.modulus > 1 && self.routes.read().covered_by_newer(d.id, &route)
-    }
-
-    /// Keeps the routes fresh: the hosted replicas' own state, the shards peers host, and
-    /// the peers' internal addresses as the shards' memberships name them.
-    pub async fn refresh_routes(self: Arc<Self>, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(ROUTE_REFRESH);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            self.refresh_local_routes();
-            for s in self.member_shards() {
-                let m = s.raft.metrics().borrow().membership_config.clone();
-                for (id, n) in m.membership().nodes() {
-                    if self.peers.addr(*id).is_none() && !n.addr.is_empty() {
-                        self.peers.learn(*id, n.addr.clone());
-                    }
-                }
-            }
-            for peer in self.peers.ids().into_iter().filter(|p| *p != self.id) {
-                match self
-                    .peers
-                    .get_json::<Ring>(peer, ringkv_api::admin::routes::RING, Duration::from_millis(500))
-                    .await
-                {
-                    Ok(r) => self.learn_routes(&r.shards),
-                    Err(e) => tracing::debug!(peer, error = %e, "ring refresh"),
-                }
-            }
-        }
-    }
-
-    /// Closes and deletes replicas whose shard no longer counts this node as a member
-    /// (removed by a membership change). Seen twice in a row, so a replica that is
-    /// still catching up on its own membership is left alone.
-    pub async fn retire_removed_replicas(self: Arc<Self>, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
-        let mut suspects: BTreeSet<ShardId> = BTreeSet::new();
-        let mut leaderless: BTreeSet<ShardId> = BTreeSet::new();
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            // Donors of merges this node missed the end of (down at the time, or the
-            // merge arrived in a snapshot).
-            for d in self.shard_list() {
-                if let Some(r) = self.superseded(&d) {
-                    self.retire_merged(r, d.id).await;
-                }
-            }
-            let mut now_suspect = BTreeSet::new();
-            for s in self.member_shards() {
-                let m = s.raft.metrics().borrow().membership_config.clone();
-                let membership = m.membership();
-                let member = membership.nodes().any(|(id, _)| *id == self.id);
-                if !member && membership.get_joint_config().len() == 1 {
-                    now_suspect.insert(s.id);
-                }
-            }
-            for id in now_suspect.intersection(&suspects) {
-                if let Err(e) = self.retire(*id).await {
-                    tracing::warn!(shard = id, error = %e, "could not retire a removed replica");
-                }
-            }
-            suspects = now_suspect;
-            // A replica removed while it lagged never sees the membership without it: it
-            // campaigns for ever, and keeps the node unready. Nor does the leader's
-            // `/retire` reach it when that leader dies right after the removal. So a
-            // replica leaderless for two rounds asks the shard's leader itself.
-            let now_leaderless: BTreeSet<ShardId> = self
-                .member_shards()
-                .iter()
-                .filter(|s| s.raft.metrics().borrow().current_leader.is_none())
-                .map(|s| s.id)
-                .collect();
-            for id in now_leaderless.intersection(&leaderless) {
-                // Its group may be gone altogether: removed from it while down, then
-                // the shard merged away. No leader will answer for it again, but the
-                // ring its peers report says so.
-                if let Some(d) = self.shard(*id).filter(|d| self.merged_away(d)) {
-                    match self.retire(d.id).await {
-                        Ok(()) => {
-                            tracing::info!(shard = id, "retired a leaderless replica of a shard the ring merged away")
-                        }
-                        Err(e) => {
-                            tracing::warn!(shard = id, error = %e, "could not retire a replica of a shard merged away")
-                        }
-                    }
-                    continue;
-                }
-                match self.retire_if_removed(*id).await {
-                    Ok(true) => {
-                        tracing::info!(shard = id, "retired a replica its group had removed while it was behind")
-                    }
-                    Ok(false) => {}
-                    Err(e) => tracing::debug!(shard = id, error = %e, "leaderless replica: still a member"),
-                }
-            }
-            leaderless = now_leaderless;
-        }
+        slice.modulus > 1 && self.router.covered_by_newer(d.id, &route)
     }
 
     /// Stops and deletes this node's replica of `id` (a merge's donor this node's
@@ -569,10 +433,10 @@ impl Node {
     /// last) can hold a hosted replica whose log lost committed entries with no purge
     /// to explain it: a restart finishes that retirement too (see `Node::open`).
     pub(crate) async fn retire(&self, id: ShardId) -> std::io::Result<()> {
-        let Some(s) = self.shards.write().remove(&id) else { return Ok(()) };
-        self.relay.hosted.lock().remove(&id);
-        self.relay.retiring.lock().insert(id);
-        self.relay.note_retired(id, s.slice().epoch);
+        let Some(s) = self.shards.remove(id) else { return Ok(()) };
+        self.shards.relay.hosted.lock().remove(&id);
+        self.shards.relay.retiring.lock().insert(id);
+        self.shards.relay.note_retired(id, s.slice().epoch);
         self.save_hosted().await?;
         crate::crash_point!("retire-recorded");
         self.finish_retire(id, Some(s)).await
@@ -582,16 +446,16 @@ impl Node {
     /// being retired (a merged donor's old replica must not take the messages of a new
     /// group a split created under the same id meanwhile).
     pub fn raft_replica(&self, shard: ShardId) -> Option<Arc<Shard>> {
-        if self.relay.retiring(shard) {
+        if self.shards.relay.retiring(shard) {
             return None;
         }
-        self.shard(shard)
+        self.shards.get(shard)
     }
 
     /// Steps 2 to 4 of [`Node::retire`], once step 1 is durable, for replica `s` of
     /// `id` (taken out of the hosted replicas; none if it was never opened).
     pub(super) async fn finish_retire(&self, id: ShardId, s: Option<Arc<Shard>>) -> std::io::Result<()> {
-        self.relay.states.lock().remove(&id);
+        self.shards.relay.states.lock().remove(&id);
         match s {
             Some(s) => {
                 if let Err(e) = s.raft.shutdown().await {
@@ -604,7 +468,7 @@ impl Node {
         crate::crash_point!("retire-forgotten");
         remove_shard_dir(&self.config.data_dir, id)?;
         crate::crash_point!("retire-removed");
-        self.relay.retiring.lock().remove(&id);
+        self.shards.relay.retiring.lock().remove(&id);
         self.save_hosted().await?;
         // The routes here learn at once what replaced it (a merge's receiver hosted here).
         self.refresh_local_routes();

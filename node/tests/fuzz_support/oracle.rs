@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use ringkv_node::api::error::ApiError;
 use ringkv_node::api::{compat, extract, params};
-use ringkv_node::error::ApiError;
 use ringkv_node::ring::MAX_DB;
 use ringkv_node::wal::fs::{FileSystem, WalFile};
 use ringkv_node::wal::{Error as WalError, ShardLog, Wal, WalOptions};

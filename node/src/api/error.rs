@@ -70,6 +70,20 @@ impl ApiError {
     }
 }
 
+/// The router's errors as the client sees them.
+impl From<crate::router::RouteError> for ApiError {
+    fn from(e: crate::router::RouteError) -> Self {
+        use crate::router::RouteError;
+        match e {
+            RouteError::Unavailable(message) => ApiError::Unavailable { message },
+            RouteError::Conflict { current, .. } => {
+                ApiError::Conflict { message: e.to_string(), current_revision: current }
+            }
+            RouteError::Internal(message) => ApiError::Internal { message },
+        }
+    }
+}
+
 /// The JSON body of an error.
 pub fn error_body(code: &str, message: &str) -> serde_json::Value {
     serde_json::json!({ "error": { "code": code, "message": message } })

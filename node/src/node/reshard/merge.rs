@@ -21,7 +21,7 @@ use std::time::Duration;
 use ringkv_api::admin::{AdminRequest, FreezeQuery};
 use tokio::time::Instant;
 
-use super::{AdminError, ADMIN_WAIT};
+use super::{ReshardError, ADMIN_WAIT};
 use crate::node::Node;
 use crate::ring::ShardId;
 use crate::shard::kv::MapKey;
@@ -42,11 +42,11 @@ pub struct Merged {
     pub keys: u64,
 }
 
-async fn propose(sh: &Shard, cmd: Command) -> Result<CommandResult, AdminError> {
+async fn propose(sh: &Shard, cmd: Command) -> Result<CommandResult, ReshardError> {
     match sh.proposer.propose(cmd).await {
         Ok(r) => Ok(r),
-        Err(ProposeError::NotLeader(leader)) => Err(AdminError::NotLeader { shard: sh.id, leader }),
-        Err(ProposeError::Retry(m)) => Err(AdminError::Failed(m)),
+        Err(ProposeError::NotLeader(leader)) => Err(ReshardError::NotLeader { shard: sh.id, leader }),
+        Err(ProposeError::Retry(m)) => Err(ReshardError::Failed(m)),
     }
 }
 
@@ -56,8 +56,8 @@ const SWEEP_WAIT: Duration = Duration::from_secs(10);
 
 /// A request made for an older ring than the shard's (a driver that observed before a
 /// split or merge since): refused, so a late request cannot undo newer work.
-fn stale(shard: ShardId, now: u64, asked: u64) -> AdminError {
-    AdminError::Bad(format!(
+fn stale(shard: ShardId, now: u64, asked: u64) -> ReshardError {
+    ReshardError::Bad(format!(
         "shard {shard} changed at ring epoch {now}, after the ring this request was made for (epoch {}); observe again",
         asked.saturating_sub(1)
     ))
@@ -66,11 +66,11 @@ fn stale(shard: ShardId, now: u64, asked: u64) -> AdminError {
 impl Node {
     /// Freezes `shard` (this node must lead it) as a merge's donor at ring `epoch`.
     /// Returns the donor's final revision.
-    pub async fn freeze_shard(&self, shard: ShardId, epoch: u64) -> Result<u64, AdminError> {
+    pub async fn freeze_shard(&self, shard: ShardId, epoch: u64) -> Result<u64, ReshardError> {
         let sh = self.led(shard)?;
         let slice = sh.slice();
         if slice.modulus < 2 {
-            return Err(AdminError::Bad(format!(
+            return Err(ReshardError::Bad(format!(
                 "shard {shard} owns the whole ring; there is nothing to merge it into"
             )));
         }
@@ -82,7 +82,7 @@ impl Node {
 
     /// Merges `donor` into `receiver` (this node must lead the receiver and host a
     /// replica of the donor) at ring `epoch`. Already merged: answers at once.
-    pub async fn merge_shards(&self, receiver: ShardId, donor: ShardId, epoch: u64) -> Result<Merged, AdminError> {
+    pub async fn merge_shards(&self, receiver: ShardId, donor: ShardId, epoch: u64) -> Result<Merged, ReshardError> {
         let sh = self.led(receiver)?;
         let modulus = sh.slice().modulus;
         if donor >= receiver && donor - receiver >= modulus && (donor - receiver).is_power_of_two() {
@@ -93,13 +93,13 @@ impl Node {
             return Err(stale(receiver, sh.slice().epoch, epoch));
         }
         if modulus < 2 || donor != receiver + modulus / 2 {
-            return Err(AdminError::Bad(format!(
+            return Err(ReshardError::Bad(format!(
                 "shard {donor} is not the sibling of shard {receiver} at modulus {modulus} (that is {})",
                 receiver + modulus / 2
             )));
         }
-        let d = self.shard(donor).ok_or_else(|| {
-            AdminError::Bad(format!("shard {donor} has no replica on node {}: co-locate the shards first", self.id))
+        let d = self.shards.get(donor).ok_or_else(|| {
+            ReshardError::Bad(format!("shard {donor} has no replica on node {}: co-locate the shards first", self.id))
         })?;
         // A receiver split a moment ago still holds its leftovers (the donor's slice as
         // it was then), which the first absorbed chunk would have to drop in one pass
@@ -120,7 +120,7 @@ impl Node {
         let deadline = Instant::now() + ADMIN_WAIT;
         while d.read().frozen.is_none() {
             if Instant::now() >= deadline {
-                return Err(AdminError::Failed(format!(
+                return Err(ReshardError::Failed(format!(
                     "this node's replica of shard {donor} did not apply the freeze"
                 )));
             }
@@ -159,17 +159,17 @@ impl Node {
         receiver: ShardId,
         donor: ShardId,
         modulus: u32,
-    ) -> Result<Merged, AdminError> {
+    ) -> Result<Merged, ReshardError> {
         let now = sh.slice().modulus;
         if now < modulus {
             Ok(Merged { receiver, donor, modulus: now, keys: 0 })
         } else {
-            Err(AdminError::Failed(format!("shard {receiver} refused to absorb shard {donor}")))
+            Err(ReshardError::Failed(format!("shard {receiver} refused to absorb shard {donor}")))
         }
     }
 
     /// Has the donor's leader (this node or another) freeze it.
-    async fn freeze_donor(&self, d: &Shard, epoch: u64) -> Result<(), AdminError> {
+    async fn freeze_donor(&self, d: &Shard, epoch: u64) -> Result<(), ReshardError> {
         let deadline = Instant::now() + ADMIN_WAIT;
         let mut last = String::from("no leader");
         while Instant::now() < deadline {
@@ -179,7 +179,7 @@ impl Node {
             match d.leader_checked(self.id, self.leader_stale_after()) {
                 Some(l) if l == self.id => match self.freeze_shard(d.id, epoch).await {
                     Ok(_) => return Ok(()),
-                    Err(e @ AdminError::Bad(_)) => return Err(e),
+                    Err(e @ ReshardError::Bad(_)) => return Err(e),
                     Err(e) => last = e.to_string(),
                 },
                 Some(l) => {
@@ -187,7 +187,9 @@ impl Node {
                     match self.peers.admin(l, &freeze, Duration::from_secs(10)).await {
                         Ok(_) => return Ok(()),
                         // Refused (a stale epoch, say): asking again will not change that.
-                        Err(e @ crate::raft_net::NetError::Refused(..)) => return Err(AdminError::Bad(e.to_string())),
+                        Err(e @ crate::raft_net::NetError::Refused(..)) => {
+                            return Err(ReshardError::Bad(e.to_string()))
+                        }
                         Err(e) => last = e.to_string(),
                     }
                 }
@@ -195,6 +197,6 @@ impl Node {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(AdminError::Failed(format!("could not freeze shard {}: {last}", d.id)))
+        Err(ReshardError::Failed(format!("could not freeze shard {}: {last}", d.id)))
     }
 }
