@@ -77,9 +77,19 @@ pub struct Config {
     #[arg(long, env = "RINGKV_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
 
-    /// Log format: `text` or `json`.
-    #[arg(long, env = "RINGKV_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Log format.
+    #[arg(long, env = "RINGKV_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written. (An unknown format is refused by the parser, with the
+/// possible values, before `validate` runs.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Node id → internal address.
@@ -168,9 +178,6 @@ impl Config {
         }
         if self.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
             errs.push("--worker-threads must be between 1 and 1024".to_string());
-        }
-        if !matches!(self.log_format.as_str(), "text" | "json") {
-            errs.push("--log-format must be `text` or `json`".to_string());
         }
         if errs.is_empty() {
             Ok(())

@@ -13,17 +13,20 @@
 //!   ([`shard::state_machine`]), and the client gets the revision (the log index).
 //!
 //! Snapshots are taken from an O(1) clone of the state machine's persistent map and let
-//! the WAL drop old segments. [`node`] owns the shards and the background work
-//! (bootstrap, TTL reaper, WAL compaction, leadership handoff); [`config`] is the one
+//! the WAL drop old segments. [`node`] is made of parts: the shard set
+//! ([`node::ShardSet`]) and the router's table ([`router::table::Router`]), with
+//! resharding ([`node::reshard`]) and background work ([`node::background`]) in their
+//! own files; [`config`] is the one
 //! typed configuration; [`metrics`] the Prometheus registry; [`serve`] serves the client
 //! port with time limits on request heads and bodies, so stalled clients are cut off.
 //!
 //! Layers, each importing only those below it (checked against `docs/layers.json`, see
 //! docs/architecture.md "Layers"):
-//! - HTTP: [`api`] (client port, and `api::internal`, the internal port's routes) and
-//!   [`admin`] (the admin routes): the only code that speaks status codes.
-//! - Core: [`node`] and [`router`]; the node answers its peers' calls
-//!   (`raft_net::listener::Inbound`) and gives each shard its Raft network.
+//! - HTTP: [`api`] (client port, and `api::internal` and `api::admin`, the internal
+//!   port's routes): the only code that speaks status codes (`api::error`).
+//! - Core: [`node`] and [`router`], which return domain errors (`RouteError`,
+//!   `ReshardError`); the node answers its peers' calls (`raft_net::listener::Inbound`)
+//!   and gives each shard its Raft network.
 //! - [`shard`] (one Raft group; knows no transport) over [`wal`] (knows no shard);
 //!   [`raft_net`], the transport (node ids, shard ids and bytes).
 //! - [`ring`]: ids and placement, from the contract crate `ringkv-api`.

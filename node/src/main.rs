@@ -29,7 +29,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("RINGKV_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error"));
-    if config.log_format == "json" {
+    if config.log_format == ringkv_node::config::LogFormat::Json {
         tracing_subscriber::fmt().with_env_filter(filter).json().init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();

@@ -26,6 +26,7 @@ mod inbound;
 pub mod raft_network;
 pub mod reshard;
 mod shard_set;
+pub mod watch;
 
 pub use shard_set::ShardSet;
 
@@ -133,7 +134,7 @@ impl Node {
                 heartbeat_interval: config.heartbeat.as_millis() as u64,
                 election_timeout_min: config.election_timeout.as_millis() as u64,
                 // openraft 0.9's leader lease is `election_timeout_max`: a leadership
-                // transfer waits that long (see admin.rs), so the range is kept narrow.
+                // transfer waits that long (see node/reshard.rs), so the range is kept narrow.
                 election_timeout_max: config.election_timeout.as_millis() as u64 * 4 / 3,
                 install_snapshot_timeout: 10_000,
                 snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_entries),

@@ -20,12 +20,21 @@ fn shard_count_that_is_not_a_power_of_two_is_refused_at_start() {
 
 #[test]
 fn every_contradiction_is_reported_at_once() {
-    let out = bin().args(["--shards", "6", "--node-id", "0", "--log-format", "xml"]).output().unwrap();
+    let out = bin().args(["--shards", "6", "--node-id", "0", "--max-key-bytes", "0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    for want in ["power of two", "--node-id", "--log-format"] {
+    for want in ["power of two", "--node-id", "--max-key-bytes"] {
         assert!(err.contains(want), "missing `{want}` in: {err}");
     }
+}
+
+/// Enumerated options are refused by the parser, naming the values it takes.
+#[test]
+fn an_unknown_log_format_is_refused_with_the_choices() {
+    let out = bin().args(["--log-format", "xml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--log-format") && err.contains("text") && err.contains("json"), "{err}");
 }
 
 #[test]

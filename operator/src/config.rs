@@ -65,9 +65,19 @@ pub struct RunConfig {
     #[arg(long, env = "RINGKV_OPERATOR_PROBE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub probe_timeout: Duration,
 
-    /// Log format: `text` or `json`.
-    #[arg(long, env = "RINGKV_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Log format.
+    #[arg(long, env = "RINGKV_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written. (An unknown format is refused by the parser, with the
+/// possible values, before `validate` runs.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl RunConfig {
@@ -91,9 +101,6 @@ impl RunConfig {
         }
         if let Some(Err(e)) = self.network_policy_from.as_deref().map(parse_labels) {
             errs.push(format!("--network-policy-from: {e}"));
-        }
-        if !matches!(self.log_format.as_str(), "text" | "json") {
-            errs.push("--log-format must be `text` or `json`".to_string());
         }
         if errs.is_empty() {
             Ok(())
@@ -155,19 +162,18 @@ mod tests {
 
     #[test]
     fn validate_reports_every_contradiction() {
-        let c = run(&[
-            "--lease-seconds",
-            "5",
-            "--log-format",
-            "xml",
-            "--watch-namespace",
-            "",
-            "--leader-election",
-            "false",
-        ]);
+        let c = run(&["--lease-seconds", "5", "--watch-namespace", "", "--leader-election", "false"]);
         let errs = c.validate().unwrap_err();
-        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(!c.leader_election);
+    }
+
+    #[test]
+    fn an_unknown_log_format_is_refused_with_the_choices() {
+        let e = Cli::try_parse_from(["ringkv-operator", "run", "--log-format", "xml"]).expect_err("xml");
+        let text = e.to_string();
+        assert!(text.contains("text") && text.contains("json"), "{text}");
+        assert_eq!(run(&["--log-format", "json"]).log_format, LogFormat::Json);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use ringkv_operator::config::{Cli, Command, RunConfig};
+use ringkv_operator::config::{Cli, Command, LogFormat, RunConfig};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
@@ -33,11 +33,11 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "json" {
+    if format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();
@@ -45,7 +45,7 @@ fn init_tracing(format: &str) {
 }
 
 async fn serve(mut config: RunConfig) -> anyhow::Result<()> {
-    init_tracing(&config.log_format);
+    init_tracing(config.log_format);
     if config.identity.is_none() {
         // In a pod, HOSTNAME is the pod name: unique per replica.
         config.identity = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty());

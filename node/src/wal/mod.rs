@@ -21,6 +21,7 @@ pub mod fs;
 mod recovery;
 mod segment;
 #[cfg(test)]
+#[path = "wal_tests.rs"]
 mod tests;
 mod writer;
 
