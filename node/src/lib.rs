@@ -12,8 +12,9 @@
 //! - The committed entry is applied to the shard's state machine
 //!   ([`shard::state_machine`]), and the client gets the revision (the log index).
 //!
-//! Snapshots are taken from an O(1) clone of the state machine's persistent map and let
-//! the WAL drop old segments. [`node`] owns the shards and the background work
+//! Snapshots are taken from an O(1) clone of the state machine's persistent map, written
+//! in the format of [`shard::snapshot_file`], and let the WAL drop old segments. A split
+//! or a merge's end is an effect of the apply that [`shard::lifecycle`] carries out. [`node`] owns the shards and the background work
 //! (bootstrap, TTL reaper, WAL compaction, leadership handoff); [`config`] is the one
 //! typed configuration; [`metrics`] the Prometheus registry; [`serve`] serves the client
 //! port with time limits on request heads and bodies, so stalled clients are cut off.
