@@ -12,11 +12,12 @@
 //! - The committed entry is applied to the shard's state machine
 //!   ([`shard::state_machine`]), and the client gets the revision (the log index).
 //!
-//! Snapshots are taken from an O(1) clone of the state machine's persistent map and let
-//! the WAL drop old segments. [`node`] is made of parts: the shard set
-//! ([`node::ShardSet`]) and the router's table ([`router::table::Router`]), with
-//! resharding ([`node::reshard`]) and background work ([`node::background`]) in their
-//! own files; [`config`] is the one
+//! Snapshots are taken from an O(1) clone of the state machine's persistent map, written
+//! in the format of [`shard::snapshot_file`], and let the WAL drop old segments. A split
+//! or a merge's end is an effect of the apply that [`shard::lifecycle`] carries out.
+//! [`node`] is made of parts: the shard set ([`node::ShardSet`]) and the router's table
+//! ([`router::table::Router`]), with resharding ([`node::reshard`]) and background work
+//! ([`node::background`]) in their own files; [`config`] is the one
 //! typed configuration; [`metrics`] the Prometheus registry; [`serve`] serves the client
 //! port with time limits on request heads and bodies, so stalled clients are cut off.
 //!

@@ -169,6 +169,7 @@ impl Node {
             wal: wal.clone(),
             changes: changes.clone(),
             host: relay.clone(),
+            limits: Default::default(),
         };
         // Retirements a crash cut off are finished first (rules: `Node::retire`), and so
         // are those of replicas written before that order existed, recognised by a log

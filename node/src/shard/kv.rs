@@ -15,6 +15,24 @@ use crate::ring::{key_hash, ShardId};
 /// `(db, key)`: the map key. Ordered by db, then key bytes.
 pub type MapKey = (u8, Vec<u8>);
 
+/// What applying a command asks of the state machine beyond the replicated state, in
+/// log order: a new shard to create, a donor to retire, a crash point to pass.
+pub enum Effect {
+    /// Nothing beyond the state.
+    None,
+    /// A split narrowed this shard's slice; the new shard's state, holding the rest.
+    Split(Box<KvState>),
+    /// A split was refused (the shard is frozen by a merge, or the modulus is not the
+    /// double of this shard's); the command's result says `ok: false`.
+    SplitRefused(String),
+    /// A merge's donor froze.
+    Frozen,
+    /// A merge's receiver took in a chunk of its donor's keys.
+    Absorbed,
+    /// A merge ended here: this receiver's slice absorbed `donor`'s, at ring `epoch`.
+    Merged { donor: ShardId, epoch: u64 },
+}
+
 /// How many recent request ids each shard remembers for deduplication. A retry comes
 /// within the request deadline (seconds), far inside this window.
 pub const DEDUP_WINDOW: usize = 16_384;
@@ -270,20 +288,22 @@ impl KvState {
 
     /// Applies one command, appending what changed to `events`. Deterministic: depends
     /// only on the command and the state, never on the local clock. Each mutation takes
-    /// the next revision.
-    pub fn apply_command(&mut self, cmd: Command, events: &mut Vec<Event>) -> CommandResult {
+    /// the next revision. Returns the command's result and what the state machine must
+    /// do about it beyond this state (see [`Effect`]).
+    pub fn apply_command(&mut self, cmd: Command, events: &mut Vec<Event>) -> (CommandResult, Effect) {
+        let done = |s: &Self| CommandResult { revision: s.revision, ok: true, ..Default::default() };
         match cmd {
             Command::Txn { id, now_ms, ops } => {
                 if let Some(done) = self.applied.get(&id) {
-                    return CommandResult::clone(done); // a retry of a request already applied
+                    return (CommandResult::clone(done), Effect::None); // a retry of a request already applied
                 }
                 if let Some(moved) = self.refuse_foreign(&ops) {
                     // Not remembered: the retry goes to the shard that owns the keys.
-                    return moved;
+                    return (moved, Effect::None);
                 }
                 let r = self.apply_txn(now_ms, ops, events);
                 self.remember(id, Arc::new(r.clone()));
-                r
+                (r, Effect::None)
             }
             Command::Expire { keys } => {
                 let mut expired = 0;
@@ -298,16 +318,30 @@ impl KvState {
                         events.push(Event { revision: self.revision, kind: EventKind::Expire, db, key, value: None });
                     }
                 }
-                CommandResult { revision: self.revision, ok: true, expired, ..Default::default() }
+                (CommandResult { expired, ..done(self) }, Effect::None)
             }
-            // Applied by the state machine, which also creates the new shard.
-            Command::Split { .. } => CommandResult { revision: self.revision, ok: true, ..Default::default() },
+            Command::Split { modulus, epoch } => match self.split(modulus, epoch) {
+                Ok(Some(child)) => (done(self), Effect::Split(Box::new(child))),
+                Ok(None) => (done(self), Effect::None),
+                Err(reason) => (CommandResult { ok: false, ..done(self) }, Effect::SplitRefused(reason)),
+            },
             Command::Freeze { epoch } => {
                 self.frozen.get_or_insert(epoch);
-                CommandResult { revision: self.revision, ok: true, ..Default::default() }
+                (done(self), Effect::Frozen)
             }
-            Command::Absorb { modulus, entries, applied } => self.absorb(modulus, entries, applied),
-            Command::MergeDone { modulus, epoch, revision } => self.finish_merge(modulus, epoch, revision),
+            Command::Absorb { modulus, entries, applied } => (self.absorb(modulus, entries, applied), Effect::Absorbed),
+            Command::MergeDone { modulus, epoch, revision } => {
+                let before = self.slice.modulus;
+                let r = self.finish_merge(modulus, epoch, revision);
+                // Only the apply that narrows the slice ends the merge here; a repeated
+                // or stale one changes nothing.
+                let effect = if self.slice.modulus < before {
+                    Effect::Merged { donor: self.slice.shard + modulus, epoch }
+                } else {
+                    Effect::None
+                };
+                (r, effect)
+            }
         }
     }
 

@@ -4,7 +4,7 @@ use super::*;
 
 fn put(s: &mut KvState, id: u64, key: &str, val: &str) -> CommandResult {
     let ops = vec![Op::Put { db: 0, key: key.into(), value: val.into(), expires_at_ms: None, expect: None }];
-    s.apply_command(Command::Txn { id, now_ms: 0, ops }, &mut Vec::new())
+    s.apply_command(Command::Txn { id, now_ms: 0, ops }, &mut Vec::new()).0
 }
 
 /// Shards 1 and 5 at modulus 8, each holding the keys it owns from `k0..k2000`.
@@ -42,7 +42,8 @@ fn absorb_all(r: &mut KvState, d: &KvState, chunk: usize) {
         let last = entries.is_empty();
         after = entries.last().map(|(db, k, _)| (*db, k.clone()));
         let cmd = Command::Absorb { modulus: 8, entries, applied: applied.take().unwrap_or_default() };
-        assert!(r.apply_command(cmd, &mut Vec::new()).ok);
+        let (result, effect) = r.apply_command(cmd, &mut Vec::new());
+        assert!(result.ok && matches!(effect, Effect::Absorbed));
         if last {
             break;
         }
@@ -53,7 +54,8 @@ fn absorb_all(r: &mut KvState, d: &KvState, chunk: usize) {
 fn a_frozen_donor_refuses_everything_naming_its_receiver() {
     let (_, mut d, _) = siblings();
     let key = (0..).map(|i| format!("x{i}")).find(|k| d.slice.owns(0, k.as_bytes())).unwrap();
-    d.apply_command(Command::Freeze { epoch: 3 }, &mut Vec::new());
+    let (r, effect) = d.apply_command(Command::Freeze { epoch: 3 }, &mut Vec::new());
+    assert!(r.ok && matches!(effect, Effect::Frozen));
     let before = (d.revision, d.len());
     let r = put(&mut d, 999_999, &key, "late");
     assert_eq!(r.wrong_shard, Some(WrongShard { shard: 1, modulus: 4, epoch: 3 }));
@@ -82,7 +84,9 @@ fn a_merge_moves_every_key_keeps_revisions_and_request_ids_and_is_idempotent() {
     absorb_all(&mut r, &d, 1000);
 
     let done = Command::MergeDone { modulus: 4, epoch: 3, revision: d.revision };
-    assert!(r.apply_command(done.clone(), &mut Vec::new()).ok);
+    let (result, effect) = r.apply_command(done.clone(), &mut Vec::new());
+    assert!(result.ok);
+    assert!(matches!(effect, Effect::Merged { donor: 5, epoch: 3 }), "the receiver retires the donor's replicas");
     assert_eq!(r.slice, Slice { shard: 1, modulus: 4, epoch: 3 });
     assert_eq!(r.len(), n, "every key of both shards");
     for (db, key, e) in &donor_keys {
@@ -100,9 +104,11 @@ fn a_merge_moves_every_key_keeps_revisions_and_request_ids_and_is_idempotent() {
 
     // Late duplicates change nothing.
     let rev = r.revision;
-    assert!(r.apply_command(done, &mut Vec::new()).ok, "done again: still done");
+    let (result, effect) = r.apply_command(done, &mut Vec::new());
+    assert!(result.ok, "done again: still done");
+    assert!(matches!(effect, Effect::None), "and nothing to retire again");
     let stale = Command::Absorb { modulus: 8, entries: donor_keys.clone(), applied: Vec::new() };
-    assert!(!r.apply_command(stale, &mut Vec::new()).ok);
+    assert!(!r.apply_command(stale, &mut Vec::new()).0.ok);
     assert_eq!((r.revision, r.get(0, hot.as_bytes(), 0).unwrap().value), (rev, bytes::Bytes::from_static(b"after")));
 }
 

@@ -12,7 +12,7 @@ fn put(s: &mut KvState, key: &str, val: &str, expires: Option<u64>, now: u64) ->
 }
 
 fn txn(s: &mut KvState, id: u64, now: u64, ops: Vec<Op>) -> CommandResult {
-    s.apply_command(Command::Txn { id, now_ms: now, ops }, &mut Vec::new())
+    s.apply_command(Command::Txn { id, now_ms: now, ops }, &mut Vec::new()).0
 }
 
 fn rand_id() -> u64 {
@@ -97,6 +97,23 @@ fn a_split_moves_exactly_the_new_shards_keys_and_carries_revisions_and_request_i
     // A repeated split is a no-op; a jump of two levels is refused.
     assert!(s.split(8, 2).unwrap().is_none());
     assert!(s.split(32, 3).is_err());
+}
+
+#[test]
+fn a_split_command_returns_the_new_shard_as_its_effect_and_a_refused_one_is_not_ok() {
+    let mut s = KvState { slice: Slice { shard: 1, modulus: 4, epoch: 1 }, ..Default::default() };
+    put(&mut s, "k", "v", None, 0);
+    let split =
+        |s: &mut KvState, modulus: u32, epoch: u64| s.apply_command(Command::Split { modulus, epoch }, &mut Vec::new());
+    let (r, effect) = split(&mut s, 8, 2);
+    assert!(r.ok && r.revision == s.revision);
+    let Effect::Split(child) = effect else { panic!("a new shard") };
+    assert_eq!(child.slice, Slice { shard: 5, modulus: 8, epoch: 2 });
+    let (r, effect) = split(&mut s, 8, 2);
+    assert!(r.ok && matches!(effect, Effect::None), "a repeated split is done, with nothing to create");
+    let (r, effect) = split(&mut s, 32, 3);
+    assert!(!r.ok && matches!(effect, Effect::SplitRefused(_)), "a jump of two levels");
+    assert_eq!(s.slice, Slice { shard: 1, modulus: 8, epoch: 2 });
 }
 
 /// Runs a sweep the way the state machine's background pass does, in small batches.
@@ -289,7 +306,7 @@ fn expired_keys_are_hidden_then_reaped_unless_rewritten() {
     // "kept" is rewritten before the reaper's proposal applies: the reaper must not delete it.
     put(&mut s, "kept", "z", None, 1_001);
     let mut events = Vec::new();
-    let r = s.apply_command(Command::Expire { keys: expired }, &mut events);
+    let (r, _) = s.apply_command(Command::Expire { keys: expired }, &mut events);
     assert_eq!(r.expired, 1);
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, EventKind::Expire);

@@ -2,10 +2,12 @@
 
 pub mod events;
 pub mod kv;
+pub mod lifecycle;
 pub mod log_store;
 pub mod proposer;
 pub mod read_index;
 pub mod snapshot_body;
+pub mod snapshot_file;
 pub mod state_machine;
 pub mod types;
 
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use crate::ring::{NodeId, ShardId};
 use crate::wal::{ShardLog, Wal};
 use kv::{KvState, Slice};
+use lifecycle::BackgroundLimits;
 use log_store::LogStore;
 use state_machine::{SplitHost, StateMachineStore};
 use types::{Raft, StorageError};
@@ -56,6 +59,9 @@ pub struct ShardDeps {
     pub changes: Arc<events::Notify>,
     /// Told when a split creates a new shard on this node.
     pub host: Arc<dyn SplitHost>,
+    /// How much background work (leftover sweeps, split children's first snapshots)
+    /// the node's shards run at once.
+    pub limits: Arc<BackgroundLimits>,
 }
 
 /// Errors opening a shard.
@@ -87,7 +93,7 @@ impl Shard {
         with: &ShardDeps,
         net: N,
     ) -> Result<Self, OpenError> {
-        let ShardDeps { node_id, raft_config, wal, changes, host } = with;
+        let ShardDeps { node_id, raft_config, wal, changes, host, limits } = with;
         let (node_id, wal, notify) = (*node_id, wal.clone(), changes.clone());
         let mut log = LogStore::open(id, wal, recovered).map_err(|source| OpenError::Storage { shard: id, source })?;
         // A split's new shard has voted at its origin term (see `origin_term`) before
@@ -103,8 +109,10 @@ impl Shard {
             }
         }
         let sm = match initial {
-            Some(state) => StateMachineStore::with_state(id, dir.to_path_buf(), notify, state, host.clone()),
-            None => StateMachineStore::open(id, dir.to_path_buf(), notify, slice, host.clone())
+            Some(state) => {
+                StateMachineStore::with_state(id, dir.to_path_buf(), notify, state, host.clone(), limits.clone())
+            }
+            None => StateMachineStore::open(id, dir.to_path_buf(), notify, slice, host.clone(), limits.clone())
                 .map_err(|source| OpenError::Storage { shard: id, source })?,
         };
         let state = sm.state();
@@ -217,7 +225,8 @@ mod tests {
                 dir.path().join("sm"),
                 Default::default(),
                 Default::default(),
-                std::sync::Arc::new(super::state_machine::NoSplits),
+                std::sync::Arc::new(super::lifecycle::NoSplits),
+                Default::default(),
             )
             .map_err(|e| openraft::StorageIOError::read(&e))?;
             Ok((dir, log, sm))

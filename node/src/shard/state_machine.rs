@@ -1,189 +1,34 @@
-//! The shard state machine: an ordered map of keys with revisions and expiry, and its
-//! snapshots.
+//! The shard state machine as openraft drives it: applying committed entries to the
+//! [`KvState`], building, installing and serving snapshots.
 //!
 //! The map is an `imbl::OrdMap`, a persistent B-tree: cloning it is O(1) and shares
 //! structure, so a snapshot is taken under the lock in constant time and serialised
 //! outside it while writes go on. State is not persisted on apply; the snapshot file is
-//! (fsynced, then renamed into place), and on start the shard rebuilds from the snapshot
-//! plus the WAL's committed entries.
+//! (`snapshot_file`: fsynced, then renamed into place), and on start the shard rebuilds
+//! from the snapshot plus the WAL's committed entries. What a split or merge asks of the
+//! node beyond the state (`kv::Effect`) is carried out by `lifecycle`.
 
 use parking_lot::RwLock;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 
 use super::events::{EventLog, Notify};
-use super::kv::{KvImage, KvState, Slice};
+use super::kv::{Effect, KvImage, KvState, Slice};
+use super::lifecycle::{
+    as_opened, child_meta, is_member, sibling_dir, sweep_stale, write_first_snapshot, BackgroundLimits,
+    PendingChildren, RingStep,
+};
 use super::snapshot_body::SnapshotBody;
-use super::types::{Command, Entry, LogId, ProposalResult, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use super::snapshot_file::{io_err, read_snapshot_file, write_snapshot_file};
+use super::types::{Entry, LogId, ProposalResult, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::ring::{NodeId, ShardId};
 
-/// What a shard's state machine tells the node about splits.
-pub trait SplitHost: Send + Sync {
-    /// Whether a split (or a snapshot that skipped it) at ring `epoch` should create
-    /// `shard` here: not if this node hosts it already, nor if it retired a replica of
-    /// it that was at least as new (a replayed split must not bring it back: the new
-    /// shard's group went on without this node).
-    fn should_create(&self, shard: ShardId, epoch: u64) -> bool;
-    /// `shard` was created by a split on this node and its first snapshot is durable
-    /// (`state` is that snapshot's content, to open the shard without reading it back):
-    /// open it and start its Raft group.
-    fn created(&self, parent: ShardId, shard: ShardId, state: KvState);
-    /// A snapshot installed on `parent` skipped the split that created `shard` here:
-    /// open an empty replica, which the new shard's leader fills with a snapshot.
-    fn missed(&self, parent: ShardId, shard: ShardId);
-    /// `receiver` absorbed `donor` (a merge finished here, at ring `epoch`): this node's
-    /// replica of the donor is no longer needed. Where that replica is older than the
-    /// merge, its retirement is recorded durably before this returns: a split later in
-    /// the receiver's log may create a new shard under the donor's id, and the old
-    /// replica must never pass for it (see `SplitRelay::merged`).
-    fn merged(&self, receiver: ShardId, donor: ShardId, epoch: u64) -> HostFuture<'_>;
-    /// Whether a replica of `shard` is being retired here: a new shard of that id (a
-    /// split re-creating a merged donor) writes nothing to disk until that is done.
-    fn retiring(&self, shard: ShardId) -> bool;
-    /// The first snapshot of `shard` (created here by a split) is durable now.
-    fn durable(&self, shard: ShardId);
-    /// Whether this node still hosts `shard` (a replica retired since is not written).
-    fn hosts(&self, shard: ShardId) -> bool;
-    /// This node's id: a split creates the new shard only on the parent's members.
-    fn node_id(&self) -> NodeId;
-}
-
-/// What the node does for a state machine before its apply goes on.
-pub type HostFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
-
-/// A split or a merge's end, in the order the log applied them.
-enum RingStep {
-    Split(Box<KvState>),
-    Merged { donor: ShardId, epoch: u64 },
-}
-
-/// Whether `node` is a member (voter or learner) of `membership`.
-fn is_member(membership: &StoredMembership, node: NodeId) -> bool {
-    membership.membership().nodes().any(|(id, _)| *id == node)
-}
-
-/// A node that never splits (tests of one shard).
-pub struct NoSplits;
-
-impl SplitHost for NoSplits {
-    fn should_create(&self, _: ShardId, _: u64) -> bool {
-        false
-    }
-    fn created(&self, _: ShardId, _: ShardId, _: KvState) {}
-    fn missed(&self, _: ShardId, _: ShardId) {}
-    fn merged(&self, _: ShardId, _: ShardId, _: u64) -> HostFuture<'_> {
-        Box::pin(async {})
-    }
-    fn retiring(&self, _: ShardId) -> bool {
-        false
-    }
-    fn durable(&self, _: ShardId) {}
-    fn hosts(&self, _: ShardId) -> bool {
-        false
-    }
-    fn node_id(&self) -> NodeId {
-        0
-    }
-}
-
-/// On-disk snapshot file: `MAGIC | meta_len u32 LE | meta (postcard) | body | crc32 u32 LE`,
-/// the CRC covering everything before it. Written to a temporary name, fsynced, renamed.
-const SNAP_MAGIC: &[u8; 8] = b"RKVSNAP3";
-const SNAP_FILE: &str = "snapshot.bin";
-/// A split child's first snapshot on its way to disk; never trusted after a restart.
-pub const INITIAL_TMP: &str = "snapshot.initial.tmp";
-
-fn io_err(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(e.to_string())
-}
-
-fn write_snapshot_file(dir: &Path, meta: &SnapshotMeta, body: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let buf = encode_snapshot(meta, body)?;
-    let tmp = dir.join("snapshot.tmp");
-    write_in_steps(&tmp, &buf)?; // durable before it replaces the previous snapshot
-    std::fs::rename(&tmp, dir.join(SNAP_FILE))?;
-    std::fs::File::open(dir)?.sync_all() // the rename itself is durable
-}
-
-/// Writes a split child's first snapshot durably, unless the shard already wrote a
-/// newer one of its own (it serves from memory meanwhile and may snapshot again first).
-fn write_initial_snapshot(dir: &Path, meta: &SnapshotMeta, body: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(INITIAL_TMP);
-    write_in_steps(&tmp, &encode_snapshot(meta, body)?)?;
-    match std::fs::hard_link(&tmp, dir.join(SNAP_FILE)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    std::fs::remove_file(&tmp)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// How much of a snapshot may be dirty in the page cache at once.
-const SYNC_STEP: usize = 8 << 20;
-
-/// Writes `bytes` to a new file and makes it durable, syncing every [`SYNC_STEP`]: a
-/// large snapshot written in one go and synced at the end fills the page cache, and on
-/// common filesystems the WAL's next fsync then waits for all of it (client writes
-/// stall for seconds). In steps, WAL fsyncs wait for one step at most; and after each
-/// step the writer rests as long as the step took, so a snapshot (always background
-/// work) takes at most half of the disk from the WAL's fsyncs.
-fn write_in_steps(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path)?;
-    let steps = bytes.len().div_ceil(SYNC_STEP);
-    for (i, chunk) in bytes.chunks(SYNC_STEP).enumerate() {
-        let step = std::time::Instant::now();
-        f.write_all(chunk)?;
-        f.sync_data()?;
-        if i + 1 < steps {
-            std::thread::sleep(step.elapsed()); // between steps only: small files go at once
-        }
-    }
-    f.sync_all()
-}
-
-fn encode_snapshot(meta: &SnapshotMeta, body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let meta_bytes = postcard::to_stdvec(meta).map_err(io_err)?;
-    let mut buf = Vec::with_capacity(SNAP_MAGIC.len() + 8 + meta_bytes.len() + body.len());
-    buf.extend_from_slice(SNAP_MAGIC);
-    buf.extend_from_slice(&(meta_bytes.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&meta_bytes);
-    buf.extend_from_slice(body);
-    let crc = crc32fast::hash(&buf);
-    buf.extend_from_slice(&crc.to_le_bytes());
-    Ok(buf)
-}
-
-/// Reads the snapshot file, if any. A damaged file is an error, never silently ignored:
-/// the log before it may already be purged.
-fn read_snapshot_file(dir: &Path) -> std::io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
-    let path = dir.join(SNAP_FILE);
-    let buf = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let bad = |why: &str| io_err(format!("snapshot {} is corrupt: {why}", path.display()));
-    if buf.len() < SNAP_MAGIC.len() + 8 || &buf[..8] != SNAP_MAGIC {
-        return Err(bad("bad header"));
-    }
-    let (content, crc) = buf.split_at(buf.len() - 4);
-    let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-    if crc32fast::hash(content) != crc {
-        return Err(bad("checksum mismatch"));
-    }
-    let meta_len = u32::from_le_bytes([content[8], content[9], content[10], content[11]]) as usize;
-    let meta_end =
-        12usize.checked_add(meta_len).filter(|e| *e <= content.len()).ok_or_else(|| bad("bad meta length"))?;
-    let meta: SnapshotMeta = postcard::from_bytes(&content[12..meta_end]).map_err(|_| bad("bad meta"))?;
-    Ok(Some((meta, content[meta_end..].to_vec())))
-}
+// Where the node has always found them.
+pub use super::lifecycle::{HostFuture, NoSplits, SplitHost};
+pub use super::snapshot_file::INITIAL_TMP;
 
 /// The shard's state machine as openraft drives it, plus a shared read handle.
 pub struct StateMachineStore {
@@ -193,6 +38,8 @@ pub struct StateMachineStore {
     events: EventLog,
     snapshot_seq: u64,
     host: Arc<dyn SplitHost>,
+    /// The node's limits on background work, shared by all its shards.
+    limits: Arc<BackgroundLimits>,
     /// First snapshots of new shards still being written. This shard's own next
     /// snapshot waits for them: until they are durable, the split in this shard's log is
     /// the only durable record of the moved keys, so the log must not be compacted past it.
@@ -204,41 +51,6 @@ pub struct StateMachineStore {
     initial: Option<(SnapshotMeta, KvState)>,
 }
 
-/// Writes of split children's first snapshots in flight.
-type PendingChildren = Arc<tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
-
-/// The directory of shard `id`'s snapshot next to `dir`, the directory of another shard.
-fn sibling_dir(dir: &Path, id: ShardId) -> PathBuf {
-    dir.parent().unwrap_or(dir).join(id.to_string())
-}
-
-/// Writes the first snapshot of a shard born from a split: its data, the parent's
-/// membership, and a log that starts at index 0 (openraft starts the group from it
-/// exactly as from an `initialize`d one).
-fn write_child_snapshot(dir: &Path, child: &KvState) -> std::io::Result<()> {
-    let meta = child_meta(child);
-    let body = postcard::to_stdvec(&child.image()).map_err(io_err)?;
-    write_initial_snapshot(dir, &meta, &body)
-}
-
-/// The first snapshot's metadata of a shard born from a split.
-fn child_meta(child: &KvState) -> SnapshotMeta {
-    let origin = LogId::new(openraft::CommittedLeaderId::new(super::types::origin_term(child.slice.epoch), 0), 0);
-    SnapshotMeta {
-        last_log_id: Some(origin),
-        last_membership: StoredMembership::new(Some(origin), child.membership.membership().clone()),
-        snapshot_id: format!("{}-split-{}", child.slice.shard, child.slice.epoch),
-    }
-}
-
-/// A split's new state as its first snapshot reads back: applied up to the origin.
-fn as_opened(mut child: KvState) -> KvState {
-    let meta = child_meta(&child);
-    child.last_applied = meta.last_log_id;
-    child.membership = meta.last_membership;
-    child
-}
-
 impl StateMachineStore {
     /// Opens the shard's state machine, restoring the last snapshot in `dir`; without a
     /// snapshot the shard starts empty owning `slice`.
@@ -248,6 +60,7 @@ impl StateMachineStore {
         notify: Arc<Notify>,
         slice: Slice,
         host: Arc<dyn SplitHost>,
+        limits: Arc<BackgroundLimits>,
     ) -> std::io::Result<Self> {
         let mut state = KvState::default();
         state.slice = slice;
@@ -257,7 +70,7 @@ impl StateMachineStore {
             let image: KvImage = postcard::from_bytes(&body).map_err(io_err)?;
             state = KvState::from_image(image, meta.last_log_id, meta.last_membership.clone());
         }
-        let mut sm = Self::build(shard, dir, notify, state, host, false);
+        let mut sm = Self::build(shard, dir, notify, state, host, limits, false);
         sm.initial = None;
         sm.snapshot_bytes.store(bytes, std::sync::atomic::Ordering::Relaxed);
         Ok(sm)
@@ -271,8 +84,9 @@ impl StateMachineStore {
         notify: Arc<Notify>,
         state: KvState,
         host: Arc<dyn SplitHost>,
+        limits: Arc<BackgroundLimits>,
     ) -> Self {
-        Self::build(shard, dir, notify, state, host, true)
+        Self::build(shard, dir, notify, state, host, limits, true)
     }
 
     fn build(
@@ -281,6 +95,7 @@ impl StateMachineStore {
         notify: Arc<Notify>,
         state: KvState,
         host: Arc<dyn SplitHost>,
+        limits: Arc<BackgroundLimits>,
         split_child: bool,
     ) -> Self {
         let events = if split_child {
@@ -292,7 +107,7 @@ impl StateMachineStore {
         let stale = state.is_stale();
         let state = Arc::new(RwLock::new(state));
         if stale {
-            sweep_stale(shard, state.clone());
+            sweep_stale(shard, state.clone(), limits.clone());
         }
         Self {
             shard,
@@ -301,6 +116,7 @@ impl StateMachineStore {
             events,
             snapshot_seq: 0,
             host,
+            limits,
             pending: Arc::default(),
             snapshot_bytes: Arc::default(),
             initial,
@@ -322,54 +138,6 @@ impl StateMachineStore {
     pub fn state(&self) -> Arc<RwLock<KvState>> {
         self.state.clone()
     }
-}
-
-/// Entries a sweep looks at per batch; it holds the state's write lock only to remove
-/// the stale ones among them (a few milliseconds).
-const SWEEP_BATCH: usize = 4096;
-/// A sweep rests this many times as long as each batch took: leftovers cost memory,
-/// not correctness, so the sweep yields the CPU to client traffic.
-const SWEEP_REST: u32 = 3;
-
-/// Background work after a split runs one job of each kind at a time per node (one
-/// leftover sweep, one new shard's first snapshot), so a doubling of every shard does
-/// not take every core from client traffic at once.
-static SWEEPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-static FIRST_SNAPSHOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-
-/// Drops a split's leftovers (keys outside the slice) from `state` in the background,
-/// batch by batch, so that neither the split's apply nor any write waits for the size
-/// of the data. Starts again if a newer split leaves more; stops if a merge dropped
-/// them first.
-pub(crate) fn sweep_stale(shard: ShardId, state: Arc<RwLock<KvState>>) {
-    tokio::spawn(async move {
-        let Ok(_turn) = SWEEPS.acquire().await else { return };
-        let started = std::time::Instant::now();
-        let mut dropped = 0;
-        'pass: loop {
-            let Some((mark, view)) = state.read().stale_view() else { break };
-            let mut after = None;
-            loop {
-                let batch = std::time::Instant::now();
-                let (stale, next) = view.stale_keys(after.as_ref(), SWEEP_BATCH);
-                if !stale.is_empty() {
-                    if !state.write().drop_stale(mark, &stale) {
-                        continue 'pass;
-                    }
-                    dropped += stale.len();
-                    crate::crash_point!("split-sweep");
-                }
-                match next {
-                    Some(k) => after = Some(k),
-                    None => break,
-                }
-                tokio::time::sleep((batch.elapsed() * SWEEP_REST).max(std::time::Duration::from_millis(1))).await;
-            }
-            state.write().stale_dropped(mark);
-        }
-        let ms = started.elapsed().as_millis() as u64;
-        tracing::info!(shard, dropped, ms, "split: the other shard's keys are dropped");
-    });
 }
 
 /// Builds a snapshot from an O(1) clone of the map.
@@ -431,59 +199,39 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut results = Vec::new();
         let mut events = Vec::new();
         let mut ring_steps = Vec::new();
+        let me = self.host.node_id();
         let revision = {
             let mut s = self.state.write();
             for entry in entries {
                 s.last_applied = Some(entry.log_id);
                 let r = match entry.payload {
                     EntryPayload::Blank => ProposalResult::default(),
-                    EntryPayload::Normal(p) => ProposalResult {
-                        results: p
-                            .commands
-                            .into_iter()
-                            .map(|c| match c {
-                                Command::Split { modulus, epoch } => {
-                                    let mut r = s.apply_command(Command::Split { modulus, epoch }, &mut events);
-                                    match s.split(modulus, epoch) {
-                                        Ok(Some(child)) => ring_steps.push(RingStep::Split(Box::new(child))),
-                                        Ok(None) => {}
-                                        Err(e) => {
-                                            tracing::warn!(shard = self.shard, error = %e, "split refused");
-                                            r.ok = false;
-                                        }
-                                    }
-                                    r
+                    EntryPayload::Normal(p) => {
+                        let mut answers = Vec::with_capacity(p.commands.len());
+                        for c in p.commands {
+                            let (r, effect) = s.apply_command(c, &mut events);
+                            match effect {
+                                Effect::None => {}
+                                Effect::Split(child) => ring_steps.push(RingStep::Split(child)),
+                                Effect::SplitRefused(e) => {
+                                    tracing::warn!(shard = self.shard, error = %e, "split refused")
                                 }
-                                Command::MergeDone { modulus, epoch, revision } => {
-                                    let before = s.slice.modulus;
-                                    let r =
-                                        s.apply_command(Command::MergeDone { modulus, epoch, revision }, &mut events);
-                                    // A replica replaying entries from before it joined
-                                    // (a new replica fed the log from its start) leaves the
-                                    // donor's replicas here alone, as a split creates none.
-                                    if s.slice.modulus < before && is_member(&s.membership, self.host.node_id()) {
-                                        ring_steps.push(RingStep::Merged { donor: s.slice.shard + modulus, epoch });
+                                Effect::Frozen => crate::crash_point!("merge-frozen"),
+                                Effect::Absorbed => crate::crash_point!("merge-absorbed"),
+                                // A replica replaying entries from before it joined (a new
+                                // replica fed the log from its start) leaves the donor's
+                                // replicas here alone, as a split creates none.
+                                Effect::Merged { donor, epoch } => {
+                                    if is_member(&s.membership, me) {
+                                        ring_steps.push(RingStep::Merged { donor, epoch });
                                         crate::crash_point!("merge-done");
                                     }
-                                    r
                                 }
-                                c => {
-                                    let kind = match &c {
-                                        Command::Freeze { .. } => Some(true),
-                                        Command::Absorb { .. } => Some(false),
-                                        _ => None,
-                                    };
-                                    let r = s.apply_command(c, &mut events);
-                                    match kind {
-                                        Some(true) => crate::crash_point!("merge-frozen"),
-                                        Some(false) => crate::crash_point!("merge-absorbed"),
-                                        None => {}
-                                    }
-                                    r
-                                }
-                            })
-                            .collect(),
-                    },
+                            }
+                            answers.push(r);
+                        }
+                        ProposalResult { results: answers }
+                    }
                     EntryPayload::Membership(m) => {
                         s.membership = StoredMembership::new(Some(entry.log_id), m);
                         ProposalResult::default()
@@ -496,7 +244,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.events.record(events, revision);
         if ring_steps.iter().any(|r| matches!(r, RingStep::Split(_))) {
             crate::crash_point!("split-applied");
-            sweep_stale(self.shard, self.state.clone());
+            sweep_stale(self.shard, self.state.clone(), self.limits.clone());
         }
         // A new shard opens at once, from memory (its snapshot body is encoded only if a
         // follower ever needs it), and its first snapshot goes to disk in the background:
@@ -519,7 +267,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // The new shard has the parent's members at the split. A replica replaying a
             // split from before it was added (a new replica given the log from its
             // start) is not one of them, and creates nothing.
-            if !is_member(&child.membership, self.host.node_id()) || !self.host.should_create(id, child.slice.epoch) {
+            if !is_member(&child.membership, me) || !self.host.should_create(id, child.slice.epoch) {
                 continue;
             }
             let dir = sibling_dir(&self.dir, id);
@@ -527,45 +275,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             self.host.created(self.shard, id, opened.clone());
             tracing::info!(shard = self.shard, new_shard = id, "split: new shard created");
             crate::crash_point!("split-created");
-            let (host, parent) = (self.host.clone(), self.shard);
-            // The parent's next snapshot (which lets its log go, and with it the split
-            // entry a crash would replay) waits for this write, so a failed write is
-            // retried until it succeeds or the replica is retired.
-            let write = tokio::spawn(async move {
-                let started = std::time::Instant::now();
-                let mut pause = std::time::Duration::from_millis(100);
-                // An old replica of this id (a merged donor) goes first, directory and all.
-                while host.retiring(id) && host.hosts(id) {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-                while host.hosts(id) {
-                    let (dir, state) = (dir.clone(), opened.clone());
-                    // One first snapshot at a time per node; the turn is not held while
-                    // a failed write waits to be tried again.
-                    let Ok(turn) = FIRST_SNAPSHOTS.acquire().await else { return };
-                    let written = tokio::task::spawn_blocking(move || write_child_snapshot(&dir, &state)).await;
-                    drop(turn);
-                    match written.map_err(io_err).and_then(|r| r) {
-                        Ok(()) => {
-                            let ms = started.elapsed().as_millis() as u64;
-                            tracing::info!(
-                                shard = parent,
-                                new_shard = id,
-                                ms,
-                                "split: new shard's first snapshot is durable"
-                            );
-                            crate::crash_point!("split-snapshot-written");
-                            host.durable(id);
-                            return;
-                        }
-                        Err(e) => {
-                            tracing::error!(shard = parent, new_shard = id, error = %e, retry_in = ?pause, "split: could not write the new shard's snapshot")
-                        }
-                    }
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(std::time::Duration::from_secs(10));
-                }
-            });
+            let write = write_first_snapshot(self.host.clone(), self.limits.clone(), self.shard, id, dir, opened);
             self.pending.lock().await.push(write);
         }
         Ok(results)

@@ -8,11 +8,15 @@ fn put(s: &mut KvState, id: u64, key: &str, val: &str, expires: Option<u64>, now
     s.apply_command(Command::Txn { id, now_ms: now, ops }, &mut Vec::new());
 }
 
+/// Shard 0's state machine in `dir`, on a node that never splits.
+fn open(dir: PathBuf) -> std::io::Result<StateMachineStore> {
+    StateMachineStore::open(0, dir, Arc::default(), Slice::default(), Arc::new(NoSplits), Arc::default())
+}
+
 #[tokio::test]
 async fn snapshot_round_trips_through_disk_and_install() {
     let dir = tempfile::tempdir().unwrap();
-    let mut sm =
-        StateMachineStore::open(0, dir.path().join("a"), Arc::default(), Slice::default(), Arc::new(NoSplits)).unwrap();
+    let mut sm = open(dir.path().join("a")).unwrap();
     {
         let st = sm.state();
         let mut s = st.write();
@@ -24,13 +28,11 @@ async fn snapshot_round_trips_through_disk_and_install() {
     assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(2));
 
     // Reopen from disk: the same state comes back.
-    let reopened =
-        StateMachineStore::open(0, dir.path().join("a"), Arc::default(), Slice::default(), Arc::new(NoSplits)).unwrap();
+    let reopened = open(dir.path().join("a")).unwrap();
     assert_eq!(reopened.state().read().get(0, b"k2", 0).unwrap().value, &b"v2"[..]);
 
     // Install on a fresh replica: same state, and the file is persisted there too.
-    let mut other =
-        StateMachineStore::open(0, dir.path().join("b"), Arc::default(), Slice::default(), Arc::new(NoSplits)).unwrap();
+    let mut other = open(dir.path().join("b")).unwrap();
     let data = snap.snapshot.into_bytes().unwrap();
     other.install_snapshot(&snap.meta, Box::new(SnapshotBody::bytes(data))).await.unwrap();
     let got = other.state().read().data.clone();
@@ -42,15 +44,14 @@ async fn snapshot_round_trips_through_disk_and_install() {
 }
 
 #[test]
-fn corrupt_snapshot_file_is_an_error_not_an_empty_state() {
+fn a_corrupt_snapshot_file_fails_the_open_instead_of_an_empty_state() {
     let dir = tempfile::tempdir().unwrap();
-    let meta = SnapshotMeta::default();
-    write_snapshot_file(dir.path(), &meta, b"body").unwrap();
-    let path = dir.path().join(SNAP_FILE);
+    write_snapshot_file(dir.path(), &SnapshotMeta::default(), b"body").unwrap();
+    let path = dir.path().join(crate::shard::snapshot_file::SNAP_FILE);
     let mut bytes = std::fs::read(&path).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
-    let err = read_snapshot_file(dir.path()).unwrap_err();
+    let err = open(dir.path().into()).err().expect("a damaged snapshot is refused");
     assert!(err.to_string().contains("corrupt"), "{err}");
 }
