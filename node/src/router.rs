@@ -21,7 +21,7 @@ pub use calls::{ShardCall, ShardRead};
 /// into absolute expiry times with its own clock.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ClientOp {
-    Put { db: u8, key: Vec<u8>, value: Vec<u8>, ttl_ms: Option<u64>, expect: Option<u64> },
+    Put { db: u8, key: Vec<u8>, value: bytes::Bytes, ttl_ms: Option<u64>, expect: Option<u64> },
     Delete { db: u8, key: Vec<u8>, expect: Option<u64> },
     Get { db: u8, key: Vec<u8> },
 }
@@ -295,7 +295,7 @@ impl Node {
         &self,
         db: u8,
         key: Vec<u8>,
-        value: Option<Vec<u8>>,
+        value: Option<bytes::Bytes>,
         ttl_ms: Option<u64>,
         expect: Option<u64>,
     ) -> Result<Written, RouteError> {

@@ -81,7 +81,7 @@ fn decode_op(i: usize, op: BatchOp, default_db: u8, node: &Node) -> Result<(u8, 
             params::value_len(value.len(), node.config.max_value_bytes)?;
             let ttl_ms = op.ttl.as_ref().filter(|v| !v.is_null()).map(params::json_ttl).transpose()?;
             let ttl_ms = ttl_ms.map(|d| d.as_millis().max(1) as u64);
-            ClientOp::Put { db, key: key.clone(), value, ttl_ms, expect: op.prev_revision }
+            ClientOp::Put { db, key: key.clone(), value: value.into(), ttl_ms, expect: op.prev_revision }
         }
         "delete" => {
             only_put("value", op.value.is_some())?;

@@ -160,7 +160,7 @@ async fn put(node: &Node, db: u8, key: &str, value: String, ttl: Option<Duration
     let key = params::key(key, node.config.max_key_bytes)?;
     params::value_len(value.len(), node.config.max_value_bytes)?;
     let ttl_ms = ttl.map(|d| d.as_millis().max(1) as u64);
-    let w = node.write_key(db, key.clone(), Some(value.into_bytes()), ttl_ms, None).await?;
+    let w = node.write_key(db, key.clone(), Some(value.into_bytes().into()), ttl_ms, None).await?;
     Ok(json!({
         "key": String::from_utf8_lossy(&key), "db": db, "shard": w.shard, "revision": w.revision,
     }))

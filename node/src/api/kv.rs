@@ -37,7 +37,7 @@ pub async fn put_key(
     let ct = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("invalid"));
     let max = node.config.max_value_bytes;
     let value = match params::body_kind(ct)? {
-        BodyKind::Raw => extract::read_body(body, &headers, max, "value").await?.to_vec(),
+        BodyKind::Raw => extract::read_body(body, &headers, max, "value").await?,
         BodyKind::Json => {
             // JSON escaping or base64 can grow a value up to ~6x; the decoded value is checked below.
             let bytes =
@@ -49,7 +49,7 @@ pub async fn put_key(
                 }
                 ttl = Some(t);
             }
-            value
+            bytes::Bytes::from(value)
         }
     };
     params::value_len(value.len(), max)?;

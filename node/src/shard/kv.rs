@@ -485,8 +485,7 @@ impl KvState {
             .map(|op| match op {
                 Op::Put { db, key, value, expires_at_ms, .. } => {
                     let event_key = key.clone();
-                    let value = bytes::Bytes::from(value); // no copy; shared with the event
-                    let event_value = value.clone();
+                    let event_value = value.clone(); // shared, not copied
                     let revision = self.put(db, key, value, expires_at_ms, now_ms);
                     events.push(Event { revision, kind: EventKind::Put, db, key: event_key, value: Some(event_value) });
                     OpResult::Put { revision }

@@ -3,7 +3,13 @@
 use super::*;
 
 fn put(s: &mut KvState, id: u64, key: &str, val: &str) -> CommandResult {
-    let ops = vec![Op::Put { db: 0, key: key.into(), value: val.into(), expires_at_ms: None, expect: None }];
+    let ops = vec![Op::Put {
+        db: 0,
+        key: key.into(),
+        value: bytes::Bytes::copy_from_slice(val.as_bytes()),
+        expires_at_ms: None,
+        expect: None,
+    }];
     s.apply_command(Command::Txn { id, now_ms: 0, ops }, &mut Vec::new()).0
 }
 

@@ -7,7 +7,13 @@ fn put(s: &mut KvState, key: &str, val: &str, expires: Option<u64>, now: u64) ->
         s,
         rand_id(),
         now,
-        vec![Op::Put { db: 0, key: key.into(), value: val.into(), expires_at_ms: expires, expect: None }],
+        vec![Op::Put {
+            db: 0,
+            key: key.into(),
+            value: bytes::Bytes::copy_from_slice(val.as_bytes()),
+            expires_at_ms: expires,
+            expect: None,
+        }],
     )
 }
 
@@ -41,7 +47,7 @@ fn a_split_moves_exactly_the_new_shards_keys_and_carries_revisions_and_request_i
             vec![Op::Put {
                 db: 0,
                 key: k.clone().into_bytes(),
-                value: b"v".to_vec(),
+                value: bytes::Bytes::from(b"v".to_vec()),
                 expires_at_ms: Some(u64::MAX),
                 expect: None,
             }],
@@ -73,7 +79,7 @@ fn a_split_moves_exactly_the_new_shards_keys_and_carries_revisions_and_request_i
         vec![Op::Put {
             db: 0,
             key: owned[moved_key].clone().into_bytes(),
-            value: b"again".to_vec(),
+            value: bytes::Bytes::from(b"again".to_vec()),
             expires_at_ms: None,
             expect: None,
         }],
@@ -87,7 +93,7 @@ fn a_split_moves_exactly_the_new_shards_keys_and_carries_revisions_and_request_i
         vec![Op::Put {
             db: 0,
             key: owned[moved_key].clone().into_bytes(),
-            value: b"x".to_vec(),
+            value: bytes::Bytes::from(b"x".to_vec()),
             expires_at_ms: None,
             expect: None,
         }],
@@ -147,7 +153,7 @@ fn a_split_shares_the_map_and_a_sweep_drops_the_other_shards_keys_unseen() {
             vec![Op::Put {
                 db: 0,
                 key: format!("k{i:03}").into_bytes(),
-                value: b"v".to_vec(),
+                value: bytes::Bytes::from(b"v".to_vec()),
                 expires_at_ms: ttl,
                 expect: None,
             }],
@@ -180,7 +186,7 @@ fn a_split_shares_the_map_and_a_sweep_drops_the_other_shards_keys_unseen() {
         vec![Op::Put {
             db: 0,
             key: own.clone().into_bytes(),
-            value: b"new".to_vec(),
+            value: bytes::Bytes::from(b"new".to_vec()),
             expires_at_ms: None,
             expect: None,
         }],
@@ -234,12 +240,23 @@ fn revisions_track_create_mod_and_version() {
 #[test]
 fn compare_and_swap_applies_only_on_the_expected_revision() {
     let mut s = KvState::default();
-    let absent = |v: &str| Op::Put { db: 0, key: b"c".to_vec(), value: v.into(), expires_at_ms: None, expect: Some(0) };
+    let absent = |v: &str| Op::Put {
+        db: 0,
+        key: b"c".to_vec(),
+        value: bytes::Bytes::copy_from_slice(v.as_bytes()),
+        expires_at_ms: None,
+        expect: Some(0),
+    };
     assert!(txn(&mut s, 1, 0, vec![absent("1")]).ok, "0 means only if absent");
     let r = txn(&mut s, 2, 0, vec![absent("2")]);
     assert_eq!((r.ok, r.ops[0].clone()), (false, OpResult::Conflict { current: 1 }));
-    let swap =
-        |v: &str, at| Op::Put { db: 0, key: b"c".to_vec(), value: v.into(), expires_at_ms: None, expect: Some(at) };
+    let swap = |v: &str, at| Op::Put {
+        db: 0,
+        key: b"c".to_vec(),
+        value: bytes::Bytes::copy_from_slice(v.as_bytes()),
+        expires_at_ms: None,
+        expect: Some(at),
+    };
     assert!(txn(&mut s, 3, 0, vec![swap("2", 1)]).ok);
     assert!(!txn(&mut s, 4, 0, vec![swap("3", 1)]).ok, "a stale revision loses");
     assert_eq!(s.get(0, b"c", 0).unwrap().value, &b"2"[..]);
@@ -254,7 +271,13 @@ fn a_failed_precondition_applies_nothing_of_the_transaction() {
     put(&mut s, "a", "1", None, 0);
     let before = s.revision;
     let ops = vec![
-        Op::Put { db: 0, key: b"b".to_vec(), value: b"x".to_vec(), expires_at_ms: None, expect: None },
+        Op::Put {
+            db: 0,
+            key: b"b".to_vec(),
+            value: bytes::Bytes::from(b"x".to_vec()),
+            expires_at_ms: None,
+            expect: None,
+        },
         del("a", Some(99)),
     ];
     let r = txn(&mut s, 7, 0, ops);
@@ -268,7 +291,13 @@ fn a_failed_precondition_applies_nothing_of_the_transaction() {
 fn gets_in_a_transaction_see_its_earlier_writes() {
     let mut s = KvState::default();
     let ops = vec![
-        Op::Put { db: 0, key: b"k".to_vec(), value: b"v".to_vec(), expires_at_ms: None, expect: Some(0) },
+        Op::Put {
+            db: 0,
+            key: b"k".to_vec(),
+            value: bytes::Bytes::from(b"v".to_vec()),
+            expires_at_ms: None,
+            expect: Some(0),
+        },
         Op::Get { db: 0, key: b"k".to_vec() },
     ];
     let r = txn(&mut s, 9, 0, ops);
@@ -281,7 +310,15 @@ fn gets_in_a_transaction_see_its_earlier_writes() {
 #[test]
 fn a_retried_request_id_applies_once() {
     let mut s = KvState::default();
-    let op = || vec![Op::Put { db: 0, key: b"k".to_vec(), value: b"v".to_vec(), expires_at_ms: None, expect: Some(0) }];
+    let op = || {
+        vec![Op::Put {
+            db: 0,
+            key: b"k".to_vec(),
+            value: bytes::Bytes::from(b"v".to_vec()),
+            expires_at_ms: None,
+            expect: Some(0),
+        }]
+    };
     let first = txn(&mut s, 42, 0, op());
     let retry = txn(&mut s, 42, 0, op());
     assert!(first.ok);
@@ -325,7 +362,13 @@ fn list_is_ordered_prefix_bounded_and_resumable() {
         &mut s,
         5,
         0,
-        vec![Op::Put { db: 1, key: b"a/9".to_vec(), value: b"v".to_vec(), expires_at_ms: None, expect: None }],
+        vec![Op::Put {
+            db: 1,
+            key: b"a/9".to_vec(),
+            value: bytes::Bytes::from(b"v".to_vec()),
+            expires_at_ms: None,
+            expect: None,
+        }],
     );
     let keys =
         |v: Vec<(Vec<u8>, KeyEntry)>| v.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
@@ -341,8 +384,20 @@ fn every_mutation_emits_one_event_in_revision_order() {
     let mut s = KvState::default();
     let mut events = Vec::new();
     let ops = vec![
-        Op::Put { db: 0, key: b"a".to_vec(), value: b"1".to_vec(), expires_at_ms: None, expect: None },
-        Op::Put { db: 0, key: b"a".to_vec(), value: b"2".to_vec(), expires_at_ms: None, expect: None },
+        Op::Put {
+            db: 0,
+            key: b"a".to_vec(),
+            value: bytes::Bytes::from(b"1".to_vec()),
+            expires_at_ms: None,
+            expect: None,
+        },
+        Op::Put {
+            db: 0,
+            key: b"a".to_vec(),
+            value: bytes::Bytes::from(b"2".to_vec()),
+            expires_at_ms: None,
+            expect: None,
+        },
         del("a", None),
         del("a", None),
         Op::Get { db: 0, key: b"a".to_vec() },

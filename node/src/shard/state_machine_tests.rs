@@ -4,7 +4,13 @@ use super::*;
 use crate::shard::types::{Command, Op};
 
 fn put(s: &mut KvState, id: u64, key: &str, val: &str, expires: Option<u64>, now: u64) {
-    let ops = vec![Op::Put { db: 0, key: key.into(), value: val.into(), expires_at_ms: expires, expect: None }];
+    let ops = vec![Op::Put {
+        db: 0,
+        key: key.into(),
+        value: bytes::Bytes::copy_from_slice(val.as_bytes()),
+        expires_at_ms: expires,
+        expect: None,
+    }];
     s.apply_command(Command::Txn { id, now_ms: now, ops }, &mut Vec::new());
 }
 

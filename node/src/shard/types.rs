@@ -74,7 +74,9 @@ pub enum Command {
 pub enum Op {
     /// Set `key` to `value`; `expires_at_ms` is unix-epoch milliseconds. `expect`:
     /// `Some(0)` = only if absent, `Some(r)` = only if the key's `mod_revision` is `r`.
-    Put { db: u8, key: Vec<u8>, value: Vec<u8>, expires_at_ms: Option<u64>, expect: Option<u64> },
+    /// The value is the request body's own buffer from the HTTP layer to the map: moved
+    /// and shared, never copied (it encodes exactly as the `Vec<u8>` it once was).
+    Put { db: u8, key: Vec<u8>, value: bytes::Bytes, expires_at_ms: Option<u64>, expect: Option<u64> },
     /// Delete `key` if present, under the same `expect` rule.
     Delete { db: u8, key: Vec<u8>, expect: Option<u64> },
     /// Read `key` as of this point of the transaction.
@@ -170,4 +172,33 @@ pub fn origin_term(epoch: u64) -> u64 {
 /// bootstrap shards' groups and those created before [`origin_term`] existed).
 pub fn born_epoch(term: u64) -> u64 {
     term >> TERM_EPOCH_SHIFT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Op::Put`'s value became `Bytes` (no copies on the write path); WAL records and
+    /// forwarded calls written by older nodes, where it was a `Vec<u8>`, must still read
+    /// the same, and newer ones must read on older nodes.
+    #[test]
+    fn a_put_encodes_as_it_did_when_its_value_was_a_vec() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        enum OldOp {
+            Put { db: u8, key: Vec<u8>, value: Vec<u8>, expires_at_ms: Option<u64>, expect: Option<u64> },
+        }
+        let value: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let old = OldOp::Put { db: 3, key: b"k".to_vec(), value: value.clone(), expires_at_ms: Some(7), expect: None };
+        let new = Op::Put {
+            db: 3,
+            key: b"k".to_vec(),
+            value: bytes::Bytes::from(value),
+            expires_at_ms: Some(7),
+            expect: None,
+        };
+        let (old_bytes, new_bytes) = (postcard::to_stdvec(&old).unwrap(), postcard::to_stdvec(&new).unwrap());
+        assert_eq!(old_bytes, new_bytes);
+        assert_eq!(postcard::from_bytes::<Op>(&old_bytes).unwrap(), new);
+        assert_eq!(postcard::from_bytes::<OldOp>(&new_bytes).unwrap(), old);
+    }
 }
