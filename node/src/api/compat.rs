@@ -20,6 +20,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::query::{Db, Param};
 use super::{extract, params};
 use crate::api::error::ApiError;
 use crate::node::Node;
@@ -63,12 +64,11 @@ pub fn set_kind(content_type: Option<&str>, body: &[u8]) -> Result<SetKind, ApiE
 /// The request's database: `?db=` > `X-Ringkv-Db` header > `ringkv_db` cookie > 0. Each
 /// source is validated as the v1 `db` parameter; a bad one is 400, not skipped.
 pub fn resolve_db(q: &HashMap<String, String>, headers: &HeaderMap) -> Result<u8, ApiError> {
-    if q.contains_key("db") {
-        return params::db(q);
+    if let Some(db) = q.get("db") {
+        return Db::parse(db).map(|d| d.0);
     }
     let parse = |s: &str, source: &str| {
-        params::db(&HashMap::from([("db".to_string(), s.trim().to_string())]))
-            .map_err(|e| ApiError::bad_request("bad_db", format!("{source}: {e}")))
+        Db::parse(s.trim()).map(|d| d.0).map_err(|e| ApiError::bad_request("bad_db", format!("{source}: {e}")))
     };
     if let Some(h) = headers.get(DB_HEADER) {
         return parse(h.to_str().unwrap_or("invalid"), "X-Ringkv-Db header");
@@ -259,7 +259,7 @@ pub async fn select_db(RawQuery(q): RawQuery, headers: HeaderMap, body: Body) ->
     params::require_json_object(&bytes)?;
     let SelectDb { db } = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("bad_json", format!("invalid JSON body (want {{\"db\": N}}): {e}")))?;
-    let db = params::db(&HashMap::from([("db".to_string(), db.to_string())]))?;
+    let db = Db::parse(&db.to_string())?.0;
     let cookie = HeaderValue::from_str(&db_cookie(db)).map_err(ApiError::internal)?;
     Ok(([(header::SET_COOKIE, cookie)], Json(json!({ "db": db }))).into_response())
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 
 use super::extract;
 use super::params::{self, BodyKind};
+use super::query::{DeleteQuery, GetQuery, ListQuery, PutQuery, Query};
 use crate::api::error::ApiError;
 use crate::node::Node;
-use crate::router::calls;
+use crate::router::{calls, Consistency};
 use crate::shard::types::{now_ms, KeyEntry};
 
 fn path_key(uri: &Uri, node: &Node) -> Result<Vec<u8>, ApiError> {
@@ -25,15 +26,13 @@ fn path_key(uri: &Uri, node: &Node) -> Result<Vec<u8>, ApiError> {
 pub async fn put_key(
     State(node): State<Arc<Node>>,
     uri: Uri,
-    RawQuery(q): RawQuery,
+    Query(q): Query<PutQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let key = path_key(&uri, &node)?;
-    let q = params::query(q.as_deref(), &["db", "ttl", "prev_revision"])?;
-    let db = params::db(&q)?;
-    let expect = params::prev_revision(&q)?;
-    let mut ttl = q.get("ttl").map(|t| params::ttl(t)).transpose()?;
+    let (db, expect) = (q.db.0, q.prev_revision.map(|r| r.0));
+    let mut ttl = q.ttl.map(|t| t.0);
     let ct = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("invalid"));
     let max = node.config.max_value_bytes;
     let value = match params::body_kind(ct)? {
@@ -86,13 +85,11 @@ fn entry_json(key: &[u8], db: u8, e: &KeyEntry, now: u64) -> Value {
 pub async fn get_key(
     State(node): State<Arc<Node>>,
     uri: Uri,
-    RawQuery(q): RawQuery,
+    Query(q): Query<GetQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = path_key(&uri, &node)?;
-    let q = params::query(q.as_deref(), &["db", "consistency"])?;
-    let db = params::db(&q)?;
-    let c = params::consistency(&q)?;
+    let (db, c) = (q.db.0, q.consistency.unwrap_or(Consistency::Linearizable));
     let shard = node.router.locate(db, &key);
     let entry = node.read(shard, calls::Get { db, key: key.clone() }, c).await?;
     let Some(e) = entry else {
@@ -114,12 +111,10 @@ pub async fn get_key(
 pub async fn delete_key(
     State(node): State<Arc<Node>>,
     uri: Uri,
-    RawQuery(q): RawQuery,
+    Query(q): Query<DeleteQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let key = path_key(&uri, &node)?;
-    let q = params::query(q.as_deref(), &["db", "prev_revision"])?;
-    let db = params::db(&q)?;
-    let expect = params::prev_revision(&q)?;
+    let (db, expect) = (q.db.0, q.prev_revision.map(|r| r.0));
     let w = node.write_key(db, key.clone(), None, None, expect).await?;
     Ok(Json(json!({
         "key": String::from_utf8_lossy(&key),
@@ -154,23 +149,13 @@ async fn list_once(
     Ok(items)
 }
 
-/// Most keys one listing page returns.
-pub const MAX_LIST_LIMIT: usize = 1000;
-
 /// `GET /v1/kv?prefix=P&limit=L&cursor=C`: keys of one db in key order across every
 /// shard. `next_cursor` continues the listing; it is null on the last page.
-pub async fn list(State(node): State<Arc<Node>>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
-    let q = params::query(q.as_deref(), &["db", "prefix", "limit", "cursor", "consistency"])?;
-    let db = params::db(&q)?;
-    let c = params::consistency(&q)?;
-    let prefix = q.get("prefix").cloned().unwrap_or_default().into_bytes();
-    let limit = match q.get("limit") {
-        None => 100,
-        Some(s) => s.parse::<usize>().ok().filter(|l| (1..=MAX_LIST_LIMIT).contains(l)).ok_or_else(|| {
-            ApiError::bad_request("bad_limit", format!("limit must be an integer 1..={MAX_LIST_LIMIT}"))
-        })?,
-    };
-    let start_after = q.get("cursor").map(|s| params::decode_cursor(s)).transpose()?;
+pub async fn list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+    let (db, c) = (q.db.0, q.consistency.unwrap_or(Consistency::Linearizable));
+    let prefix = q.prefix.unwrap_or_default().into_bytes();
+    let limit = q.limit.map_or(100, |l| l.0);
+    let start_after = q.cursor.map(|c| c.0);
     // A split during the listing makes a shard refuse (its modulus changed): list again
     // with the new routes, a few times, before telling the client to retry.
     let mut attempt = 0;

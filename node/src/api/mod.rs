@@ -11,6 +11,7 @@ pub mod internal;
 pub mod kv;
 pub mod openapi;
 pub mod params;
+pub mod query;
 pub mod watch;
 
 use std::sync::Arc;

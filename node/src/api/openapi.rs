@@ -13,9 +13,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{OpenApi, ToSchema};
 
 use super::params;
+use super::query::{DeleteQuery, GetQuery, ListQuery, PutQuery, WatchQuery};
 
 /// The v1 error body: `{"error": {"code", "message"}}`.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -418,82 +419,6 @@ pub struct Status {
 pub enum Consistency {
     Linearizable,
     Serializable,
-}
-
-/// Query of `PUT /v1/kv/{key}`. Unknown parameters are refused (400 `bad_query`).
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PutQuery {
-    /// Database 0..=15 (default 0).
-    #[param(minimum = 0, maximum = 15)]
-    pub db: Option<u8>,
-    /// `500ms`, `5s`, `10m`, `1h` or plain seconds (also `1m30s`, `1.5`); not together with
-    /// a JSON `ttl`.
-    #[param(pattern = "^([1-9][0-9]{0,3}(ms|s|m|h)?|[1-9][0-9]{0,3}\\.[0-9]{0,6}|0?\\.[0-9]{0,5}[1-9][0-9]{0,3})$")]
-    pub ttl: Option<String>,
-    /// Compare-and-swap: 0 = only if absent, else the key's mod_revision must equal it
-    /// (409 `revision_mismatch` otherwise).
-    #[param(minimum = 0, maximum = 9007199254740991_f64)]
-    pub prev_revision: Option<u64>,
-}
-
-/// Query of `GET /v1/kv/{key}`.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct GetQuery {
-    #[param(minimum = 0, maximum = 15)]
-    pub db: Option<u8>,
-    /// `linearizable` (default: confirmed with the shard leader) or `serializable`
-    /// (this node's replica).
-    #[param(inline)]
-    pub consistency: Option<Consistency>,
-}
-
-/// Query of `DELETE /v1/kv/{key}`.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct DeleteQuery {
-    #[param(minimum = 0, maximum = 15)]
-    pub db: Option<u8>,
-    /// 0 = only if absent, else the key's mod_revision must equal it.
-    #[param(minimum = 0, maximum = 9007199254740991_f64)]
-    pub prev_revision: Option<u64>,
-}
-
-/// Query of `GET /v1/kv`.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    #[param(minimum = 0, maximum = 15)]
-    pub db: Option<u8>,
-    /// Only keys starting with this (default: all).
-    pub prefix: Option<String>,
-    /// Page size (default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page (unpadded base64url).
-    #[param(pattern = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$")]
-    pub cursor: Option<String>,
-    /// `linearizable` (default) or `serializable`.
-    #[param(inline)]
-    pub consistency: Option<Consistency>,
-}
-
-/// Query of `GET /v1/watch`: `key` or `prefix`, not both; neither watches the whole
-/// database.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct WatchQuery {
-    #[param(min_length = 1)]
-    pub key: Option<String>,
-    pub prefix: Option<String>,
-    #[param(minimum = 0, maximum = 15)]
-    pub db: Option<u8>,
-    /// Replay history from this revision (>= 1) before live events; default: from now
-    /// (after every write acknowledged before the watch opened, as the shard leader
-    /// confirms it; 503 when a shard has no leader).
-    #[param(minimum = 1, maximum = 9007199254740991_f64)]
-    pub start_revision: Option<u64>,
 }
 
 /// Documentation stubs: one per operation, never called.

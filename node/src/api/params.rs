@@ -7,8 +7,6 @@ use std::time::Duration;
 use base64::Engine;
 
 use crate::api::error::ApiError;
-use crate::ring::MAX_DB;
-use crate::router::Consistency;
 
 /// The longest TTL accepted (ten years): anything longer is almost surely a unit mistake.
 pub const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -73,18 +71,6 @@ pub fn query(raw: Option<&str>, allowed: &[&str]) -> Result<HashMap<String, Stri
     Ok(out)
 }
 
-/// `db`: 0..=15, default 0.
-pub fn db(q: &HashMap<String, String>) -> Result<u8, ApiError> {
-    match q.get("db") {
-        None => Ok(0),
-        Some(s) => {
-            s.parse::<u8>().ok().filter(|d| *d <= MAX_DB).ok_or_else(|| {
-                ApiError::bad_request("bad_db", format!("db must be an integer 0..={MAX_DB}, got `{s}`"))
-            })
-        }
-    }
-}
-
 /// A TTL: a duration with units (`500ms`, `5s`, `10m`, `1h`, `1m30s`) or plain seconds
 /// (`30`, `1.5`). Must be positive and at most [`MAX_TTL`].
 pub fn ttl(s: &str) -> Result<Duration, ApiError> {
@@ -140,32 +126,6 @@ pub fn json_ttl(v: &serde_json::Value) -> Result<Duration, ApiError> {
 /// reader (JavaScript's numbers among them) holds exactly. A shard's revisions grow by
 /// one per write and never get there; a larger one in a request is a mistake.
 pub const MAX_REVISION: u64 = (1 << 53) - 1;
-
-/// `prev_revision`: compare-and-swap precondition (0 = only if absent).
-pub fn prev_revision(q: &HashMap<String, String>) -> Result<Option<u64>, ApiError> {
-    q.get("prev_revision")
-        .map(|s| {
-            s.parse::<u64>().ok().filter(|r| *r <= MAX_REVISION).ok_or_else(|| {
-                ApiError::bad_request(
-                    "bad_revision",
-                    format!("prev_revision must be an integer 0..={MAX_REVISION}, got `{s}`"),
-                )
-            })
-        })
-        .transpose()
-}
-
-/// `consistency`: `linearizable` (default) or `serializable`.
-pub fn consistency(q: &HashMap<String, String>) -> Result<Consistency, ApiError> {
-    match q.get("consistency").map(String::as_str) {
-        None | Some("linearizable") => Ok(Consistency::Linearizable),
-        Some("serializable") => Ok(Consistency::Serializable),
-        Some(other) => Err(ApiError::bad_request(
-            "bad_consistency",
-            format!("consistency must be `linearizable` or `serializable`, got `{other}`"),
-        )),
-    }
-}
 
 /// Checks a key against the size limit; keys are non-empty.
 pub fn key(k: &str, max: usize) -> Result<Vec<u8>, ApiError> {
@@ -295,16 +255,6 @@ mod tests {
         assert!(json_ttl(&serde_json::json!(-1)).is_err());
         assert!(json_ttl(&serde_json::json!(true)).is_err());
         assert_eq!(json_ttl(&serde_json::json!(2)).unwrap(), Duration::from_secs(2));
-    }
-
-    #[test]
-    fn db_must_be_0_to_15() {
-        let q = |v: &str| HashMap::from([("db".to_string(), v.to_string())]);
-        assert_eq!(db(&HashMap::new()).unwrap(), 0);
-        assert_eq!(db(&q("15")).unwrap(), 15);
-        for bad in ["16", "-1", "x", "", "256"] {
-            assert_eq!(db(&q(bad)).unwrap_err().code(), "bad_db");
-        }
     }
 
     #[test]

@@ -32,6 +32,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
 use super::params;
+use super::query::{Query, WatchQuery};
 use crate::api::error::ApiError;
 use crate::node::watch::{self, decode_cursor, now_cursors, wanted, Item, Target};
 use crate::node::Node;
@@ -80,41 +81,42 @@ fn to_sse(item: Item) -> SseEvent {
 /// `GET /v1/watch`: served here, or relayed from a node that holds what it needs.
 pub async fn watch(
     State(node): State<Arc<Node>>,
-    RawQuery(q): RawQuery,
+    Query(q): Query<WatchQuery>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    open(node, q, headers, true).await
+    open(node, q, raw, headers, true).await
 }
 
 /// `GET /internal/watch`: a watch relayed by a peer; never relayed further.
 pub async fn watch_internal(
     State(node): State<Arc<Node>>,
-    RawQuery(q): RawQuery,
+    Query(q): Query<WatchQuery>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    open(node, q, headers, false).await
+    open(node, q, raw, headers, false).await
 }
 
-async fn open(node: Arc<Node>, raw: Option<String>, headers: HeaderMap, may_relay: bool) -> Result<Response, ApiError> {
-    let q = params::query(raw.as_deref(), &["key", "prefix", "db", "start_revision"])?;
-    let db = params::db(&q)?;
-    let target = match (q.get("key"), q.get("prefix")) {
-        (Some(k), None) => Target::Key(params::key(k, node.config.max_key_bytes)?),
-        (None, Some(p)) => Target::Prefix(p.as_bytes().to_vec()),
+/// Opens a watch here, or relays it (`raw`: the query as the client sent it).
+async fn open(
+    node: Arc<Node>,
+    q: WatchQuery,
+    raw: Option<String>,
+    headers: HeaderMap,
+    may_relay: bool,
+) -> Result<Response, ApiError> {
+    let db = q.db.0;
+    let target = match (q.key, q.prefix) {
+        (Some(k), None) => Target::Key(params::key(&k, node.config.max_key_bytes)?),
+        (None, Some(p)) => Target::Prefix(p.into_bytes()),
         // Neither: every key of the database, as `GET /v1/kv` lists them all.
         (None, None) => Target::Prefix(Vec::new()),
         (Some(_), Some(_)) => return Err(ApiError::bad_request("bad_query", "give `key` or `prefix`, not both")),
     };
     // An empty id is no id (the SSE rule: it resets the client's last event id).
     let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|id| !id.trim().is_empty());
-    let start = q
-        .get("start_revision")
-        .map(|s| s.parse::<u64>().ok().filter(|r| (1..=params::MAX_REVISION).contains(r)))
-        .map(|r| {
-            let why = format!("start_revision must be an integer 1..={}", params::MAX_REVISION);
-            r.ok_or_else(|| ApiError::bad_request("bad_revision", why))
-        })
-        .transpose()?;
+    let start = q.start_revision.map(|r| r.0);
     let shards = wanted(&node, db, &target);
     let missing: Vec<ShardId> = shards.iter().copied().filter(|s| node.shards.get(*s).is_none()).collect();
     if !missing.is_empty() || shards.is_empty() {

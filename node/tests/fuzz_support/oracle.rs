@@ -21,8 +21,10 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use ringkv_node::api::error::ApiError;
+use ringkv_node::api::query::{Db, Param};
 use ringkv_node::api::{compat, extract, params};
 use ringkv_node::ring::MAX_DB;
+use ringkv_node::router::Consistency;
 use ringkv_node::wal::fs::{FileSystem, WalFile};
 use ringkv_node::wal::{Error as WalError, ShardLog, Wal, WalOptions};
 
@@ -50,16 +52,17 @@ pub fn check_query(raw: &str) {
         Err(e) => return client_error(&e, &raw),
     };
     assert!(q.keys().all(|k| ALLOWED.contains(&k.as_str())), "{raw:?}: unknown parameter accepted: {q:?}");
-    match params::db(&q) {
-        Ok(db) => assert!(db <= MAX_DB, "{raw:?}: db {db} accepted"),
-        Err(e) => client_error(&e, &raw),
+    let v1_db = q.get("db").map_or(Ok(0), |s| Db::parse(s).map(|d| d.0));
+    match &v1_db {
+        Ok(db) => assert!(*db <= MAX_DB, "{raw:?}: db {db} accepted"),
+        Err(e) => client_error(e, &raw),
     }
-    if let Err(e) = params::consistency(&q) {
+    if let Some(Err(e)) = q.get("consistency").map(|c| Consistency::parse(c)) {
         client_error(&e, &raw);
     }
     match compat::resolve_db(&q, &HeaderMap::new()) {
         Ok(db) => {
-            assert_eq!(Ok(db), params::db(&q).map_err(|e| e.to_string()), "{raw:?}: compat and v1 disagree on db")
+            assert_eq!(Ok(db), v1_db.map_err(|e| e.to_string()), "{raw:?}: compat and v1 disagree on db")
         }
         Err(e) => client_error(&e, &raw),
     }
