@@ -7,6 +7,8 @@
 //!   and the walk from a shard to the coarser slices that may have absorbed it.
 //! - [`admin`]: the admin requests a planner sends to the nodes' internal port, each with
 //!   its method, route and query, as one enum; the node mounts the same routes.
+//! - [`v1`]: the client API's answers (written by the node, described by its OpenAPI
+//!   document from the same types).
 //! - `client` (feature `client`): a typed client for those requests.
 //!
 //! The end-to-end test client (`tests/src/client.rs`) keeps its own copy of the client
@@ -17,6 +19,7 @@ pub mod admin;
 pub mod client;
 pub mod ids;
 pub mod ring;
+pub mod v1;
 
 pub use admin::AdminRequest;
 pub use ids::{key_hash, shard_for, validate_shard_count, NodeId, ShardId, MAX_DB, MAX_SHARDS};

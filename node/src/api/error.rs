@@ -5,6 +5,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use ringkv_api::v1::{ErrorBody, ErrorDetail};
 use serde::{Deserialize, Serialize};
 
 /// An error a client sees, named for what the caller should do.
@@ -86,17 +87,19 @@ impl From<crate::router::RouteError> for ApiError {
 
 /// The JSON body of an error.
 pub fn error_body(code: &str, message: &str) -> serde_json::Value {
-    serde_json::json!({ "error": { "code": code, "message": message } })
+    let detail = ErrorDetail { code: code.to_owned(), message: message.to_owned(), current_revision: None };
+    serde_json::to_value(ErrorBody { error: detail }).unwrap_or_default()
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut body = error_body(self.code(), &self.to_string());
-        if let ApiError::Conflict { current_revision, .. } = &self {
-            body["error"]["current_revision"] = serde_json::json!(current_revision);
-        }
-        let mut resp = (status, axum::Json(body)).into_response();
+        let current_revision = match &self {
+            ApiError::Conflict { current_revision, .. } => Some(*current_revision),
+            _ => None,
+        };
+        let error = ErrorDetail { code: self.code().to_owned(), message: self.to_string(), current_revision };
+        let mut resp = (status, axum::Json(ErrorBody { error })).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use ringkv_api::v1::{Deleted, Encoding, Entry, Listing, Written};
 
 use super::extract;
 use super::params::{self, BodyKind};
@@ -29,7 +29,7 @@ pub async fn put_key(
     Query(q): Query<PutQuery>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Written>, ApiError> {
     let key = path_key(&uri, &node)?;
     let (db, expect) = (q.db.0, q.prev_revision.map(|r| r.0));
     let mut ttl = q.ttl.map(|t| t.0);
@@ -54,31 +54,22 @@ pub async fn put_key(
     params::value_len(value.len(), max)?;
     let ttl_ms = ttl.map(|d: Duration| d.as_millis().max(1) as u64);
     let w = node.write_key(db, key.clone(), Some(value), ttl_ms, expect).await?;
-    Ok(Json(json!({
-        "key": String::from_utf8_lossy(&key),
-        "db": db,
-        "shard": w.shard,
-        "revision": w.revision,
-    })))
+    Ok(Json(Written { key: String::from_utf8_lossy(&key).into_owned(), db, shard: w.shard, revision: w.revision }))
 }
 
-fn entry_json(key: &[u8], db: u8, e: &KeyEntry, now: u64) -> Value {
+/// A stored entry as the client API shows it (`ttl_ms` counted from `now`).
+fn to_entry(key: &[u8], db: u8, e: &KeyEntry, now: u64) -> Entry {
     let (value, encoding) = params::encode_value(&e.value);
-    let mut v = json!({
-        "key": String::from_utf8_lossy(key),
-        "value": value,
-        "db": db,
-        "create_revision": e.create_revision,
-        "mod_revision": e.mod_revision,
-        "version": e.version,
-    });
-    if let Some(enc) = encoding {
-        v["encoding"] = json!(enc);
+    Entry {
+        key: String::from_utf8_lossy(key).into_owned(),
+        value,
+        db,
+        create_revision: e.create_revision,
+        mod_revision: e.mod_revision,
+        version: e.version,
+        ttl_ms: e.expires_at_ms.map(|t| t.saturating_sub(now)),
+        encoding: encoding.map(|_| Encoding::Base64),
     }
-    if let Some(t) = e.expires_at_ms {
-        v["ttl_ms"] = json!(t.saturating_sub(now));
-    }
-    v
 }
 
 /// `GET /v1/kv/{key}`: JSON, or the raw bytes with `Accept: application/octet-stream`.
@@ -104,7 +95,7 @@ pub async fn get_key(
     if raw {
         return Ok(([(header::CONTENT_TYPE, "application/octet-stream")], e.value).into_response());
     }
-    Ok(Json(entry_json(&key, db, &e, now_ms())).into_response())
+    Ok(Json(to_entry(&key, db, &e, now_ms())).into_response())
 }
 
 /// `DELETE /v1/kv/{key}`: `{"deleted": 1}`, or `{"deleted": 0}` when absent.
@@ -112,16 +103,12 @@ pub async fn delete_key(
     State(node): State<Arc<Node>>,
     uri: Uri,
     Query(q): Query<DeleteQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     let key = path_key(&uri, &node)?;
     let (db, expect) = (q.db.0, q.prev_revision.map(|r| r.0));
     let w = node.write_key(db, key.clone(), None, None, expect).await?;
-    Ok(Json(json!({
-        "key": String::from_utf8_lossy(&key),
-        "db": db,
-        "deleted": u64::from(w.deleted),
-        "revision": w.revision,
-    })))
+    let key = String::from_utf8_lossy(&key).into_owned();
+    Ok(Json(Deleted { key, db, deleted: u8::from(w.deleted), revision: w.revision }))
 }
 
 /// One pass over every shard of the ring as this node knows it, asking each for up to
@@ -151,7 +138,7 @@ async fn list_once(
 
 /// `GET /v1/kv?prefix=P&limit=L&cursor=C`: keys of one db in key order across every
 /// shard. `next_cursor` continues the listing; it is null on the last page.
-pub async fn list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Result<Json<Listing>, ApiError> {
     let (db, c) = (q.db.0, q.consistency.unwrap_or(Consistency::Linearizable));
     let prefix = q.prefix.unwrap_or_default().into_bytes();
     let limit = q.limit.map_or(100, |l| l.0);
@@ -173,6 +160,6 @@ pub async fn list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> 
     items.truncate(limit);
     let next_cursor = if more { items.last().map(|(k, _)| params::encode_cursor(k)) } else { None };
     let now = now_ms();
-    let out: Vec<Value> = items.iter().map(|(k, e)| entry_json(k, db, e, now)).collect();
-    Ok(Json(json!({ "db": db, "count": out.len(), "items": out, "next_cursor": next_cursor })))
+    let items: Vec<Entry> = items.iter().map(|(k, e)| to_entry(k, db, e, now)).collect();
+    Ok(Json(Listing { db, count: items.len(), items, next_cursor }))
 }
