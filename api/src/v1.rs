@@ -77,3 +77,97 @@ pub struct Listing {
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
+/// `put`, `delete` or `get`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OpKind {
+    Put,
+    Delete,
+    Get,
+}
+
+/// The result of one op, in request order.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct BatchResult {
+    pub op: OpKind,
+    pub key: String,
+    pub db: u8,
+    pub shard: u32,
+    /// Whether the op's shard group applied.
+    pub ok: bool,
+    /// Put: the new revision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    /// Delete: 1, or 0 when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<u8>,
+    /// Get: whether the key exists; the entry fields follow when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<Encoding>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create_revision: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mod_revision: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    /// The op whose precondition failed: the key's mod_revision now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<u64>,
+    /// The op was not applied because another op of its shard group failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<bool>,
+    /// The shard group failed for another reason (e.g. no leader in time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The answer to a batch: 200 when every group applied, 409 when a precondition failed
+/// (with `error`), another 4xx/5xx when a group could not be run.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct BatchAnswer {
+    pub results: Vec<BatchResult>,
+    /// True when every op applied.
+    pub applied: bool,
+    /// Present when `applied` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// A member node.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ClusterNode {
+    pub id: u64,
+    pub internal_addr: String,
+}
+
+/// `GET /v1/cluster`.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ClusterView {
+    pub node_id: u64,
+    pub epoch: u64,
+    pub shard_count: u32,
+    pub replication_factor: usize,
+    pub nodes: Vec<ClusterNode>,
+    /// This node's replicas (the type the node serves).
+    pub shards: Vec<crate::ring::ShardInfo>,
+    /// Every shard of the ring as this node's routes know it, hosted here or not.
+    pub ring: Vec<RingShard>,
+}
+
+/// One shard of the ring in `GET /v1/cluster`'s `ring`.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RingShard {
+    pub id: u32,
+    /// The shard owns the keys with `hash mod modulus == id`.
+    pub modulus: u32,
+    pub epoch: u64,
+    pub members: Vec<u64>,
+    pub leader: Option<u64>,
+    pub hosted_here: bool,
+}

@@ -18,11 +18,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{extract, params};
-use crate::api::error::{error_body, ApiError};
+use crate::api::error::ApiError;
 use crate::node::Node;
 use crate::ring::ShardId;
 use crate::router::ClientOp;
 use crate::shard::types::{now_ms, CommandResult, OpResult};
+use ringkv_api::v1::{BatchAnswer, BatchResult, Encoding, ErrorDetail, OpKind};
 
 /// One validated op: its position in the request, where it goes, what it does.
 type Planned = (usize, u8, Vec<u8>, ClientOp);
@@ -62,7 +63,7 @@ fn bad(i: usize, msg: impl std::fmt::Display) -> ApiError {
 }
 
 /// Validates one op into what the shard will run.
-fn decode_op(i: usize, op: BatchOp, default_db: u8, node: &Node) -> Result<(u8, Vec<u8>, ClientOp), ApiError> {
+fn decode_op(i: usize, op: BatchOp, default_db: u8, node: &Node) -> Result<(OpKind, u8, Vec<u8>, ClientOp), ApiError> {
     if op.prev_revision.is_some_and(|r| r > params::MAX_REVISION) {
         return Err(bad(i, format!("`prev_revision` must be 0..={}", params::MAX_REVISION)));
     }
@@ -73,7 +74,7 @@ fn decode_op(i: usize, op: BatchOp, default_db: u8, node: &Node) -> Result<(u8, 
     let key = params::key(&op.key, node.config.max_key_bytes)?;
     let only_put =
         |what: &str, present: bool| if present { Err(bad(i, format!("`{what}` only applies to put"))) } else { Ok(()) };
-    let client_op = match op.op.as_str() {
+    let (kind, client_op) = match op.op.as_str() {
         "put" => {
             let value = op.value.ok_or_else(|| bad(i, "put needs a string `value`"))?;
             let body = json!({"value": value, "encoding": op.encoding});
@@ -81,13 +82,13 @@ fn decode_op(i: usize, op: BatchOp, default_db: u8, node: &Node) -> Result<(u8, 
             params::value_len(value.len(), node.config.max_value_bytes)?;
             let ttl_ms = op.ttl.as_ref().filter(|v| !v.is_null()).map(params::json_ttl).transpose()?;
             let ttl_ms = ttl_ms.map(|d| d.as_millis().max(1) as u64);
-            ClientOp::Put { db, key: key.clone(), value: value.into(), ttl_ms, expect: op.prev_revision }
+            (OpKind::Put, ClientOp::Put { db, key: key.clone(), value: value.into(), ttl_ms, expect: op.prev_revision })
         }
         "delete" => {
             only_put("value", op.value.is_some())?;
             only_put("ttl", op.ttl.is_some())?;
             only_put("encoding", op.encoding.is_some())?;
-            ClientOp::Delete { db, key: key.clone(), expect: op.prev_revision }
+            (OpKind::Delete, ClientOp::Delete { db, key: key.clone(), expect: op.prev_revision })
         }
         "get" => {
             only_put("value", op.value.is_some())?;
@@ -96,41 +97,56 @@ fn decode_op(i: usize, op: BatchOp, default_db: u8, node: &Node) -> Result<(u8, 
             if op.prev_revision.is_some() {
                 return Err(bad(i, "`prev_revision` applies to put and delete"));
             }
-            ClientOp::Get { db, key: key.clone() }
+            (OpKind::Get, ClientOp::Get { db, key: key.clone() })
         }
         other => return Err(bad(i, format!("op must be put, delete or get, not `{other}`"))),
     };
-    Ok((db, key, client_op))
+    Ok((kind, db, key, client_op))
 }
 
-fn op_json(kind: &str, key: &[u8], db: u8, shard: ShardId, group_ok: bool, r: &OpResult) -> Value {
-    let mut v = json!({ "op": kind, "key": String::from_utf8_lossy(key), "db": db, "shard": shard, "ok": group_ok });
+/// One op's result as the client sees it.
+fn op_result(kind: OpKind, key: &[u8], db: u8, shard: ShardId, group_ok: bool, r: &OpResult) -> BatchResult {
+    let mut v = BatchResult {
+        op: kind,
+        key: String::from_utf8_lossy(key).into_owned(),
+        db,
+        shard,
+        ok: group_ok,
+        revision: None,
+        deleted: None,
+        found: None,
+        value: None,
+        encoding: None,
+        create_revision: None,
+        mod_revision: None,
+        version: None,
+        ttl_ms: None,
+        current_revision: None,
+        skipped: None,
+        error: None,
+    };
     match r {
-        OpResult::Put { revision } => v["revision"] = json!(revision),
-        OpResult::Delete { deleted } => v["deleted"] = json!(u64::from(*deleted)),
+        OpResult::Put { revision } => v.revision = Some(*revision),
+        OpResult::Delete { deleted } => v.deleted = Some(u8::from(*deleted)),
         OpResult::Get(entry) => {
-            v["found"] = json!(entry.is_some());
+            v.found = Some(entry.is_some());
             if let Some(e) = entry {
                 let (value, encoding) = params::encode_value(&e.value);
-                v["value"] = json!(value);
-                if let Some(enc) = encoding {
-                    v["encoding"] = json!(enc);
-                }
-                v["create_revision"] = json!(e.create_revision);
-                v["mod_revision"] = json!(e.mod_revision);
-                v["version"] = json!(e.version);
-                if let Some(t) = e.expires_at_ms {
-                    v["ttl_ms"] = json!(t.saturating_sub(now_ms()));
-                }
+                v.value = Some(value);
+                v.encoding = encoding.map(|_| Encoding::Base64);
+                v.create_revision = Some(e.create_revision);
+                v.mod_revision = Some(e.mod_revision);
+                v.version = Some(e.version);
+                v.ttl_ms = e.expires_at_ms.map(|t| t.saturating_sub(now_ms()));
             }
         }
         OpResult::Conflict { current } => {
-            v["ok"] = json!(false);
-            v["current_revision"] = json!(current);
+            v.ok = false;
+            v.current_revision = Some(*current);
         }
         OpResult::Skipped => {
-            v["ok"] = json!(false);
-            v["skipped"] = json!(true);
+            v.ok = false;
+            v.skipped = Some(true);
         }
     }
     v
@@ -159,8 +175,8 @@ pub async fn batch(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body
     let mut groups: BTreeMap<ShardId, Vec<Planned>> = BTreeMap::new();
     for (i, op) in b.ops.into_iter().enumerate() {
         let op: BatchOp = serde_json::from_value(Value::Object(op)).map_err(|e| bad(i, e))?;
-        kinds.push(op.op.clone());
-        let (db, key, client_op) = decode_op(i, op, default_db, &node)?;
+        let (kind, db, key, client_op) = decode_op(i, op, default_db, &node)?;
+        kinds.push(kind);
         let shard = node.router.locate(db, &key);
         groups.entry(shard).or_default().push((i, db, key, client_op));
     }
@@ -173,7 +189,7 @@ pub async fn batch(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body
             (shard, group, r)
         });
     }
-    let mut results = vec![Value::Null; kinds.len()];
+    let mut results: Vec<Option<BatchResult>> = kinds.iter().map(|_| None).collect();
     let (mut all_ok, mut failure): (bool, Option<ApiError>) = (true, None);
     while let Some(joined) = tasks.join_next().await {
         let (shard, group, r) = joined.map_err(ApiError::internal)?;
@@ -181,34 +197,38 @@ pub async fn batch(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body
             Ok(r) => {
                 all_ok &= r.ok;
                 for ((i, db, key, _), res) in group.iter().zip(&r.ops) {
-                    results[*i] = op_json(&kinds[*i], key, *db, shard, r.ok, res);
+                    results[*i] = Some(op_result(kinds[*i], key, *db, shard, r.ok, res));
                 }
             }
             Err(e) => {
                 all_ok = false;
                 for (i, db, key, _) in &group {
-                    results[*i] = json!({ "op": kinds[*i], "key": String::from_utf8_lossy(key), "db": db,
-                        "shard": shard, "ok": false, "error": e.to_string() });
+                    let mut failed = op_result(kinds[*i], key, *db, shard, false, &OpResult::Skipped);
+                    failed.skipped = None;
+                    failed.error = Some(e.to_string());
+                    results[*i] = Some(failed);
                 }
                 failure = Some(e);
             }
         }
     }
-    let mut body = json!({ "applied": all_ok, "results": results });
-    let status = match (&failure, all_ok) {
+    let detail = |code: &str, message: String| ErrorDetail { code: code.to_owned(), message, current_revision: None };
+    let (status, error) = match (&failure, all_ok) {
         (Some(e), _) => {
-            body["error"] = error_body(e.code(), &format!("{e} (other shards' groups may have applied; see results)"))
-                ["error"]
-                .clone();
-            e.status()
+            let message = format!("{e} (other shards' groups may have applied; see results)");
+            (e.status(), Some(detail(e.code(), message)))
         }
         (None, false) => {
-            body["error"] =
-                error_body("revision_mismatch", "a precondition failed; that shard's group applied nothing")["error"]
-                    .clone();
-            StatusCode::CONFLICT
+            let message = "a precondition failed; that shard's group applied nothing".to_owned();
+            (StatusCode::CONFLICT, Some(detail("revision_mismatch", message)))
         }
-        (None, true) => StatusCode::OK,
+        (None, true) => (StatusCode::OK, None),
     };
+    // Every op is in exactly one group, and every group answered.
+    let results = results
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| ApiError::internal("a batch op got no result"))?;
+    let body = BatchAnswer { results, applied: all_ok, error };
     Ok((status, Json(body)).into_response())
 }

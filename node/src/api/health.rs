@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::api::error::error_body;
 use crate::node::Node;
+use ringkv_api::v1::{ClusterNode, ClusterView, RingShard};
 
 /// `GET /healthz`: the process is alive and serving HTTP.
 pub async fn healthz() -> Json<serde_json::Value> {
@@ -34,14 +35,14 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Response {
 /// `GET /v1/cluster`: this node's replicas (`shards`: members, leaders, terms, indexes)
 /// and the whole ring as its routes know it (`ring`: every shard's slice, epoch,
 /// members and leader, hosted here or not).
-pub async fn cluster(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
+pub async fn cluster(State(node): State<Arc<Node>>) -> Json<ClusterView> {
     let ring = node.ring();
-    let routes: Vec<super::openapi::RingShard> = node
+    let routes: Vec<RingShard> = node
         .router
         .ring_shards()
         .into_iter()
         .filter_map(|id| node.router.route(id).map(|r| (id, r)))
-        .map(|(id, r)| super::openapi::RingShard {
+        .map(|(id, r)| RingShard {
             id,
             modulus: r.modulus,
             epoch: r.epoch,
@@ -51,15 +52,19 @@ pub async fn cluster(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
         })
         .collect();
     let replication = routes.iter().map(|r| r.members.len()).max();
-    let nodes: Vec<_> =
-        node.peers.ids().into_iter().map(|id| json!({ "id": id, "internal_addr": node.peers.addr(id) })).collect();
-    Json(json!({
-        "node_id": node.id,
-        "epoch": ring.epoch,
-        "shard_count": ring.shard_count,
-        "replication_factor": replication.unwrap_or(nodes.len()),
-        "nodes": nodes,
-        "shards": ring.shards,
-        "ring": routes,
-    }))
+    let nodes: Vec<ClusterNode> = node
+        .peers
+        .ids()
+        .into_iter()
+        .map(|id| ClusterNode { id, internal_addr: node.peers.addr(id).unwrap_or_default() })
+        .collect();
+    Json(ClusterView {
+        node_id: node.id,
+        epoch: ring.epoch,
+        shard_count: ring.shard_count,
+        replication_factor: replication.unwrap_or(nodes.len()),
+        nodes,
+        shards: ring.shards,
+        ring: routes,
+    })
 }

@@ -17,7 +17,10 @@ use utoipa::{OpenApi, ToSchema};
 
 use super::params;
 use super::query::{DeleteQuery, GetQuery, ListQuery, PutQuery, WatchQuery};
-pub use ringkv_api::v1::{Deleted, Encoding, Entry, ErrorBody, ErrorDetail, Listing, Written};
+pub use ringkv_api::v1::{
+    BatchAnswer, BatchResult, ClusterNode, ClusterView, Deleted, Encoding, Entry, ErrorBody, ErrorDetail, Listing,
+    OpKind, RingShard, Written,
+};
 
 /// A TTL: a duration string or seconds, positive and at most ten years. The schema
 /// describes a conservative subset of what the server reads (it also takes `1m30s`):
@@ -92,15 +95,6 @@ pub struct Base64Value {
     pub value: String,
     pub ttl: Option<Ttl>,
     pub encoding: Base64,
-}
-
-/// `put`, `delete` or `get`.
-#[derive(Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum OpKind {
-    Put,
-    Delete,
-    Get,
 }
 
 /// `put`.
@@ -206,46 +200,6 @@ pub struct BatchRequest {
     pub ops: Vec<BatchOp>,
 }
 
-/// The result of one op, in request order.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct BatchResult {
-    pub op: OpKind,
-    pub key: String,
-    pub db: u8,
-    pub shard: u32,
-    /// Whether the op's shard group applied.
-    pub ok: bool,
-    /// Put: the new revision.
-    pub revision: Option<u64>,
-    /// Delete: 1, or 0 when absent.
-    pub deleted: Option<u8>,
-    /// Get: whether the key exists; the entry fields follow when it does.
-    pub found: Option<bool>,
-    pub value: Option<String>,
-    pub encoding: Option<Encoding>,
-    pub create_revision: Option<u64>,
-    pub mod_revision: Option<u64>,
-    pub version: Option<u64>,
-    pub ttl_ms: Option<u64>,
-    /// The op whose precondition failed: the key's mod_revision now.
-    pub current_revision: Option<u64>,
-    /// The op was not applied because another op of its shard group failed.
-    pub skipped: Option<bool>,
-    /// The shard group failed for another reason (e.g. no leader in time).
-    pub error: Option<String>,
-}
-
-/// The answer to a batch: 200 when every group applied, 409 when a precondition failed
-/// (with `error`), another 4xx/5xx when a group could not be run.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct BatchAnswer {
-    pub results: Vec<BatchResult>,
-    /// True when every op applied.
-    pub applied: bool,
-    /// Present when `applied` is false.
-    pub error: Option<ErrorDetail>,
-}
-
 /// `put`, `delete`, `expire` or `resync`.
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -303,39 +257,6 @@ impl utoipa::PartialSchema for WatchSse {
 }
 
 impl ToSchema for WatchSse {}
-
-/// A member node.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct ClusterNode {
-    pub id: u64,
-    pub internal_addr: String,
-}
-
-/// `GET /v1/cluster`.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct ClusterView {
-    pub node_id: u64,
-    pub epoch: u64,
-    pub shard_count: u32,
-    pub replication_factor: usize,
-    pub nodes: Vec<ClusterNode>,
-    /// This node's replicas (the type the node serves).
-    pub shards: Vec<crate::ring::ShardInfo>,
-    /// Every shard of the ring as this node's routes know it, hosted here or not.
-    pub ring: Vec<RingShard>,
-}
-
-/// One shard of the ring in `GET /v1/cluster`'s `ring`.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct RingShard {
-    pub id: u32,
-    /// The shard owns the keys with `hash mod modulus == id`.
-    pub modulus: u32,
-    pub epoch: u64,
-    pub members: Vec<u64>,
-    pub leader: Option<u64>,
-    pub hosted_here: bool,
-}
 
 /// `{"status": "ok"}` or `{"status": "ready"}`.
 #[derive(Serialize, Deserialize, ToSchema)]
