@@ -142,7 +142,10 @@ impl Node {
             match outcome {
                 Ok(r) => return Ok(r),
                 Err(ServeError::NotLeader(h)) => {
-                    last_err = format!("leader moved (hint {h:?})");
+                    last_err = match h {
+                        Some(l) => format!("the shard's leader moved (to node {l})"),
+                        None => "the shard's leader moved (no new leader known yet)".to_string(),
+                    };
                     // A fresh hint is worth one immediate retry.
                     if h.is_some() && h != leader {
                         hint = h;

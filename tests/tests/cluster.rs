@@ -168,6 +168,12 @@ async fn expect_unavailable(what: &str, req: reqwest::RequestBuilder) -> Option<
     if status != StatusCode::SERVICE_UNAVAILABLE || body["error"]["code"] != "unavailable" || secs.unwrap_or(0) < 1 {
         return Some(format!("{what}: got {status} after {took:?}, Retry-After {retry_after:?}, body {body}"));
     }
+    // The message is read by people: it says what happened, in words, not by printing
+    // the Raft library's internal structures (membership configs, log ids, votes).
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    if ["BasicNode", "voters:", "LogId", "Vote {", "{", "Some("].iter().any(|s| message.contains(s)) {
+        return Some(format!("{what}: the 503's message prints internal structures: {message}"));
+    }
     None
 }
 

@@ -112,7 +112,16 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Waiter)>, slo
                         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
                             ProposeError::NotLeader(f.leader_id)
                         }
-                        other => ProposeError::Retry(other.to_string()),
+                        // openraft's messages print membership configs and log ids:
+                        // the client gets words, the log the details.
+                        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                            tracing::debug!(error = %e, "proposal refused");
+                            ProposeError::Retry("the shard's membership is changing".into())
+                        }
+                        RaftError::Fatal(f) => {
+                            tracing::debug!(error = %f, "proposal: raft stopped");
+                            ProposeError::Retry("the shard's Raft group has stopped here".into())
+                        }
                     };
                     for w in waiters {
                         let _ = w.send(Err(err.clone()));

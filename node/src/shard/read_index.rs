@@ -108,7 +108,17 @@ impl ReadIndex {
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                     Err(ReadIndexError::NotLeader(f.leader_id))
                 }
-                Err(e) => Err(ReadIndexError::Retry(e.to_string())),
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
+                    // openraft's message prints the whole membership: keep it in the log.
+                    tracing::debug!(error = %q, "read index: no quorum");
+                    Err(ReadIndexError::Retry(
+                        "this replica could not confirm its leadership with a quorum of the shard's voters".into(),
+                    ))
+                }
+                Err(RaftError::Fatal(f)) => {
+                    tracing::debug!(error = %f, "read index: raft stopped");
+                    Err(ReadIndexError::Retry("the shard's Raft group has stopped here".into()))
+                }
             };
             for w in batch {
                 let _ = w.send(result.clone());
