@@ -36,7 +36,11 @@ pub async fn put_key(
     let ct = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("invalid"));
     let max = node.config.max_value_bytes;
     let value = match params::body_kind(ct)? {
-        BodyKind::Raw => extract::read_body(body, &headers, max, "value").await?,
+        // One copy, on purpose: the body's `Bytes` is a slice of the connection's read
+        // buffer (8 KiB or more), which a stored small value would otherwise keep alive
+        // for as long as the key (and the watch history and the in-memory log) hold it.
+        // From here on the value is shared, never copied (retries, apply, events).
+        BodyKind::Raw => bytes::Bytes::copy_from_slice(&extract::read_body(body, &headers, max, "value").await?),
         BodyKind::Json => {
             // JSON escaping or base64 can grow a value up to ~6x; the decoded value is checked below.
             let bytes =

@@ -74,8 +74,9 @@ pub enum Command {
 pub enum Op {
     /// Set `key` to `value`; `expires_at_ms` is unix-epoch milliseconds. `expect`:
     /// `Some(0)` = only if absent, `Some(r)` = only if the key's `mod_revision` is `r`.
-    /// The value is the request body's own buffer from the HTTP layer to the map: moved
-    /// and shared, never copied (it encodes exactly as the `Vec<u8>` it once was).
+    /// The value is copied once at the HTTP layer (out of the connection's read buffer,
+    /// which it must not pin) and from there to the map moved and shared, never copied
+    /// again (it encodes exactly as the `Vec<u8>` it once was).
     Put { db: u8, key: Vec<u8>, value: bytes::Bytes, expires_at_ms: Option<u64>, expect: Option<u64> },
     /// Delete `key` if present, under the same `expect` rule.
     Delete { db: u8, key: Vec<u8>, expect: Option<u64> },
