@@ -264,14 +264,6 @@ pub struct Status {
     pub status: String,
 }
 
-/// How a read is served.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Consistency {
-    Linearizable,
-    Serializable,
-}
-
 /// Documentation stubs: one per operation, never called.
 #[allow(dead_code)]
 mod ops {

@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
-use super::openapi::Consistency as ConsistencyDoc;
 use super::params::{self, MAX_REVISION};
 use crate::api::error::ApiError;
 use crate::ring::MAX_DB;
@@ -142,6 +141,18 @@ impl Param for Consistency {
             )),
         }
     }
+}
+
+// The document's name for the choices of `consistency` (decoded by `Consistency`'s
+// `Param` above); only its schema is used.
+/// How a read is served.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = Consistency)]
+#[allow(dead_code)]
+pub enum ConsistencyDoc {
+    Linearizable,
+    Serializable,
 }
 
 /// Most keys one listing page returns.
