@@ -34,7 +34,9 @@ pub struct ShardInfo {
     pub snapshot_index: u64,
     /// Log entries up to here are purged from this replica's log (0: none).
     pub purged_index: u64,
-    /// `Leader`, `Follower`, `Candidate`, ...
+    /// Raft's role: `Leader`, `Follower`, `Candidate`, `Learner`; or
+    /// `LeaderWithoutQuorum` for a leader no quorum has answered for two election
+    /// timeouts (cut off: it serves nothing, and steps down when it hears a newer term).
     pub state: String,
     /// Frozen as a merge's donor: it refuses every request (naming its receiver) until
     /// the merge is done and the shard is retired.

@@ -14,7 +14,9 @@ pub struct ErrorBody {
 /// What went wrong: a stable machine-readable `code` and a message for humans.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
-    /// e.g. `bad_db`, `bad_ttl`, `bad_json`, `key_too_large`, `revision_mismatch`.
+    /// e.g. `bad_db`, `bad_ttl`, `bad_json`, `key_too_large`, `revision_mismatch`; on a
+    /// 503 `unavailable` (a write was not applied and will not be) or `outcome_unknown`
+    /// (a write was proposed and may still apply).
     pub code: String,
     pub message: String,
     /// Only on 409 `revision_mismatch`: the key's mod_revision now (0 when absent).

@@ -20,6 +20,7 @@ use crate::shard::{OpenError, Shard, ShardDeps};
 use crate::wal::{Wal, WalOptions};
 
 pub mod background;
+mod election;
 mod hosting;
 mod identity;
 mod inbound;
@@ -142,6 +143,8 @@ impl Node {
                 // from the log instead of a full snapshot.
                 max_in_snapshot_log_to_keep: (config.snapshot_entries / 4).min(1_000),
                 max_payload_entries: 1_000,
+                // Elections are the node's (pre-vote first): see node/election.rs.
+                enable_elect: false,
                 ..Default::default()
             }
             .validate()
@@ -190,7 +193,6 @@ impl Node {
                 Ok(shard) => {
                     if !config.is_standalone() {
                         // (see `Node::release_elections`)
-                        shard.raft.runtime_config().elect(false);
                         held.push(id);
                     }
                     relay.states.lock().insert(id, shard.state.clone());
@@ -299,18 +301,24 @@ impl Node {
             learners,
             revision,
             keys,
-            // A leader cut off from its quorum is not reported as one.
-            leader: match m.current_leader {
-                Some(l) if l == self.id && crate::shard::is_stale_leader(&m, self.leader_stale_after()) => None,
-                other => other,
-            },
+            // A leader cut off from its quorum is not reported as one, nor a leader this
+            // replica has not heard from lately.
+            leader: s.leader_checked(self.id, self.leader_stale_after()),
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
             commit_index: s.log.committed_index(),
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
             snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
             purged_index: m.purged.map(|l| l.index).unwrap_or(0),
-            state: format!("{:?}", m.state),
+            // Raft's role, except that a leader cut off from its quorum (which openraft
+            // 0.9 keeps leading until it hears a higher term) says so: it serves nothing.
+            state: if crate::shard::is_stale_leader(&m, self.leader_stale_after())
+                && !s.newly_elected(self.leader_stale_after())
+            {
+                "LeaderWithoutQuorum".to_string()
+            } else {
+                format!("{:?}", m.state)
+            },
             frozen,
         }
     }
@@ -359,6 +367,9 @@ impl Node {
             }
             if crate::shard::is_stale_leader(&m, self.leader_stale_after()) {
                 return Err(format!("shard {} is led by this node but no quorum has answered lately", s.id));
+            }
+            if s.leader_checked(self.id, self.leader_stale_after()).is_none() {
+                return Err(format!("shard {} has not heard from its leader lately", s.id));
             }
             // A learner serves nothing: its catching up (a replica being added) does not
             // make the node unready. A voter must have caught up once since start; from

@@ -89,10 +89,15 @@ pub enum ServeError {
 /// layer turns these into statuses: `api::error`.)
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
-    /// No leader answered before the request's deadline, or the ring changed under the
-    /// request: retry later. A write may still apply (it may have been proposed).
+    /// No leader answered before the request's deadline, the ring changed under the
+    /// request, or this node knows it cannot reach a quorum: retry later. A write surely
+    /// did not apply and never will (no attempt of it reached a leader able to propose it).
     #[error("{0}")]
     Unavailable(String),
+    /// As `Unavailable`, but a write may still apply: an attempt of it was proposed, or
+    /// went to a peer and got no answer.
+    #[error("{0}")]
+    OutcomeUnknown(String),
     /// A one-key write's precondition failed: the key's revision is `current`.
     #[error("the key's revision is {current}, not the expected {expected}")]
     Conflict { current: u64, expected: u64 },
@@ -100,6 +105,16 @@ pub enum RouteError {
     #[error("{0}")]
     Internal(String),
 }
+
+/// Why an attempt sent to a peer failed: the peer's answer, or no answer (the peer could
+/// not be reached: the request may be relayed through another member).
+enum Forwarded {
+    Answered(ServeError),
+    Unreachable(String),
+}
+
+/// How often a request in flight looks whether its shard's replica here lost its quorum.
+const CUT_OFF_POLL: Duration = Duration::from_millis(50);
 
 /// Consistency level of a read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,30 +130,86 @@ impl Node {
     /// elections, leader changes and ring changes (a split moves keys to another shard)
     /// until the request deadline.
     pub async fn execute<C: ShardCall>(&self, shard: ShardId, req: C) -> Result<C::Answer, RouteError> {
+        self.execute_here(shard, req, true).await
+    }
+
+    /// [`Node::execute`]; `may_relay`: when the leader cannot be reached from here, the
+    /// request may go through another member of the shard that routes it on (a node cut
+    /// off from the leader alone still serves). A relayed request is not relayed again.
+    pub async fn execute_here<C: ShardCall>(
+        &self,
+        shard: ShardId,
+        req: C,
+        may_relay: bool,
+    ) -> Result<C::Answer, RouteError> {
         let deadline = Instant::now() + self.config.request_timeout;
         let mut shard = shard;
         let mut hint: Option<NodeId> = None;
         let mut backoff = Duration::from_millis(5);
         let mut attempt = 0usize;
         let mut last_err;
+        // Whether an attempt of a write may have been proposed (see `RouteError`).
+        let mut may_apply = false;
+        // The member to relay the next attempt through, after the leader was unreachable.
+        let mut relay_via: Option<NodeId> = None;
+        let unavailable = |may_apply: bool, message: String| {
+            if may_apply && C::WRITES {
+                RouteError::OutcomeUnknown(format!("{message}; the write may still be applied"))
+            } else if C::WRITES {
+                RouteError::Unavailable(format!("{message}; the write was not applied"))
+            } else {
+                RouteError::Unavailable(message)
+            }
+        };
         loop {
             attempt += 1;
+            // A replica here that knows it cannot reach a quorum answers at once: no
+            // leader this node can reach will answer before the deadline.
+            if let Some(why) = self.cut_off(shard) {
+                return Err(unavailable(may_apply, why));
+            }
             let leader = hint.take().or_else(|| self.leader_of(shard, attempt));
-            let outcome = match leader {
-                Some(l) if l == self.id => {
-                    // Bounded: a leader cut off from its quorum never commits; the client
-                    // gets 503 at the deadline rather than waiting forever.
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(left, self.serve_local(shard, req.clone())).await {
-                        Ok(r) => r,
-                        Err(_) => {
-                            Err(ServeError::Retry("timed out waiting for a quorum; a write may still apply".into()))
+            let via = relay_via.take();
+            let attempt_fut = async {
+                if let Some(p) = via {
+                    return self.forward(p, shard, &req, deadline, crate::raft_net::Call::Relay).await;
+                }
+                match leader {
+                    Some(l) if l == self.id => {
+                        // Bounded: a leader cut off from its quorum never commits; the
+                        // client gets 503 at the deadline rather than waiting forever.
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        match tokio::time::timeout(left, self.serve_local(shard, req.clone())).await {
+                            Ok(r) => r.map_err(Forwarded::Answered),
+                            Err(_) => {
+                                Err(Forwarded::Answered(ServeError::Retry("timed out waiting for a quorum".into())))
+                            }
                         }
                     }
+                    Some(l) => self.forward(l, shard, &req, deadline, crate::raft_net::Call::Serve).await,
+                    None => Err(Forwarded::Answered(ServeError::Retry("no leader elected".into()))),
                 }
-                Some(l) => self.forward(l, shard, &req, deadline).await,
-                None => Err(ServeError::Retry("no leader elected".into())),
             };
+            let outcome = tokio::select! {
+                r = attempt_fut => r,
+                why = self.until_cut_off(shard) => Err(Forwarded::Answered(ServeError::Retry(why))),
+            };
+            // The leader could not be reached from here: try through another member next.
+            if let (true, None, Some(l), Err(Forwarded::Unreachable(_))) = (may_relay, via, leader, &outcome) {
+                relay_via = self.relay_peer(shard, l, attempt);
+            }
+            let outcome = outcome.map_err(|f| match f {
+                Forwarded::Answered(e) => e,
+                Forwarded::Unreachable(m) => ServeError::Retry(m),
+            });
+            // Refusals say the call was not proposed; anything else from an attempt that
+            // reached a leader (or may have) leaves a write's outcome open.
+            if (leader.is_some() || via.is_some()) && matches!(outcome, Err(ServeError::Retry(_))) {
+                may_apply = true;
+            }
+            if relay_via.is_some() {
+                continue;
+            }
             match outcome {
                 Ok(r) => return Ok(r),
                 Err(ServeError::NotLeader(h)) => {
@@ -162,9 +233,10 @@ impl Node {
                         }
                         Some(_) => {} // routes not updated yet: back off
                         None => {
-                            return Err(RouteError::Unavailable(format!(
-                                "the ring changed during the request ({last_err}); retry"
-                            )))
+                            return Err(unavailable(
+                                may_apply,
+                                format!("the ring changed during the request ({last_err}); retry"),
+                            ))
                         }
                     }
                 }
@@ -181,13 +253,34 @@ impl Node {
             }
             let now = Instant::now();
             if now + backoff >= deadline {
-                return Err(RouteError::Unavailable(format!(
-                    "shard {shard} has no available leader within {:?}: {last_err}",
-                    self.config.request_timeout
-                )));
+                return Err(unavailable(
+                    may_apply,
+                    format!(
+                        "shard {shard} has no available leader within {:?}: {last_err}",
+                        self.config.request_timeout
+                    ),
+                ));
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// Why this node's replica of `shard` knows it cannot reach a quorum of its voters,
+    /// if it does (see [`crate::shard::Shard::cut_off`]).
+    fn cut_off(&self, shard: ShardId) -> Option<String> {
+        let s = self.shards.get(shard)?;
+        s.cut_off(self.id, self.leader_stale_after()).map(|why| format!("shard {shard}: {why}"))
+    }
+
+    /// Resolves once this node's replica of `shard` knows it is cut off from a quorum
+    /// (never, where the shard is not hosted here).
+    async fn until_cut_off(&self, shard: ShardId) -> String {
+        loop {
+            tokio::time::sleep(CUT_OFF_POLL).await;
+            if let Some(why) = self.cut_off(shard) {
+                return why;
+            }
         }
     }
 
@@ -229,24 +322,47 @@ impl Node {
         shards.all(|s| s == first).then_some(first)
     }
 
+    /// Sends `req` to `to`: to serve as the leader (`Call::Serve`) or to route on
+    /// (`Call::Relay`).
     async fn forward<C: ShardCall>(
         &self,
-        leader: NodeId,
+        to: NodeId,
         shard: ShardId,
         req: &C,
         deadline: Instant,
-    ) -> Result<C::Answer, ServeError> {
+        call: crate::raft_net::Call,
+    ) -> Result<C::Answer, Forwarded> {
         self.metrics.forwards.with_label_values(&[C::NAME]).inc();
-        let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+        let mut timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+        // A leader that does not answer for as long as a leader may go without its
+        // quorum is taken for unreachable (a silent partition leaves the connection open,
+        // nothing on it ever answers): the next attempt relays through another member.
+        // (A retried write is applied at most once: its id is the same.)
+        if call == crate::raft_net::Call::Serve {
+            timeout = timeout.min(self.leader_stale_after());
+        }
         // `tag ‖ call` out, `tag ‖ answer` back (see `calls`).
         let out: Result<Result<(u8, C::Answer), ServeError>, _> =
-            self.peers.send(leader, None, crate::raft_net::Call::Serve, shard, &(C::TAG, req), timeout).await;
+            self.peers.send(to, None, call, shard, &(C::TAG, req), timeout).await;
         match out {
             Ok(Ok((tag, answer))) if tag == C::TAG => Ok(answer),
-            Ok(Ok((tag, _))) => Err(ServeError::Retry(format!("peer {leader} answered a {} with tag {tag}", C::NAME))),
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(ServeError::Retry(e.to_string())),
+            Ok(Ok((tag, _))) => {
+                Err(Forwarded::Answered(ServeError::Retry(format!("peer {to} answered a {} with tag {tag}", C::NAME))))
+            }
+            Ok(Err(e)) => Err(Forwarded::Answered(e)),
+            Err(crate::raft_net::NetError::Unreachable(..)) => {
+                Err(Forwarded::Unreachable(format!("node {to} could not be reached from node {}", self.id)))
+            }
+            Err(e) => Err(Forwarded::Answered(ServeError::Retry(e.to_string()))),
         }
+    }
+
+    /// A member of `shard` other than its `leader` and this node to relay through, in
+    /// turn by `attempt`.
+    fn relay_peer(&self, shard: ShardId, leader: NodeId, attempt: usize) -> Option<NodeId> {
+        let members = self.router.route(shard)?.members;
+        let others: Vec<NodeId> = members.into_iter().filter(|m| *m != leader && *m != self.id).collect();
+        others.get(attempt % others.len().max(1)).copied()
     }
 
     /// Serves a call on this node's replica, which must lead the shard (reads at

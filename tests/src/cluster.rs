@@ -1,7 +1,8 @@
-//! A cluster of node processes on loopback, in a temporary directory it owns.
+//! A cluster of node processes on loopback (or each in its own network namespace), in a
+//! temporary directory it owns.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use tempfile::TempDir;
 
 use crate::client::{ClusterView, NodeClient};
 use crate::eventually;
+use crate::netns::{Network, CLIENT_PORT, INTERNAL_PORT};
 use crate::process::NodeProcess;
 
 /// How long a cluster may take to become ready (bootstrap, elections, catch-up).
@@ -30,9 +32,19 @@ pub struct ClusterBuilder {
     joining: usize,
     flags: Vec<(String, String)>,
     env: Vec<(String, String)>,
+    network: Option<Network>,
 }
 
 impl ClusterBuilder {
+    /// Runs node `id` as its own host in `network`'s namespace for it, on
+    /// [`Network::addr`]`(id)` with fixed ports ([`CLIENT_PORT`], [`INTERNAL_PORT`]),
+    /// instead of on loopback. The cluster owns the network ([`Cluster::net`] to cut its
+    /// links) and removes it after killing its nodes.
+    pub fn network(mut self, network: Network) -> Self {
+        self.network = Some(network);
+        self
+    }
+
     /// Sets `--shards` (default 4).
     pub fn shards(mut self, n: u32) -> Self {
         self.shards = n;
@@ -62,16 +74,37 @@ impl ClusterBuilder {
     /// Starts every node and waits until each one is ready.
     pub async fn start(self) -> Cluster {
         let dir = tempfile::Builder::new().prefix("ringkv-test-").tempdir().expect("a temporary directory");
-        // Each cluster takes a random run of loopback addresses so that tests running in
-        // parallel do not collide; node `id` gets 127.0.0.(base + id - 1).
-        let max_base = 250 - u8::try_from(self.nodes).expect("fewer than 250 nodes");
-        let base: u8 = rand::rng().random_range(2..=max_base);
-        let mut nodes: Vec<NodeProcess> = (1..=self.nodes)
-            .map(|i| {
-                let id = u64::try_from(i).expect("small");
-                NodeProcess::new(id, Ipv4Addr::new(127, 0, 0, base + u8::try_from(i - 1).expect("small")), dir.path())
-            })
-            .collect();
+        let mut nodes: Vec<NodeProcess> = match &self.network {
+            // Each cluster takes a random run of loopback addresses so that tests running in
+            // parallel do not collide; node `id` gets 127.0.0.(base + id - 1).
+            None => {
+                let max_base = 250 - u8::try_from(self.nodes).expect("fewer than 250 nodes");
+                let base: u8 = rand::rng().random_range(2..=max_base);
+                (1..=self.nodes)
+                    .map(|i| {
+                        let id = u64::try_from(i).expect("small");
+                        let ip = Ipv4Addr::new(127, 0, 0, base + u8::try_from(i - 1).expect("small"));
+                        NodeProcess::new(id, ip, dir.path())
+                    })
+                    .collect()
+            }
+            // Each node owns its address in its own namespace: fixed ports cannot collide.
+            Some(net) => {
+                assert!(net.nodes() >= self.nodes, "a network of {} hosts for {} nodes", net.nodes(), self.nodes);
+                net.ids()
+                    .into_iter()
+                    .take(self.nodes)
+                    .map(|id| {
+                        let ip = net.addr(id);
+                        let (client, internal) =
+                            (SocketAddr::from((ip, CLIENT_PORT)), SocketAddr::from((ip, INTERNAL_PORT)));
+                        let mut n = NodeProcess::at(id, client, internal, dir.path());
+                        n.set_exec_prefix(net.exec_prefix(id));
+                        n
+                    })
+                    .collect()
+            }
+        };
         let founders = self.nodes - self.joining.min(self.nodes - 1);
         let peers =
             nodes.iter().take(founders).map(|n| format!("{}={}", n.id, n.internal_addr)).collect::<Vec<_>>().join(",");
@@ -102,7 +135,7 @@ impl ClusterBuilder {
             .connect_timeout(Duration::from_secs(2))
             .build()
             .expect("an HTTP client");
-        let cluster = Cluster { nodes, shards: self.shards, http, keep: false.into(), dir };
+        let cluster = Cluster { nodes, shards: self.shards, http, keep: false.into(), net: self.network, dir };
         for n in &cluster.nodes {
             n.set_next_env(self.env.clone());
             n.spawn();
@@ -120,6 +153,8 @@ pub struct Cluster {
     http: reqwest::Client,
     /// Keep the data and logs when dropped (see [`Cluster::keep_data`]).
     keep: std::sync::atomic::AtomicBool,
+    // Dropped after `Drop::drop` killed the nodes: a namespace goes only once empty.
+    net: Option<Network>,
     // Dropped last: the processes are killed before their data directory is removed.
     dir: TempDir,
 }
@@ -138,12 +173,28 @@ impl Cluster {
     /// Options for a cluster of `nodes` peers.
     pub fn builder(nodes: usize) -> ClusterBuilder {
         assert!(nodes >= 1);
-        ClusterBuilder { nodes, shards: 4, standalone: false, joining: 0, flags: Vec::new(), env: Vec::new() }
+        ClusterBuilder {
+            nodes,
+            shards: 4,
+            standalone: false,
+            joining: 0,
+            flags: Vec::new(),
+            env: Vec::new(),
+            network: None,
+        }
     }
 
     /// Options for a standalone node (no `--peers`).
     pub fn standalone_builder() -> ClusterBuilder {
-        ClusterBuilder { nodes: 1, shards: 4, standalone: true, joining: 0, flags: Vec::new(), env: Vec::new() }
+        ClusterBuilder {
+            nodes: 1,
+            shards: 4,
+            standalone: true,
+            joining: 0,
+            flags: Vec::new(),
+            env: Vec::new(),
+            network: None,
+        }
     }
 
     fn process(&self, id: u64) -> &NodeProcess {
@@ -197,6 +248,26 @@ impl Cluster {
     /// Everything node `id` has logged so far, across restarts.
     pub fn log(&self, id: u64) -> String {
         self.process(id).log()
+    }
+
+    /// The network the nodes run in; panics for a cluster on loopback.
+    pub fn net(&self) -> &Network {
+        self.net.as_ref().expect("this cluster runs on loopback: start it with ClusterBuilder::network")
+    }
+
+    /// SIGSTOPs node `id`: it keeps its sockets but answers nothing until [`Cluster::resume`].
+    pub fn pause(&self, id: u64) {
+        self.process(id).signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// SIGCONTs a node paused by [`Cluster::pause`].
+    pub fn resume(&self, id: u64) {
+        self.process(id).signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    /// The pid of node `id`'s process, if it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.process(id).pid()
     }
 
     /// SIGKILLs node `id` (no chance to flush or hand off).
@@ -331,6 +402,32 @@ impl Cluster {
             }
         })
         .await
+    }
+
+    /// Shard → (leader, its term) when every node in `seen_by` answers, names the same
+    /// leader for every shard, and that leader is one of them and says it leads: a
+    /// majority's view while the other nodes are cut off. `Err` says what is missing.
+    pub async fn agreed_leaders(&self, seen_by: &[u64]) -> Result<BTreeMap<u32, (u64, u64)>, String> {
+        let mut views = BTreeMap::new();
+        for &id in seen_by {
+            views.insert(id, self.node(id).try_cluster_view().await.map_err(|e| format!("node {id}: {e}"))?);
+        }
+        let mut leaders = BTreeMap::new();
+        for shard in 0..self.shards {
+            let seen: Vec<Option<u64>> =
+                views.values().map(|v| v.shards.iter().find(|s| s.id == shard).and_then(|s| s.leader)).collect();
+            let leader = match seen.first().copied().flatten() {
+                Some(l) if seen.iter().all(|x| *x == Some(l)) => l,
+                _ => return Err(format!("shard {shard}: leaders seen by {seen_by:?}: {seen:?}")),
+            };
+            let own = views.get(&leader).and_then(|v| v.shards.iter().find(|s| s.id == shard));
+            match own {
+                Some(s) if s.state == "Leader" => leaders.insert(shard, (leader, s.term)),
+                Some(s) => return Err(format!("shard {shard}: node {leader} is named leader but is {}", s.state)),
+                None => return Err(format!("shard {shard}: leader {leader} is not among {seen_by:?}")),
+            };
+        }
+        Ok(leaders)
     }
 
     /// Reads every `(key, value)` back with linearizable GETs, spread round-robin over

@@ -1,9 +1,11 @@
 //! Test harness for ringkv's multi-process integration tests.
 //!
-//! The suites in `tests/tests/` start real `ringkv-node` binaries on loopback and talk to
-//! them over HTTP, the way a client or an operator would. The harness is split by noun:
+//! The suites in `tests/tests/` start real `ringkv-node` binaries on loopback (or each in
+//! its own network namespace) and talk to them over HTTP, the way a client or an operator
+//! would. The harness is split by noun:
 //! - [`process`] finds the binary and owns one node process: its ports on its own
-//!   loopback address (127.0.0.x), its data dir, its log file, SIGKILL and SIGTERM.
+//!   loopback address (127.0.0.x), its data dir, its log file, SIGKILL, SIGTERM and
+//!   SIGSTOP/SIGCONT.
 //! - [`cluster`] starts N processes as one cluster in a temporary directory, waits for
 //!   readiness, finds shard leaders, and on a panicking test prints the tail of every
 //!   node's log. Dropping a cluster SIGKILLs exactly the processes it started.
@@ -13,6 +15,10 @@
 //!   a failover test can check that none of them was lost.
 //! - [`linearizability`] records client calls and checks each key's history is linearizable.
 //! - [`load`] is a recorded mixed load of clients whose history that checker takes.
+//! - [`netns`] runs each node as its own host in a network namespace, on a bridge the
+//!   test owns, and cuts, drops and slows the links between them (partitions, one-way
+//!   cuts, loss). A cluster given one (`Cluster::builder(3).network(net)`) starts its
+//!   nodes there and removes the network after the nodes.
 //!
 //! Tests wait on conditions with [`eventually`], never on fixed sleeps.
 
@@ -20,6 +26,7 @@ pub mod client;
 pub mod cluster;
 pub mod linearizability;
 pub mod load;
+pub mod netns;
 pub mod process;
 pub mod writer;
 
@@ -28,6 +35,7 @@ use std::time::Duration;
 
 pub use client::{base64_decode, base64_encode, key_path, ClusterView, Entry, Listing, Metrics, NodeClient, Written};
 pub use cluster::{Cluster, ClusterBuilder};
+pub use netns::Network;
 pub use writer::{Writer, WriterReport};
 
 /// A key named `{prefix}-N` that lives in `shard` of db 0 when the ring has `shards`

@@ -156,6 +156,16 @@ impl Pending {
     }
 }
 
+impl Pending {
+    /// The node answered that the call did not and will not apply (a 503 `unavailable`
+    /// to a write): it is left out of the history, so the check holds the node to its
+    /// word. A refused write that applied after all shows up as a read of a value no
+    /// write in the history explains, or a revision out of order: not linearizable.
+    pub fn refused(mut self) {
+        self.call = None;
+    }
+}
+
 impl Drop for Pending {
     fn drop(&mut self) {
         if let Some((key, op, invoked_ns)) = self.call.take() {

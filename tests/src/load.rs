@@ -176,7 +176,7 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
             c.waited(since, || format!("PUT {url}: {}", status_of(&answer)));
             match answer {
                 Ok(r) if r.status() == 200 => p.complete(Outcome::Put),
-                Ok(r) if r.status() == 503 => p.complete(Outcome::Unknown),
+                Ok(r) if r.status() == 503 => unavailable(p, r).await,
                 Ok(r) => c.unexpected(format!("PUT {url}: {}", r.status())),
                 Err(_) => p.complete(Outcome::Unknown),
             }
@@ -190,7 +190,7 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
                     let v: serde_json::Value = r.json().await.unwrap_or_default();
                     p.complete(Outcome::Deleted(v["deleted"] == 1));
                 }
-                Ok(r) if r.status() == 503 => p.complete(Outcome::Unknown),
+                Ok(r) if r.status() == 503 => unavailable(p, r).await,
                 Ok(r) => c.unexpected(format!("DELETE {url}: {}", r.status())),
                 Err(_) => p.complete(Outcome::Unknown),
             }
@@ -206,12 +206,22 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
             match answer {
                 Ok(r) if r.status() == 200 => p.complete(Outcome::Cas(true)),
                 Ok(r) if r.status() == 409 => p.complete(Outcome::Cas(false)),
-                Ok(r) if r.status() == 503 => p.complete(Outcome::Unknown),
+                Ok(r) if r.status() == 503 => unavailable(p, r).await,
                 Ok(r) => c.unexpected(format!("CAS {url}: {}", r.status())),
                 Err(_) => p.complete(Outcome::Unknown),
             }
         }
         c.ops.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A write's 503, recorded as the node described it: `unavailable` says the write did
+/// not apply (the check holds the node to that), `outcome_unknown` that it may still.
+async fn unavailable(p: crate::linearizability::Pending, r: reqwest::Response) {
+    let body: serde_json::Value = r.json().await.unwrap_or_default();
+    match body["error"]["code"].as_str() {
+        Some("unavailable") => p.refused(),
+        _ => p.complete(Outcome::Unknown),
     }
 }
 

@@ -1,5 +1,7 @@
 //! One `ringkv-node` process: where the binary is, its addresses, its log, and how it
-//! is started and stopped.
+//! is started, stopped and paused. A process may run under a command prefix
+//! (`ip netns exec <namespace>`, see [`crate::netns`]): that prefix execs the node, so the
+//! pid the harness holds, signals and all, is the node's own.
 
 use parking_lot::{Mutex, MutexGuard};
 use std::fs::OpenOptions;
@@ -52,6 +54,9 @@ pub struct NodeProcess {
     pub internal_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
+    /// Words run before the binary, e.g. `["ip", "netns", "exec", "rkv1a2b-n1"]`; empty
+    /// on loopback.
+    exec_prefix: Vec<String>,
     args: Vec<String>,
     /// Environment for the next start only (e.g. `FAILPOINTS` to arm crash points).
     next_env: Mutex<Vec<(String, String)>>,
@@ -60,15 +65,24 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     /// Describes a node; nothing runs until [`NodeProcess::spawn`].
+    /// The ports are free ones on `ip`, which must be an address of this (the test's)
+    /// network namespace.
     pub fn new(id: u64, ip: Ipv4Addr, dir: &Path) -> Self {
         let client_addr = SocketAddr::from((ip, free_port(ip)));
         let internal_addr = SocketAddr::from((ip, free_port(ip)));
+        Self::at(id, client_addr, internal_addr, dir)
+    }
+
+    /// Describes a node with the given addresses (a node in its own network namespace
+    /// owns its address, so fixed ports cannot collide there).
+    pub fn at(id: u64, client_addr: SocketAddr, internal_addr: SocketAddr, dir: &Path) -> Self {
         Self {
             id,
             client_addr,
             internal_addr,
             data_dir: dir.join(format!("node-{id}")),
             log_path: dir.join(format!("node-{id}.log")),
+            exec_prefix: Vec::new(),
             args: Vec::new(),
             next_env: Mutex::new(Vec::new()),
             child: Mutex::new(None),
@@ -78,6 +92,12 @@ impl NodeProcess {
     /// Sets the command-line flags used by every (re)start.
     pub fn set_args(&mut self, args: Vec<String>) {
         self.args = args;
+    }
+
+    /// Runs every later start under `prefix` (a command that execs the rest of its
+    /// arguments, such as `ip netns exec <namespace>`).
+    pub fn set_exec_prefix(&mut self, prefix: Vec<String>) {
+        self.exec_prefix = prefix;
     }
 
     /// Sets flag `name` to `value` for later starts (replacing its value if given).
@@ -108,7 +128,14 @@ impl NodeProcess {
             .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log_path.display()));
         let _ = writeln!(log, "===== harness: starting node {} {:?}", self.id, self.args);
         let err = log.try_clone().expect("a log file handle can be cloned");
-        let mut cmd = Command::new(node_binary());
+        let mut cmd = match self.exec_prefix.split_first() {
+            None => Command::new(node_binary()),
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(node_binary());
+                cmd
+            }
+        };
         // The node reads RINGKV_* from the environment; only our flags may configure it.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("RINGKV_") {
@@ -136,6 +163,20 @@ impl NodeProcess {
         let status = child.as_mut()?.try_wait().ok().flatten()?;
         *child = None;
         Some(status)
+    }
+
+    /// Sends `signal` to the running process (SIGSTOP and SIGCONT to pause and resume it).
+    /// Panics if it is not running.
+    pub fn signal(&self, signal: Signal) {
+        let child = self.child();
+        let c = child.as_ref().unwrap_or_else(|| panic!("node {} is not running", self.id));
+        let pid = Pid::from_raw(i32::try_from(c.id()).expect("pids fit in i32"));
+        kill(pid, signal).unwrap_or_else(|e| panic!("{signal} to node {}: {e}", self.id));
+    }
+
+    /// The running process's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child().as_ref().map(Child::id)
     }
 
     /// SIGKILL, then reap. A no-op if the process is not running.

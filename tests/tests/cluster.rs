@@ -165,7 +165,11 @@ async fn expect_unavailable(what: &str, req: reqwest::RequestBuilder) -> Option<
     let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
     let body: serde_json::Value = resp.json().await.unwrap_or_default();
     let secs = retry_after.as_deref().and_then(|v| v.parse::<u64>().ok());
-    if status != StatusCode::SERVICE_UNAVAILABLE || body["error"]["code"] != "unavailable" || secs.unwrap_or(0) < 1 {
+    // A write that was proposed (or sent to a leader that did not answer) may still
+    // apply, and says so; a read was never applied.
+    let codes: &[&str] = if what.starts_with("GET") { &["unavailable"] } else { &["unavailable", "outcome_unknown"] };
+    let code = body["error"]["code"].as_str().unwrap_or_default();
+    if status != StatusCode::SERVICE_UNAVAILABLE || !codes.contains(&code) || secs.unwrap_or(0) < 1 {
         return Some(format!("{what}: got {status} after {took:?}, Retry-After {retry_after:?}, body {body}"));
     }
     // The message is read by people: it says what happened, in words, not by printing

@@ -27,9 +27,14 @@ pub enum ApiError {
     /// Content type this route does not take (415).
     #[error("{message}")]
     UnsupportedMediaType { message: String },
-    /// No shard leader within the deadline: retry later (503 with Retry-After).
+    /// No shard leader within the deadline, or none this node can reach: retry later
+    /// (503 with Retry-After). A write surely did not apply.
     #[error("{message}")]
     Unavailable { message: String },
+    /// As `Unavailable`, but a write was proposed (or sent to a leader that did not
+    /// answer) and may still apply: read before retrying a non-idempotent write (503).
+    #[error("{message}")]
+    OutcomeUnknown { message: String },
     /// A bug or a storage failure (500).
     #[error("{message}")]
     Internal { message: String },
@@ -53,7 +58,7 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::OutcomeUnknown { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -66,6 +71,7 @@ impl ApiError {
             ApiError::Conflict { .. } => "revision_mismatch",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::Unavailable { .. } => "unavailable",
+            ApiError::OutcomeUnknown { .. } => "outcome_unknown",
             ApiError::Internal { .. } => "internal",
         }
     }
@@ -77,6 +83,7 @@ impl From<crate::router::RouteError> for ApiError {
         use crate::router::RouteError;
         match e {
             RouteError::Unavailable(message) => ApiError::Unavailable { message },
+            RouteError::OutcomeUnknown(message) => ApiError::OutcomeUnknown { message },
             RouteError::Conflict { current, .. } => {
                 ApiError::Conflict { message: e.to_string(), current_revision: current }
             }

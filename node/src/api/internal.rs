@@ -26,6 +26,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/internal/status", get(status))
         .route("/internal/raft/{shard}/{rpc}", post(raft_rpc))
         .route("/internal/shard/{shard}/serve", post(serve))
+        .route("/internal/shard/{shard}/relay", post(relay))
         .route("/internal/watch", get(super::watch::watch_internal))
         .route("/healthz", get(|| async { "ok" }))
         .merge(super::admin::router())
@@ -59,4 +60,8 @@ async fn raft_rpc(
 
 async fn serve(State(node): State<Arc<Node>>, Path(shard): Path<ShardId>, body: Bytes) -> Response {
     http_answer(node.answer(Call::Serve, shard, &body).await)
+}
+
+async fn relay(State(node): State<Arc<Node>>, Path(shard): Path<ShardId>, body: Bytes) -> Response {
+    http_answer(node.answer(Call::Relay, shard, &body).await)
 }

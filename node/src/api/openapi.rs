@@ -286,7 +286,7 @@ mod ops {
             (status = 409, description = "`prev_revision` did not match (`revision_mismatch`, with `current_revision`)", body = ErrorBody),
             (status = 413, description = "Key over 4 KiB or value over 1 MiB (configurable)", body = ErrorBody),
             (status = 415, description = "Unsupported content type", body = ErrorBody),
-            (status = 503, description = "No shard leader within the request deadline; `Retry-After` is set", body = ErrorBody),
+            (status = 503, description = "No shard leader within the request deadline, or none this node can reach; `Retry-After` is set. `unavailable`: the write was not applied and will not be; `outcome_unknown`: it was proposed and may still apply", body = ErrorBody),
         ))]
     fn put_key() {}
 
@@ -314,7 +314,7 @@ mod ops {
             (status = 400, description = "Bad db, query or key", body = ErrorBody),
             (status = 409, description = "`prev_revision` did not match", body = ErrorBody),
             (status = 413, description = "Key over the limit", body = ErrorBody),
-            (status = 503, description = "No shard leader in time", body = ErrorBody),
+            (status = 503, description = "No shard leader in time; `unavailable`: not applied, `outcome_unknown`: may still apply", body = ErrorBody),
         ))]
     fn delete_key() {}
 

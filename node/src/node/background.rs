@@ -30,6 +30,7 @@ pub fn spawn(node: &Arc<Node>, tracker: &TaskTracker, stop: &CancellationToken) 
     tracker.spawn(node.clone().open_split_shards(stop.clone()));
     tracker.spawn(node.clone().refresh_routes(stop.clone()));
     tracker.spawn(node.clone().retire_removed_replicas(stop.clone()));
+    tracker.spawn(node.clone().run_elections(stop.clone()));
 }
 
 impl Node {
@@ -38,10 +39,11 @@ impl Node {
     /// hear from the leader within an election timeout (on Kubernetes a new pod has a new
     /// address, which the leader's connections and DNS learn only after a while) would
     /// otherwise campaign at a higher term, and the healthy leader would step down when it
-    /// saw that term: every write stalled ~2.4 s at each pod of a rolling update. openraft
-    /// 0.9 has no pre-vote, which prevents this in Raft proper; this is the restart half
-    /// of it. The price: after a restart of every node at once, the first election waits
-    /// `grace`.
+    /// saw that term: every write stalled ~2.4 s at each pod of a rolling update. The
+    /// pre-vote (`election.rs`) now keeps such a node from raising the term while the group
+    /// is healthy; holding it back as well keeps a restarted node, whose log may still be
+    /// catching up, from winning an election the others would grant. The price: after a
+    /// restart of every node at once, the first election waits `grace`.
     pub async fn release_elections(self: Arc<Self>, grace: Duration, stop: CancellationToken) {
         let until = tokio::time::Instant::now() + grace;
         loop {
@@ -56,10 +58,7 @@ impl Node {
                     {
                         true
                     }
-                    Some(s) => {
-                        s.raft.runtime_config().elect(true);
-                        false
-                    }
+                    Some(_) => false,
                     None => false,
                 });
                 held.is_empty()
@@ -277,12 +276,15 @@ impl Node {
             // A replica removed while it lagged never sees the membership without it: it
             // campaigns for ever, and keeps the node unready. Nor does the leader's
             // `/retire` reach it when that leader dies right after the removal. So a
-            // replica leaderless for two rounds asks the shard's leader itself.
+            // replica leaderless for two rounds asks the shard's leader itself. (Such a
+            // replica no longer campaigns, its pre-votes refused: it still names its old
+            // leader, whom it has not heard from since.)
+            let stale_after = self.leader_stale_after();
             let now_leaderless: BTreeSet<ShardId> = self
                 .shards
                 .members()
                 .iter()
-                .filter(|s| s.raft.metrics().borrow().current_leader.is_none())
+                .filter(|s| s.leader_checked(self.id, stale_after).is_none())
                 .map(|s| s.id)
                 .collect();
             for id in now_leaderless.intersection(&leaderless) {

@@ -9,13 +9,16 @@ use crate::router::calls::{Get, List, Revision, Write};
 use crate::router::{ServeError, ShardCall};
 use crate::shard::types::{born_epoch, TypeConfig, Vote};
 
+use super::election::PreVote;
 use super::Node;
+use openraft::raft::AppendEntriesResponse;
 
 impl Inbound for Node {
     async fn answer(&self, call: Call, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, CallError> {
         match call {
             Call::Raft(rpc) => self.raft_call(rpc, shard, body).await,
             Call::Serve => self.serve_call(shard, body).await,
+            Call::Relay => self.relay_call(shard, body).await,
         }
     }
 }
@@ -40,8 +43,15 @@ impl Node {
                     return Err(stale());
                 }
                 let r = s.raft.append_entries(req).await;
-                if matches!(&r, Ok(resp) if resp.is_success()) {
-                    s.heard_from_leader.store(true, std::sync::atomic::Ordering::Release);
+                if let Ok(resp) = &r {
+                    // Anything but "my vote is higher" means the sender leads this
+                    // replica's group now.
+                    if !matches!(resp, AppendEntriesResponse::HigherVote(_)) {
+                        s.leader_contact.touch();
+                    }
+                    if resp.is_success() {
+                        s.heard_from_leader.store(true, std::sync::atomic::Ordering::Release);
+                    }
                 }
                 encode_answer(&r)
             }
@@ -50,14 +60,29 @@ impl Node {
                 if born_later(&req.vote) {
                     return Err(stale());
                 }
-                encode_answer(&s.raft.vote(req).await)
+                let r = s.raft.vote(req).await;
+                if matches!(&r, Ok(resp) if resp.vote_granted) {
+                    // As in Raft: granting a vote restarts the election timer.
+                    s.leader_contact.touch();
+                }
+                encode_answer(&r)
+            }
+            RaftRpc::PreVote => {
+                let req: PreVote = decode_body(body)?;
+                encode_answer(&self.answer_pre_vote(&s, &req))
             }
             RaftRpc::Snapshot => {
                 let req: openraft::raft::InstallSnapshotRequest<TypeConfig> = decode_body(body)?;
                 if born_later(&req.vote) {
                     return Err(stale());
                 }
-                encode_answer(&s.raft.install_snapshot(req).await)
+                let vote = req.vote;
+                let r = s.raft.install_snapshot(req).await;
+                // (A sender with a lower vote is answered with the higher one.)
+                if matches!(&r, Ok(resp) if resp.vote == vote) {
+                    s.leader_contact.touch();
+                }
+                encode_answer(&r)
             }
         }
     }
@@ -74,6 +99,28 @@ impl Node {
             Revision::TAG => self.serve_forwarded::<Revision>(shard, call).await,
             other => Err(CallError::Bad(format!("unknown forwarded call {other}"))),
         }
+    }
+
+    /// A client request a peer could not take to the shard's leader itself: routed on
+    /// from here as if a client had sent it here (but never relayed further), `tag ‖
+    /// call` in, `tag ‖ answer` out.
+    pub async fn relay_call(&self, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, CallError> {
+        let (tag, call) = postcard::take_from_bytes::<u8>(body)
+            .map_err(|e| CallError::Bad(format!("undecodable relayed call: {e}")))?;
+        match tag {
+            Write::TAG => self.relay_forwarded::<Write>(shard, call).await,
+            Get::TAG => self.relay_forwarded::<Get>(shard, call).await,
+            List::TAG => self.relay_forwarded::<List>(shard, call).await,
+            Revision::TAG => self.relay_forwarded::<Revision>(shard, call).await,
+            other => Err(CallError::Bad(format!("unknown relayed call {other}"))),
+        }
+    }
+
+    async fn relay_forwarded<C: ShardCall>(&self, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, CallError> {
+        let req: C = decode_body(body)?;
+        let out: Result<C::Answer, ServeError> =
+            self.execute_here(shard, req, false).await.map_err(|e| ServeError::Retry(e.to_string()));
+        encode_answer(&out.map(|a| (C::TAG, a)))
     }
 
     async fn serve_forwarded<C: ShardCall>(&self, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, CallError> {

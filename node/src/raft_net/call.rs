@@ -16,6 +16,9 @@ pub enum RaftRpc {
     Append,
     Vote,
     Snapshot,
+    /// Would the peer vote for this replica? Asked before a real election (see the
+    /// node's `election.rs`); rare, so it goes over HTTP/2 like snapshots.
+    PreVote,
 }
 
 impl RaftRpc {
@@ -25,6 +28,7 @@ impl RaftRpc {
             RaftRpc::Append => "append",
             RaftRpc::Vote => "vote",
             RaftRpc::Snapshot => "snapshot",
+            RaftRpc::PreVote => "prevote",
         }
     }
 }
@@ -35,6 +39,9 @@ pub enum Call {
     Raft(RaftRpc),
     /// A client request forwarded to the shard's leader.
     Serve,
+    /// A client request handed to a peer that routes it on (to the leader) itself: for a
+    /// node that cannot reach the leader but reaches the peer. Rare: HTTP/2.
+    Relay,
 }
 
 impl Call {
@@ -45,7 +52,7 @@ impl Call {
             Call::Raft(RaftRpc::Append) => Some(Kind::Append),
             Call::Raft(RaftRpc::Vote) => Some(Kind::Vote),
             Call::Serve => Some(Kind::Serve),
-            Call::Raft(RaftRpc::Snapshot) => None,
+            Call::Raft(RaftRpc::Snapshot | RaftRpc::PreVote) | Call::Relay => None,
         }
     }
 
@@ -54,6 +61,7 @@ impl Call {
         match self {
             Call::Raft(rpc) => format!("/internal/raft/{shard}/{}", rpc.name()),
             Call::Serve => format!("/internal/shard/{shard}/serve"),
+            Call::Relay => format!("/internal/shard/{shard}/relay"),
         }
     }
 }
@@ -91,6 +99,10 @@ mod tests {
         }
         assert_eq!(Call::Raft(RaftRpc::Snapshot).wire_kind(), None);
         assert_eq!(Call::Raft(RaftRpc::Snapshot).http_path(3), "/internal/raft/3/snapshot");
+        assert_eq!(Call::Raft(RaftRpc::PreVote).wire_kind(), None);
+        assert_eq!(Call::Raft(RaftRpc::PreVote).http_path(5), "/internal/raft/5/prevote");
         assert_eq!(Call::Serve.http_path(12), "/internal/shard/12/serve");
+        assert_eq!(Call::Relay.wire_kind(), None);
+        assert_eq!(Call::Relay.http_path(12), "/internal/shard/12/relay");
     }
 }

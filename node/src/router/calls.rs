@@ -24,6 +24,9 @@ pub trait ShardCall: Clone + Serialize + DeserializeOwned + Send + Sync + 'stati
     const TAG: u8;
     /// The call's name in metrics.
     const NAME: &'static str;
+    /// Whether the call changes data (a write): then a call that may have reached a
+    /// leader and got no answer may still apply.
+    const WRITES: bool = false;
     /// The keys the call touches (none for a listing or a revision).
     fn keys(&self) -> Vec<(u8, &[u8])>;
     /// Served by this node's replica, which must lead the shard.
@@ -55,6 +58,7 @@ impl ShardCall for Write {
     type Answer = CommandResult;
     const TAG: u8 = 0;
     const NAME: &'static str = "write";
+    const WRITES: bool = true;
 
     fn keys(&self) -> Vec<(u8, &[u8])> {
         self.0.keys()

@@ -88,6 +88,13 @@ impl LogStore {
         g.entries.keys().next_back().copied().or(g.purged.map(|p| p.index)).unwrap_or(0)
     }
 
+    /// The id of the last entry in the log (or of the purge, if the log is empty): what a
+    /// vote compares to decide whose log is more up to date.
+    pub fn last_log_id(&self) -> Option<LogId> {
+        let g = self.lock();
+        g.entries.values().next_back().map(|e| e.log_id).or(g.purged)
+    }
+
     /// Whether this replica has any Raft state (vote or log) — i.e. was ever initialised.
     pub fn is_empty(&self) -> bool {
         let g = self.lock();

@@ -48,6 +48,61 @@ pub struct Shard {
     pub transferring: std::sync::atomic::AtomicBool,
     /// Size of this replica's latest snapshot (WAL compaction weighs it).
     pub snapshot_bytes: Arc<std::sync::atomic::AtomicU64>,
+    /// When this replica last heard from a leader of its group (or granted a vote):
+    /// what its elections and its answers to pre-votes go by (see `node/election.rs`).
+    pub leader_contact: LeaderContact,
+}
+
+/// When a replica last heard from its leader, readable and settable from any task.
+pub struct LeaderContact {
+    base: std::time::Instant,
+    /// Milliseconds after `base`.
+    at_ms: std::sync::atomic::AtomicU64,
+    /// Set when this replica's last pre-vote reached fewer than a majority of its voters
+    /// (itself included), cleared when it hears from a leader or reaches a majority.
+    minority: std::sync::atomic::AtomicBool,
+}
+
+impl LeaderContact {
+    /// Counts from now: a replica just opened waits a whole election timeout before it
+    /// campaigns, as Raft's followers do.
+    pub fn new() -> Self {
+        Self {
+            base: std::time::Instant::now(),
+            at_ms: std::sync::atomic::AtomicU64::new(0),
+            minority: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Heard from the leader (or granted a vote) just now.
+    pub fn touch(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.at_ms.fetch_max(ms, std::sync::atomic::Ordering::AcqRel);
+        self.minority.store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Records whether the last pre-vote reached a majority of the voters.
+    pub fn set_minority(&self, cut_off: bool) {
+        self.minority.store(cut_off, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the last pre-vote (since the leader was last heard from) reached fewer
+    /// than a majority of the voters.
+    pub fn in_minority(&self) -> bool {
+        self.minority.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// How long ago that was.
+    pub fn silent_for(&self) -> std::time::Duration {
+        let at = std::time::Duration::from_millis(self.at_ms.load(std::sync::atomic::Ordering::Acquire));
+        self.base.elapsed().saturating_sub(at)
+    }
+}
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// What every shard of a node is opened with.
@@ -149,6 +204,7 @@ impl Shard {
             read_index,
             transferring: std::sync::atomic::AtomicBool::new(false),
             snapshot_bytes,
+            leader_contact: LeaderContact::new(),
         })
     }
 
@@ -164,15 +220,45 @@ impl Shard {
 
     /// The leader this replica currently knows of. A leader that has not heard from a
     /// quorum for `stale_after` does not count itself: openraft 0.9 leaders never step
-    /// down on their own, and one cut off from its followers must not look healthy.
+    /// down on their own, and one cut off from its followers must not look healthy. Nor
+    /// does a follower count a leader it has not heard from for that long: its elections
+    /// wait for a pre-vote majority (`node/election.rs`), so without one it keeps the
+    /// last leader's name in its metrics however long that leader is gone.
     pub fn leader_checked(&self, me: NodeId, stale_after: std::time::Duration) -> Option<NodeId> {
         // Looked at in place: this runs for every request, and the metrics are large.
         let m = self.raft.metrics();
         let m = m.borrow();
         match m.current_leader {
             Some(l) if l == me && is_stale_leader(&m, stale_after) => None,
+            Some(l) if l != me && self.leader_contact.silent_for() > stale_after => None,
             other => other,
         }
+    }
+
+    /// Why this replica knows it cannot reach a quorum of its voters, if it does: as the
+    /// leader, no quorum has answered it for `stale_after`; otherwise, it has not heard
+    /// from a leader for that long and its last pre-vote reached fewer than a majority.
+    /// (A replica that reaches a majority but not the leader does not count: an election
+    /// there will give the shard a leader.)
+    pub fn cut_off(&self, me: NodeId, stale_after: std::time::Duration) -> Option<&'static str> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        if m.membership_config.membership().voter_ids().take(2).count() < 2 {
+            return None;
+        }
+        if m.state == openraft::ServerState::Leader {
+            return (is_stale_leader(&m, stale_after) && !self.newly_elected(stale_after))
+                .then_some("this node leads the shard but no quorum of its voters has answered it lately");
+        }
+        let voter = m.membership_config.membership().voter_ids().any(|v| v == me);
+        (voter && self.leader_contact.in_minority() && self.leader_contact.silent_for() > stale_after)
+            .then_some("this node has lost contact with the shard's leader and cannot reach a quorum of its voters")
+    }
+
+    /// Whether this replica took office (saved its vote) less than `within` ago: a new
+    /// leader has no quorum's answer yet, which does not make it cut off.
+    pub fn newly_elected(&self, within: std::time::Duration) -> bool {
+        self.log.vote_saved_at().is_some_and(|at| at.elapsed() < within)
     }
 
     /// The leader this replica currently knows of (unchecked).
