@@ -312,9 +312,7 @@ impl Node {
             purged_index: m.purged.map(|l| l.index).unwrap_or(0),
             // Raft's role, except that a leader cut off from its quorum (which openraft
             // 0.9 keeps leading until it hears a higher term) says so: it serves nothing.
-            state: if crate::shard::is_stale_leader(&m, self.leader_stale_after())
-                && !s.newly_elected(self.leader_stale_after())
-            {
+            state: if s.leads_without_quorum(&m, self.leader_stale_after()) {
                 "LeaderWithoutQuorum".to_string()
             } else {
                 format!("{:?}", m.state)

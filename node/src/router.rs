@@ -274,8 +274,11 @@ impl Node {
     }
 
     /// Resolves once this node's replica of `shard` knows it is cut off from a quorum
-    /// (never, where the shard is not hosted here).
+    /// (never, where the shard is not hosted here: then no timer is set at all).
     async fn until_cut_off(&self, shard: ShardId) -> String {
+        if self.shards.get(shard).is_none() {
+            return std::future::pending().await;
+        }
         loop {
             tokio::time::sleep(CUT_OFF_POLL).await;
             if let Some(why) = self.cut_off(shard) {

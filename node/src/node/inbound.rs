@@ -17,8 +17,8 @@ impl Inbound for Node {
     async fn answer(&self, call: Call, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, CallError> {
         match call {
             Call::Raft(rpc) => self.raft_call(rpc, shard, body).await,
-            Call::Serve => self.serve_call(shard, body).await,
-            Call::Relay => self.relay_call(shard, body).await,
+            Call::Serve => self.forwarded_call(shard, body, false).await,
+            Call::Relay => self.forwarded_call(shard, body, true).await,
         }
     }
 }
@@ -87,50 +87,39 @@ impl Node {
         }
     }
 
-    /// A client request forwarded by a peer, served by this node's replica of `shard`:
-    /// `tag ‖ call` in, `tag ‖ answer` out (see `router::calls`).
-    pub async fn serve_call(&self, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, CallError> {
+    /// A client request from a peer, `tag ‖ call` in, `tag ‖ answer` out (see
+    /// `router::calls`): served by this node's replica of `shard` (`Call::Serve`), or,
+    /// from a peer that could not reach the leader itself, routed on from here as if a
+    /// client had sent it here, never relayed further (`Call::Relay`).
+    pub async fn forwarded_call(&self, shard: ShardId, body: &[u8], relayed: bool) -> Result<Vec<u8>, CallError> {
         let (tag, call) = postcard::take_from_bytes::<u8>(body)
             .map_err(|e| CallError::Bad(format!("undecodable forwarded call: {e}")))?;
         match tag {
-            Write::TAG => self.serve_forwarded::<Write>(shard, call).await,
-            Get::TAG => self.serve_forwarded::<Get>(shard, call).await,
-            List::TAG => self.serve_forwarded::<List>(shard, call).await,
-            Revision::TAG => self.serve_forwarded::<Revision>(shard, call).await,
+            Write::TAG => self.serve_forwarded::<Write>(shard, call, relayed).await,
+            Get::TAG => self.serve_forwarded::<Get>(shard, call, relayed).await,
+            List::TAG => self.serve_forwarded::<List>(shard, call, relayed).await,
+            Revision::TAG => self.serve_forwarded::<Revision>(shard, call, relayed).await,
             other => Err(CallError::Bad(format!("unknown forwarded call {other}"))),
         }
     }
 
-    /// A client request a peer could not take to the shard's leader itself: routed on
-    /// from here as if a client had sent it here (but never relayed further), `tag ‖
-    /// call` in, `tag ‖ answer` out.
-    pub async fn relay_call(&self, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, CallError> {
-        let (tag, call) = postcard::take_from_bytes::<u8>(body)
-            .map_err(|e| CallError::Bad(format!("undecodable relayed call: {e}")))?;
-        match tag {
-            Write::TAG => self.relay_forwarded::<Write>(shard, call).await,
-            Get::TAG => self.relay_forwarded::<Get>(shard, call).await,
-            List::TAG => self.relay_forwarded::<List>(shard, call).await,
-            Revision::TAG => self.relay_forwarded::<Revision>(shard, call).await,
-            other => Err(CallError::Bad(format!("unknown relayed call {other}"))),
-        }
-    }
-
-    async fn relay_forwarded<C: ShardCall>(&self, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, CallError> {
+    async fn serve_forwarded<C: ShardCall>(
+        &self,
+        shard: ShardId,
+        body: &[u8],
+        relayed: bool,
+    ) -> Result<Vec<u8>, CallError> {
         let req: C = decode_body(body)?;
-        let out: Result<C::Answer, ServeError> =
-            self.execute_here(shard, req, false).await.map_err(|e| ServeError::Retry(e.to_string()));
-        encode_answer(&out.map(|a| (C::TAG, a)))
-    }
-
-    async fn serve_forwarded<C: ShardCall>(&self, shard: ShardId, body: &[u8]) -> Result<Vec<u8>, CallError> {
-        let req: C = decode_body(body)?;
-        // The forwarding node gives up at its own deadline; do not outlive it by much.
-        let out: Result<C::Answer, ServeError> =
+        let out: Result<C::Answer, ServeError> = if relayed {
+            // Routed under this node's own request deadline.
+            self.execute_here(shard, req, false).await.map_err(|e| ServeError::Retry(e.to_string()))
+        } else {
+            // The forwarding node gives up at its own deadline; do not outlive it by much.
             match tokio::time::timeout(self.config.request_timeout, self.serve_local(shard, req)).await {
                 Ok(r) => r,
                 Err(_) => Err(ServeError::Retry("timed out waiting for a quorum".into())),
-            };
+            }
+        };
         encode_answer(&out.map(|a| (C::TAG, a)))
     }
 }

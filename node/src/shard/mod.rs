@@ -247,7 +247,8 @@ impl Shard {
             return None;
         }
         if m.state == openraft::ServerState::Leader {
-            return (is_stale_leader(&m, stale_after) && !self.newly_elected(stale_after))
+            return self
+                .leads_without_quorum(&m, stale_after)
                 .then_some("this node leads the shard but no quorum of its voters has answered it lately");
         }
         let voter = m.membership_config.membership().voter_ids().any(|v| v == me);
@@ -255,10 +256,15 @@ impl Shard {
             .then_some("this node has lost contact with the shard's leader and cannot reach a quorum of its voters")
     }
 
-    /// Whether this replica took office (saved its vote) less than `within` ago: a new
-    /// leader has no quorum's answer yet, which does not make it cut off.
-    pub fn newly_elected(&self, within: std::time::Duration) -> bool {
-        self.log.vote_saved_at().is_some_and(|at| at.elapsed() < within)
+    /// Whether this replica (its metrics `m`) leads but no quorum has answered it for
+    /// `stale_after`, not counting a leader that took office (saved its vote) less than
+    /// that long ago: a new leader has no quorum's answer yet.
+    pub fn leads_without_quorum(
+        &self,
+        m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>,
+        stale_after: std::time::Duration,
+    ) -> bool {
+        is_stale_leader(m, stale_after) && self.log.vote_saved_at().is_none_or(|at| at.elapsed() >= stale_after)
     }
 
     /// The leader this replica currently knows of (unchecked).
