@@ -16,7 +16,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// e.g. `bad_db`, `bad_ttl`, `bad_json`, `key_too_large`, `revision_mismatch`; on a
     /// 503 `unavailable` (a write was not applied and will not be) or `outcome_unknown`
-    /// (a write was proposed and may still apply).
+    /// (a write was proposed and may still apply); on a 507 `insufficient_storage` (the
+    /// shard leader's disk is nearly full: the write was not applied; retry later).
     pub code: String,
     pub message: String,
     /// Only on 409 `revision_mismatch`: the key's mod_revision now (0 when absent).

@@ -72,6 +72,13 @@ pub struct Config {
     #[arg(long, env = "RINGKV_WAL_SEGMENT_BYTES", default_value_t = 64 << 20)]
     pub wal_segment_bytes: u64,
 
+    /// Free space, in bytes, kept on the data directory's file system. Below it the node
+    /// refuses client writes it would propose (507 `insufficient_storage`); below half of
+    /// it, also replication into its replicas (the leaders retry). Reads always work, and
+    /// writes resume by themselves once space returns. 0 turns the guard off.
+    #[arg(long, alias = "disk-reserve", env = "RINGKV_DISK_RESERVE_BYTES", default_value_t = 64 << 20)]
+    pub disk_reserve_bytes: u64,
+
     /// Async worker threads. Default: one per CPU core. Lower it when several nodes
     /// share a small machine (fewer threads, fewer cross-thread wake-ups).
     #[arg(long, env = "RINGKV_WORKER_THREADS")]

@@ -65,6 +65,9 @@ fn nodelay(tcp: &mut TcpStream) {
 /// Runs a node on already-bound listeners until `shutdown` is cancelled, then shuts down
 /// in order: stop accepting and drain client HTTP → hand leadership off → stop the Raft
 /// groups → close the WAL (everything queued is fsynced) → stop the internal port.
+/// Returns [`StartError::Fenced`] at once, stopping nothing in order, if the node fenced
+/// itself (its WAL failed for good: see [`node::Fence`]) while serving, and after stopping
+/// if it did so while stopping.
 pub async fn run(
     config: Config,
     client: TcpListener,
@@ -108,7 +111,19 @@ pub async fn run(
         stopping.cancel();
     });
     let client_app = api::router(node.clone());
-    serve::serve(client.tap_io(nodelay), client_app, serve::Timeouts::default(), shutdown.clone()).await;
+    let serving = serve::serve(client.tap_io(nodelay), client_app, serve::Timeouts::default(), shutdown.clone());
+    tokio::select! {
+        () = serving => {}
+        // The WAL failed for good: stop at once, as a crash would. No drain, no handoff
+        // (both would need a working WAL); the caller exits and recovery replays the WAL.
+        why = node.fence.tripped() => {
+            tracing::error!(reason = %why, "fencing this node: it stops serving now and must be restarted");
+            background.cancel();
+            internal_stop.cancel();
+            node.stopping.cancel();
+            return Err(StartError::Fenced(why));
+        }
+    }
     tracing::info!("client traffic drained; handing off leadership");
     background.cancel();
     node.hand_off_leadership(Duration::from_secs(3)).await;
@@ -116,6 +131,12 @@ pub async fn run(
     internal_stop.cancel();
     tracker.close();
     tracker.wait().await;
+    // A WAL that failed for good while the node stopped (the last fsync, say) still
+    // fences it: the exit code tells the supervisor that recovery must replay the WAL.
+    if let Some(why) = node.fence.reason() {
+        tracing::error!(reason = %why, "the WAL failed while the node stopped: fenced");
+        return Err(StartError::Fenced(why));
+    }
     tracing::info!("node stopped");
     Ok(())
 }

@@ -64,6 +64,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         s.cancel();
     });
-    ringkv_node::run(config, client, internal, shutdown).await.context("ringkv-node failed")?;
-    Ok(())
+    match ringkv_node::run(config, client, internal, shutdown).await {
+        Err(ringkv_node::StartError::Fenced(why)) => {
+            // Exit now, before the runtime winds down tasks that might still touch the disk.
+            eprintln!("ringkv-node: fenced ({why}); exiting with {}", ringkv_node::node::disk::EXIT_FENCED);
+            std::process::exit(ringkv_node::node::disk::EXIT_FENCED);
+        }
+        r => r.context("ringkv-node failed"),
+    }
 }

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub wal_batch_records: prometheus::Histogram,
     pub wal_bytes: prometheus::IntGauge,
     pub wal_segments: prometheus::IntGauge,
+    pub disk_available: prometheus::IntGauge,
+    pub disk_low: prometheus::IntGauge,
     pub forwards: IntCounterVec,
     pub expired_keys: prometheus::IntCounter,
 }
@@ -73,6 +75,14 @@ impl Metrics {
         ));
         let wal_bytes = must(prometheus::IntGauge::new("ringkv_wal_disk_bytes", "Bytes of WAL segments on disk"));
         let wal_segments = must(prometheus::IntGauge::new("ringkv_wal_segments", "WAL segment files on disk"));
+        let disk_available = must(prometheus::IntGauge::new(
+            "ringkv_disk_available_bytes",
+            "Bytes free for the node on its data directory's file system (-1: unknown)",
+        ));
+        let disk_low = must(prometheus::IntGauge::new(
+            "ringkv_disk_low",
+            "1 while free space is below --disk-reserve-bytes: client writes get 507",
+        ));
         let forwards = must(IntCounterVec::new(
             Opts::new("ringkv_forwarded_requests_total", "Requests forwarded to a shard leader on another node"),
             &["kind"],
@@ -97,6 +107,8 @@ impl Metrics {
             Box::new(wal_batch_records.clone()),
             Box::new(wal_bytes.clone()),
             Box::new(wal_segments.clone()),
+            Box::new(disk_available.clone()),
+            Box::new(disk_low.clone()),
             Box::new(forwards.clone()),
             Box::new(expired_keys.clone()),
         ] {
@@ -119,6 +131,8 @@ impl Metrics {
             wal_batch_records,
             wal_bytes,
             wal_segments,
+            disk_available,
+            disk_low,
             forwards,
             expired_keys,
         }

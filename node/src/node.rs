@@ -20,6 +20,7 @@ use crate::shard::{OpenError, Shard, ShardDeps};
 use crate::wal::{Wal, WalOptions};
 
 pub mod background;
+pub mod disk;
 mod election;
 mod hosting;
 mod identity;
@@ -29,11 +30,13 @@ pub mod reshard;
 mod shard_set;
 pub mod watch;
 
+pub use disk::{DiskGuard, Fence};
 pub use shard_set::ShardSet;
 
 use hosting::{bootstrap_slice, hosted_on_disk, shard_dir, SplitRelay};
 
-/// Errors starting a node; each names what to fix.
+/// Errors starting a node, each naming what to fix, and the one way a running node
+/// stops on its own ([`StartError::Fenced`]).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("data directory {path}: {source}")]
@@ -52,7 +55,14 @@ pub enum StartError {
     Unopenable { shard: ShardId, dir: String, source: OpenError },
     #[error("{0}")]
     Refused(String),
+    /// Not a start error: the running node fenced itself (see [`Fence`]); the binary
+    /// exits with [`disk::EXIT_FENCED`].
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
+
+/// How long stopping one Raft group may take before the node goes on without it.
+pub const RAFT_SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 
 /// How far a replica's applied index may trail its committed index and still count as
 /// ready: a busy shard's apply always trails commit by the batches in flight, and a
@@ -90,6 +100,10 @@ pub struct Node {
     /// Cancelled when the node starts shutting down: long-lived streams (watches) end
     /// so that draining does not wait for them.
     pub stopping: CancellationToken,
+    /// Free space on the data directory, and what the node refuses while it is low.
+    pub disk: DiskGuard,
+    /// Tripped when the WAL fails for good: the node stops serving at once.
+    pub fence: Fence,
 }
 
 /// Writes `name` in `dir` atomically: temporary file, fsync, rename, fsync the directory.
@@ -116,13 +130,16 @@ impl Node {
         let mut hosted = on_disk.hosted;
 
         let m = metrics.clone();
+        let fence = Fence::default();
+        let f = fence.clone();
         let opts = WalOptions {
             segment_bytes: config.wal_segment_bytes,
+            fs: crate::wal::fs::for_node(),
             on_fsync: Some(Arc::new(move |d: Duration, n: usize| {
                 m.wal_fsync.observe(d.as_secs_f64());
                 m.wal_batch_records.observe(n as f64);
             })),
-            ..WalOptions::default()
+            on_failure: Some(Arc::new(move |e: &crate::wal::Error| f.trip(format!("the WAL failed for good: {e}")))),
         };
         let (wal, mut recovered) = Wal::open(&dir.join("wal"), opts)?;
         if let Some((file, offset)) = &recovered.torn_tail {
@@ -244,6 +261,7 @@ impl Node {
         if !recovered.shards.is_empty() {
             tracing::info!(shards = ?recovered.shards.keys().collect::<Vec<_>>(), "WAL holds shards not hosted at start; kept for a split replayed from a parent's log");
         }
+        let config_reserve = config.disk_reserve_bytes;
         let node = Arc::new(Node {
             id: config.node_id,
             shard_count,
@@ -255,6 +273,8 @@ impl Node {
             wal,
             changes,
             stopping: CancellationToken::new(),
+            disk: DiskGuard::new(dir.clone(), config_reserve),
+            fence,
         });
         node.save_hosted().await.map_err(dir_err)?;
         node.refresh_local_routes();
@@ -391,6 +411,7 @@ impl Node {
         let (bytes, segments) = self.wal.disk_usage();
         self.metrics.wal_bytes.set(bytes as i64);
         self.metrics.wal_segments.set(segments as i64);
+        self.publish_disk();
         for s in self.shards.list() {
             let m = s.raft.metrics().borrow().clone();
             let l = s.id.to_string();
@@ -459,13 +480,12 @@ impl Node {
         }
     }
 
-    /// Stops every Raft group, then closes the WAL after everything queued is fsynced.
+    /// Stops every Raft group (together, each within [`RAFT_SHUTDOWN_BOUND`]: a group stuck
+    /// on a full disk must not keep the WAL open), then closes the WAL after everything
+    /// queued is fsynced.
     pub async fn stop(&self) {
-        for s in self.shards.list() {
-            if let Err(e) = s.raft.shutdown().await {
-                tracing::warn!(shard = s.id, error = %e, "raft shutdown");
-            }
-        }
+        let shards = self.shards.list();
+        futures::future::join_all(shards.iter().map(|s| s.shutdown(Some(RAFT_SHUTDOWN_BOUND)))).await;
         self.wal.close();
     }
 }

@@ -83,6 +83,10 @@ pub enum ServeError {
     /// The shard does not own the keys (any more): the ring changed.
     #[error("shard {} does not own the keys (modulus {}, epoch {})", .0.shard, .0.modulus, .0.epoch)]
     WrongShard(WrongShard),
+    /// The leader's disk is nearly full: a write was refused before it was proposed.
+    /// (Last, so the encodings of the others are unchanged.)
+    #[error("{0}")]
+    InsufficientStorage(String),
 }
 
 /// Why a routed request got no answer, named for what the caller should do. (The HTTP
@@ -98,6 +102,10 @@ pub enum RouteError {
     /// went to a peer and got no answer.
     #[error("{0}")]
     OutcomeUnknown(String),
+    /// The shard's leader refused a write because its disk is nearly full: it surely did
+    /// not apply. Retry once space returns.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// A one-key write's precondition failed: the key's revision is `current`.
     #[error("the key's revision is {current}, not the expected {expected}")]
     Conflict { current: u64, expected: u64 },
@@ -245,6 +253,10 @@ impl Node {
                     self.refresh_local_routes();
                 }
                 Err(ServeError::Retry(m)) => last_err = m,
+                // Not retried: space seldom returns within a request's deadline.
+                Err(ServeError::InsufficientStorage(m)) => {
+                    return Err(if may_apply { unavailable(true, m) } else { RouteError::InsufficientStorage(m) });
+                }
             }
             // The ring may have moved the keys while this request waited (a merge's
             // receiver owns them now): route the retry afresh.
@@ -374,6 +386,14 @@ impl Node {
         let sh = self.shards.get(shard).ok_or_else(|| self.not_hosted(shard, &req))?;
         if sh.transferring.load(std::sync::atomic::Ordering::Acquire) {
             return Err(ServeError::Retry(format!("shard {shard}'s leadership is moving")));
+        }
+        // A write is refused before it is proposed where the leader's disk is nearly full,
+        // whichever node took it (forwarded writes are served here too). A replica that
+        // does not lead answers NotLeader as usual, sending the write on.
+        if C::WRITES && sh.leader() == Some(self.id) {
+            if let Some(why) = self.disk.refuses_writes() {
+                return Err(ServeError::InsufficientStorage(format!("shard {shard}: {why}")));
+            }
         }
         req.on_leader(&sh).await
     }

@@ -33,9 +33,28 @@ pub struct ClusterBuilder {
     flags: Vec<(String, String)>,
     env: Vec<(String, String)>,
     network: Option<Network>,
+    /// Extra environment of one node's first start (see [`ClusterBuilder::node_env`]).
+    node_env: Vec<(u64, String, String)>,
+    /// Size of a tmpfs mounted at each node's data directory (see [`ClusterBuilder::tmpfs_data_dirs`]).
+    tmpfs_bytes: Option<u64>,
 }
 
 impl ClusterBuilder {
+    /// Sets an environment variable for node `id`'s first start only, after those of
+    /// [`ClusterBuilder::env`] (e.g. a per-node `RINGKV_WAL_FAULTS` control file).
+    pub fn node_env(mut self, id: u64, name: &str, value: &str) -> Self {
+        self.node_env.push((id, name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Gives each node's data directory a tmpfs of its own of `bytes` (needs root: check
+    /// [`tmpfs_available`] first), so that a test can fill one node's disk. Unmounted when
+    /// the cluster is dropped, after its nodes are killed.
+    pub fn tmpfs_data_dirs(mut self, bytes: u64) -> Self {
+        self.tmpfs_bytes = Some(bytes);
+        self
+    }
+
     /// Runs node `id` as its own host in `network`'s namespace for it, on
     /// [`Network::addr`]`(id)` with fixed ports ([`CLIENT_PORT`], [`INTERNAL_PORT`]),
     /// instead of on loopback. The cluster owns the network ([`Cluster::net`] to cut its
@@ -135,9 +154,18 @@ impl ClusterBuilder {
             .connect_timeout(Duration::from_secs(2))
             .build()
             .expect("an HTTP client");
-        let cluster = Cluster { nodes, shards: self.shards, http, keep: false.into(), net: self.network, dir };
+        let mut mounts = Vec::new();
+        if let Some(bytes) = self.tmpfs_bytes {
+            for n in &nodes {
+                mount_tmpfs(&n.data_dir, bytes).unwrap_or_else(|e| panic!("node {}'s data dir: {e}", n.id));
+                mounts.push(n.data_dir.clone());
+            }
+        }
+        let cluster = Cluster { nodes, shards: self.shards, http, keep: false.into(), net: self.network, mounts, dir };
         for n in &cluster.nodes {
-            n.set_next_env(self.env.clone());
+            let mut env = self.env.clone();
+            env.extend(self.node_env.iter().filter(|(id, _, _)| *id == n.id).map(|(_, k, v)| (k.clone(), v.clone())));
+            n.set_next_env(env);
             n.spawn();
         }
         cluster.wait_ready().await;
@@ -155,6 +183,8 @@ pub struct Cluster {
     keep: std::sync::atomic::AtomicBool,
     // Dropped after `Drop::drop` killed the nodes: a namespace goes only once empty.
     net: Option<Network>,
+    /// tmpfs mounts at data directories, unmounted by `Drop::drop` after the kills.
+    mounts: Vec<std::path::PathBuf>,
     // Dropped last: the processes are killed before their data directory is removed.
     dir: TempDir,
 }
@@ -181,6 +211,8 @@ impl Cluster {
             flags: Vec::new(),
             env: Vec::new(),
             network: None,
+            node_env: Vec::new(),
+            tmpfs_bytes: None,
         }
     }
 
@@ -194,6 +226,8 @@ impl Cluster {
             flags: Vec::new(),
             env: Vec::new(),
             network: None,
+            node_env: Vec::new(),
+            tmpfs_bytes: None,
         }
     }
 
@@ -486,10 +520,49 @@ impl Drop for Cluster {
         for n in &self.nodes {
             n.kill();
         }
+        for m in &self.mounts {
+            if let Err(e) = umount(m) {
+                eprintln!("cannot unmount the tmpfs at {}: {e}", m.display());
+            }
+        }
         let keep = self.keep.load(std::sync::atomic::Ordering::Acquire);
         if keep || (std::thread::panicking() && std::env::var_os("RINGKV_KEEP_TEST_DATA").is_some()) {
             eprintln!("RINGKV_KEEP_TEST_DATA: data and logs kept in {}", self.dir.path().display());
             self.dir.disable_cleanup(true);
         }
     }
+}
+
+/// Mounts a tmpfs of `bytes` at `dir` (created if missing).
+fn mount_tmpfs(dir: &std::path::Path, bytes: u64) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("running mount: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("mount -t tmpfs at {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// Unmounts `dir` (lazily: a process still holding a file there does not stop it).
+fn umount(dir: &std::path::Path) -> Result<(), String> {
+    let out = std::process::Command::new("umount").arg("-l").arg(dir).output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// Whether this machine lets the tests mount a tmpfs ([`ClusterBuilder::tmpfs_data_dirs`]):
+/// it tries one. `Err` says why not (not root, no `mount`, a container without the
+/// capability).
+pub fn tmpfs_available() -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    mount_tmpfs(dir.path(), 1 << 20)?;
+    umount(dir.path())
 }

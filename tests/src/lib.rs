@@ -19,6 +19,11 @@
 //!   test owns, and cuts, drops and slows the links between them (partitions, one-way
 //!   cuts, loss). A cluster given one (`Cluster::builder(3).network(net)`) starts its
 //!   nodes there and removes the network after the nodes.
+//! - [`watcher`] keeps key watches open through faults and checks them for silent gaps;
+//!   [`ttl`] checks keys with a TTL are never visible after it nor gone before it.
+//! - [`nemesis`] plays seeded fault schedules on five such hosts under all of the above
+//!   and reports violations, lost writes and watch gaps (the CI set in
+//!   `tests/tests/nemesis.rs`, the soak in `src/bin/soak.rs`).
 //!
 //! Tests wait on conditions with [`eventually`], never on fixed sleeps.
 
@@ -26,8 +31,11 @@ pub mod client;
 pub mod cluster;
 pub mod linearizability;
 pub mod load;
+pub mod nemesis;
 pub mod netns;
 pub mod process;
+pub mod ttl;
+pub mod watcher;
 pub mod writer;
 
 use std::future::Future;

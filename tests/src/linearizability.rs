@@ -122,7 +122,8 @@ impl History {
         self.lock().is_empty()
     }
 
-    fn now_ns(&self) -> u64 {
+    /// Now, in ns since the history started (the clock of every record's times).
+    pub fn now_ns(&self) -> u64 {
         u64::try_from(self.inner.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 

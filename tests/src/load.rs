@@ -1,6 +1,6 @@
-//! A recorded mixed load: clients doing puts, deletes, compare-and-swaps and
+//! A recorded mixed load: clients doing puts, deletes, compare-and-swaps, batches and
 //! linearizable reads on a few shared keys through random nodes, every call recorded
-//! for the linearizability checker. A test starts it, changes the cluster under it, then
+//! for the linearizability checker (a batch as one call per key it touches). A test starts it, changes the cluster under it, then
 //! [`Load::finish`]es it: final reads of every key through every node join the history,
 //! and the history must be linearizable with no answer but success, 404, 409 or a
 //! retryable 503.
@@ -32,6 +32,9 @@ struct Ctx {
     slow_writes: parking_lot::Mutex<Vec<(f64, Duration, String)>>,
     started: std::time::Instant,
     errors: parking_lot::Mutex<Vec<String>>,
+    /// Puts and CASes the node answered `unavailable` (did not apply, never will):
+    /// (key, value). A watch that delivers one of them caught the node breaking its word.
+    refused: parking_lot::Mutex<Vec<(String, String)>>,
 }
 
 /// A write waiting longer than this is listed in [`LoadReport::slow_writes`].
@@ -95,6 +98,7 @@ impl Load {
             slow_writes: Default::default(),
             started: std::time::Instant::now(),
             errors: Default::default(),
+            refused: Default::default(),
         });
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..clients {
@@ -108,6 +112,29 @@ impl Load {
         self.ctx.ops.load(Ordering::Relaxed)
     }
 
+    /// The keys the clients use, `{prefix}0..{prefix}{keys}`.
+    pub fn keys(&self) -> Vec<String> {
+        (0..self.ctx.keys).map(|k| format!("{}{k}", self.ctx.prefix)).collect()
+    }
+
+    /// The recorded history (a clone sharing the recorder: it keeps growing while the
+    /// load runs).
+    pub fn history(&self) -> History {
+        self.ctx.history.clone()
+    }
+
+    /// Puts and CASes answered `unavailable` so far: (key, value).
+    pub fn refused_writes(&self) -> Vec<(String, String)> {
+        self.ctx.refused.lock().clone()
+    }
+
+    /// Stops the clients after their calls in flight (what [`Load::try_finish`] does
+    /// first), so the history holds still while a caller looks at it.
+    pub async fn stop(&mut self) {
+        self.ctx.stop.store(true, Ordering::Release);
+        while self.tasks.join_next().await.is_some() {}
+    }
+
     /// Stops the clients, reads every key through every node (each read must get an
     /// answer), and checks the whole history. Panics on any violation.
     pub async fn finish(self) -> LoadReport {
@@ -118,8 +145,7 @@ impl Load {
     /// final read within a minute, an answer other than success, 404/409 or a retryable
     /// 503, or a history that is not linearizable.
     pub async fn try_finish(mut self) -> Result<LoadReport, String> {
-        self.ctx.stop.store(true, Ordering::Release);
-        while self.tasks.join_next().await.is_some() {}
+        self.stop().await;
         let ctx = &self.ctx;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         for k in 0..ctx.keys {
@@ -169,17 +195,19 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
                 // A node down (killed by the test): do not spin on it.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-        } else if roll < 7 {
+        } else if roll < 6 {
             let p = c.history.invoke(&key, Op::Put { value: value.clone() });
             let since = std::time::Instant::now();
-            let answer = c.http.put(&url).body(value).send().await;
+            let answer = c.http.put(&url).body(value.clone()).send().await;
             c.waited(since, || format!("PUT {url}: {}", status_of(&answer)));
             match answer {
                 Ok(r) if r.status() == 200 => p.complete(Outcome::Put),
-                Ok(r) if r.status() == 503 => unavailable(p, r).await,
+                Ok(r) if matches!(r.status().as_u16(), 503 | 507) => unavailable(&c, p, r, (&key, &value)).await,
                 Ok(r) => c.unexpected(format!("PUT {url}: {}", r.status())),
                 Err(_) => p.complete(Outcome::Unknown),
             }
+        } else if roll < 7 {
+            batch(&c, &node, me, seq).await;
         } else if roll < 8 {
             let p = c.history.invoke(&key, Op::Delete);
             let since = std::time::Instant::now();
@@ -190,7 +218,7 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
                     let v: serde_json::Value = r.json().await.unwrap_or_default();
                     p.complete(Outcome::Deleted(v["deleted"] == 1));
                 }
-                Ok(r) if r.status() == 503 => unavailable(p, r).await,
+                Ok(r) if matches!(r.status().as_u16(), 503 | 507) => unavailable(&c, p, r, (&key, "")).await,
                 Ok(r) => c.unexpected(format!("DELETE {url}: {}", r.status())),
                 Err(_) => p.complete(Outcome::Unknown),
             }
@@ -201,12 +229,12 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
             };
             let p = c.history.invoke(&key, Op::CasPut { expect: current, value: value.clone() });
             let since = std::time::Instant::now();
-            let answer = c.http.put(format!("{url}?prev_revision={revision}")).body(value).send().await;
+            let answer = c.http.put(format!("{url}?prev_revision={revision}")).body(value.clone()).send().await;
             c.waited(since, || format!("CAS {url}: {}", status_of(&answer)));
             match answer {
                 Ok(r) if r.status() == 200 => p.complete(Outcome::Cas(true)),
                 Ok(r) if r.status() == 409 => p.complete(Outcome::Cas(false)),
-                Ok(r) if r.status() == 503 => unavailable(p, r).await,
+                Ok(r) if matches!(r.status().as_u16(), 503 | 507) => unavailable(&c, p, r, (&key, &value)).await,
                 Ok(r) => c.unexpected(format!("CAS {url}: {}", r.status())),
                 Err(_) => p.complete(Outcome::Unknown),
             }
@@ -215,12 +243,74 @@ async fn client(c: Arc<Ctx>, me: usize, writer: bool) {
     }
 }
 
-/// A write's 503, recorded as the node described it: `unavailable` says the write did
-/// not apply (the check holds the node to that), `outcome_unknown` that it may still.
-async fn unavailable(p: crate::linearizability::Pending, r: reqwest::Response) {
+/// `POST /v1/batch` of puts on two or three distinct keys and a get of another one (the
+/// keys may be in different shards), recorded as one call per key with the batch's
+/// times. A put whose group applied is a put; one whose group did not is refused when
+/// the batch's error says nothing was applied (`unavailable`, `insufficient_storage`),
+/// else unknown.
+async fn batch(c: &Ctx, node: &str, me: usize, seq: u64) {
+    let mut keys: Vec<usize> = (0..c.keys).collect();
+    {
+        use rand::seq::SliceRandom;
+        keys.shuffle(&mut rand::rng());
+    }
+    let puts = if c.keys >= 4 { rand::rng().random_range(2..=3) } else { 1 };
+    let (put_keys, get_key) = (&keys[..puts.min(c.keys - 1)], keys[puts.min(c.keys - 1)]);
+    let mut ops = Vec::new();
+    let mut pending = Vec::new();
+    for (i, k) in put_keys.iter().enumerate() {
+        let (key, value) = (format!("{}{k}", c.prefix), format!("c{me}-{seq}b{i}"));
+        pending.push((c.history.invoke(&key, Op::Put { value: value.clone() }), key.clone(), value.clone()));
+        ops.push(serde_json::json!({"op": "put", "key": key, "value": value}));
+    }
+    let get_key = format!("{}{get_key}", c.prefix);
+    let get = c.history.invoke(&get_key, Op::Get);
+    ops.push(serde_json::json!({"op": "get", "key": get_key}));
+    let since = std::time::Instant::now();
+    let answer = c.http.post(format!("{node}/v1/batch")).json(&serde_json::json!({ "ops": ops })).send().await;
+    c.waited(since, || format!("BATCH via {node}: {}", status_of(&answer)));
+    let (status, body) = match answer {
+        Ok(r) => (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap_or_default()),
+        Err(_) => return, // every call dropped: unknown
+    };
+    if !matches!(status, 200 | 503 | 507) {
+        c.unexpected(format!("BATCH via {node}: {status} {body}"));
+        return;
+    }
+    let refused = matches!(body["error"]["code"].as_str(), Some("unavailable" | "insufficient_storage"));
+    let results = body["results"].as_array().cloned().unwrap_or_default();
+    for (i, (p, key, value)) in pending.into_iter().enumerate() {
+        match results.get(i).map(|r| r["ok"] == true) {
+            Some(true) => p.complete(Outcome::Put),
+            _ if refused || status == 507 => {
+                p.refused();
+                c.refused.lock().push((key, value));
+            }
+            _ => p.complete(Outcome::Unknown),
+        }
+    }
+    match results.get(put_keys.len()) {
+        Some(r) if r["ok"] == true => {
+            let value = (r["found"] == true).then(|| r["value"].as_str().unwrap_or_default().to_string());
+            get.complete(Outcome::Got(value));
+        }
+        _ => get.complete(Outcome::Unknown),
+    }
+}
+
+/// A write's 503 or 507, recorded as the node described it: `unavailable` (503) and
+/// `insufficient_storage` (507, a full disk) say the write did not apply (the check holds
+/// the node to that), `outcome_unknown` that it may still.
+/// `written` is the (key, value) of a put or CAS (an empty value for a delete).
+async fn unavailable(c: &Ctx, p: crate::linearizability::Pending, r: reqwest::Response, written: (&str, &str)) {
     let body: serde_json::Value = r.json().await.unwrap_or_default();
     match body["error"]["code"].as_str() {
-        Some("unavailable") => p.refused(),
+        Some("unavailable" | "insufficient_storage") => {
+            p.refused();
+            if !written.1.is_empty() {
+                c.refused.lock().push((written.0.to_string(), written.1.to_string()));
+            }
+        }
         _ => p.complete(Outcome::Unknown),
     }
 }

@@ -105,6 +105,18 @@ fn decode_op(i: usize, op: BatchOp, default_db: u8, node: &Node) -> Result<(OpKi
 }
 
 /// One op's result as the client sees it.
+/// How much a group's failure says about the batch, for choosing the batch's answer:
+/// "may still apply" (a client must read before retrying) over "retry" over "not applied,
+/// the disk is full" (retry later) over anything else.
+fn severity(e: &ApiError) -> u8 {
+    match e {
+        ApiError::OutcomeUnknown { .. } => 3,
+        ApiError::Unavailable { .. } => 2,
+        ApiError::InsufficientStorage { .. } => 1,
+        _ => 0,
+    }
+}
+
 fn op_result(kind: OpKind, key: &[u8], db: u8, shard: ShardId, group_ok: bool, r: &OpResult) -> BatchResult {
     let mut v = BatchResult {
         op: kind,
@@ -208,7 +220,11 @@ pub async fn batch(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body
                     failed.error = Some(e.to_string());
                     results[*i] = Some(failed);
                 }
-                failure = Some(e);
+                // The batch answers with its worst group's failure, not its last one's:
+                // "may have applied" must never be hidden behind "applied nothing".
+                if failure.as_ref().is_none_or(|f| severity(&e) > severity(f)) {
+                    failure = Some(e);
+                }
             }
         }
     }

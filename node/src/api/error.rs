@@ -35,6 +35,10 @@ pub enum ApiError {
     /// answer) and may still apply: read before retrying a non-idempotent write (503).
     #[error("{message}")]
     OutcomeUnknown { message: String },
+    /// The shard leader's disk is nearly full: the write was refused before it was
+    /// proposed and surely did not apply. Retry later (507 with Retry-After).
+    #[error("{message}")]
+    InsufficientStorage { message: String },
     /// A bug or a storage failure (500).
     #[error("{message}")]
     Internal { message: String },
@@ -59,6 +63,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable { .. } | ApiError::OutcomeUnknown { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -72,6 +77,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::OutcomeUnknown { .. } => "outcome_unknown",
+            ApiError::InsufficientStorage { .. } => "insufficient_storage",
             ApiError::Internal { .. } => "internal",
         }
     }
@@ -84,6 +90,7 @@ impl From<crate::router::RouteError> for ApiError {
         match e {
             RouteError::Unavailable(message) => ApiError::Unavailable { message },
             RouteError::OutcomeUnknown(message) => ApiError::OutcomeUnknown { message },
+            RouteError::InsufficientStorage(message) => ApiError::InsufficientStorage { message },
             RouteError::Conflict { current, .. } => {
                 ApiError::Conflict { message: e.to_string(), current_revision: current }
             }
@@ -109,6 +116,10 @@ impl IntoResponse for ApiError {
         let mut resp = (status, axum::Json(ErrorBody { error })).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if status == StatusCode::INSUFFICIENT_STORAGE {
+            // Space comes back when an operator or compaction frees it: not within a second.
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             // The body may be left unread: say so, so a keep-alive client does not send its

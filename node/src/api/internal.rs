@@ -34,13 +34,15 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-/// As HTTP: 200 with the postcard answer, 404 for a shard not hosted, else 400.
+/// As HTTP: 200 with the postcard answer, 404 for a shard not hosted, 507 for a disk
+/// too full to take replication, else 400.
 fn http_answer(r: Result<Vec<u8>, CallError>) -> Response {
     match r {
         Ok(b) => (StatusCode::OK, Bytes::from(b).slice(wire::ANSWER_PREFIX..)).into_response(),
         Err(e @ (CallError::NotHosted(_) | CallError::Stale(_))) => {
             (StatusCode::NOT_FOUND, e.to_string()).into_response()
         }
+        Err(e @ CallError::NoSpace(_)) => (StatusCode::INSUFFICIENT_STORAGE, e.to_string()).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
 }

@@ -287,6 +287,7 @@ mod ops {
             (status = 413, description = "Key over 4 KiB or value over 1 MiB (configurable)", body = ErrorBody),
             (status = 415, description = "Unsupported content type", body = ErrorBody),
             (status = 503, description = "No shard leader within the request deadline, or none this node can reach; `Retry-After` is set. `unavailable`: the write was not applied and will not be; `outcome_unknown`: it was proposed and may still apply", body = ErrorBody),
+            (status = 507, description = "The shard leader's disk is nearly full (`insufficient_storage`): the write was not applied; `Retry-After` is set. Reads still work", body = ErrorBody),
         ))]
     fn put_key() {}
 
@@ -315,6 +316,7 @@ mod ops {
             (status = 409, description = "`prev_revision` did not match", body = ErrorBody),
             (status = 413, description = "Key over the limit", body = ErrorBody),
             (status = 503, description = "No shard leader in time; `unavailable`: not applied, `outcome_unknown`: may still apply", body = ErrorBody),
+            (status = 507, description = "The shard leader's disk is nearly full (`insufficient_storage`): not applied; `Retry-After` is set", body = ErrorBody),
         ))]
     fn delete_key() {}
 
@@ -341,6 +343,7 @@ mod ops {
             (status = 413, description = "Body, key or value over the limit", body = ErrorBody),
             (status = 415, description = "Not application/json", body = ErrorBody),
             (status = 503, description = "A shard had no leader in time; other groups may have applied", body = BatchAnswer),
+            (status = 507, description = "A shard leader's disk is nearly full (`insufficient_storage`): that group applied nothing; other groups may have applied", body = BatchAnswer),
         ))]
     fn batch() {}
 

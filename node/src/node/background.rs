@@ -1,6 +1,7 @@
 //! The node's background work, one task each, all stopped by one token: bootstrap of
 //! a new ring, the release of held elections after a restart, the TTL reaper, WAL
-//! compaction, route refresh and the retirement of removed replicas. (The task that
+//! compaction, route refresh, the retirement of removed replicas and the disk guard
+//! (`disk.rs`). (The task that
 //! opens and retires replicas as splits and merges apply is the shard set's:
 //! `Node::open_split_shards` in `hosting.rs`.)
 
@@ -31,6 +32,7 @@ pub fn spawn(node: &Arc<Node>, tracker: &TaskTracker, stop: &CancellationToken) 
     tracker.spawn(node.clone().refresh_routes(stop.clone()));
     tracker.spawn(node.clone().retire_removed_replicas(stop.clone()));
     tracker.spawn(node.clone().run_elections(stop.clone()));
+    tracker.spawn(node.clone().watch_disk(stop.clone()));
 }
 
 impl Node {

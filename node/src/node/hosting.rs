@@ -458,9 +458,7 @@ impl Node {
         self.shards.relay.states.lock().remove(&id);
         match s {
             Some(s) => {
-                if let Err(e) = s.raft.shutdown().await {
-                    tracing::warn!(shard = id, error = %e, "raft shutdown");
-                }
+                s.shutdown(None).await; // its log writes stop waiting for space first
                 s.log.forget().await?;
             }
             None => self.wal.write(id, vec![crate::wal::Record::Forget]).await.map_err(std::io::Error::other)?,

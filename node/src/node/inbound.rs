@@ -6,7 +6,7 @@ use crate::raft_net::listener::Inbound;
 use crate::raft_net::{Call, CallError, RaftRpc};
 use crate::ring::{NodeId, ShardId};
 use crate::router::calls::{Get, List, Revision, Write};
-use crate::router::{ServeError, ShardCall};
+use crate::router::{RouteError, ServeError, ShardCall};
 use crate::shard::types::{born_epoch, TypeConfig, Vote};
 
 use super::election::PreVote;
@@ -42,6 +42,9 @@ impl Node {
                 if born_later(&req.vote) {
                     return Err(stale());
                 }
+                if !req.entries.is_empty() && self.disk.refuses_replication() {
+                    return Err(self.refuse_for_space(&s, &req.vote).await);
+                }
                 let r = s.raft.append_entries(req).await;
                 if let Ok(resp) = &r {
                     // Anything but "my vote is higher" means the sender leads this
@@ -76,6 +79,9 @@ impl Node {
                 if born_later(&req.vote) {
                     return Err(stale());
                 }
+                if self.disk.refuses_replication() {
+                    return Err(self.refuse_for_space(&s, &req.vote).await);
+                }
                 let vote = req.vote;
                 let r = s.raft.install_snapshot(req).await;
                 // (A sender with a lower vote is answered with the higher one.)
@@ -85,6 +91,18 @@ impl Node {
                 encode_answer(&r)
             }
         }
+    }
+
+    /// Refuses replication into `s` while the disk is nearly full: after a pause of one
+    /// heartbeat, so that the leader, which retries a failed append at once, does not spin.
+    /// The leader still counts as heard from when it is the one this replica follows (its
+    /// heartbeats pass), so the replica does not start to think itself cut off.
+    async fn refuse_for_space(&self, s: &crate::shard::Shard, vote: &Vote) -> CallError {
+        if s.raft.metrics().borrow().vote == *vote {
+            s.leader_contact.touch();
+        }
+        tokio::time::sleep(self.config.heartbeat).await;
+        CallError::NoSpace(s.id)
     }
 
     /// A client request from a peer, `tag ‖ call` in, `tag ‖ answer` out (see
@@ -112,7 +130,10 @@ impl Node {
         let req: C = decode_body(body)?;
         let out: Result<C::Answer, ServeError> = if relayed {
             // Routed under this node's own request deadline.
-            self.execute_here(shard, req, false).await.map_err(|e| ServeError::Retry(e.to_string()))
+            self.execute_here(shard, req, false).await.map_err(|e| match e {
+                RouteError::InsufficientStorage(m) => ServeError::InsufficientStorage(m),
+                e => ServeError::Retry(e.to_string()),
+            })
         } else {
             // The forwarding node gives up at its own deadline; do not outlive it by much.
             match tokio::time::timeout(self.config.request_timeout, self.serve_local(shard, req)).await {

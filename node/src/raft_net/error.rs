@@ -28,4 +28,8 @@ pub enum CallError {
     Stale(ShardId),
     #[error("{0}")]
     Bad(String),
+    /// This node's disk is nearly full: it takes no replicated entries or snapshots for
+    /// now. The sender should retry later.
+    #[error("shard {0}: this node's disk is nearly full; replication paused")]
+    NoSpace(ShardId),
 }

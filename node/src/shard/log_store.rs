@@ -3,6 +3,13 @@
 //! Every entry that is not purged is held in memory (replication reads it from there);
 //! the WAL is only written while running and only read on start. Entries, votes and
 //! log-pointer changes are postcard-encoded into WAL records tagged with the shard id.
+//!
+//! A full disk is waited out, not reported: the WAL refused the whole write and stays
+//! usable (`wal::Error::Full`), so the same records are written again once space returns,
+//! and openraft (to which any storage error is fatal for the group) never sees it. The
+//! group stalls meanwhile (its core waits for the write), as on a very slow disk. The
+//! wait ends when the replica stops ([`LogStore::stop_waiting`]): the write then fails,
+//! since openraft's shutdown waits for the core, which waits for the write.
 
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -13,9 +20,54 @@ use std::sync::Arc;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{RaftLogId, RaftLogReader, StorageIOError};
 
+use tokio_util::sync::CancellationToken;
+
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::ring::ShardId;
-use crate::wal::{Record, ShardLog, Wal};
+use crate::wal::{self, Record, ShardLog, Wal};
+
+/// How long a write a full disk refused waits before it is tried again.
+const FULL_DISK_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Writes `records` (fsynced before return), trying again while the disk is full, until
+/// `stop` is cancelled: then the last `Full` is returned.
+async fn write_waiting_for_space(
+    wal: &Wal,
+    shard: ShardId,
+    records: Vec<Record>,
+    stop: &CancellationToken,
+) -> Result<(), wal::Error> {
+    let mut warned = false;
+    loop {
+        match wal.write(shard, records.clone()).await {
+            Err(wal::Error::Full) => {
+                if !warned {
+                    tracing::warn!(shard, "disk full: the shard's log write waits for space");
+                    warned = true;
+                }
+                if !sleep_unless_stopped(stop).await {
+                    tracing::warn!(shard, "the replica stops while its log write waits for space: the write fails");
+                    return Err(wal::Error::Full);
+                }
+            }
+            other => {
+                if warned && other.is_ok() {
+                    tracing::info!(shard, "disk space is back: the shard's log write went through");
+                }
+                return other;
+            }
+        }
+    }
+}
+
+/// Waits [`FULL_DISK_RETRY`]; false if `stop` was cancelled first (or before).
+async fn sleep_unless_stopped(stop: &CancellationToken) -> bool {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => false,
+        () = tokio::time::sleep(FULL_DISK_RETRY) => true,
+    }
+}
 
 #[derive(Default)]
 struct LogInner {
@@ -25,6 +77,8 @@ struct LogInner {
     committed: Option<LogId>,
     purged: Option<LogId>,
     entries: BTreeMap<u64, Entry>,
+    /// Set while a task rewrites the purge a full disk refused (see `LogStore::purge`).
+    purge_retrying: bool,
 }
 
 /// A shard's view of the WAL. Cheap to clone; clones share state (the reader is a clone).
@@ -33,6 +87,8 @@ pub struct LogStore {
     shard: ShardId,
     wal: Wal,
     inner: Arc<Mutex<LogInner>>,
+    /// Cancelled when the replica stops: writes waiting for disk space give up.
+    stop: CancellationToken,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(shard: ShardId, what: &str, bytes: &[u8]) -> std::io::Result<T> {
@@ -64,11 +120,82 @@ impl LogStore {
                 inner.entries.insert(index, e);
             }
         }
-        Ok(Self { shard, wal, inner: Arc::new(Mutex::new(inner)) })
+        Ok(Self { shard, wal, inner: Arc::new(Mutex::new(inner)), stop: CancellationToken::new() })
     }
 
     fn lock(&self) -> parking_lot::MutexGuard<'_, LogInner> {
         self.inner.lock()
+    }
+
+    /// The WAL records of entries `first..=last`, if all of them are in memory.
+    fn records(&self, first: u64, last: u64) -> Option<Vec<Record>> {
+        let g = self.lock();
+        let entries: Vec<&Entry> = g.entries.range(first..=last).map(|(_, e)| e).collect();
+        if entries.len() as u64 != last - first + 1 {
+            return None;
+        }
+        entries.iter().map(|e| Some(Record::Entry { index: e.log_id.index, data: encode(*e).ok()? })).collect()
+    }
+
+    /// Ends every wait for disk space of this replica's log writes (the waiting writes
+    /// fail, which is fatal to the Raft group): call before `Raft::shutdown`, which
+    /// otherwise waits for them, on a disk that stays full, forever.
+    pub fn stop_waiting(&self) {
+        self.stop.cancel();
+    }
+
+    /// Writes the replica's current purge, and again while the disk is full, until it is
+    /// on disk, the replica stops, or the WAL fails. One such task at a time
+    /// (`purge_retrying`); each attempt takes the purge as it is when submitted, under the
+    /// lock that `purge` updates it under, so purges reach the WAL in increasing order.
+    async fn rewrite_purge(self) {
+        loop {
+            let written = {
+                let mut g = self.lock();
+                let Some(purged) = g.purged else {
+                    g.purge_retrying = false; // forgotten meanwhile
+                    return;
+                };
+                let data = match encode(&purged) {
+                    Ok(data) => data,
+                    Err(e) => {
+                        g.purge_retrying = false;
+                        return tracing::error!(shard = self.shard, error = %e, "encoding a purge");
+                    }
+                };
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let record = Record::Purge { upto: purged.index, data };
+                self.wal.submit(self.shard, vec![record], Box::new(move |r| drop(tx.send(r))));
+                (purged, rx)
+            };
+            let (purged, rx) = written;
+            match rx.await.unwrap_or(Err(wal::Error::Closed)) {
+                Ok(()) => {
+                    let mut g = self.lock();
+                    if g.purged == Some(purged) || g.purged.is_none() {
+                        g.purge_retrying = false;
+                        tracing::info!(
+                            shard = self.shard,
+                            upto = purged.index,
+                            "disk space is back: the purge is written"
+                        );
+                        return;
+                    }
+                    // A later purge came while this one was written (and left it to us).
+                }
+                Err(wal::Error::Full) => {
+                    if !sleep_unless_stopped(&self.stop).await {
+                        self.lock().purge_retrying = false;
+                        return;
+                    }
+                }
+                // The WAL failed for good (the node fences) or closed: nothing to keep.
+                Err(_) => {
+                    self.lock().purge_retrying = false;
+                    return;
+                }
+            }
+        }
     }
 
     /// When this replica last saved a vote in this process. On a leader that is when it
@@ -196,7 +323,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let rec = Record::Vote(encode(vote)?);
         // Fsynced before return: a vote must never be forgotten after it was cast.
-        self.wal.write(self.shard, vec![rec]).await.map_err(|e| StorageIOError::write_vote(&e))?;
+        write_waiting_for_space(&self.wal, self.shard, vec![rec], &self.stop)
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e))?;
         let mut inner = self.lock();
         inner.vote = Some(*vote);
         inner.vote_saved_at = Some(std::time::Instant::now());
@@ -226,6 +355,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let range = entries.first().zip(entries.last()).map(|(f, l)| (f.log_id.index, l.log_id.index));
         let mut records = Vec::with_capacity(entries.len());
         for e in &entries {
             records.push(Record::Entry { index: e.log_id.index, data: encode(e)? });
@@ -238,10 +368,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         }
         // ...and acknowledged by the flush callback only once the WAL has fsynced them.
+        let this = self.clone();
+        let runtime = tokio::runtime::Handle::try_current().ok();
         self.wal.submit(
             self.shard,
             records,
-            Box::new(move |r| callback.log_io_completed(r.map_err(std::io::Error::other))),
+            Box::new(move |r| match (r, range, runtime) {
+                // The core waits for this callback, so nothing of this shard is written
+                // meanwhile: the entries are still in memory, and their order is kept.
+                (Err(wal::Error::Full), Some((first, last)), Some(runtime)) => {
+                    runtime.spawn(async move {
+                        let r = match this.records(first, last) {
+                            Some(records) => write_waiting_for_space(&this.wal, this.shard, records, &this.stop).await,
+                            None => Err(wal::Error::Full),
+                        };
+                        callback.log_io_completed(r.map_err(std::io::Error::other));
+                    });
+                }
+                (r, _, _) => callback.log_io_completed(r.map_err(std::io::Error::other)),
+            }),
         );
         Ok(())
     }
@@ -249,8 +394,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.lock().entries.split_off(&log_id.index);
         // Ordered before any later append in the WAL queue; fsynced before return.
-        self.wal
-            .write(self.shard, vec![Record::Truncate { since: log_id.index }])
+        write_waiting_for_space(&self.wal, self.shard, vec![Record::Truncate { since: log_id.index }], &self.stop)
             .await
             .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
@@ -258,16 +402,37 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let data = encode(&log_id)?;
-        {
-            let mut g = self.lock();
-            let keep = g.entries.split_off(&(log_id.index + 1));
-            g.entries = keep;
-            g.purged = Some(log_id);
+        let mut g = self.lock();
+        let keep = g.entries.split_off(&(log_id.index + 1));
+        g.entries = keep;
+        g.purged = Some(log_id);
+        if g.purge_retrying {
+            return Ok(()); // the task rewriting a refused purge writes this one too
         }
         // Need not be durable (a purge lost in a crash leaves entries the snapshot already
         // covers), but written now rather than lazily: it is what lets the WAL drop old
-        // segments, and purges are rare (one per snapshot).
-        self.wal.submit(self.shard, vec![Record::Purge { upto: log_id.index, data }], Box::new(|_| {}));
+        // segments, and purges are rare (one per snapshot). Submitted under the lock, so
+        // that purges reach the WAL in the order they were made. One a full disk refused
+        // is written again until it is on disk (else it would pin segments for good).
+        let this = self.clone();
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let record = Record::Purge { upto: log_id.index, data };
+        self.wal.submit(
+            self.shard,
+            vec![record],
+            Box::new(move |r| {
+                let Err(wal::Error::Full) = r else { return };
+                let Some(runtime) = runtime else { return };
+                let mut g = this.lock();
+                if std::mem::replace(&mut g.purge_retrying, true) {
+                    return; // a task rewrites it already
+                }
+                drop(g);
+                tracing::warn!(shard = this.shard, "disk full: the shard's purge waits for space");
+                runtime.spawn(this.rewrite_purge());
+            }),
+        );
+        drop(g);
         Ok(())
     }
 }

@@ -208,6 +208,27 @@ impl Shard {
         })
     }
 
+    /// Stops the Raft group, within `bound` if given. Log writes still waiting for disk
+    /// space fail first (openraft's shutdown waits for its core, which waits for them).
+    /// Past `bound` the group is left behind (its tasks end with the process), so that a
+    /// stopping node can go on and close the WAL; a replica being retired passes no
+    /// bound, since its log is forgotten next and nothing of the group may write after.
+    pub async fn shutdown(&self, bound: Option<std::time::Duration>) {
+        self.log.stop_waiting();
+        let r = match bound {
+            Some(bound) => match tokio::time::timeout(bound, self.raft.shutdown()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return tracing::warn!(shard = self.id, ?bound, "raft shutdown timed out; going on without it")
+                }
+            },
+            None => self.raft.shutdown().await,
+        };
+        if let Err(e) = r {
+            tracing::warn!(shard = self.id, error = %e, "raft shutdown");
+        }
+    }
+
     /// The slice of the ring this replica's applied state owns.
     pub fn slice(&self) -> Slice {
         self.read().slice

@@ -12,15 +12,16 @@ use std::sync::Arc;
 pub enum Error {
     /// The file system failed. After a failed write or fsync the WAL refuses further
     /// writes: the node should stop serving from this WAL and restart (recovery replays
-    /// whatever did reach the disk).
+    /// whatever did reach the disk). `WalOptions::on_failure` is told.
     #[error("wal I/O error: {0}")]
     Io(Arc<io::Error>),
     /// Bytes on disk that the WAL did not write, or a format it does not read. Needs an
     /// operator: open() refuses rather than silently dropping acknowledged records.
     #[error("wal corruption in {} at byte {offset}: {reason}", segment.display())]
     Corruption { segment: PathBuf, offset: u64, reason: String },
-    /// The disk (or quota) is full. Like `Io`, it leaves the WAL failed, because the
-    /// write that hit it may be partially on disk.
+    /// The disk (or quota) is full: nothing of this submit was written (the part of its
+    /// batch that reached the file was cut off again) and the WAL stays usable. Submit
+    /// again once space returns. (Where cutting it off failed, the WAL fails with `Io`.)
     #[error("wal disk is full")]
     Full,
     /// The WAL was closed; nothing more is accepted.

@@ -13,7 +13,8 @@
 //! segments whose entries are all purged (`segment.rs`). On open, `recovery.rs` replays
 //! the segments in order and cuts off a torn tail. All disk access goes through the
 //! `fs::FileSystem` trait, so tests can inject failed writes, failed fsyncs and a full
-//! disk.
+//! disk. A failed fsync fails the WAL for good (the owner is told, `OnFailure`); a full
+//! disk only refuses the batch that hit it ([`Error::Full`]).
 
 mod error;
 mod format;
@@ -43,6 +44,10 @@ use writer::{Request, Shared, Writer};
 /// durable (for a histogram kept by the caller).
 pub type OnFsync = Arc<dyn Fn(Duration, usize) + Send + Sync>;
 
+/// Told once, on the writer thread, that the WAL failed for good (a failed fsync or
+/// write): from then on it refuses every write, and its owner should stop serving.
+pub type OnFailure = Arc<dyn Fn(&Error) + Send + Sync>;
+
 /// How to open a [`Wal`].
 #[derive(Clone)]
 pub struct WalOptions {
@@ -53,11 +58,13 @@ pub struct WalOptions {
     pub fs: Arc<dyn fs::FileSystem>,
     /// Called on the writer thread after every successful batch fsync. Keep it cheap.
     pub on_fsync: Option<OnFsync>,
+    /// Called once if the WAL fails for good (not for a full disk, after which it goes on).
+    pub on_failure: Option<OnFailure>,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions { segment_bytes: 64 << 20, fs: Arc::new(fs::RealFs), on_fsync: None }
+        WalOptions { segment_bytes: 64 << 20, fs: Arc::new(fs::RealFs), on_fsync: None, on_failure: None }
     }
 }
 
@@ -111,15 +118,8 @@ impl Wal {
         opts.fs.create_dir_all(dir)?;
         let replayed = recovery::replay(&*opts.fs, dir)?;
         let shared = Arc::new(Shared::default());
-        let writer = Writer::start(
-            opts.fs.clone(),
-            dir.to_path_buf(),
-            opts.segment_bytes,
-            opts.on_fsync.clone(),
-            replayed.segments,
-            &replayed.recovered.shards,
-            shared.clone(),
-        )?;
+        let writer =
+            Writer::start(&opts, dir.to_path_buf(), replayed.segments, &replayed.recovered.shards, shared.clone())?;
         let (tx, rx) = mpsc::channel();
         let thread = thread::Builder::new().name("ringkv-wal".into()).spawn(move || writer.run(rx))?;
         let inner = Inner { requests: RwLock::new(Some(tx)), thread: Mutex::new(Some(thread)), shared };

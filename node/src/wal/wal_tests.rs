@@ -61,7 +61,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use super::fs::FaultyFs;
-use super::{format, Error, OnFsync, Record, ShardLog, Wal, WalOptions};
+use super::{format, Error, OnFailure, OnFsync, Record, ShardLog, Wal, WalOptions};
 use util::*;
 
 fn log(vote: &str, committed: &str, purged: Option<(u64, &str)>, entries: &[u64]) -> ShardLog {
@@ -243,7 +243,16 @@ fn done_callback_runs_only_after_fsync() {
 fn failed_fsync_fails_waiters_and_later_writes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let faulty = FaultyFs::real();
-    let wal = open_faulty(tmp.path(), &faulty);
+    let failures = Arc::new(AtomicUsize::new(0));
+    let on_failure: OnFailure = {
+        let failures = failures.clone();
+        Arc::new(move |err| {
+            assert_eq!(err.metric_label(), "io");
+            failures.fetch_add(1, Ordering::Relaxed);
+        })
+    };
+    let opts = WalOptions { fs: Arc::new(faulty.clone()), on_failure: Some(on_failure), ..WalOptions::default() };
+    let (wal, _) = Wal::open(tmp.path(), opts).expect("open");
     write_sync(&wal, 1, vec![Record::Vote(b"v".to_vec()), entry(1)]).expect("first write");
 
     let release = hold_writer(&wal);
@@ -260,11 +269,14 @@ fn failed_fsync_fails_waiters_and_later_writes() {
     }
     assert_eq!(faulty.file_syncs(), syncs, "the three shared the one failed fsync");
 
+    assert_eq!(failures.load(Ordering::Relaxed), 1, "the owner was told once");
+
     let writes = faulty.file_writes();
     let later = write_sync(&wal, 1, vec![entry(5)]);
     assert_eq!(later.as_ref().map_err(Error::metric_label), Err("io"));
     assert_eio(later);
     assert_eq!(faulty.file_writes(), writes, "a failed WAL does not touch the disk again");
+    assert_eq!(failures.load(Ordering::Relaxed), 1, "told once only");
     drop(wal);
 
     let (wal, recovered) = open(tmp.path());
@@ -274,22 +286,103 @@ fn failed_fsync_fails_waiters_and_later_writes() {
 }
 
 #[test]
-fn disk_full_reports_full() {
+fn a_full_disk_refuses_only_its_batch_and_the_wal_writes_on_once_space_returns() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let faulty = FaultyFs::real();
-    let wal = open_faulty(tmp.path(), &faulty);
+    let failures = Arc::new(AtomicUsize::new(0));
+    let on_failure: OnFailure = {
+        let failures = failures.clone();
+        Arc::new(move |_| {
+            failures.fetch_add(1, Ordering::Relaxed);
+        })
+    };
+    let opts = WalOptions { fs: Arc::new(faulty.clone()), on_failure: Some(on_failure), ..WalOptions::default() };
+    let (wal, _) = Wal::open(tmp.path(), opts).expect("open");
     write_sync(&wal, 1, vec![entry(1)]).expect("first write");
+    let segment = segment_files(tmp.path()).pop().expect("a segment");
+    let acknowledged_len = std::fs::metadata(&segment).expect("stat").len();
 
-    faulty.fail_next_write(libc::ENOSPC);
-    let err = write_sync(&wal, 1, vec![entry(2)]).expect_err("disk full");
-    assert!(matches!(err, Error::Full), "{err:?}");
-    assert_eq!(err.metric_label(), "full");
-    assert!(matches!(write_sync(&wal, 1, vec![entry(3)]), Err(Error::Full)), "stays failed");
+    // The disk fills up in the middle of a batch of two submits: a few of its bytes land.
+    let release = hold_writer(&wal);
+    let (tx, rx) = mpsc::channel();
+    for records in [vec![entry(2)], vec![entry(3), entry(4)]] {
+        let tx = tx.clone();
+        wal.submit(1, records, Box::new(move |r| drop(tx.send(r))));
+    }
+    faulty.fail_next_write_partly(libc::ENOSPC, 7);
+    release.send(()).expect("release writer");
+    for _ in 0..2 {
+        let err = rx.recv().expect("answered").expect_err("disk full");
+        assert!(matches!(err, Error::Full), "{err:?}");
+        assert_eq!(err.metric_label(), "full");
+    }
+    assert_eq!(std::fs::metadata(&segment).expect("stat").len(), acknowledged_len, "the torn batch was cut off");
+    assert_eq!(faulty.unsynced_bytes(), 0);
+
+    write_sync(&wal, 1, vec![entry(5)]).expect("space is back: writes succeed without a reopen");
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "a full disk does not fail the WAL");
     drop(wal);
 
-    let (wal, recovered) = open(tmp.path());
-    assert_eq!(indexes(&recovered, 1), vec![1]);
-    write_sync(&wal, 1, vec![entry(2)]).expect("writes again once reopened");
+    let (_wal, recovered) = open(tmp.path());
+    assert_eq!(recovered.torn_tail, None);
+    assert_eq!(indexes(&recovered, 1), vec![1, 5], "exactly the acknowledged records");
+}
+
+#[test]
+fn an_fsync_that_reports_a_full_disk_fails_the_wal_for_good() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let faulty = FaultyFs::real();
+    let failures = Arc::new(AtomicUsize::new(0));
+    let on_failure: OnFailure = {
+        let failures = failures.clone();
+        Arc::new(move |err| {
+            assert!(matches!(err, Error::Io(_)), "{err:?}");
+            failures.fetch_add(1, Ordering::Relaxed);
+        })
+    };
+    let opts = WalOptions { fs: Arc::new(faulty.clone()), on_failure: Some(on_failure), ..WalOptions::default() };
+    let (wal, _) = Wal::open(tmp.path(), opts).expect("open");
+    write_sync(&wal, 1, vec![entry(1)]).expect("first write");
+
+    // Delayed allocation: the write went into the page cache, the fsync finds no space.
+    // Unlike a refused write, the batch may be half on disk: not `Full`, which promises
+    // "nothing written, submit again".
+    faulty.fail_next_sync(libc::ENOSPC);
+    match write_sync(&wal, 1, vec![entry(2)]) {
+        Err(Error::Io(err)) => assert_eq!(err.raw_os_error(), Some(libc::ENOSPC)),
+        other => panic!("expected Io(ENOSPC), got {other:?}"),
+    }
+    assert_eq!(failures.load(Ordering::Relaxed), 1, "the owner was told: the node fences");
+    let later = write_sync(&wal, 1, vec![entry(3)]);
+    assert!(matches!(later, Err(Error::Io(_))), "stays failed, not Full: {later:?}");
+    assert_eq!(failures.load(Ordering::Relaxed), 1, "told once only");
+    drop(wal);
+
+    let (_wal, recovered) = open(tmp.path());
+    assert_eq!(indexes(&recovered, 1)[0], 1, "the acknowledged record survives");
+}
+
+#[test]
+fn a_record_a_full_disk_refused_never_reaches_a_checkpoint() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let faulty = FaultyFs::real();
+    let opts = WalOptions { fs: Arc::new(faulty.clone()), segment_bytes: 512, ..WalOptions::default() };
+    let (wal, _) = Wal::open(tmp.path(), opts.clone()).expect("open");
+    write_sync(&wal, 1, vec![Record::Vote(b"v1".to_vec())]).expect("vote");
+    faulty.fail_next_write(libc::ENOSPC);
+    let refused = vec![Record::Vote(b"v2".to_vec()), Record::Purge { upto: 100, data: b"p".to_vec() }];
+    assert!(matches!(write_sync(&wal, 1, refused), Err(Error::Full)));
+    // Rotations write checkpoints, then delete segments whose entries are purged.
+    for index in 1..=40 {
+        write_sync(&wal, 1, vec![entry(index)]).expect("entry");
+    }
+    assert!(segment_files(tmp.path()).len() > 2, "rotated");
+    drop(wal);
+
+    let (_wal, recovered) = Wal::open(tmp.path(), opts).expect("reopen");
+    let log = &recovered.shards[&1];
+    assert_eq!(log.vote.as_deref(), Some(&b"v1"[..]), "the refused vote is nowhere");
+    assert_eq!((log.purged.clone(), indexes(&recovered, 1)), (None, (1..=40).collect::<Vec<_>>()));
 }
 
 #[test]

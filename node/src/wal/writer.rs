@@ -13,7 +13,7 @@ use std::time::Instant;
 use super::format::{self, Record};
 use super::fs::{FileSystem, WalFile};
 use super::segment::{self, SegmentInfo, Segments};
-use super::{Error, OnFsync, ShardLog};
+use super::{Error, OnFailure, OnFsync, ShardLog, WalOptions};
 
 /// Called once with the outcome of a submit.
 pub(super) type Done = Box<dyn FnOnce(Result<(), Error>) + Send>;
@@ -49,12 +49,14 @@ pub(super) struct Writer {
     dir: PathBuf,
     segment_bytes: u64,
     on_fsync: Option<OnFsync>,
+    on_failure: Option<OnFailure>,
     segments: Segments,
     active: Box<dyn WalFile>,
     meta: BTreeMap<u32, ShardMeta>,
-    /// Set by the first failed write or fsync; answers every later request. Never
-    /// cleared: after a failed fsync the page cache may have dropped the data, so a
-    /// retry that succeeds would acknowledge records that are not on disk.
+    /// Set by the first failed fsync or write (but a full disk's, see `append_and_sync`);
+    /// answers every later request. Never cleared: after a failed fsync the page cache may
+    /// have dropped the data, so a retry that succeeds would acknowledge records that are
+    /// not on disk (PostgreSQL's "fsyncgate"). The node fences itself (`on_failure`).
     failed: Option<Error>,
     shared: Arc<Shared>,
     buf: Vec<u8>,
@@ -64,10 +66,8 @@ impl Writer {
     /// Opens the last segment for appending (or creates the first one) and writes a
     /// checkpoint there, since a segment cut short while it was created may lack one.
     pub(super) fn start(
-        fs: Arc<dyn FileSystem>,
+        opts: &WalOptions,
         dir: PathBuf,
-        segment_bytes: u64,
-        on_fsync: Option<OnFsync>,
         mut segments: Segments,
         shards: &BTreeMap<u32, ShardLog>,
         shared: Arc<Shared>,
@@ -80,6 +80,7 @@ impl Writer {
                 (*shard, meta)
             })
             .collect();
+        let fs = opts.fs.clone();
         let active = match segments.active() {
             Some(last) => fs.open_append(&last.path)?,
             None => {
@@ -88,8 +89,19 @@ impl Writer {
                 file
             }
         };
-        let mut writer =
-            Writer { fs, dir, segment_bytes, on_fsync, segments, active, meta, failed: None, shared, buf: Vec::new() };
+        let mut writer = Writer {
+            fs,
+            dir,
+            segment_bytes: opts.segment_bytes,
+            on_fsync: opts.on_fsync.clone(),
+            on_failure: opts.on_failure.clone(),
+            segments,
+            active,
+            meta,
+            failed: None,
+            shared,
+            buf: Vec::new(),
+        };
         if writer.active.is_empty() {
             format::encode_header(&mut writer.buf);
         }
@@ -131,8 +143,8 @@ impl Writer {
         }
         self.buf.clear();
         let mut waiters = Vec::with_capacity(batch.len());
+        let mut written = Vec::with_capacity(batch.len());
         let mut records = 0;
-        let mut may_free_segments = false;
         for Request { shard, records: recs, done, .. } in batch {
             let start = self.buf.len();
             if let Err(err) = recs.iter().try_for_each(|r| format::encode_record(shard, r, &mut self.buf)) {
@@ -141,16 +153,21 @@ impl Writer {
                 continue;
             }
             records += recs.len();
-            for record in recs {
-                may_free_segments |= self.note(shard, record);
-            }
+            written.push((shard, recs));
             waiters.push(done);
         }
         if !self.buf.is_empty() {
             if let Err(err) = self.append_and_sync(records) {
-                self.fail(err.clone());
                 waiters.into_iter().for_each(|done| answer(done, Err(err.clone())));
                 return;
+            }
+        }
+        // Noted only once durable: checkpoints and segment deletion rely on what the
+        // writer noted, and a batch a full disk refused is not on disk.
+        let mut may_free_segments = false;
+        for (shard, recs) in written {
+            for record in recs {
+                may_free_segments |= self.note(shard, record);
             }
         }
         // Housekeeping before answering, so a caller that saw its Purge acknowledged also
@@ -169,12 +186,38 @@ impl Writer {
         waiters.into_iter().for_each(|done| answer(done, Ok(())));
     }
 
+    /// Writes and fsyncs the batch in `buf`. Any failure fails the WAL for good, but one:
+    /// a full disk refusing the write (before any fsync of it). Everything before the batch
+    /// is durable already, so the file is cut back to where the batch began, the batch's
+    /// waiters get [`Error::Full`] and the WAL stays usable for when space returns.
     fn append_and_sync(&mut self, records: usize) -> Result<(), Error> {
-        self.active.write_all(&self.buf)?;
+        let before = self.active.len();
+        if let Err(err) = self.active.write_all(&self.buf) {
+            let err = match Error::from(err) {
+                Error::Full => match self.active.set_len(before) {
+                    Ok(()) => {
+                        tracing::warn!(batch_bytes = self.buf.len(), "wal: disk full; batch refused, nothing lost");
+                        return Err(Error::Full);
+                    }
+                    Err(cut) => broken("disk full, and cutting the refused batch back off failed", cut),
+                },
+                other => other,
+            };
+            self.fail(err.clone());
+            return Err(err);
+        }
         let started = Instant::now();
         // Durability contract: no waiter of this batch is answered before this single
         // fdatasync has returned Ok ("done runs only after the records are fsynced").
-        self.active.sync_data()?;
+        // A failed fsync is never retried on the same data (see `failed`). Every fsync
+        // error is `Io`, even ENOSPC/EDQUOT (delayed allocation, thin provisioning): the
+        // batch may be half on disk and the page cache may have dropped it, so it is not
+        // the "nothing written, try again" that `Full` promises.
+        if let Err(err) = self.active.sync_data() {
+            let err = Error::Io(Arc::new(err));
+            self.fail(err.clone());
+            return Err(err);
+        }
         if let Some(on_fsync) = &self.on_fsync {
             on_fsync(started.elapsed(), records);
         }
@@ -230,7 +273,10 @@ impl Writer {
         self.encode_checkpoint()?;
         // The new segment and its checkpoint are durable before any older segment can
         // be deleted, because deletion relies on that checkpoint.
-        let (path, file) = segment::create(&*self.fs, &self.dir, seq, &self.buf)?;
+        let (path, file) = match segment::create(&*self.fs, &self.dir, seq, &self.buf) {
+            Ok(created) => created,
+            Err(err) => return self.abandon_rotation(seq, err.into()),
+        };
         if let Some(old) = self.segments.active_mut() {
             old.bytes = self.active.len();
         }
@@ -239,6 +285,26 @@ impl Writer {
         self.segments.push(SegmentInfo::new(seq, path, file.len()));
         self.active = file;
         Ok(())
+    }
+
+    /// A rotation that failed: on a full disk, the new segment's remains are removed and
+    /// the active segment goes on (past `segment_bytes`; the next batch tries again).
+    fn abandon_rotation(&mut self, seq: u64, err: Error) -> Result<(), Error> {
+        if !matches!(err, Error::Full) {
+            return Err(err);
+        }
+        let path = segment::segment_path(&self.dir, seq);
+        let removed = match self.fs.remove(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => self.fs.sync_dir(&self.dir),
+        };
+        match removed {
+            Ok(()) => {
+                tracing::warn!(segment = %path.display(), "wal: disk full; rotation postponed");
+                Ok(())
+            }
+            Err(e) => Err(broken(&format!("disk full, and removing the half-created {} failed", path.display()), e)),
+        }
     }
 
     fn delete_purged_segments(&mut self) {
@@ -269,9 +335,23 @@ impl Writer {
     }
 
     fn fail(&mut self, err: Error) {
+        // `Full` promises a WAL still usable; a WAL failed for good never says it.
+        debug_assert!(!matches!(err, Error::Full), "the WAL fails for good with Io, never Full");
+        if self.failed.is_some() {
+            return;
+        }
         tracing::error!(error = %err, "wal: write failed; refusing further writes");
+        if let Some(on_failure) = &self.on_failure {
+            on_failure(&err);
+        }
         self.failed = Some(err);
     }
+}
+
+/// The error a WAL fails with for good when what should have saved it failed too. Never
+/// [`Error::Full`], which promises a WAL still usable.
+fn broken(what: &str, err: std::io::Error) -> Error {
+    Error::Io(Arc::new(std::io::Error::new(err.kind(), format!("{what}: {err}"))))
 }
 
 /// Runs a caller's callback; a panicking callback must not take the WAL down with it.

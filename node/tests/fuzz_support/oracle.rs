@@ -328,6 +328,9 @@ impl WalFile for MemFile {
     fn sync_data(&mut self) -> io::Result<()> {
         Ok(())
     }
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.fs.truncate(&self.path, len)
+    }
     fn len(&self) -> u64 {
         self.fs.files().get(&self.path).map_or(0, |f| f.len() as u64)
     }
