@@ -252,10 +252,11 @@ async fn follow(s: Arc<Stream>, http: reqwest::Client, stop: Arc<AtomicBool>, hi
             buf.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buf.find("\n\n") {
                 let block: String = buf.drain(..end + 2).collect();
-                if let Some((id, seen)) = parse(&block, history.now_ns()) {
-                    if let Some(id) = id {
-                        last_id = Some(id);
-                    }
+                let (id, seen) = parse(&block, history.now_ns());
+                if let Some(id) = id {
+                    last_id = Some(id); // also from an id-only block: the stream's opening position
+                }
+                if let Some(seen) = seen {
                     s.seen.lock().push(seen);
                 }
             }
@@ -264,8 +265,9 @@ async fn follow(s: Arc<Stream>, http: reqwest::Client, stop: Arc<AtomicBool>, hi
     }
 }
 
-/// One SSE block as (its id, the event); `None` for a keep-alive comment.
-fn parse(block: &str, at_ns: u64) -> Option<(Option<String>, Seen)> {
+/// One SSE block as its id (if it has one) and its event (`None` for a keep-alive
+/// comment or an id-only block).
+fn parse(block: &str, at_ns: u64) -> (Option<String>, Option<Seen>) {
     let (mut event, mut id, mut data) = (String::new(), None, String::new());
     for line in block.lines() {
         if let Some(v) = line.strip_prefix("event:") {
@@ -277,13 +279,13 @@ fn parse(block: &str, at_ns: u64) -> Option<(Option<String>, Seen)> {
         }
     }
     if event.is_empty() {
-        return None;
+        return (id, None);
     }
     let v: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
     let shard = v["shard"].as_u64().and_then(|s| u32::try_from(s).ok());
     let revision = v["revision"].as_u64().or_else(|| v["current_revision"].as_u64());
     let value = v["value"].as_str().map(str::to_string);
-    Some((id, Seen { at_ns, kind: event, value, shard, revision }))
+    (id, Some(Seen { at_ns, kind: event, value, shard, revision }))
 }
 
 #[cfg(test)]

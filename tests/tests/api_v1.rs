@@ -249,6 +249,46 @@ async fn a_watcher_sees_every_committed_change_in_order_across_a_leader_kill() {
     }
 }
 
+/// A watch announces its position as it opens (an id-only SSE block), so a client whose
+/// connection breaks before the first change resumes from there: nothing written while
+/// it was away is missed. (The nemesis found the gap: a node killed right after its
+/// watches opened; the clients came back with no Last-Event-ID and started at "now".)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_that_breaks_before_its_first_change_resumes_from_where_it_opened() {
+    let c = Cluster::standalone_builder().shards(2).start().await;
+    let n = c.node(c.ids()[0]);
+    n.put("before", "x").await; // a revision to start after
+    let mut resp = n.request(Method::GET, "/v1/watch?prefix=o/").send().await.expect("GET /v1/watch");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut head = String::new();
+    while !head.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .expect("the stream's first block within 10 s")
+            .expect("the stream is open")
+            .expect("a first block");
+        head.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("the stream opens with its position as an id: {head:?}"));
+    assert!(!head.contains("event:"), "the opening block dispatches no event: {head:?}");
+    drop(resp); // the connection breaks before any change
+
+    n.put("o/1", "a").await;
+    n.put("o/2", "b").await;
+    let mut events = open_watch(&n, "prefix=o/", Some(&id)).await;
+    for want in ["a", "b"] {
+        let e = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("the change to {want:?} made while away is delivered"))
+            .expect("open");
+        assert_eq!((e.event.as_str(), e.data["value"].as_str()), ("put", Some(want)), "{e:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_resumes_from_its_last_event_id_and_is_told_to_resync_after_compaction() {
     let c = Cluster::standalone_builder().shards(1).flag("--snapshot-entries", "100").start().await;

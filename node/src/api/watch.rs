@@ -34,7 +34,7 @@ use tokio_stream::StreamExt;
 use super::params;
 use super::query::{Query, WatchQuery};
 use crate::api::error::ApiError;
-use crate::node::watch::{self, decode_cursor, now_cursors, wanted, Item, Target};
+use crate::node::watch::{self, decode_cursor, encode_cursor, now_cursors, wanted, Item, Target};
 use crate::node::Node;
 use crate::ring::ShardId;
 use crate::shard::events::Event;
@@ -130,9 +130,18 @@ async fn open(
         (None, Some(r)) => shards.iter().map(|s| (*s, Some(r - 1))).collect(),
         (None, None) => now_cursors(&node, &shards).await?,
     };
+    // The stream opens with its position as an SSE id (no event is dispatched), so a
+    // client whose connection breaks before the first change still resumes from here:
+    // without it, it would reconnect with no Last-Event-ID and start at "now", missing
+    // whatever changed meanwhile. (Found by the nemesis: a node killed right after its
+    // watches opened.)
+    let opening: Option<Vec<(ShardId, u64)>> = cursors.iter().map(|(s, r)| r.map(|r| (*s, r))).collect();
+    let opening = opening.filter(|c| !c.is_empty()).map(|c| SseEvent::default().id(encode_cursor(&c)).comment("watching"));
     let (tx, rx) = mpsc::channel(BACKLOG);
     tokio::spawn(watch::follow(node, db, target, cursors, tx));
-    let events = ReceiverStream::new(rx).map(|item| Ok::<_, std::convert::Infallible>(to_sse(item)));
+    let events = tokio_stream::iter(opening)
+        .chain(ReceiverStream::new(rx).map(to_sse))
+        .map(Ok::<_, std::convert::Infallible>);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
 }
 
