@@ -136,12 +136,12 @@ async fn open(
     // whatever changed meanwhile. (Found by the nemesis: a node killed right after its
     // watches opened.)
     let opening: Option<Vec<(ShardId, u64)>> = cursors.iter().map(|(s, r)| r.map(|r| (*s, r))).collect();
-    let opening = opening.filter(|c| !c.is_empty()).map(|c| SseEvent::default().id(encode_cursor(&c)).comment("watching"));
+    let opening =
+        opening.filter(|c| !c.is_empty()).map(|c| SseEvent::default().id(encode_cursor(&c)).comment("watching"));
     let (tx, rx) = mpsc::channel(BACKLOG);
     tokio::spawn(watch::follow(node, db, target, cursors, tx));
-    let events = tokio_stream::iter(opening)
-        .chain(ReceiverStream::new(rx).map(to_sse))
-        .map(Ok::<_, std::convert::Infallible>);
+    let events =
+        tokio_stream::iter(opening).chain(ReceiverStream::new(rx).map(to_sse)).map(Ok::<_, std::convert::Infallible>);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
 }
 
