@@ -454,28 +454,19 @@ async fn apply(c: &Cluster, fault: Fault, rng: &mut StdRng, env: &Env) -> Applie
             a.describe = format!("loss 20% on {} (netem missing: delay ran as loss)", ids[0]);
         }
         Fault::Kill => {
-            let victim = match rng.random_bool(0.5) {
-                true => a_leader(c, rng).await.unwrap_or(ids[0]),
-                false => ids[0],
-            };
+            let victim = half_the_time_a_leader(c, rng, ids[0]).await;
             c.kill(victim);
             a.killed.push(victim);
             a.describe = format!("kill -9 {victim}");
         }
         Fault::Pause => {
-            let victim = match rng.random_bool(0.5) {
-                true => a_leader(c, rng).await.unwrap_or(ids[0]),
-                false => ids[0],
-            };
+            let victim = half_the_time_a_leader(c, rng, ids[0]).await;
             c.pause(victim);
             a.paused.push(victim);
             a.describe = format!("SIGSTOP {victim}");
         }
         Fault::DiskFull if env.disks => {
-            let victim = match rng.random_bool(0.5) {
-                true => a_leader(c, rng).await.unwrap_or(ids[0]),
-                false => ids[0],
-            };
+            let victim = half_the_time_a_leader(c, rng, ids[0]).await;
             match fill(&c.data_dir(victim), LEFT_FREE) {
                 Ok(filler) => a.fillers.push(filler),
                 Err(e) => a.describe = format!("(could not fill: {e}) "),
@@ -580,6 +571,14 @@ fn tail(c: &Cluster, id: u64) -> String {
     let log = c.log(id);
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(8)..].join("\n")
+}
+
+/// A shard leader (as the nodes see it now) half the time, else `other`.
+async fn half_the_time_a_leader(c: &Cluster, rng: &mut StdRng, other: u64) -> u64 {
+    match rng.random_bool(0.5) {
+        true => a_leader(c, rng).await.unwrap_or(other),
+        false => other,
+    }
 }
 
 /// The leader of a random shard, as the nodes see it now.
