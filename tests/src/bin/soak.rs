@@ -30,7 +30,8 @@ struct Args {
     /// Faults per schedule.
     #[arg(long, default_value_t = 12)]
     steps: usize,
-    /// Every how many schedules the ring changes under the faults (0: never).
+    /// The ring changes under the faults in schedules whose seed is `ring_every - 1`
+    /// modulo this (every second one by default: the odd seeds; 0: never).
     #[arg(long, default_value_t = 2)]
     ring_every: u64,
 }
@@ -55,7 +56,8 @@ async fn main() {
             break;
         }
         let seed = first + k;
-        let ring = args.ring_every > 0 && k % args.ring_every == args.ring_every - 1;
+        // From the seed, not the position, so that `--seed S --schedules 1` replays it.
+        let ring = args.ring_every > 0 && seed % args.ring_every == args.ring_every - 1;
         let schedule = Schedule::random(seed, args.steps, &Fault::ALL, ring);
         println!("schedule {k}: {}", schedule.describe());
         let net = match Network::create(NODES) {
