@@ -218,17 +218,7 @@ impl Cluster {
 
     /// Options for a standalone node (no `--peers`).
     pub fn standalone_builder() -> ClusterBuilder {
-        ClusterBuilder {
-            nodes: 1,
-            shards: 4,
-            standalone: true,
-            joining: 0,
-            flags: Vec::new(),
-            env: Vec::new(),
-            network: None,
-            node_env: Vec::new(),
-            tmpfs_bytes: None,
-        }
+        ClusterBuilder { standalone: true, ..Cluster::builder(1) }
     }
 
     fn process(&self, id: u64) -> &NodeProcess {
