@@ -20,6 +20,12 @@ pub struct Route {
     pub epoch: u64,
     pub members: Vec<NodeId>,
     pub leader: Option<NodeId>,
+    /// Whether a replica of the shard reported this slice as its own state (here or in a
+    /// peer's ring), rather than a router inferring it from a refusal. Only a reported
+    /// merge proves the receiver took its donor's keys in: a frozen donor's refusal names
+    /// the receiver's coming slice before the receiver has absorbed anything.
+    #[serde(default)]
+    pub reported: bool,
 }
 
 /// A router's map of the ring: every shard it knows of, hosted here or not.
@@ -86,6 +92,17 @@ impl Routes {
             .any(|(id, m)| self.shards.get(&id).is_some_and(|r| r.modulus == m && r.epoch > route.epoch))
     }
 
+    /// Whether a merge's receiver has itself reported owning `shard`'s slice (`route`) from
+    /// a newer epoch: the merge is done, and the keys of `shard` as of `route` are in the
+    /// receiver's log. A route only inferred from a refusal proves nothing of the kind;
+    /// nor does the receiver's own coarser slice prove anything of a replica of the
+    /// receiver that lags it (the same group: it catches up, it was absorbed by nobody).
+    pub fn absorbed(&self, shard: ShardId, route: &Route) -> bool {
+        coarser_slices(shard, route.modulus)
+            .filter(|(id, _)| *id != shard)
+            .any(|(id, m)| self.shards.get(&id).is_some_and(|r| r.reported && r.modulus == m && r.epoch > route.epoch))
+    }
+
     /// Applies a `WrongShard` refusal: the shard is at `modulus` now, and the shards its
     /// splits created (same members, same leader at first) exist. A refusal naming a
     /// coarser modulus than known comes from a merge's frozen donor: the shard it names
@@ -97,7 +114,7 @@ impl Routes {
         }
         if modulus < old.modulus {
             if old.epoch < epoch {
-                self.learn(shard, Route { modulus, epoch, ..old });
+                self.learn(shard, Route { modulus, epoch, reported: false, ..old });
             }
             return;
         }
@@ -110,7 +127,7 @@ impl Routes {
             // will say itself when asked.
             let child = shard + m;
             m *= 2;
-            let guess = Route { modulus: m, epoch, members: old.members.clone(), leader: old.leader };
+            let guess = Route { modulus: m, epoch, members: old.members.clone(), leader: old.leader, reported: false };
             self.shards.entry(child).or_insert(guess);
         }
         self.learn(shard, Route { modulus, epoch, ..old });
@@ -132,7 +149,28 @@ mod tests {
     use super::*;
 
     fn route(modulus: u32, epoch: u64) -> Route {
-        Route { modulus, epoch, members: vec![1, 2, 3], leader: Some(1) }
+        Route { modulus, epoch, members: vec![1, 2, 3], leader: Some(1), reported: true }
+    }
+
+    #[test]
+    fn only_the_receiver_itself_proves_a_merge_absorbed_the_donor() {
+        let mut r = Routes::default();
+        for s in 0..2 {
+            r.learn(s, route(2, 1));
+        }
+        let donor = route(2, 1);
+        let receiver = route(2, 1);
+        // The frozen donor 1 refuses, naming shard 0 at modulus 1 from epoch 2.
+        r.learn_refusal(0, 1, 2);
+        assert_eq!(r.locate_hash(1), Some(0), "its keys are routed to the receiver");
+        assert!(r.covered_by_newer(1, &donor), "reports of the donor are stale for routing");
+        assert!(!r.absorbed(1, &donor), "nothing proves the receiver took the donor's keys in");
+        assert!(!r.absorbed(0, &receiver), "nor that the receiver's own replicas are obsolete");
+        // The receiver's replicas report the merge done.
+        r.learn(0, route(1, 2));
+        assert!(r.absorbed(1, &donor));
+        assert!(!r.absorbed(0, &route(1, 2)), "the receiver's current slice is not absorbed");
+        assert!(!r.absorbed(0, &receiver), "a replica of the receiver that lags its merge is not absorbed");
     }
 
     #[test]

@@ -397,3 +397,64 @@ async fn a_merge_cut_off_after_its_freeze_is_finished_by_the_next_driver_whateve
     let missing = c.read_back(&written, &c.ids()).await;
     assert!(missing.is_empty(), "unavailable or lost after the finished merge: {missing:?}");
 }
+
+/// A frozen donor's keys live only in its replicas until the receiver has absorbed them.
+/// Every node learns, from the donor's own refusals, that the receiver will own its
+/// slice; that is not proof the receiver took the keys in. So a donor replica that loses
+/// its leader (here: the other nodes paused, one node at a time) must stay, however long
+/// it is leaderless, and the merge, finished afterwards, must still find the keys.
+/// (Soak seed 2031 lost 58 acknowledged writes this way: every replica of a frozen donor
+/// retired as "merged away" before the receiver absorbed it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_donor_cut_off_from_its_leader_keeps_its_keys_until_the_receiver_absorbed_them() {
+    let c = Cluster::start(3, 2).await;
+    let d = c.driver();
+    let ring = converge(&d, 2, 3, &[1, 2, 3]).await;
+    let mut written = Vec::new();
+    for i in 0..100 {
+        let (k, v) = (format!("donor-{i}"), format!("v{i}"));
+        c.node(1 + i % 3).put(&k, &v).await;
+        written.push((k, v));
+    }
+    // The first step of a merge of 1 into 0, and nothing after it.
+    let leader = ring.observed.shards[&1].leader.expect("shard 1 has a leader");
+    let url = format!("http://{}/internal/admin/shards/1/freeze?epoch={}", c.internal_addr(leader), ring.epoch + 1);
+    let resp = c.http().post(url).send().await.expect("freeze");
+    assert!(resp.status().is_success(), "freeze: {}", resp.text().await.unwrap_or_default());
+    // Every node asks the donor for one of its keys and hears its refusal naming shard 0
+    // at modulus 1 (the client gets a retryable 503 once its deadline passes).
+    let donor_key =
+        written.iter().find(|(k, _)| ringkv_node::ring::key_hash(0, k.as_bytes()) % 2 == 1).expect("a key of shard 1");
+    let mut asks = tokio::task::JoinSet::new();
+    for id in c.ids() {
+        let url = format!("{}{}", c.url(id), key_path(&donor_key.0));
+        let http = c.http().clone();
+        asks.spawn(async move { http.get(url).send().await.map(|r| r.status().as_u16()) });
+    }
+    while let Some(status) = asks.join_next().await {
+        assert_eq!(status.expect("join").expect("get"), 503, "a frozen shard's keys are unavailable, retryably");
+    }
+    // Each node in turn alone: its replica of the donor has no leader for well over two
+    // rounds of the node's retirement check.
+    for alone in c.ids() {
+        let others: Vec<u64> = c.ids().into_iter().filter(|id| *id != alone).collect();
+        for id in &others {
+            c.pause(*id);
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        for id in &others {
+            c.resume(*id);
+        }
+        let view = c.node(alone).cluster_view().await;
+        assert!(
+            view.shards.iter().any(|s| s.id == 1),
+            "node {alone} retired its replica of the frozen donor before the receiver absorbed it:\n{}",
+            c.log(alone).lines().filter(|l| l.contains("retired")).collect::<Vec<_>>().join("\n")
+        );
+    }
+    c.wait_ready().await;
+    // The next driver finishes the merge; every key was kept.
+    converge(&d, 1, 3, &[1, 2, 3]).await;
+    let missing = c.read_back(&written, &c.ids()).await;
+    assert!(missing.is_empty(), "lost after the merge: {missing:?}");
+}

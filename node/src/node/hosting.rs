@@ -407,13 +407,15 @@ impl Node {
         crate::ring::coarser_slices(d.id, ds.modulus).find(|(id, m)| absorbed_by(*id, *m)).map(|(id, _)| id)
     }
 
-    /// Whether the ring as peers report it has a merge's receiver owning `d`'s slice
-    /// from a later epoch than `d`'s: `d`'s group was absorbed (its replica here missed
-    /// that, and may never hear from a leader again).
+    /// Whether a merge's receiver, as its own replicas (here or on peers) report it, owns
+    /// `d`'s slice from a later epoch than `d`'s: `d`'s group was absorbed (its replica
+    /// here missed that, and may never hear from a leader again). A route the router only
+    /// inferred from a frozen donor's refusal does not count: the receiver may not have
+    /// absorbed anything yet, and the donor's replicas hold the only copy of its keys.
     pub(super) fn merged_away(&self, d: &Shard) -> bool {
         let slice = d.slice();
         let route = Route { modulus: slice.modulus, epoch: slice.epoch, ..Route::default() };
-        slice.modulus > 1 && self.router.covered_by_newer(d.id, &route)
+        slice.modulus > 1 && self.router.absorbed(d.id, &route)
     }
 
     /// Stops and deletes this node's replica of `id` (a merge's donor this node's

@@ -50,7 +50,13 @@ impl Router {
         for s in shards.iter().filter(|s| s.modulus > 0 && !s.members.is_empty()) {
             routes.learn(
                 s.id,
-                Route { modulus: s.modulus, epoch: s.epoch, members: s.members.clone(), leader: s.leader },
+                Route {
+                    modulus: s.modulus,
+                    epoch: s.epoch,
+                    members: s.members.clone(),
+                    leader: s.leader,
+                    reported: true,
+                },
             );
         }
     }
@@ -58,6 +64,12 @@ impl Router {
     /// Whether a newer, coarser route (a merge's receiver) covers `route` of `shard`.
     pub fn covered_by_newer(&self, shard: ShardId, route: &Route) -> bool {
         self.table.read().covered_by_newer(shard, route)
+    }
+
+    /// Whether a merge's receiver has reported owning `shard`'s slice (`route`) from a
+    /// newer epoch (see [`Routes::absorbed`]).
+    pub fn absorbed(&self, shard: ShardId, route: &Route) -> bool {
+        self.table.read().absorbed(shard, route)
     }
 
     /// The whole table, read-locked (keep the guard short).
