@@ -1,10 +1,21 @@
 //! A typed client for the admin API: the ring a node reports and the [`AdminRequest`]s,
-//! over plain HTTP to a node's internal port (`host:port`).
+//! to a node's internal port (`host:port`), over plain HTTP or, where the cluster runs
+//! mutual TLS, HTTPS with this client's certificate ([`AdminClient::with_tls`]).
 
 use std::time::Duration;
 
 use crate::admin::{routes, AdminRequest, Method};
 use crate::ring::Ring;
+
+/// The one way to start an HTTP client in ringkv. reqwest is built with rustls but no
+/// crypto provider of its own (one provider, ring, for the whole project, rather than a
+/// second crypto library), so it needs the process default, installed here first.
+/// (`clippy.toml` forbids `reqwest::Client::new` and `reqwest::Client::builder`.)
+#[allow(clippy::disallowed_methods)]
+pub fn http() -> reqwest::ClientBuilder {
+    crate::tls::install_provider();
+    reqwest::Client::builder()
+}
 
 /// A failed admin call.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +32,8 @@ pub enum ClientError {
 #[derive(Clone)]
 pub struct AdminClient {
     http: reqwest::Client,
+    /// `http` or `https`.
+    scheme: &'static str,
 }
 
 impl Default for AdminClient {
@@ -31,11 +44,20 @@ impl Default for AdminClient {
 
 impl AdminClient {
     pub fn new() -> Self {
-        let http = reqwest::Client::builder()
+        let http =
+            http().connect_timeout(Duration::from_millis(500)).build().unwrap_or_else(|_| reqwest::Client::default());
+        Self { http, scheme: "http" }
+    }
+
+    /// A client for nodes whose internal port runs mutual TLS: `tls` trusts the cluster's
+    /// CA and presents this client's certificate (see [`crate::tls::mutual_client_config`]).
+    pub fn with_tls(tls: rustls::ClientConfig) -> Result<Self, String> {
+        let http = http()
             .connect_timeout(Duration::from_millis(500))
+            .tls_backend_preconfigured(tls)
             .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Self { http }
+            .map_err(|e| format!("TLS client: {e}"))?;
+        Ok(Self { http, scheme: "https" })
     }
 
     /// The ring as the node at `addr` sees it.
@@ -45,7 +67,7 @@ impl AdminClient {
             path: routes::RING.to_string(),
             message: e.to_string(),
         };
-        let resp = self.http.get(format!("http://{addr}{}", routes::RING)).timeout(timeout).send().await;
+        let resp = self.http.get(format!("{}://{addr}{}", self.scheme, routes::RING)).timeout(timeout).send().await;
         let resp = resp.map_err(unreachable)?;
         let status = resp.status();
         if !status.is_success() {
@@ -77,7 +99,7 @@ impl AdminClient {
             path: path.clone(),
             message: e.to_string(),
         };
-        let resp = self.http.request(method, format!("http://{addr}{path}")).timeout(timeout).send().await;
+        let resp = self.http.request(method, format!("{}://{addr}{path}", self.scheme)).timeout(timeout).send().await;
         let resp = resp.map_err(unreachable)?;
         let status = resp.status();
         let body = resp.text().await.map_err(unreachable)?;

@@ -19,6 +19,8 @@ pub mod admin;
 pub mod client;
 pub mod ids;
 pub mod ring;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod v1;
 
 pub use admin::AdminRequest;

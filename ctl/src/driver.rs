@@ -112,6 +112,12 @@ impl Driver {
         Self { client: AdminClient::new(), seeds }
     }
 
+    /// Talks through `client` instead (mutual TLS: [`AdminClient::with_tls`]).
+    pub fn with_client(mut self, client: AdminClient) -> Self {
+        self.client = client;
+        self
+    }
+
     /// Adds a node address to observe (a new node joining).
     pub fn add_seed(&mut self, addr: String) {
         if !self.seeds.contains(&addr) {

@@ -39,6 +39,18 @@ pub struct AdminArgs {
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 
+    /// Mutual TLS to the internal ports: the cluster's CA (PEM). With `--cert` and `--key`.
+    #[arg(long, env = "RINGKV_ADMIN_CA", requires_all = ["cert", "key"])]
+    pub ca: Option<std::path::PathBuf>,
+
+    /// This client's certificate (PEM), signed by the cluster's CA.
+    #[arg(long, env = "RINGKV_ADMIN_CERT", requires = "ca")]
+    pub cert: Option<std::path::PathBuf>,
+
+    /// This client's private key (PEM).
+    #[arg(long, env = "RINGKV_ADMIN_KEY", requires = "ca")]
+    pub key: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     pub action: AdminAction,
 }
@@ -131,6 +143,10 @@ pub async fn run(args: AdminArgs, out: &mut (impl Write + Send)) -> anyhow::Resu
         }
     }
     let mut driver = Driver::new(args.nodes.clone());
+    if let (Some(ca), Some(cert), Some(key)) = (&args.ca, &args.cert, &args.key) {
+        let tls = ringkv_api::tls::mutual_client_config(cert, key, ca).map_err(anyhow::Error::msg)?;
+        driver = driver.with_client(ringkv_api::client::AdminClient::with_tls(tls).map_err(anyhow::Error::msg)?);
+    }
     if let AdminAction::AddNode { addr } = &args.action {
         driver.add_seed(addr.clone());
     }

@@ -87,6 +87,46 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "RINGKV_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// TLS on the client port: this node's certificate chain (PEM). With `--tls-key`.
+    /// The files are re-read when they change (a cert-manager rotation needs no restart).
+    #[arg(long, env = "RINGKV_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS on the client port: the certificate's private key (PEM).
+    #[arg(long, env = "RINGKV_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA bundle (PEM) for client certificates on the client port. Clients that present
+    /// one it signed are identified by it (an alternative to a bearer token); clients
+    /// without a certificate still connect and use tokens.
+    #[arg(long, env = "RINGKV_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Mutual TLS on the internal port: this node's certificate (PEM), presented to peers
+    /// both as a server and as a client. With `--internal-tls-key` and `--internal-tls-ca`.
+    #[arg(long, env = "RINGKV_INTERNAL_TLS_CERT", requires_all = ["internal_tls_key", "internal_tls_ca"])]
+    pub internal_tls_cert: Option<PathBuf>,
+
+    /// Mutual TLS on the internal port: the certificate's private key (PEM).
+    #[arg(long, env = "RINGKV_INTERNAL_TLS_KEY", requires = "internal_tls_cert")]
+    pub internal_tls_key: Option<PathBuf>,
+
+    /// Mutual TLS on the internal port: the cluster's CA (PEM). Every connection, in or
+    /// out, must present a certificate it signed; anything else is refused in the
+    /// handshake, before a Raft or admin frame is read.
+    #[arg(long, env = "RINGKV_INTERNAL_TLS_CA", requires = "internal_tls_cert")]
+    pub internal_tls_ca: Option<PathBuf>,
+
+    /// Bearer tokens for the client API (a JSON file of hashed tokens and their roles;
+    /// see docs/security.md). Re-read when it changes. Without it the client API is open.
+    #[arg(long, env = "RINGKV_AUTH_TOKENS")]
+    pub auth_tokens: Option<PathBuf>,
+
+    /// With `--auth-tokens`: `/metrics` needs a token too (any role). `/healthz` and
+    /// `/readyz` are always open.
+    #[arg(long, env = "RINGKV_METRICS_AUTH", default_value_t = false)]
+    pub metrics_auth: bool,
 }
 
 /// How logs are written. (An unknown format is refused by the parser, with the
@@ -132,6 +172,24 @@ impl Config {
             let mut a = self.listen;
             a.set_port(self.listen.port().saturating_add(100));
             a
+        })
+    }
+
+    /// The client port's TLS files, when TLS is on there.
+    pub fn client_tls(&self) -> Option<crate::tls::Files> {
+        Some(crate::tls::Files {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            ca: self.tls_client_ca.clone(),
+        })
+    }
+
+    /// The internal port's mutual-TLS files, when it runs mutual TLS.
+    pub fn internal_tls(&self) -> Option<crate::tls::Files> {
+        Some(crate::tls::Files {
+            cert: self.internal_tls_cert.clone()?,
+            key: self.internal_tls_key.clone()?,
+            ca: Some(self.internal_tls_ca.clone()?),
         })
     }
 

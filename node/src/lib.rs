@@ -42,6 +42,7 @@ pub mod ring;
 pub mod router;
 pub mod serve;
 pub mod shard;
+pub mod tls;
 pub mod wal;
 
 use std::sync::Arc;
@@ -74,6 +75,18 @@ pub async fn run(
     internal: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
+    // Certificates or a token file that do not load stop the start before anything is
+    // opened.
+    let client_tls = match config.client_tls() {
+        Some(files) => Some(
+            tls::Reloading::new(files, tls::client_port_config)
+                .map_err(|e| StartError::Tls(format!("client port: {e}")))?,
+        ),
+        None => None,
+    };
+    if let Some(path) = &config.auth_tokens {
+        api::auth::Tokens::load(path).map_err(|e| StartError::Refused(e.to_string()))?;
+    }
     let metrics = Arc::new(metrics::Metrics::new());
     let node = Node::open(config, metrics).await?;
     let tracker = TaskTracker::new();
@@ -86,7 +99,11 @@ pub async fn run(
         if let Some(d) = crash::delay("internal-serve-delay") {
             tokio::time::sleep(d).await;
         }
-        let http = match raft_net::listener::split(internal, inode, istop.clone()) {
+        let tls = inode.peers.tls().cloned();
+        if let Some(t) = &tls {
+            t.watch(istop.clone());
+        }
+        let http = match raft_net::listener::split(internal, inode, tls, istop.clone()) {
             Ok(h) => h,
             Err(e) => return tracing::error!(error = %e, "internal port"),
         };
@@ -110,8 +127,17 @@ pub async fn run(
         sd.cancelled().await;
         stopping.cancel();
     });
-    let client_app = api::router(node.clone());
-    let serving = serve::serve(client.tap_io(nodelay), client_app, serve::Timeouts::default(), shutdown.clone());
+    let client_app = api::router(node.clone()).map_err(|e| StartError::Refused(e.to_string()))?;
+    let timeouts = serve::Timeouts::default();
+    let serving: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match client_tls {
+        Some(tls) => {
+            tls.watch(shutdown.clone());
+            let listener = tls::TlsListener::new(client, tls, shutdown.clone())
+                .map_err(|e| StartError::Tls(format!("client port: {e}")))?;
+            Box::pin(serve::serve(listener, client_app, timeouts, shutdown.clone()))
+        }
+        None => Box::pin(serve::serve(client.tap_io(nodelay), client_app, timeouts, shutdown.clone())),
+    };
     tokio::select! {
         () = serving => {}
         // The WAL failed for good: stop at once, as a crash would. No drain, no handoff

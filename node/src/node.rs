@@ -55,6 +55,9 @@ pub enum StartError {
     Unopenable { shard: ShardId, dir: String, source: OpenError },
     #[error("{0}")]
     Refused(String),
+    /// A certificate, key or CA file that does not load.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Not a start error: the running node fenced itself (see [`Fence`]); the binary
     /// exits with [`disk::EXIT_FENCED`].
     #[error("fenced: {0}")]
@@ -124,7 +127,14 @@ impl Node {
         std::fs::create_dir_all(&dir).map_err(dir_err)?;
         let mut peers_map = config.peers.clone();
         peers_map.entry(config.node_id).or_insert_with(|| config.internal_addr().to_string());
-        let peers = PeerClient::new(peers_map);
+        let internal_tls = match config.internal_tls() {
+            Some(files) => Some(
+                crate::tls::Reloading::new(files, crate::tls::internal_configs)
+                    .map_err(|e| StartError::Tls(format!("internal port: {e}")))?,
+            ),
+            None => None,
+        };
+        let peers = PeerClient::new(peers_map, internal_tls);
         let shard_count = identity::shard_count(&dir, &config, &peers).await?;
         let on_disk = hosted_on_disk(&dir, shard_count).map_err(dir_err)?;
         let mut hosted = on_disk.hosted;

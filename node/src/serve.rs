@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::error::error_body;
+use crate::tls::PeerIdentity;
 
 /// Time limits on what clients send.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +77,7 @@ impl Default for Timeouts {
 pub async fn serve<L>(mut listener: L, app: Router, timeouts: Timeouts, shutdown: CancellationToken)
 where
     L: Listener,
-    L::Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    L::Io: AsyncRead + AsyncWrite + PeerIdentity + Unpin + Send + 'static,
 {
     let app = app.layer(middleware::from_fn_with_state(timeouts.body_read, body_deadline));
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -123,13 +124,18 @@ async fn connection<I>(
     first_head: Duration,
     shutdown: CancellationToken,
 ) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + PeerIdentity + Unpin + Send + 'static,
 {
     let started = Arc::new(AtomicBool::new(false));
     let tower = TowerToHyperService::new(app);
     let seen = started.clone();
-    let service = hyper::service::service_fn(move |req| {
+    // A verified client certificate names the client for every request it sends.
+    let identity = io.client_identity();
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         seen.store(true, Ordering::Relaxed);
+        if let Some(id) = &identity {
+            req.extensions_mut().insert(id.clone());
+        }
         hyper::service::Service::call(&tower, req)
     });
     let conn = builder.serve_connection(TokioIo::new(io), service);

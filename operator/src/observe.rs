@@ -60,7 +60,7 @@ impl HttpDataPlane {
     /// A client whose probes give up after `timeout` (the driver keeps its own timeouts).
     pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
         Ok(HttpDataPlane {
-            http: reqwest::Client::builder().timeout(timeout).build()?,
+            http: ringkv_api::client::http().timeout(timeout).build()?,
             driver: Driver::new(Vec::new()),
         })
     }

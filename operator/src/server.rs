@@ -44,7 +44,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(serve(listener, metrics, shutdown.clone()));
 
-        let http = reqwest::Client::new();
+        let http = ringkv_api::client::http().build().expect("an HTTP client");
         let health = http.get(format!("http://{addr}/healthz")).send().await.expect("healthz");
         assert!(health.status().is_success());
         let text =

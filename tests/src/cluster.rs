@@ -37,6 +37,8 @@ pub struct ClusterBuilder {
     node_env: Vec<(u64, String, String)>,
     /// Size of a tmpfs mounted at each node's data directory (see [`ClusterBuilder::tmpfs_data_dirs`]).
     tmpfs_bytes: Option<u64>,
+    /// TLS on both ports (see [`ClusterBuilder::tls`]).
+    tls: bool,
 }
 
 impl ClusterBuilder {
@@ -61,6 +63,14 @@ impl ClusterBuilder {
     /// links) and removes it after killing its nodes.
     pub fn network(mut self, network: Network) -> Self {
         self.network = Some(network);
+        self
+    }
+
+    /// TLS on every node's client port and mutual TLS on the internal ports, with a CA and
+    /// certificates made for this cluster ([`Cluster::pki`]); the harness's clients trust
+    /// the CA and present a certificate of their own (`harness`).
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
         self
     }
 
@@ -124,6 +134,7 @@ impl ClusterBuilder {
                     .collect()
             }
         };
+        let pki = self.tls.then(|| Pki::new(dir.path(), &nodes));
         let founders = self.nodes - self.joining.min(self.nodes - 1);
         let peers =
             nodes.iter().take(founders).map(|n| format!("{}={}", n.id, n.internal_addr)).collect::<Vec<_>>().join(",");
@@ -143,17 +154,30 @@ impl ClusterBuilder {
             if !self.standalone {
                 args.extend(["--peers".to_string(), peers.clone()]);
             }
+            if let Some(pki) = &pki {
+                let issued = pki.node(n.id);
+                for (flag, path) in [
+                    ("--tls-cert", &issued.cert),
+                    ("--tls-key", &issued.key),
+                    ("--tls-client-ca", &pki.ca.cert),
+                    ("--internal-tls-cert", &issued.cert),
+                    ("--internal-tls-key", &issued.key),
+                    ("--internal-tls-ca", &pki.ca.cert),
+                ] {
+                    args.extend([flag.to_string(), path.display().to_string()]);
+                }
+            }
             for (k, v) in &self.flags {
                 args.extend([k.clone(), v.clone()]);
             }
             n.set_args(args);
         }
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(HTTP_TIMEOUT)
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .expect("an HTTP client");
+        let http = ringkv_api::client::http().no_proxy().timeout(HTTP_TIMEOUT).connect_timeout(Duration::from_secs(2));
+        let http = match &pki {
+            Some(pki) => http.tls_backend_preconfigured(pki.client_config()),
+            None => http,
+        };
+        let http = http.build().expect("an HTTP client");
         let mut mounts = Vec::new();
         if let Some(bytes) = self.tmpfs_bytes {
             for n in &nodes {
@@ -161,7 +185,8 @@ impl ClusterBuilder {
                 mounts.push(n.data_dir.clone());
             }
         }
-        let cluster = Cluster { nodes, shards: self.shards, http, keep: false.into(), net: self.network, mounts, dir };
+        let cluster =
+            Cluster { nodes, shards: self.shards, http, keep: false.into(), net: self.network, mounts, pki, dir };
         for n in &cluster.nodes {
             let mut env = self.env.clone();
             env.extend(self.node_env.iter().filter(|(id, _, _)| *id == n.id).map(|(_, k, v)| (k.clone(), v.clone())));
@@ -185,6 +210,8 @@ pub struct Cluster {
     net: Option<Network>,
     /// tmpfs mounts at data directories, unmounted by `Drop::drop` after the kills.
     mounts: Vec<std::path::PathBuf>,
+    /// The certificates of a cluster started with [`ClusterBuilder::tls`].
+    pki: Option<Pki>,
     // Dropped last: the processes are killed before their data directory is removed.
     dir: TempDir,
 }
@@ -213,6 +240,7 @@ impl Cluster {
             network: None,
             node_env: Vec::new(),
             tmpfs_bytes: None,
+            tls: false,
         }
     }
 
@@ -239,9 +267,22 @@ impl Cluster {
         self.nodes.iter().filter(|n| n.is_running()).map(|n| n.id).collect()
     }
 
-    /// `http://ip:port` of a node's client API.
+    /// `http://ip:port` (`https://` with TLS) of a node's client API.
     pub fn url(&self, id: u64) -> String {
-        format!("http://{}", self.process(id).client_addr)
+        format!("{}://{}", self.scheme(), self.process(id).client_addr)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.pki.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The certificates of a cluster started with [`ClusterBuilder::tls`].
+    pub fn pki(&self) -> &Pki {
+        self.pki.as_ref().expect("this cluster runs without TLS: start it with ClusterBuilder::tls")
     }
 
     /// A node's internal (Raft) address, as given to `--peers`.
@@ -251,7 +292,14 @@ impl Cluster {
 
     /// The planning library's driver for every node of the cluster (their internal ports).
     pub fn driver(&self) -> ringkv_ctl::driver::Driver {
-        ringkv_ctl::driver::Driver::new(self.ids().iter().map(|id| self.internal_addr(*id).to_string()).collect())
+        let d =
+            ringkv_ctl::driver::Driver::new(self.ids().iter().map(|id| self.internal_addr(*id).to_string()).collect());
+        match &self.pki {
+            Some(pki) => {
+                d.with_client(ringkv_api::client::AdminClient::with_tls(pki.client_config()).expect("an admin client"))
+            }
+            None => d,
+        }
     }
 
     /// A client for one node's API.
@@ -372,7 +420,7 @@ impl Cluster {
 
     /// Node `id`'s `GET /internal/ring` (its replicas, `lost`, readiness) as JSON.
     pub async fn internal_ring(&self, id: u64) -> Result<serde_json::Value, String> {
-        let url = format!("http://{}/internal/ring", self.internal_addr(id));
+        let url = format!("{}://{}/internal/ring", self.scheme(), self.internal_addr(id));
         let resp = self.http.get(url).send().await.map_err(|e| e.to_string())?;
         resp.json().await.map_err(|e| e.to_string())
     }
@@ -555,4 +603,37 @@ pub fn tmpfs_available() -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     mount_tmpfs(dir.path(), 1 << 20)?;
     umount(dir.path())
+}
+
+/// The certificates of a TLS cluster: its CA, each node's certificate (for its address
+/// and `localhost`, on both ports) and the harness's own client certificate.
+pub struct Pki {
+    pub ca: crate::pki::Ca,
+    nodes: BTreeMap<u64, crate::pki::Issued>,
+    pub harness: crate::pki::Issued,
+}
+
+impl Pki {
+    fn new(dir: &std::path::Path, nodes: &[NodeProcess]) -> Pki {
+        let ca = crate::pki::Ca::new(dir, "cluster");
+        let nodes = nodes
+            .iter()
+            .map(|n| {
+                let ip = n.client_addr.ip().to_string();
+                (n.id, ca.issue(&format!("node-{}", n.id), &[&ip, "localhost"], 30))
+            })
+            .collect();
+        let harness = ca.issue("harness", &["harness"], 30);
+        Pki { ca, nodes, harness }
+    }
+
+    /// Node `id`'s certificate files (rewrite them to rotate).
+    pub fn node(&self, id: u64) -> &crate::pki::Issued {
+        &self.nodes[&id]
+    }
+
+    /// Trusts the cluster's CA and presents the harness's certificate.
+    pub fn client_config(&self) -> rustls::ClientConfig {
+        crate::pki::client_config(&self.ca.cert, Some(&self.harness))
+    }
 }

@@ -33,6 +33,7 @@ pub mod linearizability;
 pub mod load;
 pub mod nemesis;
 pub mod netns;
+pub mod pki;
 pub mod process;
 pub mod ttl;
 pub mod watcher;

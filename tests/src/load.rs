@@ -90,7 +90,7 @@ impl Load {
             urls,
             prefix: prefix.to_string(),
             keys,
-            http: reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("client"),
+            http: ringkv_api::client::http().no_proxy().timeout(Duration::from_secs(10)).build().expect("client"),
             history: History::new(),
             stop: AtomicBool::new(false),
             ops: AtomicU64::new(0),

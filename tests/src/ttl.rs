@@ -59,7 +59,7 @@ impl TtlProbe {
             urls,
             prefix: prefix.to_string(),
             ttl,
-            http: reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("client"),
+            http: ringkv_api::client::http().no_proxy().timeout(Duration::from_secs(10)).build().expect("client"),
             stop: AtomicBool::new(false),
             puts: AtomicUsize::new(0),
             reads: AtomicUsize::new(0),

@@ -78,7 +78,7 @@ impl Watches {
     /// every stream is open (60 s at most, then panics), so each covers every write that
     /// starts afterwards.
     pub async fn start(nodes: &[String], keys: &[String], history: History) -> Watches {
-        let http = reqwest::Client::builder()
+        let http = ringkv_api::client::http()
             .no_proxy()
             .connect_timeout(Duration::from_secs(2))
             .build()

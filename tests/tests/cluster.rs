@@ -497,7 +497,13 @@ async fn bad_frames_on_the_internal_wire_are_refused_and_the_cluster_keeps_servi
         assert!(r.is_err() || sink.is_empty(), "no answer to a bad frame: {sink:?}");
     }
     // HTTP on the same port still works, and so does replication.
-    let status = reqwest::get(format!("http://{addr}/internal/status")).await.expect("status");
+    let status = ringkv_api::client::http()
+        .build()
+        .expect("an HTTP client")
+        .get(format!("http://{addr}/internal/status"))
+        .send()
+        .await
+        .expect("status");
     assert_eq!(status.status(), StatusCode::OK);
     for i in 0..20 {
         c.node(1 + i % 3).put(&format!("after-bad-frames/{i}"), "v").await;

@@ -43,7 +43,7 @@ async fn converge(d: &Driver, shards: u32, nodes: &[u64]) -> Result<Ring, String
 /// for segment rotation and compaction. Outcomes do not matter here (the recorded load checks
 /// correctness).
 async fn filler(urls: Vec<String>, stop: Arc<AtomicBool>) {
-    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("client");
+    let http = ringkv_api::client::http().no_proxy().timeout(Duration::from_secs(5)).build().expect("client");
     let value = "x".repeat(8 << 10);
     let mut i = 0usize;
     while !stop.load(Ordering::Acquire) {

@@ -176,7 +176,7 @@ async fn interrupted_splits_and_merges_converge_and_a_killed_node_follows() {
 /// last cursor when the stream ends, and returns every event's data until one carries
 /// `want` as its value (or the deadline passes).
 async fn watch_until(base: String, key: String, want: String, deadline: Duration) -> Vec<serde_json::Value> {
-    let http = reqwest::Client::new();
+    let http = ringkv_api::client::http().build().expect("an HTTP client");
     let end = tokio::time::Instant::now() + deadline;
     let mut last_id: Option<String> = None;
     let mut seen = Vec::new();

@@ -477,7 +477,7 @@ async fn busy_keep_alive_connections_and_watch_streams_outlive_the_stall_limits(
     let n = c.node(1);
     let addr = addr(&c);
     // The harness's client gives up on a request after 15 s, body included; a stream may not.
-    let streaming = reqwest::Client::builder().no_proxy().build().expect("an HTTP client");
+    let streaming = ringkv_api::client::http().no_proxy().build().expect("an HTTP client");
     let mut watch = streaming.get(c.url(1) + "/v1/watch?prefix=w/").send().await.expect("open a watch");
     assert_eq!(watch.status(), StatusCode::OK);
 
@@ -516,7 +516,7 @@ async fn busy_keep_alive_connections_and_watch_streams_outlive_the_stall_limits(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_an_open_watch_stream_and_a_stalled_client_still_exits_zero() {
     let c = Cluster::standalone().await;
-    let streaming = reqwest::Client::builder().no_proxy().build().expect("an HTTP client");
+    let streaming = ringkv_api::client::http().no_proxy().build().expect("an HTTP client");
     let watch = streaming.get(c.url(1) + "/v1/watch?prefix=p/").send().await.expect("open a watch");
     assert_eq!(watch.status(), StatusCode::OK);
     let mut stalled = TcpStream::connect(addr(&c)).await.expect("connect");

@@ -93,7 +93,7 @@ async fn fixture_starts(name: &str, finished: u64, hosted: &[u64]) {
         .map(String::from)
         .to_vec(),
     );
-    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("client");
+    let http = ringkv_api::client::http().no_proxy().timeout(Duration::from_secs(10)).build().expect("client");
     let client = NodeClient::new(2, format!("http://{}", n.client_addr), http.clone());
 
     let first = start_and_look(&n, &client, &http).await;

@@ -61,7 +61,7 @@ impl Reply {
 
 impl Curl {
     fn new(with_cookies: bool) -> Self {
-        let http = reqwest::Client::builder()
+        let http = ringkv_api::client::http()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(15))

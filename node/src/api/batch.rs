@@ -17,6 +17,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::{Access, Op};
 use super::{extract, params};
 use crate::api::error::ApiError;
 use crate::node::Node;
@@ -165,7 +166,12 @@ fn op_result(kind: OpKind, key: &[u8], db: u8, shard: ShardId, group_ok: bool, r
 }
 
 /// `POST /v1/batch`.
-pub async fn batch(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn batch(
+    State(node): State<Arc<Node>>,
+    access: Access,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     if params::body_kind(ct)? != params::BodyKind::Json {
         return Err(ApiError::UnsupportedMediaType { message: "POST /v1/batch takes application/json".into() });
@@ -188,6 +194,15 @@ pub async fn batch(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body
     for (i, op) in b.ops.into_iter().enumerate() {
         let op: BatchOp = serde_json::from_value(Value::Object(op)).map_err(|e| bad(i, e))?;
         let (kind, db, key, client_op) = decode_op(i, op, default_db, &node)?;
+        // Each op, before any is proposed: one outside the principal's limits refuses the batch.
+        let need = match kind {
+            OpKind::Get => Op::Read,
+            OpKind::Put | OpKind::Delete => Op::Write,
+        };
+        access.allow(need, db, &key).map_err(|e| match e {
+            ApiError::Forbidden { message } => ApiError::Forbidden { message: format!("ops[{i}]: {message}") },
+            other => other,
+        })?;
         kinds.push(kind);
         let shard = node.router.locate(db, &key);
         groups.entry(shard).or_default().push((i, db, key, client_op));

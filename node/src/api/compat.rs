@@ -7,6 +7,9 @@
 //! `X-Ringkv-Db` header, else the `ringkv_db` cookie that `/select_db` sets, else 0. The
 //! seeds' server-wide "active database" is deliberately per client: on a shared server it
 //! would let one client's `select_db` redirect another's writes.
+//!
+//! Every route reads and writes through [`put`], [`get`] and [`delete`], which hold the
+//! request's [`Access`] to the key and database they touch.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::{Access, Op};
 use super::query::{Db, Param};
 use super::{extract, params};
 use crate::api::error::ApiError;
@@ -156,8 +160,16 @@ fn body_limit(node: &Node) -> usize {
 }
 
 /// Writes `key`; returns the v1 put answer (`{key, db, shard, revision}`).
-async fn put(node: &Node, db: u8, key: &str, value: String, ttl: Option<Duration>) -> Result<Value, ApiError> {
+async fn put(
+    node: &Node,
+    access: &Access,
+    db: u8,
+    key: &str,
+    value: String,
+    ttl: Option<Duration>,
+) -> Result<Value, ApiError> {
     let key = params::key(key, node.config.max_key_bytes)?;
+    access.allow(Op::Write, db, &key)?;
     params::value_len(value.len(), node.config.max_value_bytes)?;
     let ttl_ms = ttl.map(|d| d.as_millis().max(1) as u64);
     let w = node.write_key(db, key.clone(), Some(value.into_bytes().into()), ttl_ms, None).await?;
@@ -167,8 +179,9 @@ async fn put(node: &Node, db: u8, key: &str, value: String, ttl: Option<Duration
 }
 
 /// A linearizable read of `key`: its value, or `None` when absent or expired.
-async fn get(node: &Node, db: u8, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
+async fn get(node: &Node, access: &Access, db: u8, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
     let key = params::key(key, node.config.max_key_bytes)?;
+    access.allow(Op::Read, db, &key)?;
     let shard = node.router.locate(db, &key);
     let entry = node.read(shard, calls::Get { db, key }, Consistency::Linearizable).await?;
     Ok(entry.map(|e| e.value.into()))
@@ -190,6 +203,7 @@ fn govault_not_found() -> Response {
 /// the v1 put answer. See [`set_kind`].
 pub async fn set(
     State(node): State<Arc<Node>>,
+    access: Access,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -201,10 +215,10 @@ pub async fn set(
             let q = params::query(q.as_deref(), &["db"])?;
             let db = resolve_db(&q, &headers)?;
             let (key, value, _) = govault_body(&bytes, false)?;
-            put(&node, db, &key, value, None).await?;
+            put(&node, &access, db, &key, value, None).await?;
             Ok(StatusCode::CREATED.into_response())
         }
-        SetKind::Form => form_put(&node, q.as_deref(), &headers, &bytes).await,
+        SetKind::Form => form_put(&node, &access, q.as_deref(), &headers, &bytes).await,
     }
 }
 
@@ -212,19 +226,26 @@ pub async fn set(
 /// Served by whichever node is asked: never the seed's redirect to the owning shard.
 pub async fn store(
     State(node): State<Arc<Node>>,
+    access: Access,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = extract::read_body(body, &headers, body_limit(&node), "body").await?;
-    form_put(&node, q.as_deref(), &headers, &bytes).await
+    form_put(&node, &access, q.as_deref(), &headers, &bytes).await
 }
 
-async fn form_put(node: &Node, q: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+async fn form_put(
+    node: &Node,
+    access: &Access,
+    q: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let q = params::query(q, &["key", "value", "db"])?;
     let db = resolve_db(&q, headers)?;
     let (key, value) = form_fields(&q, body, true)?;
-    let answer = put(node, db, &key, value.unwrap_or_default(), None).await?;
+    let answer = put(node, access, db, &key, value.unwrap_or_default(), None).await?;
     Ok(Json(answer).into_response())
 }
 
@@ -233,6 +254,7 @@ async fn form_put(node: &Node, q: Option<&str>, headers: &HeaderMap, body: &[u8]
 /// is JSON whatever the content type, as govault decoded it.
 pub async fn set_with_ttl(
     State(node): State<Arc<Node>>,
+    access: Access,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -241,7 +263,7 @@ pub async fn set_with_ttl(
     let db = resolve_db(&q, &headers)?;
     let bytes = extract::read_body(body, &headers, body_limit(&node), "body").await?;
     let (key, value, ttl) = govault_body(&bytes, true)?;
-    put(&node, db, &key, value, ttl).await?;
+    put(&node, &access, db, &key, value, ttl).await?;
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -252,14 +274,21 @@ struct SelectDb {
 }
 
 /// `POST /select_db`, govault: JSON `{"db": N}` → 200 `{"db": N}` and a `ringkv_db`
-/// cookie. The selection is the client's (its cookie jar), not the server's.
-pub async fn select_db(RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+/// cookie. The selection is the client's (its cookie jar), not the server's; a principal
+/// limited to some databases may select only those.
+pub async fn select_db(
+    access: Access,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     params::query(q.as_deref(), &[])?;
     let bytes = extract::read_body(body, &headers, 64 << 10, "body").await?;
     params::require_json_object(&bytes)?;
     let SelectDb { db } = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("bad_json", format!("invalid JSON body (want {{\"db\": N}}): {e}")))?;
     let db = Db::parse(&db.to_string())?.0;
+    access.allow_db(Op::Read, db)?;
     let cookie = HeaderValue::from_str(&db_cookie(db)).map_err(ApiError::internal)?;
     Ok(([(header::SET_COOKIE, cookie)], Json(json!({ "db": db }))).into_response())
 }
@@ -267,6 +296,7 @@ pub async fn select_db(RawQuery(q): RawQuery, headers: HeaderMap, body: Body) ->
 /// `GET /get/{key}`, govault: 200 with the raw value, or 404 `{"message":{"error":"Key not found"}}`.
 pub async fn get_path(
     State(node): State<Arc<Node>>,
+    access: Access,
     uri: Uri,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -274,33 +304,35 @@ pub async fn get_path(
     let key = extract::key_from_path(uri.path(), "/get/")?;
     let q = params::query(q.as_deref(), &["db"])?;
     let db = resolve_db(&q, &headers)?;
-    Ok(get(&node, db, &key).await?.map_or_else(govault_not_found, raw))
+    Ok(get(&node, &access, db, &key).await?.map_or_else(govault_not_found, raw))
 }
 
 /// `GET /get?key=K`: govault, GoKeyDB and Distributed-KV-Database. 200 with the raw
 /// value, or govault's 404 (the other seeds documented only the status).
 pub async fn get_query(
     State(node): State<Arc<Node>>,
+    access: Access,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let q = params::query(q.as_deref(), &["key", "db"])?;
     let db = resolve_db(&q, &headers)?;
     let (key, _) = form_fields(&q, b"", false)?;
-    Ok(get(&node, db, &key).await?.map_or_else(govault_not_found, raw))
+    Ok(get(&node, &access, db, &key).await?.map_or_else(govault_not_found, raw))
 }
 
 /// `GET /retrieve?key=K`, KeyValueStore: 200 with the raw value, or 404 as a v1 error.
 /// Served by whichever node is asked (no redirect).
 pub async fn retrieve(
     State(node): State<Arc<Node>>,
+    access: Access,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let q = params::query(q.as_deref(), &["key", "db"])?;
     let db = resolve_db(&q, &headers)?;
     let (key, _) = form_fields(&q, b"", false)?;
-    match get(&node, db, &key).await? {
+    match get(&node, &access, db, &key).await? {
         Some(v) => Ok(raw(v)),
         None => Err(ApiError::NotFound { message: format!("key `{key}` not found in db {db}") }),
     }
@@ -309,32 +341,35 @@ pub async fn retrieve(
 /// `DELETE /delete/{key}`, govault → 204, also when the key was absent (see [`delete`]).
 pub async fn delete_path(
     State(node): State<Arc<Node>>,
+    access: Access,
     uri: Uri,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = extract::key_from_path(uri.path(), "/delete/")?;
     let q = params::query(q.as_deref(), &["db"])?;
-    delete(&node, resolve_db(&q, &headers)?, &key).await
+    delete(&node, &access, resolve_db(&q, &headers)?, &key).await
 }
 
 /// `DELETE /delete?key=K`, govault → 204, also when the key was absent (see [`delete`]).
 pub async fn delete_query(
     State(node): State<Arc<Node>>,
+    access: Access,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let q = params::query(q.as_deref(), &["key", "db"])?;
     let db = resolve_db(&q, &headers)?;
     let (key, _) = form_fields(&q, b"", false)?;
-    delete(&node, db, &key).await
+    delete(&node, &access, db, &key).await
 }
 
 /// Deletes are idempotent: 204 whether or not the key existed. govault's README gives no
 /// answer for a missing key, and a delete retried through a leader change may find its
 /// own earlier attempt already applied; a 404 would report that success as a failure.
-async fn delete(node: &Node, db: u8, key: &str) -> Result<Response, ApiError> {
+async fn delete(node: &Node, access: &Access, db: u8, key: &str) -> Result<Response, ApiError> {
     let key = params::key(key, node.config.max_key_bytes)?;
+    access.allow(Op::Write, db, &key)?;
     node.write_key(db, key, None, None, None).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -24,6 +24,14 @@ pub enum ApiError {
     /// revision.
     #[error("{message}")]
     Conflict { message: String, current_revision: u64 },
+    /// No credentials, or ones naming no principal (401 with `WWW-Authenticate`): send a
+    /// valid `Authorization: Bearer` token.
+    #[error("{message}")]
+    Unauthorized { message: String },
+    /// The principal may not do this: its role, databases or key prefixes do not allow
+    /// it (403). Nothing was applied; retrying with the same credentials will not help.
+    #[error("{message}")]
+    Forbidden { message: String },
     /// Content type this route does not take (415).
     #[error("{message}")]
     UnsupportedMediaType { message: String },
@@ -62,6 +70,8 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Unavailable { .. } | ApiError::OutcomeUnknown { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -75,6 +85,8 @@ impl ApiError {
             ApiError::NotFound { .. } => "not_found",
             ApiError::Conflict { .. } => "revision_mismatch",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::Forbidden { .. } => "forbidden",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::OutcomeUnknown { .. } => "outcome_unknown",
             ApiError::InsufficientStorage { .. } => "insufficient_storage",
@@ -116,6 +128,9 @@ impl IntoResponse for ApiError {
         let mut resp = (status, axum::Json(ErrorBody { error })).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ringkv\""));
         }
         if status == StatusCode::INSUFFICIENT_STORAGE {
             // Space comes back when an operator or compaction frees it: not within a second.

@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::api::error::error_body;
+use crate::api::auth::{Access, Op};
+use crate::api::error::{error_body, ApiError};
 use crate::node::Node;
 use ringkv_api::v1::{ClusterNode, ClusterView, RingShard};
 
@@ -34,8 +35,9 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Response {
 
 /// `GET /v1/cluster`: this node's replicas (`shards`: members, leaders, terms, indexes)
 /// and the whole ring as its routes know it (`ring`: every shard's slice, epoch,
-/// members and leader, hosted here or not).
-pub async fn cluster(State(node): State<Arc<Node>>) -> Json<ClusterView> {
+/// members and leader, hosted here or not). Admin only, with `--auth-tokens`.
+pub async fn cluster(State(node): State<Arc<Node>>, access: Access) -> Result<Json<ClusterView>, ApiError> {
+    access.require(Op::Admin)?;
     let ring = node.ring();
     let routes: Vec<RingShard> = node
         .router
@@ -58,7 +60,7 @@ pub async fn cluster(State(node): State<Arc<Node>>) -> Json<ClusterView> {
         .into_iter()
         .map(|id| ClusterNode { id, internal_addr: node.peers.addr(id).unwrap_or_default() })
         .collect();
-    Json(ClusterView {
+    Ok(Json(ClusterView {
         node_id: node.id,
         epoch: ring.epoch,
         shard_count: ring.shard_count,
@@ -66,5 +68,5 @@ pub async fn cluster(State(node): State<Arc<Node>>) -> Json<ClusterView> {
         nodes,
         shards: ring.shards,
         ring: routes,
-    })
+    }))
 }

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ringkv_api::v1::{Deleted, Encoding, Entry, Listing, Written};
 
+use super::auth::{Access, Op};
 use super::extract;
 use super::params::{self, BodyKind};
 use super::query::{DeleteQuery, GetQuery, ListQuery, PutQuery, Query};
@@ -25,6 +26,7 @@ fn path_key(uri: &Uri, node: &Node) -> Result<Vec<u8>, ApiError> {
 /// `PUT /v1/kv/{key}`: the raw body is the value, or a JSON body `{"value", "ttl", "encoding"}`.
 pub async fn put_key(
     State(node): State<Arc<Node>>,
+    access: Access,
     uri: Uri,
     Query(q): Query<PutQuery>,
     headers: HeaderMap,
@@ -32,6 +34,8 @@ pub async fn put_key(
 ) -> Result<Json<Written>, ApiError> {
     let key = path_key(&uri, &node)?;
     let (db, expect) = (q.db.0, q.prev_revision.map(|r| r.0));
+    // Before the body is read: a refused writer's value is never buffered.
+    access.allow(Op::Write, db, &key)?;
     let mut ttl = q.ttl.map(|t| t.0);
     let ct = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("invalid"));
     let max = node.config.max_value_bytes;
@@ -79,12 +83,14 @@ fn to_entry(key: &[u8], db: u8, e: &KeyEntry, now: u64) -> Entry {
 /// `GET /v1/kv/{key}`: JSON, or the raw bytes with `Accept: application/octet-stream`.
 pub async fn get_key(
     State(node): State<Arc<Node>>,
+    access: Access,
     uri: Uri,
     Query(q): Query<GetQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = path_key(&uri, &node)?;
     let (db, c) = (q.db.0, q.consistency.unwrap_or(Consistency::Linearizable));
+    access.allow(Op::Read, db, &key)?;
     let shard = node.router.locate(db, &key);
     let entry = node.read(shard, calls::Get { db, key: key.clone() }, c).await?;
     let Some(e) = entry else {
@@ -105,11 +111,13 @@ pub async fn get_key(
 /// `DELETE /v1/kv/{key}`: `{"deleted": 1}`, or `{"deleted": 0}` when absent.
 pub async fn delete_key(
     State(node): State<Arc<Node>>,
+    access: Access,
     uri: Uri,
     Query(q): Query<DeleteQuery>,
 ) -> Result<Json<Deleted>, ApiError> {
     let key = path_key(&uri, &node)?;
     let (db, expect) = (q.db.0, q.prev_revision.map(|r| r.0));
+    access.allow(Op::Write, db, &key)?;
     let w = node.write_key(db, key.clone(), None, None, expect).await?;
     let key = String::from_utf8_lossy(&key).into_owned();
     Ok(Json(Deleted { key, db, deleted: u8::from(w.deleted), revision: w.revision }))
@@ -142,9 +150,14 @@ async fn list_once(
 
 /// `GET /v1/kv?prefix=P&limit=L&cursor=C`: keys of one db in key order across every
 /// shard. `next_cursor` continues the listing; it is null on the last page.
-pub async fn list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Result<Json<Listing>, ApiError> {
+pub async fn list(
+    State(node): State<Arc<Node>>,
+    access: Access,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Listing>, ApiError> {
     let (db, c) = (q.db.0, q.consistency.unwrap_or(Consistency::Linearizable));
     let prefix = q.prefix.unwrap_or_default().into_bytes();
+    access.allow_prefix(Op::Read, db, &prefix)?;
     let limit = q.limit.map_or(100, |l| l.0);
     let start_after = q.cursor.map(|c| c.0);
     // A split during the listing makes a shard refuse (its modulus changed): list again

@@ -1,7 +1,8 @@
-//! The client HTTP API: routes, request metrics, and the JSON fallback for unknown
-//! routes and methods.
+//! The client HTTP API: routes, request metrics, authentication ([`auth`], with
+//! `--auth-tokens`), and the JSON fallback for unknown routes and methods.
 
 pub mod admin;
+pub mod auth;
 pub mod batch;
 pub mod compat;
 pub mod error;
@@ -27,9 +28,11 @@ use axum::Router;
 use crate::api::error::error_body;
 use crate::node::Node;
 
-/// The client-port router.
-pub fn router(node: Arc<Node>) -> Router {
-    Router::new()
+/// The client-port router. With `--auth-tokens` it reads the token file, and an
+/// unreadable or invalid one is an error (the node must not start open by mistake);
+/// the file is then re-read on changes until the node stops.
+pub fn router(node: Arc<Node>) -> Result<Router, auth::LoadError> {
+    let mut app = Router::new()
         .route("/v1/kv", get(kv::list))
         .route("/v1/kv/{*key}", get(kv::get_key).put(kv::put_key).delete(kv::delete_key))
         .route("/v1/batch", axum::routing::post(batch::batch))
@@ -49,9 +52,14 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(node.clone(), track))
-        .with_state(node)
+        .method_not_allowed_fallback(method_not_allowed);
+    if let Some(path) = &node.config.auth_tokens {
+        let guard = auth::Guard::load(path, node.config.metrics_auth)?;
+        guard.watch(node.stopping.clone());
+        // Inside `track`, so refused requests are counted too.
+        app = app.layer(middleware::from_fn_with_state(guard, auth::authenticate));
+    }
+    Ok(app.layer(middleware::from_fn_with_state(node.clone(), track)).with_state(node))
 }
 
 async fn not_found() -> Response {

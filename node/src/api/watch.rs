@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
+use super::auth::{Access, Op};
 use super::params;
 use super::query::{Query, WatchQuery};
 use crate::api::error::ApiError;
@@ -78,13 +79,21 @@ fn to_sse(item: Item) -> SseEvent {
     }
 }
 
-/// `GET /v1/watch`: served here, or relayed from a node that holds what it needs.
+/// `GET /v1/watch`: served here, or relayed from a node that holds what it needs. The
+/// principal is checked here, before any stream opens; a relayed watch is not checked
+/// again (the internal port trusts its peers).
 pub async fn watch(
     State(node): State<Arc<Node>>,
+    access: Access,
     Query(q): Query<WatchQuery>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    match (&q.key, &q.prefix) {
+        (Some(key), None) => access.allow(Op::Read, q.db.0, key.as_bytes())?,
+        (None, prefix) => access.allow_prefix(Op::Read, q.db.0, prefix.as_deref().unwrap_or("").as_bytes())?,
+        (Some(_), Some(_)) => {} // refused by `open` (400)
+    }
     open(node, q, raw, headers, true).await
 }
 

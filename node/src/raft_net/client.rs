@@ -13,25 +13,71 @@ use super::call::Call;
 use super::error::NetError;
 use super::wire::WireClient;
 use crate::ring::{NodeId, ShardId};
+use crate::tls::{Mutual, Reloading};
 
 /// Addresses of the peers' internal ports and the shared HTTP/2 client.
 #[derive(Clone)]
 pub struct PeerClient {
-    http: reqwest::Client,
+    /// The HTTP/2 client, and the TLS generation it was built with (rebuilt when the
+    /// certificate files change).
+    http: Arc<RwLock<(u64, reqwest::Client)>>,
     wire: Arc<WireClient>,
     addrs: Arc<RwLock<BTreeMap<NodeId, String>>>,
+    tls: Option<Arc<Reloading<Mutual>>>,
+}
+
+fn http_client(tls: Option<&Reloading<Mutual>>) -> reqwest::Client {
+    let builder = ringkv_api::client::http()
+        .http2_prior_knowledge()
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5));
+    let builder = match tls {
+        Some(t) => builder.tls_backend_preconfigured((*t.current().client).clone()),
+        None => builder,
+    };
+    builder.build().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "internal HTTP client");
+        reqwest::Client::default()
+    })
 }
 
 impl PeerClient {
-    pub fn new(addrs: BTreeMap<NodeId, String>) -> Self {
-        let http = reqwest::Client::builder()
-            .http2_prior_knowledge()
-            .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Self { http, wire: Arc::default(), addrs: Arc::new(RwLock::new(addrs)) }
+    /// A client of the peers at `addrs`; with `tls`, every connection is mutual TLS.
+    pub fn new(addrs: BTreeMap<NodeId, String>, tls: Option<Arc<Reloading<Mutual>>>) -> Self {
+        let generation = tls.as_ref().map_or(0, |t| t.generation());
+        let http = http_client(tls.as_deref());
+        Self {
+            http: Arc::new(RwLock::new((generation, http))),
+            wire: Arc::new(WireClient::new(tls.clone())),
+            addrs: Arc::new(RwLock::new(addrs)),
+            tls,
+        }
+    }
+
+    /// The internal port's mutual TLS, if it runs (the listener serves with it).
+    pub fn tls(&self) -> Option<&Arc<Reloading<Mutual>>> {
+        self.tls.as_ref()
+    }
+
+    /// `http` or `https`.
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The HTTP client with the current certificate.
+    fn http(&self) -> reqwest::Client {
+        if let Some(t) = &self.tls {
+            let generation = t.generation();
+            if self.http.read().0 != generation {
+                *self.http.write() = (generation, http_client(Some(t)));
+            }
+        }
+        self.http.read().1.clone()
     }
 
     /// The internal address of `node`, if known.
@@ -48,7 +94,7 @@ impl PeerClient {
         last_event_id: Option<&str>,
     ) -> Result<reqwest::Response, NetError> {
         let addr = self.resolve(node, None)?;
-        let mut req = self.http.get(format!("http://{addr}{path}"));
+        let mut req = self.http().get(format!("{}://{addr}{path}", self.scheme()));
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id);
         }
@@ -112,8 +158,8 @@ impl PeerClient {
     ) -> Result<Resp, NetError> {
         let body = postcard::to_stdvec(req).map_err(|e| NetError::Remote(node, format!("encode: {e}")))?;
         let resp = self
-            .http
-            .post(format!("http://{addr}{path}"))
+            .http()
+            .post(format!("{}://{addr}{path}", self.scheme()))
             .header("content-type", "application/x-postcard")
             .timeout(timeout)
             .body(body)
@@ -142,8 +188,8 @@ impl PeerClient {
             ringkv_api::admin::Method::Delete => reqwest::Method::DELETE,
         };
         let resp = self
-            .http
-            .request(method, format!("http://{addr}{}", req.path()))
+            .http()
+            .request(method, format!("{}://{addr}{}", self.scheme(), req.path()))
             .timeout(timeout)
             .send()
             .await
@@ -168,8 +214,8 @@ impl PeerClient {
     ) -> Result<Resp, NetError> {
         let addr = self.resolve(node, None)?;
         let resp = self
-            .http
-            .get(format!("http://{addr}{path}"))
+            .http()
+            .get(format!("{}://{addr}{path}", self.scheme()))
             .timeout(timeout)
             .send()
             .await

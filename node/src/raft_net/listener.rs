@@ -14,8 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::call::Call;
 use super::error::CallError;
+use super::stream::{Connection, Prefixed};
 use super::wire::{self, Kind, MAGIC};
 use crate::ring::ShardId;
+use crate::tls::{Mutual, Reloading};
 
 /// What answers the calls that arrive over the wire: the node.
 pub trait Inbound: Send + Sync + 'static {
@@ -34,15 +36,15 @@ const SNIFF_LIMIT: Duration = Duration::from_secs(5);
 
 /// The HTTP side of the internal port, as `axum::serve` sees it.
 pub struct HttpSide {
-    rx: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    rx: mpsc::Receiver<(Prefixed, SocketAddr)>,
     local: SocketAddr,
 }
 
 impl Listener for HttpSide {
-    type Io = TcpStream;
+    type Io = Prefixed;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+    async fn accept(&mut self) -> (Prefixed, SocketAddr) {
         match self.rx.recv().await {
             Some(c) => c,
             None => std::future::pending().await, // stopping: axum's shutdown ends the wait
@@ -55,8 +57,15 @@ impl Listener for HttpSide {
 }
 
 /// Accepts on `listener` until `stop`, serving wire connections itself and passing the
-/// others to the returned HTTP side.
-pub fn split<H: Inbound>(listener: TcpListener, node: Arc<H>, stop: CancellationToken) -> std::io::Result<HttpSide> {
+/// others to the returned HTTP side. With `tls`, every connection must first complete
+/// the mutual TLS handshake (a client certificate of the cluster's CA); one that does not
+/// is closed before a byte of it is read as a request.
+pub fn split<H: Inbound>(
+    listener: TcpListener,
+    node: Arc<H>,
+    tls: Option<Arc<Reloading<Mutual>>>,
+    stop: CancellationToken,
+) -> std::io::Result<HttpSide> {
     let local = listener.local_addr()?;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -68,7 +77,8 @@ pub fn split<H: Inbound>(listener: TcpListener, node: Arc<H>, stop: Cancellation
             match accepted {
                 Ok((s, addr)) => {
                     let _ = s.set_nodelay(true);
-                    tokio::spawn(sniff(s, addr, tx.clone(), node.clone(), stop.clone()));
+                    let tls = tls.as_ref().map(|t| t.current().server.clone());
+                    tokio::spawn(sniff(s, addr, tls, tx.clone(), node.clone(), stop.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: do not spin.
@@ -81,42 +91,47 @@ pub fn split<H: Inbound>(listener: TcpListener, node: Arc<H>, stop: Cancellation
     Ok(HttpSide { rx, local })
 }
 
+/// Completes the TLS handshake if there is one, then tells the wire from HTTP by the
+/// connection's first four bytes.
 async fn sniff<H: Inbound>(
     s: TcpStream,
     addr: SocketAddr,
-    http: mpsc::Sender<(TcpStream, SocketAddr)>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    http: mpsc::Sender<(Prefixed, SocketAddr)>,
     node: Arc<H>,
     stop: CancellationToken,
 ) {
-    let mut head = [0u8; 4];
-    let peeked = tokio::time::timeout(SNIFF_LIMIT, async {
-        loop {
-            let n = s.peek(&mut head).await?;
-            if n == 0 || n >= head.len() {
-                return Ok::<usize, std::io::Error>(n);
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+    let opened = tokio::time::timeout(SNIFF_LIMIT, async {
+        let mut conn = match tls {
+            None => Connection::Plain(s),
+            Some(config) => match tokio_rustls::TlsAcceptor::from(config).accept(s).await {
+                Ok(t) => Connection::ServerTls(Box::new(t)),
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "internal port: refused a connection in the TLS handshake");
+                    return None;
+                }
+            },
+        };
+        let mut head = [0u8; 4];
+        conn.read_exact(&mut head).await.ok()?;
+        Some((conn, head))
     })
     .await;
-    match peeked {
-        Ok(Ok(4)) if &head == MAGIC => serve_wire(s, node, stop).await,
-        Ok(Ok(n)) if n > 0 => {
-            let _ = http.send((s, addr)).await;
+    match opened {
+        Ok(Some((conn, head))) if &head == MAGIC => serve_wire(conn, node, stop).await,
+        Ok(Some((conn, head))) => {
+            let _ = http.send((Prefixed::new(head.to_vec(), conn), addr)).await;
         }
-        _ => {} // closed, silent or broken before saying anything
+        _ => {} // refused, closed, silent or broken before saying anything
     }
 }
 
-/// Serves one wire connection: each request in its own task (a slow append must not hold
-/// up a vote), answers written back in batches by the connection's writer.
-async fn serve_wire<H: Inbound>(s: TcpStream, node: Arc<H>, stop: CancellationToken) {
-    let (r, w) = s.into_split();
+/// Serves one wire connection (its magic already read): each request in its own task (a
+/// slow append must not hold up a vote), answers written back in batches by the
+/// connection's writer.
+async fn serve_wire<H: Inbound>(s: Connection, node: Arc<H>, stop: CancellationToken) {
+    let (r, w) = s.split();
     let mut r = BufReader::with_capacity(64 << 10, r);
-    let mut magic = [0u8; 4];
-    if r.read_exact(&mut magic).await.is_err() {
-        return;
-    }
     let conn_stop = stop.child_token();
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(wire::write_loop(w, rx, conn_stop.clone()));

@@ -6,12 +6,14 @@
 //! and relayed watches use HTTP/2 (h2c) on the same port, which tells the two apart by a
 //! connection's first bytes ([`listener`]). Bodies are postcard either way. Which calls
 //! exist is [`call`]; the node answers them ([`listener::Inbound`]) and the API layer
-//! mounts the HTTP routes (`api::internal`).
+//! mounts the HTTP routes (`api::internal`). With mutual TLS on ([`crate::tls::Mutual`]),
+//! both run inside it: a connection that fails the handshake never reaches either.
 
 pub mod call;
 pub mod client;
 pub mod error;
 pub mod listener;
+pub mod stream;
 pub mod wire;
 
 pub use call::{Call, RaftRpc};

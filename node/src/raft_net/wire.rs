@@ -28,13 +28,14 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::error::NetError;
+use super::stream::{server_name, Connection, Reader, Writer};
 use crate::ring::{NodeId, ShardId};
+use crate::tls::{Mutual, Reloading};
 
 /// The first bytes a wire connection sends.
 pub const MAGIC: &[u8; 4] = b"RKW1";
@@ -116,7 +117,7 @@ pub struct Request {
 }
 
 /// Reads one frame's length and the rest of it; `None` at a clean end of stream.
-async fn read_frame(r: &mut BufReader<OwnedReadHalf>, header: usize) -> std::io::Result<Option<Vec<u8>>> {
+async fn read_frame(r: &mut BufReader<Reader>, header: usize) -> std::io::Result<Option<Vec<u8>>> {
     let len = match r.read_u32().await {
         Ok(n) => n as usize,
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
@@ -135,7 +136,7 @@ async fn read_frame(r: &mut BufReader<OwnedReadHalf>, header: usize) -> std::io:
 }
 
 /// Reads the next request frame (server side).
-pub async fn read_request(r: &mut BufReader<OwnedReadHalf>) -> std::io::Result<Option<Request>> {
+pub async fn read_request(r: &mut BufReader<Reader>) -> std::io::Result<Option<Request>> {
     let Some(buf) = read_frame(r, REQ_HEADER).await? else { return Ok(None) };
     let id = u64::from_be_bytes(buf[0..8].try_into().unwrap_or_default());
     let kind = buf[8];
@@ -146,7 +147,7 @@ pub async fn read_request(r: &mut BufReader<OwnedReadHalf>) -> std::io::Result<O
 
 /// Writes frames as they come, every frame already queued (up to a batch) in one write.
 /// Cancels `stop` when the connection fails or the channel closes.
-pub async fn write_loop(w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>, stop: CancellationToken) {
+pub async fn write_loop(w: Writer, mut rx: mpsc::UnboundedReceiver<Vec<u8>>, stop: CancellationToken) {
     let mut w = BufWriter::with_capacity(WRITE_BATCH_BYTES, w);
     'frames: loop {
         let first = tokio::select! {
@@ -187,14 +188,28 @@ struct Conn {
 }
 
 impl Conn {
-    async fn dial(addr: &str, timeout: Duration) -> Result<Arc<Conn>, String> {
-        let mut s = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    /// Connects to `addr` (with mutual TLS when `tls` is given: the peer must prove a
+    /// certificate of the cluster's CA for that name) and says the wire's magic.
+    async fn dial(addr: &str, timeout: Duration, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Arc<Conn>, String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let s = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
             .await
             .map_err(|_| format!("connect to {addr}: no answer in {timeout:?}"))?
             .map_err(|e| format!("connect to {addr}: {e}"))?;
         let _ = s.set_nodelay(true);
+        let mut s = match tls {
+            None => Connection::Plain(s),
+            Some(config) => {
+                let name = server_name(addr)?;
+                let tls = tokio::time::timeout_at(deadline, tokio_rustls::TlsConnector::from(config).connect(name, s))
+                    .await
+                    .map_err(|_| format!("TLS handshake with {addr}: no answer in {timeout:?}"))?
+                    .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+                Connection::ClientTls(Box::new(tls))
+            }
+        };
         s.write_all(MAGIC).await.map_err(|e| e.to_string())?;
-        let (r, w) = s.into_split();
+        let (r, w) = s.split();
         let (tx, rx) = mpsc::unbounded_channel();
         let conn = Arc::new(Conn {
             addr: addr.to_string(),
@@ -222,7 +237,7 @@ impl Conn {
 }
 
 async fn read_answers(
-    r: OwnedReadHalf,
+    r: Reader,
     pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>>,
     dead: CancellationToken,
     opened: Instant,
@@ -256,13 +271,19 @@ async fn read_answers(
 }
 
 /// Wire connections to every peer, dialled on first use and again after a failure.
-#[derive(Default)]
 pub struct WireClient {
     conns: Mutex<HashMap<NodeId, Arc<Conn>>>,
     dialling: Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Mutual TLS to the peers, when the internal port runs it (new connections take the
+    /// current certificate; open ones keep their session).
+    tls: Option<Arc<Reloading<Mutual>>>,
 }
 
 impl WireClient {
+    pub fn new(tls: Option<Arc<Reloading<Mutual>>>) -> Self {
+        Self { conns: Mutex::default(), dialling: Mutex::default(), tls }
+    }
+
     fn live(&self, node: NodeId, addr: &str) -> Option<Arc<Conn>> {
         let conns = self.conns.lock();
         conns.get(&node).filter(|c| c.addr == addr && !c.dead.is_cancelled()).cloned()
@@ -277,7 +298,8 @@ impl WireClient {
         if let Some(c) = self.live(node, addr) {
             return Ok(c);
         }
-        let c = Conn::dial(addr, timeout.min(Duration::from_millis(500)))
+        let tls = self.tls.as_ref().map(|t| t.current().client.clone());
+        let c = Conn::dial(addr, timeout.min(Duration::from_millis(500)), tls)
             .await
             .map_err(|e| NetError::Unreachable(node, e))?;
         if let Some(old) = self.conns.lock().insert(node, c.clone()) {

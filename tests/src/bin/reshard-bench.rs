@@ -126,7 +126,7 @@ async fn run() -> anyhow::Result<()> {
     let urls: Arc<Vec<String>> = Arc::new(c.ids().iter().map(|id| c.url(*id)).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let http = ringkv_api::client::http().timeout(Duration::from_secs(30)).build()?;
     let tasks: Vec<_> =
         (0..writers).map(|_| tokio::spawn(write_loop(http.clone(), urls.clone(), t0, stop.clone()))).collect();
     tokio::time::sleep(baseline).await;

@@ -51,7 +51,7 @@ const READ_BACK_DEADLINE: Duration = Duration::from_secs(60);
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
     let args = Args::parse();
-    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("an HTTP client");
+    let http = ringkv_api::client::http().no_proxy().timeout(Duration::from_secs(10)).build().expect("an HTTP client");
     let urls: Vec<String> = args.urls.iter().map(|u| u.trim_end_matches('/').to_string()).collect();
     let node = NodeClient::new(0, urls[0].clone(), http);
     // Fresh keys per run: the checker starts every register absent, and the cluster may

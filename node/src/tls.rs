@@ -1,0 +1,275 @@
+//! TLS for both ports (rustls, ring provider): certificates and keys read from PEM files
+//! and re-read when the files change, so a rotation (cert-manager's, the operator's)
+//! needs no restart. New connections use the new files; open ones keep their session.
+//!
+//! - Client port: server TLS, optionally verifying client certificates against a CA;
+//!   a verified client's name reaches the API as [`ClientIdentity`].
+//! - Internal port: mutual TLS. Every connection, in or out, presents a certificate the
+//!   cluster's CA signed; anything else fails the handshake, before a frame is read.
+
+use std::sync::Arc;
+
+/// The verified name of a client certificate on the client port (its first DNS name,
+/// else its common name), as a request extension.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientIdentity(pub Arc<str>);
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use parking_lot::{Mutex, RwLock};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, ServerConfig};
+use tokio_util::sync::CancellationToken;
+
+pub use ringkv_api::tls::{certificates, mutual_client_config, private_key, provider, roots};
+
+/// How often the files are checked for a change.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// The PEM files of one TLS setup.
+#[derive(Clone, Debug)]
+pub struct Files {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Client port: the CA of client certificates (optional). Internal port: the
+    /// cluster's CA (required).
+    pub ca: Option<PathBuf>,
+}
+
+impl Files {
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        [Some(self.cert.as_path()), Some(self.key.as_path()), self.ca.as_deref()].into_iter().flatten()
+    }
+
+    /// What identifies the files' current contents cheaply: each one's modification time
+    /// and length (a Kubernetes Secret volume swaps a symlink; `metadata` follows it).
+    fn stamp(&self) -> Vec<Option<(SystemTime, u64)>> {
+        self.paths().map(|p| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len())))).collect()
+    }
+}
+
+/// The client port's server configuration: this node's certificate, and client
+/// certificates verified against `files.ca` when there is one (optional: a client
+/// without one still connects, and authenticates with a token).
+pub fn client_port_config(files: &Files) -> Result<ServerConfig, String> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match &files.ca {
+        Some(ca) => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| format!("{}: {e}", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(certificates(&files.cert)?, private_key(&files.key)?)
+        .map_err(|e| format!("{}: the key does not fit the certificate: {e}", files.cert.display()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Both sides of the internal port's mutual TLS, from one certificate: the server
+/// requires a client certificate the cluster's CA signed, the client presents this
+/// node's and trusts only that CA.
+#[derive(Clone)]
+pub struct Mutual {
+    pub server: Arc<ServerConfig>,
+    pub client: Arc<ClientConfig>,
+}
+
+/// Builds [`Mutual`] from the internal port's files.
+pub fn internal_configs(files: &Files) -> Result<Mutual, String> {
+    let ca = files.ca.as_deref().ok_or("mutual TLS needs the cluster's CA")?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+        .build()
+        .map_err(|e| format!("{}: {e}", ca.display()))?;
+    let mut server = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certificates(&files.cert)?, private_key(&files.key)?)
+        .map_err(|e| format!("{}: the key does not fit the certificate: {e}", files.cert.display()))?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let client = mutual_client_config(&files.cert, &files.key, ca)?;
+    Ok(Mutual { server: Arc::new(server), client: Arc::new(client) })
+}
+
+/// A configuration built from files and rebuilt when they change. Readers take the
+/// current one per connection; a rebuild that fails (a half-written rotation, a key that
+/// does not fit) keeps the last good one and says why.
+pub struct Reloading<T> {
+    files: Files,
+    build: fn(&Files) -> Result<T, String>,
+    current: RwLock<Arc<T>>,
+    stamp: Mutex<Vec<Option<(SystemTime, u64)>>>,
+    generation: AtomicU64,
+}
+
+impl<T: Send + Sync + 'static> Reloading<T> {
+    /// Builds the first configuration; an error here stops the node from starting.
+    pub fn new(files: Files, build: fn(&Files) -> Result<T, String>) -> Result<Arc<Self>, String> {
+        let stamp = files.stamp();
+        let first = build(&files)?;
+        Ok(Arc::new(Self {
+            files,
+            build,
+            current: RwLock::new(Arc::new(first)),
+            stamp: Mutex::new(stamp),
+            generation: AtomicU64::new(0),
+        }))
+    }
+
+    /// The configuration to use for a new connection.
+    pub fn current(&self) -> Arc<T> {
+        self.current.read().clone()
+    }
+
+    /// How many times the files were reloaded (a client rebuilds what it derived from
+    /// [`Reloading::current`] when this moves).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Rebuilds if the files changed since the last look; whether it did.
+    pub fn reload_if_changed(&self) -> bool {
+        let now = self.files.stamp();
+        {
+            let mut seen = self.stamp.lock();
+            if *seen == now {
+                return false;
+            }
+            *seen = now;
+        }
+        match (self.build)(&self.files) {
+            Ok(t) => {
+                *self.current.write() = Arc::new(t);
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS files changed but do not load; keeping the previous certificate");
+                false
+            }
+        }
+    }
+
+    /// Checks the files every [`RELOAD_EVERY`] until `stop`.
+    pub fn watch(self: &Arc<Self>, stop: CancellationToken) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RELOAD_EVERY);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => { this.reload_if_changed(); }
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
+    }
+}
+
+/// The name a verified client certificate proves: its first DNS name, else its common
+/// name.
+pub fn certificate_name(der: &[u8]) -> Option<Arc<str>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let dns = cert.subject_alternative_name().ok().flatten().and_then(|san| {
+        san.value.general_names.iter().find_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(Arc::<str>::from(*d)),
+            _ => None,
+        })
+    });
+    dns.or_else(|| cert.subject().iter_common_name().next()?.as_str().ok().map(Arc::from))
+}
+
+/// A served connection's client identity, if it proved one.
+pub trait PeerIdentity {
+    fn client_identity(&self) -> Option<ClientIdentity>;
+}
+
+impl PeerIdentity for tokio::net::TcpStream {
+    fn client_identity(&self) -> Option<ClientIdentity> {
+        None
+    }
+}
+
+impl<IO> PeerIdentity for tokio_rustls::server::TlsStream<IO> {
+    fn client_identity(&self) -> Option<ClientIdentity> {
+        let (_, session) = self.get_ref();
+        let cert = session.peer_certificates()?.first()?;
+        certificate_name(cert).map(ClientIdentity)
+    }
+}
+
+/// How long a client may take over its TLS handshake.
+pub const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+
+/// A TLS listener for `axum`-style serving: accepts TCP, runs each handshake in its own
+/// task (a slow client holds up nobody) with the configuration current at that moment,
+/// and yields the connections that completed it.
+pub struct TlsListener {
+    rx: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::net::SocketAddr)>,
+    local: std::net::SocketAddr,
+}
+
+impl TlsListener {
+    pub fn new(
+        listener: tokio::net::TcpListener,
+        config: Arc<Reloading<ServerConfig>>,
+        stop: CancellationToken,
+    ) -> std::io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    () = stop.cancelled() => return,
+                };
+                let (tcp, addr) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "client port: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = tokio_rustls::TlsAcceptor::from(config.current());
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, addr)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%addr, error = %e, "client port: TLS handshake failed"),
+                        Err(_) => tracing::debug!(%addr, "client port: TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(Self { rx, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(c) => c,
+            None => std::future::pending().await, // stopping: the server's shutdown ends the wait
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
