@@ -191,7 +191,7 @@ end
 # errors = socket errors (connect/read/write/timeout) + responses with status >= 400.
 wrk_load() {
   local name="$1" url="$2" lua="$3" line kv
-  if ! timed_load $((DURATION + 20)) wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 5s -s "$lua" "$url"; then
+  if ! timed_load $((DURATION + 20)) wrk "${WRK_EXTRA[@]}" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 5s -s "$lua" "$url"; then
     printf '%s\n' "$LOAD_OUT" >&2
     note "$name: wrk failed"
     return 1

@@ -14,7 +14,9 @@
 # Env: DURATION (8, max 20), CONNS (64), THREADS (2), KEYSPACE (100000), VALUE_SIZE (100),
 #      SHARDS (4), BASE_PORT (28080: HTTP 28080-28082, internal 28180-28182),
 #      NO_BUILD=1 (skip `cargo build --release -p ringkv-node`), BIN (node binary; implies NO_BUILD),
-#      PREFILL_MAX_S (120), RINGKV_LOG (node log filter, passed through).
+#      PREFILL_MAX_S (120), RINGKV_LOG (node log filter, passed through),
+#      SECURE=1 (names ringkv3s.*: HTTPS on the client ports, mutual TLS on the internal ports
+#      and a bearer token on every request, certificates and token made here with openssl).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
@@ -30,6 +32,12 @@ NO_BUILD="${NO_BUILD:-0}"
 NODES=3
 HOST=127.0.0.1
 P=ringkv3
+SECURE="${SECURE:-0}"
+SCHEME=http
+# Extra arguments of every curl and wrk call, and of every node (SECURE=1).
+CURL_EXTRA=()
+WRK_EXTRA=()
+NODE_EXTRA=()
 
 for v in KEYSPACE VALUE_SIZE SHARDS BASE_PORT PREFILL_MAX_S; do
   case "${!v}" in '' | *[!0-9]*) echo "$v must be a non-negative integer, got '${!v}'" >&2; exit 2 ;; esac
@@ -71,6 +79,27 @@ ports_free_or_exit "${all_ports[@]}"
 
 make_tmpdir WORK ringkv-bench
 note "cluster data and logs in $WORK"
+if [ "$SECURE" = 1 ]; then
+  require openssl "apt-get install -y openssl"
+  P=ringkv3s
+  SCHEME=https
+  # A CA, one certificate for every node (they share 127.0.0.1), and an admin token.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \
+    -keyout "$WORK/ca-key.pem" -out "$WORK/ca.pem" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+    -keyout "$WORK/node-key.pem" -out "$WORK/node.csr" 2>/dev/null
+  printf 'subjectAltName=IP:%s,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' "$HOST" >"$WORK/node.ext"
+  openssl x509 -req -in "$WORK/node.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca-key.pem" -CAcreateserial \
+    -days 2 -extfile "$WORK/node.ext" -out "$WORK/node.pem" 2>/dev/null
+  TOKEN="rkv_$(openssl rand -hex 32)"
+  printf '{"tokens": [{"name": "bench", "sha256": "%s", "role": "admin"}]}\n' \
+    "$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)" >"$WORK/tokens.json"
+  CURL_EXTRA=(--cacert "$WORK/ca.pem" -H "Authorization: Bearer $TOKEN")
+  WRK_EXTRA=(-H "Authorization: Bearer $TOKEN")
+  NODE_EXTRA=(--tls-cert "$WORK/node.pem" --tls-key "$WORK/node-key.pem"
+    --internal-tls-cert "$WORK/node.pem" --internal-tls-key "$WORK/node-key.pem" --internal-tls-ca "$WORK/ca.pem"
+    --auth-tokens "$WORK/tokens.json")
+fi
 peers=""
 for ((n = 1; n <= NODES; n++)); do peers+="${peers:+,}$n=$HOST:$(raft_port "$n")"; done
 
@@ -79,7 +108,7 @@ t_start=$(date +%s)
 for ((n = 1; n <= NODES; n++)); do
   mkdir -p "$WORK/node-$n"
   NO_COLOR=1 "$BIN" --node-id "$n" --listen "$HOST:$(http_port "$n")" --internal-listen "$HOST:$(raft_port "$n")" \
-    --peers "$peers" --shards "$SHARDS" --data-dir "$WORK/node-$n" \
+    --peers "$peers" --shards "$SHARDS" --data-dir "$WORK/node-$n" "${NODE_EXTRA[@]}" \
     </dev/null >"$WORK/node-$n.log" 2>&1 &
   own_pid $!
   NODE_PIDS+=("$!")
@@ -99,7 +128,7 @@ wait_ready() {  # every node answers /readyz 200 within 30 s
     ok=0
     for ((n = 1; n <= NODES; n++)); do
       kill -0 "${NODE_PIDS[$((n - 1))]}" 2>/dev/null || { echo "node $n exited" >&2; show_logs; exit 6; }
-      [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$HOST:$(http_port "$n")/readyz" || true)" = 200 ] && ok=$((ok + 1))
+      [ "$(curl "${CURL_EXTRA[@]}" -s -o /dev/null -m 2 -w '%{http_code}' "$SCHEME://$HOST:$(http_port "$n")/readyz" || true)" = 200 ] && ok=$((ok + 1))
     done
     [ "$ok" = "$NODES" ] && return 0
     if [ "$SECONDS" -ge "$deadline" ]; then echo "cluster not ready after 30 s ($ok/$NODES)" >&2; show_logs; exit 6; fi
@@ -110,7 +139,7 @@ wait_ready() {  # every node answers /readyz 200 within 30 s
 # leaders_of NODE -> one leader id per shard ("-" when none), as NODE sees it
 leaders_of() {
   local body
-  body="$(curl -sf -m 3 "http://$HOST:$(http_port "$1")/v1/cluster")" || { echo "?"; return 0; }
+  body="$(curl "${CURL_EXTRA[@]}" -sf -m 3 "$SCHEME://$HOST:$(http_port "$1")/v1/cluster")" || { echo "?"; return 0; }
   if [ "$JSON" = jq ]; then
     printf '%s' "$body" | jq -r '.shards | sort_by(.id) | map(.leader // "-" | tostring) | join(" ")'
   else
@@ -131,8 +160,8 @@ read -r LEADER FOLLOWER < <(printf '%s\n' "$ldr" | tr ' ' '\n' | awk -v nodes="$
         for (i = 1; i <= nodes; i++) if (c[i] + 0 > c[best] + 0) best = i
         for (i = 1; i <= nodes; i++) if (i != best && (worst == 0 || c[i] + 0 < c[worst] + 0)) worst = i
         print best, worst }')
-LEADER_URL="http://$HOST:$(http_port "$LEADER")"
-FOLLOWER_URL="http://$HOST:$(http_port "$FOLLOWER")"
+LEADER_URL="$SCHEME://$HOST:$(http_port "$LEADER")"
+FOLLOWER_URL="$SCHEME://$HOST:$(http_port "$FOLLOWER")"
 note "load target: node $LEADER ($LEADER_URL, leads $(tr ' ' '\n' <<<"$ldr" | grep -cx "$LEADER") of $SHARDS shards); put_via_follower: node $FOLLOWER"
 
 # ---- lua ------------------------------------------------------------------------------------
@@ -147,6 +176,7 @@ write_prefill_lua() {
 local keyspace, nthreads, markdir = $KEYSPACE, $THREADS, "$WORK"
 local value = string.rep("v", $VALUE_SIZE)
 local hdrs = { ["Content-Type"] = "application/octet-stream" }
+for k, v in pairs(wrk.headers) do hdrs[k] = hdrs[k] or v end -- -H (the bearer token, SECURE=1)
 local tcount = 0
 function setup(thread) thread:set("tid", tcount); tcount = tcount + 1 end
 
@@ -216,6 +246,7 @@ write_load_lua() {  # write_load_lua FILE put|get [QUERY]
 local keyspace = $KEYSPACE
 local value = string.rep("v", $VALUE_SIZE)
 local hdrs = { ["Content-Type"] = "application/octet-stream" }
+for k, v in pairs(wrk.headers) do hdrs[k] = hdrs[k] or v end -- -H (the bearer token, SECURE=1)
 local tcount = 0
 function setup(thread) tcount = tcount + 1; thread:set("seed", tcount * 7919 + os.time()) end
 function init(args) math.randomseed(seed or os.time()) end
@@ -229,7 +260,7 @@ prefill() {
   local t0 t1 pid i done_n ok=0 failed=0 resent=0 a b c f
   write_prefill_lua
   t0="$(date +%s%N)"
-  wrk -t"$THREADS" -c"$CONNS" -d"${PREFILL_MAX_S}s" --timeout 10s -s "$WORK/prefill.lua" "$LEADER_URL" \
+  wrk "${WRK_EXTRA[@]}" -t"$THREADS" -c"$CONNS" -d"${PREFILL_MAX_S}s" --timeout 10s -s "$WORK/prefill.lua" "$LEADER_URL" \
     >"$WORK/prefill.out" 2>&1 &
   pid=$!
   own_pid "$pid"
@@ -258,7 +289,7 @@ prefill() {
   # spot check: first and last key, read back through another node
   local k
   for k in 0 $((KEYSPACE - 1)); do
-    curl -sf -m 5 "$FOLLOWER_URL/v1/kv/$(printf 'k%015d' "$k")" | grep -q '"value"' \
+    curl "${CURL_EXTRA[@]}" -sf -m 5 "$FOLLOWER_URL/v1/kv/$(printf 'k%015d' "$k")" | grep -q '"value"' \
       || { echo "prefilled key $k not readable via node $FOLLOWER" >&2; exit 7; }
   done
 }

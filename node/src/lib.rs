@@ -84,6 +84,14 @@ pub async fn run(
         ),
         None => None,
     };
+    if let (Some(clients), Some(cluster)) = (&config.tls_client_ca, &config.internal_tls_ca) {
+        if tls::share_a_ca(clients, cluster) {
+            tracing::warn!(
+                "--tls-client-ca and --internal-tls-ca share a CA: every client certificate it signs can also open \
+                 the internal port (Raft and the admin API); give client certificates a CA of their own"
+            );
+        }
+    }
     if let Some(path) = &config.auth_tokens {
         api::auth::Tokens::load(path).map_err(|e| StartError::Refused(e.to_string()))?;
     }

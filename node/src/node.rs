@@ -134,7 +134,8 @@ impl Node {
             ),
             None => None,
         };
-        let peers = PeerClient::new(peers_map, internal_tls);
+        let peers =
+            PeerClient::new(peers_map, internal_tls).map_err(|e| StartError::Tls(format!("internal client: {e}")))?;
         let shard_count = identity::shard_count(&dir, &config, &peers).await?;
         let on_disk = hosted_on_disk(&dir, shard_count).map_err(dir_err)?;
         let mut hosted = on_disk.hosted;

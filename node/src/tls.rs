@@ -16,7 +16,7 @@ pub struct ClientIdentity(pub Arc<str>);
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use rustls::server::WebPkiClientVerifier;
@@ -43,10 +43,11 @@ impl Files {
         [Some(self.cert.as_path()), Some(self.key.as_path()), self.ca.as_deref()].into_iter().flatten()
     }
 
-    /// What identifies the files' current contents cheaply: each one's modification time
-    /// and length (a Kubernetes Secret volume swaps a symlink; `metadata` follows it).
-    fn stamp(&self) -> Vec<Option<(SystemTime, u64)>> {
-        self.paths().map(|p| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len())))).collect()
+    /// The files' current contents (a few KiB; read whole, so a rotation that keeps a
+    /// file's length and modification time is seen too; a Kubernetes Secret volume swaps
+    /// a symlink, which reading follows).
+    fn stamp(&self) -> Vec<Option<Vec<u8>>> {
+        self.paths().map(|p| std::fs::read(p).ok()).collect()
     }
 }
 
@@ -72,6 +73,16 @@ pub fn client_port_config(files: &Files) -> Result<ServerConfig, String> {
         .map_err(|e| format!("{}: the key does not fit the certificate: {e}", files.cert.display()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Whether two CA bundles share a certificate. One CA for client certificates on the
+/// client port and for the internal port lets every client certificate open the internal
+/// port too (where any certificate of its CA may do everything).
+pub fn share_a_ca(a: &Path, b: &Path) -> bool {
+    match (certificates(a), certificates(b)) {
+        (Ok(a), Ok(b)) => a.iter().any(|c| b.contains(c)),
+        _ => false,
+    }
 }
 
 /// Both sides of the internal port's mutual TLS, from one certificate: the server
@@ -107,7 +118,7 @@ pub struct Reloading<T> {
     files: Files,
     build: fn(&Files) -> Result<T, String>,
     current: RwLock<Arc<T>>,
-    stamp: Mutex<Vec<Option<(SystemTime, u64)>>>,
+    stamp: Mutex<Vec<Option<Vec<u8>>>>,
     generation: AtomicU64,
 }
 
@@ -175,17 +186,20 @@ impl<T: Send + Sync + 'static> Reloading<T> {
     }
 }
 
-/// The name a verified client certificate proves: its first DNS name, else its common
-/// name.
+/// The name a verified client certificate proves: its first DNS name; its common name
+/// only when it has no subject alternative names at all (a certificate with SANs is
+/// named by them, never by a CN its requester may have chosen freely); nothing when the
+/// SAN extension does not parse.
 pub fn certificate_name(der: &[u8]) -> Option<Arc<str>> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let dns = cert.subject_alternative_name().ok().flatten().and_then(|san| {
-        san.value.general_names.iter().find_map(|n| match n {
+    match cert.subject_alternative_name() {
+        Err(_) => None,
+        Ok(Some(san)) => san.value.general_names.iter().find_map(|n| match n {
             x509_parser::extensions::GeneralName::DNSName(d) => Some(Arc::<str>::from(*d)),
             _ => None,
-        })
-    });
-    dns.or_else(|| cert.subject().iter_common_name().next()?.as_str().ok().map(Arc::from))
+        }),
+        Ok(None) => cert.subject().iter_common_name().next()?.as_str().ok().map(Arc::from),
+    }
 }
 
 /// A served connection's client identity, if it proved one.

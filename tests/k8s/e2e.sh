@@ -87,6 +87,12 @@ trap finish EXIT
 
 k get --raw /readyz >/dev/null 2>&1 || { echo "no cluster: bash tests/k8s/cluster.sh up"; FAILS=1; exit 1; }
 # ------------------------------------------------------------ helm install ---
+# Both namespaces enforce the restricted Pod Security Standard (issue 15): the operator's
+# pod and the node pods it makes must be admitted under it.
+for ns in "$OP_NS" "$NS"; do
+  k create namespace "$ns" --dry-run=client -o yaml | k apply -f - >/dev/null
+  k label --overwrite ns "$ns" pod-security.kubernetes.io/enforce=restricted >/dev/null
+done
 t=$SECONDS
 out=$(helm install ringkv charts/ringkv -n "$OP_NS" --create-namespace 2>&1); rc=$?
 check "helm install" $rc "$(head -1 <<<"$out") (rc $rc, $((SECONDS - t))s)"

@@ -159,7 +159,7 @@ impl ClusterBuilder {
                 for (flag, path) in [
                     ("--tls-cert", &issued.cert),
                     ("--tls-key", &issued.key),
-                    ("--tls-client-ca", &pki.ca.cert),
+                    ("--tls-client-ca", &pki.clients.cert),
                     ("--internal-tls-cert", &issued.cert),
                     ("--internal-tls-key", &issued.key),
                     ("--internal-tls-ca", &pki.ca.cert),
@@ -173,8 +173,15 @@ impl ClusterBuilder {
             n.set_args(args);
         }
         let http = ringkv_api::client::http().no_proxy().timeout(HTTP_TIMEOUT).connect_timeout(Duration::from_secs(2));
+        let internal_http = match &pki {
+            Some(pki) => {
+                let h = ringkv_api::client::http().no_proxy().timeout(HTTP_TIMEOUT);
+                Some(h.tls_backend_preconfigured(pki.internal_config()).build().expect("an HTTP client"))
+            }
+            None => None,
+        };
         let http = match &pki {
-            Some(pki) => http.tls_backend_preconfigured(pki.client_config()),
+            Some(pki) => http.tls_backend_preconfigured(pki.client_port_config()),
             None => http,
         };
         let http = http.build().expect("an HTTP client");
@@ -185,8 +192,17 @@ impl ClusterBuilder {
                 mounts.push(n.data_dir.clone());
             }
         }
-        let cluster =
-            Cluster { nodes, shards: self.shards, http, keep: false.into(), net: self.network, mounts, pki, dir };
+        let cluster = Cluster {
+            nodes,
+            shards: self.shards,
+            http,
+            internal_http,
+            keep: false.into(),
+            net: self.network,
+            mounts,
+            pki,
+            dir,
+        };
         for n in &cluster.nodes {
             let mut env = self.env.clone();
             env.extend(self.node_env.iter().filter(|(id, _, _)| *id == n.id).map(|(_, k, v)| (k.clone(), v.clone())));
@@ -204,6 +220,8 @@ pub struct Cluster {
     /// The `--shards` every node runs with.
     pub shards: u32,
     http: reqwest::Client,
+    /// With TLS: the client of the internal ports (the cluster CA's `harness-admin`).
+    internal_http: Option<reqwest::Client>,
     /// Keep the data and logs when dropped (see [`Cluster::keep_data`]).
     keep: std::sync::atomic::AtomicBool,
     // Dropped after `Drop::drop` killed the nodes: a namespace goes only once empty.
@@ -295,9 +313,9 @@ impl Cluster {
         let d =
             ringkv_ctl::driver::Driver::new(self.ids().iter().map(|id| self.internal_addr(*id).to_string()).collect());
         match &self.pki {
-            Some(pki) => {
-                d.with_client(ringkv_api::client::AdminClient::with_tls(pki.client_config()).expect("an admin client"))
-            }
+            Some(pki) => d.with_client(
+                ringkv_api::client::AdminClient::with_tls(pki.internal_config()).expect("an admin client"),
+            ),
             None => d,
         }
     }
@@ -421,7 +439,8 @@ impl Cluster {
     /// Node `id`'s `GET /internal/ring` (its replicas, `lost`, readiness) as JSON.
     pub async fn internal_ring(&self, id: u64) -> Result<serde_json::Value, String> {
         let url = format!("{}://{}/internal/ring", self.scheme(), self.internal_addr(id));
-        let resp = self.http.get(url).send().await.map_err(|e| e.to_string())?;
+        let http = self.internal_http.as_ref().unwrap_or(&self.http);
+        let resp = http.get(url).send().await.map_err(|e| e.to_string())?;
         resp.json().await.map_err(|e| e.to_string())
     }
 
@@ -605,12 +624,19 @@ pub fn tmpfs_available() -> Result<(), String> {
     umount(dir.path())
 }
 
-/// The certificates of a TLS cluster: its CA, each node's certificate (for its address
-/// and `localhost`, on both ports) and the harness's own client certificate.
+/// The certificates of a TLS cluster: the cluster's CA and each node's certificate (for
+/// its address and `localhost`, on both ports); a separate CA for client certificates on
+/// the client port (one CA for both would let any client certificate open the internal
+/// port), and the harness's certificate of each.
 pub struct Pki {
     pub ca: crate::pki::Ca,
+    /// The client port's `--tls-client-ca`.
+    pub clients: crate::pki::Ca,
     nodes: BTreeMap<u64, crate::pki::Issued>,
+    /// The harness on the client port (`harness`, of [`Pki::clients`]).
     pub harness: crate::pki::Issued,
+    /// The harness on the internal ports (`harness-admin`, of the cluster's CA).
+    pub admin: crate::pki::Issued,
 }
 
 impl Pki {
@@ -623,8 +649,10 @@ impl Pki {
                 (n.id, ca.issue(&format!("node-{}", n.id), &[&ip, "localhost"], 30))
             })
             .collect();
-        let harness = ca.issue("harness", &["harness"], 30);
-        Pki { ca, nodes, harness }
+        let clients = crate::pki::Ca::new(dir, "clients");
+        let harness = clients.issue("harness", &["harness"], 30);
+        let admin = ca.issue("harness-admin", &["harness-admin"], 30);
+        Pki { ca, clients, nodes, harness, admin }
     }
 
     /// Node `id`'s certificate files (rewrite them to rotate).
@@ -632,8 +660,13 @@ impl Pki {
         &self.nodes[&id]
     }
 
-    /// Trusts the cluster's CA and presents the harness's certificate.
-    pub fn client_config(&self) -> rustls::ClientConfig {
+    /// For the client ports: trusts the cluster's CA, presents `harness`.
+    pub fn client_port_config(&self) -> rustls::ClientConfig {
         crate::pki::client_config(&self.ca.cert, Some(&self.harness))
+    }
+
+    /// For the internal ports: trusts the cluster's CA, presents `harness-admin`.
+    pub fn internal_config(&self) -> rustls::ClientConfig {
+        crate::pki::client_config(&self.ca.cert, Some(&self.admin))
     }
 }

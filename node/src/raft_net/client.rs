@@ -26,7 +26,7 @@ pub struct PeerClient {
     tls: Option<Arc<Reloading<Mutual>>>,
 }
 
-fn http_client(tls: Option<&Reloading<Mutual>>) -> reqwest::Client {
+fn http_client(tls: Option<&Reloading<Mutual>>) -> Result<reqwest::Client, String> {
     let builder = ringkv_api::client::http()
         .http2_prior_knowledge()
         .connect_timeout(Duration::from_millis(500))
@@ -36,23 +36,21 @@ fn http_client(tls: Option<&Reloading<Mutual>>) -> reqwest::Client {
         Some(t) => builder.tls_backend_preconfigured((*t.current().client).clone()),
         None => builder,
     };
-    builder.build().unwrap_or_else(|e| {
-        tracing::error!(error = %e, "internal HTTP client");
-        reqwest::Client::default()
-    })
+    builder.build().map_err(|e| e.to_string())
 }
 
 impl PeerClient {
     /// A client of the peers at `addrs`; with `tls`, every connection is mutual TLS.
-    pub fn new(addrs: BTreeMap<NodeId, String>, tls: Option<Arc<Reloading<Mutual>>>) -> Self {
+    /// `Err` when the HTTP client cannot be built (with `tls`: from its configuration).
+    pub fn new(addrs: BTreeMap<NodeId, String>, tls: Option<Arc<Reloading<Mutual>>>) -> Result<Self, String> {
         let generation = tls.as_ref().map_or(0, |t| t.generation());
-        let http = http_client(tls.as_deref());
-        Self {
+        let http = http_client(tls.as_deref())?;
+        Ok(Self {
             http: Arc::new(RwLock::new((generation, http))),
             wire: Arc::new(WireClient::new(tls.clone())),
             addrs: Arc::new(RwLock::new(addrs)),
             tls,
-        }
+        })
     }
 
     /// The internal port's mutual TLS, if it runs (the listener serves with it).
@@ -74,7 +72,12 @@ impl PeerClient {
         if let Some(t) = &self.tls {
             let generation = t.generation();
             if self.http.read().0 != generation {
-                *self.http.write() = (generation, http_client(Some(t)));
+                // A client that cannot be built from the new certificate keeps the previous
+                // one (and tries again on the next call); never one without the cluster's CA.
+                match http_client(Some(t)) {
+                    Ok(c) => *self.http.write() = (generation, c),
+                    Err(e) => tracing::warn!(error = %e, "internal HTTP client with the new certificate"),
+                }
             }
         }
         self.http.read().1.clone()
