@@ -4,7 +4,9 @@
 //! operation (the handlers themselves live in `kv`, `batch`, `watch`, `compat` and
 //! `health`) and one `ToSchema` type per JSON shape, mirroring what the handlers write.
 //! A test lists every routed method and path and fails when one is missing here; the
-//! integration suite checks that every documented operation is routed.
+//! integration suite checks that every documented operation is routed. Another test
+//! holds each operation's `security` and 401/403 to what [`super::auth::route_needs`]
+//! asks of its route.
 
 use std::sync::OnceLock;
 
@@ -12,8 +14,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::RefOr;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::params;
 use super::query::{DeleteQuery, GetQuery, ListQuery, PutQuery, WatchQuery};
@@ -264,12 +267,39 @@ pub struct Status {
     pub status: String,
 }
 
+/// The name of the bearer-token security scheme in `components.securitySchemes`, as each
+/// operation that needs a principal names it in its `security` (the attributes below
+/// take only a literal there).
+pub const BEARER_AUTH: &str = "bearerAuth";
+
+/// The 401 of every operation that needs a principal ([`super::auth`]).
+const UNAUTHORIZED: &str = "With `--auth-tokens`: no credentials, or a token or client certificate that names \
+    no principal (`unauthorized`). `WWW-Authenticate: Bearer realm=\"ringkv\"` is set";
+
+/// Adds the [`BEARER_AUTH`] scheme: the derive has no attribute for security schemes.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(
+            "`Authorization: Bearer rkv_...`: a token whose SHA-256 is in the node's `--auth-tokens` \
+             file, with a role (`read`, `readwrite` or `admin`) and optionally limited to some \
+             databases and key prefixes. A verified TLS client certificate named in that file can \
+             stand in for a token; a request that sends a token is judged by the token alone. \
+             Without `--auth-tokens` no credentials are needed.",
+        ));
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(BEARER_AUTH, SecurityScheme::Http(scheme.build()));
+    }
+}
+
 /// Documentation stubs: one per operation, never called.
 #[allow(dead_code)]
 mod ops {
     use super::*;
 
-    #[utoipa::path(put, path = "/v1/kv/{key}", tag = "kv",
+    #[utoipa::path(put, path = "/v1/kv/{key}", tag = "kv", security(("bearerAuth" = [])),
         summary = "Write a key",
         description = "The raw body is the value (no content type, application/octet-stream, \
             text/*, or form-encoded as `curl -d` sends), or a JSON body `{value, ttl?, encoding?}`.",
@@ -283,6 +313,9 @@ mod ops {
         responses(
             (status = 200, description = "Written", body = Written),
             (status = 400, description = "Bad db, ttl, query, key or JSON", body = ErrorBody),
+            (status = 401, description = UNAUTHORIZED, body = ErrorBody,
+                headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"ringkv\"`"))),
+            (status = 403, description = "The principal may not write this key or database (`forbidden`): a `read` role, or outside its databases or key prefixes. Nothing was applied", body = ErrorBody),
             (status = 409, description = "`prev_revision` did not match (`revision_mismatch`, with `current_revision`)", body = ErrorBody),
             (status = 413, description = "Key over 4 KiB or value over 1 MiB (configurable)", body = ErrorBody),
             (status = 415, description = "Unsupported content type", body = ErrorBody),
@@ -291,7 +324,7 @@ mod ops {
         ))]
     fn put_key() {}
 
-    #[utoipa::path(get, path = "/v1/kv/{key}", tag = "kv",
+    #[utoipa::path(get, path = "/v1/kv/{key}", tag = "kv", security(("bearerAuth" = [])),
         summary = "Read a key",
         description = "JSON with revisions, or the raw bytes with `Accept: application/octet-stream`.",
         params(("key" = String, Path, min_length = 1, description = "The key, percent-encoded; may contain `/`."), GetQuery),
@@ -301,18 +334,24 @@ mod ops {
                 (String = "application/octet-stream"),
             )),
             (status = 400, description = "Bad db, consistency, query or key", body = ErrorBody),
+            (status = 401, description = UNAUTHORIZED, body = ErrorBody,
+                headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"ringkv\"`"))),
+            (status = 403, description = "The key or database is outside the principal's limits (`forbidden`)", body = ErrorBody),
             (status = 404, description = "Absent or expired", body = ErrorBody),
             (status = 413, description = "Key over the limit", body = ErrorBody),
             (status = 503, description = "No shard leader in time", body = ErrorBody),
         ))]
     fn get_key() {}
 
-    #[utoipa::path(delete, path = "/v1/kv/{key}", tag = "kv",
+    #[utoipa::path(delete, path = "/v1/kv/{key}", tag = "kv", security(("bearerAuth" = [])),
         summary = "Delete a key (idempotent)",
         params(("key" = String, Path, min_length = 1, description = "The key, percent-encoded; may contain `/`."), DeleteQuery),
         responses(
             (status = 200, description = "Deleted, or already absent (`deleted: 0`)", body = Deleted),
             (status = 400, description = "Bad db, query or key", body = ErrorBody),
+            (status = 401, description = UNAUTHORIZED, body = ErrorBody,
+                headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"ringkv\"`"))),
+            (status = 403, description = "The principal may not delete this key (`forbidden`): a `read` role, or outside its databases or key prefixes. Nothing was applied", body = ErrorBody),
             (status = 409, description = "`prev_revision` did not match", body = ErrorBody),
             (status = 413, description = "Key over the limit", body = ErrorBody),
             (status = 503, description = "No shard leader in time; `unavailable`: not applied, `outcome_unknown`: may still apply", body = ErrorBody),
@@ -320,17 +359,20 @@ mod ops {
         ))]
     fn delete_key() {}
 
-    #[utoipa::path(get, path = "/v1/kv", tag = "kv",
+    #[utoipa::path(get, path = "/v1/kv", tag = "kv", security(("bearerAuth" = [])),
         summary = "List keys by prefix, in key order across every shard",
         params(ListQuery),
         responses(
             (status = 200, description = "One page", body = Listing),
             (status = 400, description = "Bad db, limit, cursor, consistency or query", body = ErrorBody),
+            (status = 401, description = UNAUTHORIZED, body = ErrorBody,
+                headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"ringkv\"`"))),
+            (status = 403, description = "The database or prefix is outside the principal's limits (`forbidden`): with key prefixes, ask for a prefix starting with one of them", body = ErrorBody),
             (status = 503, description = "No shard leader in time", body = ErrorBody),
         ))]
     fn list() {}
 
-    #[utoipa::path(post, path = "/v1/batch", tag = "kv",
+    #[utoipa::path(post, path = "/v1/batch", tag = "kv", security(("bearerAuth" = [])),
         summary = "Several puts, deletes and gets in one request",
         description = "Ops are grouped by shard; each group is atomic (all its ops apply, in \
             order, or none). Groups of different shards are independent. Everything is \
@@ -339,6 +381,9 @@ mod ops {
         responses(
             (status = 200, description = "Every op applied", body = BatchAnswer),
             (status = 400, description = "Invalid batch (nothing proposed)", body = ErrorBody),
+            (status = 401, description = UNAUTHORIZED, body = ErrorBody,
+                headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"ringkv\"`"))),
+            (status = 403, description = "An op the principal may not do (`forbidden`, naming `ops[i]`): a put or delete with a `read` role, or a key or database outside its limits. Nothing was proposed", body = ErrorBody),
             (status = 409, description = "A precondition failed: that shard's group applied nothing", body = BatchAnswer),
             (status = 413, description = "Body, key or value over the limit", body = ErrorBody),
             (status = 415, description = "Not application/json", body = ErrorBody),
@@ -347,7 +392,7 @@ mod ops {
         ))]
     fn batch() {}
 
-    #[utoipa::path(get, path = "/v1/watch", tag = "kv",
+    #[utoipa::path(get, path = "/v1/watch", tag = "kv", security(("bearerAuth" = [])),
         summary = "Stream changes of a key or a prefix (server-sent events)",
         description = "Events `put`, `delete`, `expire` and `resync`; each `data:` is a \
             WatchEvent JSON object. The SSE `id:` is a resume cursor: reconnect with \
@@ -360,33 +405,58 @@ mod ops {
                 (WatchSse = "text/event-stream"),
             )),
             (status = 400, description = "Bad query, db, revision or cursor", body = ErrorBody),
+            (status = 401, description = UNAUTHORIZED, body = ErrorBody,
+                headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"ringkv\"`"))),
+            (status = 403, description = "The key, prefix or database is outside the principal's limits (`forbidden`): with key prefixes, ask for a prefix starting with one of them", body = ErrorBody),
             (status = 413, description = "Key over the limit", body = ErrorBody),
             (status = 503, description = "No shard leader to start from now, or the relay to a node holding the shard failed", body = ErrorBody),
         ))]
     fn watch() {}
 
-    #[utoipa::path(get, path = "/v1/cluster", tag = "cluster",
+    #[utoipa::path(get, path = "/v1/cluster", tag = "cluster", security(("bearerAuth" = [])),
         summary = "Shards, members, leaders, terms and indexes as this node sees them",
-        responses((status = 200, description = "The cluster view", body = ClusterView)))]
+        description = "With `--auth-tokens`, for the `admin` role only.",
+        responses(
+            (status = 200, description = "The cluster view", body = ClusterView),
+            (status = 401, description = UNAUTHORIZED, body = ErrorBody,
+                headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"ringkv\"`"))),
+            (status = 403, description = "The principal's role is not `admin` (`forbidden`)", body = ErrorBody),
+        ))]
     fn cluster() {}
 
-    #[utoipa::path(get, path = "/v1/openapi.json", tag = "cluster",
+    #[utoipa::path(get, path = "/v1/openapi.json", tag = "cluster", security(("bearerAuth" = [])),
         summary = "This document",
-        responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object)))]
+        description = "With `--auth-tokens`, for any role.",
+        responses(
+            (status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object),
+            (status = 401, description = UNAUTHORIZED, body = ErrorBody,
+                headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"ringkv\"`"))),
+        ))]
     fn openapi() {}
 
-    #[utoipa::path(get, path = "/metrics", tag = "operations",
+    // Optional security (`{}` or a token): open unless `--metrics-auth`.
+    #[utoipa::path(get, path = "/metrics", tag = "operations", security((), ("bearerAuth" = [])),
         summary = "Prometheus metrics",
-        responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4")))]
+        description = "Open, even with `--auth-tokens`, unless the node also runs with `--metrics-auth`: \
+            then it needs a principal (a token or client certificate of any role), as the v1 routes do.",
+        responses(
+            (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4"),
+            (status = 401, description = "Only with `--auth-tokens` and `--metrics-auth`: no credentials, or a token or \
+                client certificate that names no principal (`unauthorized`). `WWW-Authenticate: Bearer realm=\"ringkv\"` is set",
+                body = ErrorBody,
+                headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"ringkv\"`"))),
+        ))]
     fn metrics() {}
 
-    #[utoipa::path(get, path = "/healthz", tag = "operations",
+    #[utoipa::path(get, path = "/healthz", tag = "operations", security(),
         summary = "Alive",
+        description = "Always open, also with `--auth-tokens`: probes carry no credentials.",
         responses((status = 200, description = "The process serves HTTP", body = Status)))]
     fn healthz() {}
 
-    #[utoipa::path(get, path = "/readyz", tag = "operations",
+    #[utoipa::path(get, path = "/readyz", tag = "operations", security(),
         summary = "Ready: every local shard has a leader and is caught up",
+        description = "Always open, also with `--auth-tokens`: probes carry no credentials.",
         responses(
             (status = 200, description = "Ready", body = Status),
             (status = 503, description = "Not ready, and why (`not_ready`)", body = ErrorBody),
@@ -400,12 +470,23 @@ mod ops {
         title = "ringkv",
         description = "Sharded, Raft-replicated key-value store: the v1 client API. Errors are \
             `{\"error\": {\"code\", \"message\"}}` with a 4xx/5xx status. The seed-compatible \
-            routes (`/set`, `/get`, `/store`, ...) are described in the README.",
+            routes (`/set`, `/get`, `/store`, ...) are described in the README.\n\n\
+            Authentication is off unless the node runs with `--auth-tokens FILE`. Then every \
+            operation with the `bearerAuth` security requirement needs a principal: \
+            `Authorization: Bearer <token>` with a token of that file, or, standing in for a \
+            token, a verified TLS client certificate named in the file (a request that sends a \
+            token is judged by the token alone). Roles: `read` (gets, lists, watches, batches of \
+            gets), `readwrite` (also writes) and `admin` (also `/v1/cluster`), each optionally \
+            limited to some databases and key prefixes. No or an unknown credential is 401 \
+            `unauthorized` with `WWW-Authenticate: Bearer realm=\"ringkv\"`; a known one asking for \
+            more than it may is 403 `forbidden`, and nothing is applied. `/healthz` and \
+            `/readyz` are always open; `/metrics` is open unless `--metrics-auth`.",
     ),
     paths(ops::put_key, ops::get_key, ops::delete_key, ops::list, ops::batch, ops::watch,
         ops::cluster, ops::openapi, ops::metrics, ops::healthz, ops::readyz),
     // Named inside the watch event's `contentSchema`, which the derive does not follow.
     components(schemas(WatchEvent)),
+    modifiers(&BearerAuth),
     tags(
         (name = "kv", description = "Keys, batches and watches"),
         (name = "cluster", description = "The cluster and this API"),

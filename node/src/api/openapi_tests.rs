@@ -101,6 +101,69 @@ fn errors_and_conflicts_have_the_documented_shape() {
     assert!(doc["paths"]["/v1/watch"]["get"]["responses"]["200"]["content"].get("text/event-stream").is_some());
 }
 
+/// Routes that need a principal but whose handlers ask it nothing more: any role may use
+/// them, so they never answer 403. Every other route that needs a principal can.
+const NEVER_FORBIDDEN: &[(&str, &str)] = &[("get", "/v1/openapi.json"), ("get", "/metrics")];
+
+/// Each operation's `security` and its 401 and 403 follow what the auth middleware asks
+/// of its route ([`crate::api::auth::route_needs`], with and without `--metrics-auth`):
+/// a route that needs a principal requires `bearerAuth` and documents 401 (with
+/// `WWW-Authenticate`) and, unless it is in [`NEVER_FORBIDDEN`], 403; one that needs a
+/// principal only with `--metrics-auth` has optional security (`{}` or `bearerAuth`) and
+/// a 401; an open one has an empty `security` list and neither. A route added to
+/// [`ROUTES`] without its auth documented fails here.
+#[test]
+fn every_authenticated_route_documents_its_security_and_401() {
+    use crate::api::auth::route_needs;
+    let doc = json();
+    let scheme = &doc["components"]["securitySchemes"][BEARER_AUTH];
+    assert_eq!(scheme["type"], "http", "{scheme}");
+    assert_eq!(scheme["scheme"], "bearer", "{scheme}");
+    let bearer = serde_json::json!({ BEARER_AUTH: [] });
+    let error_body = serde_json::json!("#/components/schemas/ErrorBody");
+    let mut wrong = Vec::new();
+    for &(method, path) in ROUTES {
+        let op = &doc["paths"][path][method];
+        let route = path.replace("{key}", "{*key}");
+        let m = axum::http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).expect("a method");
+        let always = route_needs(Some(&route), &m, false).is_some();
+        let sometimes = route_needs(Some(&route), &m, true).is_some();
+        let want = match (always, sometimes) {
+            (true, _) => serde_json::json!([bearer]),
+            (false, true) => serde_json::json!([{}, bearer]),
+            (false, false) => serde_json::json!([]),
+        };
+        let responses = &op["responses"];
+        let schema = |status: &str| &responses[status]["content"]["application/json"]["schema"]["$ref"];
+        let mut fault = |what: &str| wrong.push(format!("{method} {path}: {what}"));
+        if op["security"] != want {
+            fault(&format!("its security is {}, want {want}", op["security"]));
+        }
+        if sometimes {
+            if *schema("401") != error_body {
+                fault("can answer 401 but does not document it as an ErrorBody");
+            }
+            if responses["401"]["headers"].get("WWW-Authenticate").is_none() {
+                fault("documents 401 without its WWW-Authenticate header");
+            }
+            let never_forbidden = NEVER_FORBIDDEN.contains(&(method, path));
+            if !never_forbidden && *schema("403") != error_body {
+                fault("can answer 403 but does not document it as an ErrorBody");
+            }
+            if never_forbidden && responses.get("403").is_some() {
+                fault("documents a 403 it never answers");
+            }
+        } else if responses.get("401").is_some() || responses.get("403").is_some() {
+            fault("is open but documents 401 or 403");
+        }
+    }
+    assert!(wrong.is_empty(), "auth not documented as routed:\n{}", wrong.join("\n"));
+    let info = doc["info"]["description"].as_str().expect("info.description");
+    for needle in ["--auth-tokens", "client certificate", "--metrics-auth"] {
+        assert!(info.contains(needle), "info.description does not mention {needle}");
+    }
+}
+
 /// The base64 values' pattern is written out in each schema attribute (utoipa takes only
 /// literals there): every copy in the document is [`BASE64_PATTERN`].
 #[test]
