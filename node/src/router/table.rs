@@ -24,14 +24,27 @@ impl Router {
         found.unwrap_or_else(|| crate::ring::shard_for(db, key, self.bootstrap_shards))
     }
 
-    /// Every shard of the ring this node knows of (hosted or not), in id order.
+    /// Every shard of the ring this node knows of (hosted or not), in id order: shards
+    /// that together own every key. Where the routes know nothing of part of the hash
+    /// space yet (just after a start, a shard whose membership this node has not
+    /// learned), the bootstrap shard of that part stands in, as `locate` does for a key:
+    /// a listing or a watch over "every shard" must never skip one silently.
     pub fn ring_shards(&self) -> Vec<ShardId> {
-        let ids = self.table.read().ids();
-        if ids.is_empty() {
-            (0..self.bootstrap_shards).collect()
-        } else {
-            ids
+        let table = self.table.read();
+        let mut ids = table.ids();
+        let b = self.bootstrap_shards.max(1);
+        for s in 0..b {
+            let known = table.shards.iter().any(|(id, r)| {
+                let m = r.modulus.clamp(1, b);
+                id % m == s % m
+            });
+            if !known {
+                ids.push(s);
+            }
         }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     /// What this node's routes say about `shard`.
@@ -75,5 +88,30 @@ impl Router {
     /// The whole table, read-locked (keep the guard short).
     pub fn table(&self) -> RwLockReadGuard<'_, Routes> {
         self.table.read()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: ShardId, modulus: u32) -> ShardInfo {
+        ShardInfo { id, modulus, epoch: 1, members: vec![1], ..ShardInfo::default() }
+    }
+
+    #[test]
+    fn every_shard_is_listed_even_before_the_routes_know_them_all() {
+        let r = Router::new(4);
+        assert_eq!(r.ring_shards(), vec![0, 1, 2, 3], "nothing known: the bootstrap shards");
+        // Shards 0 and 2 learned, 1 and 3 not yet (no membership reported).
+        r.learn(&[info(0, 4), info(2, 4)]);
+        assert_eq!(r.ring_shards(), vec![0, 1, 2, 3]);
+        // Shard 1 split into 1 and 5: shard 3 is still unknown and stands in for itself.
+        r.learn(&[info(1, 8), info(5, 8)]);
+        assert_eq!(r.ring_shards(), vec![0, 1, 2, 3, 5]);
+        // After a merge to 2 shards, the coarser routes cover everything.
+        let m = Router::new(4);
+        m.learn(&[info(0, 2), info(1, 2)]);
+        assert_eq!(m.ring_shards(), vec![0, 1]);
     }
 }
