@@ -141,6 +141,90 @@ pub struct KVClusterSpec {
     /// always deletes the removed pods' volumes: those nodes were drained first.)
     #[serde(default)]
     pub pvc_retention: PvcRetention,
+
+    /// TLS on both ports of every node. Unset: `Managed` for a new cluster, and whatever a
+    /// running cluster already runs (a cluster created before TLS existed stays plain).
+    /// The mode of a running cluster cannot change: every node speaks TLS or none does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+
+    /// Bearer tokens with roles on the client API. Unset: the client API is open to
+    /// whoever reaches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+}
+
+/// How the nodes get their certificates.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.mode != 'Provided' || (has(self.secretName) && has(self.operatorSecretName))")
+    .message("tls.mode Provided needs tls.secretName (the nodes' certificate) and tls.operatorSecretName (the operator's client certificate)"))]
+pub struct TlsSpec {
+    /// `Managed`: the operator makes a CA (Secret `<name>-ca`) and the nodes' certificate
+    /// (Secret `<name>-tls`), publishes the CA in the ConfigMap `<name>-ca-bundle` and
+    /// renews the certificate 30 days before it expires, without restarting a pod.
+    /// `Provided`: the Secrets named below are kept by you or cert-manager. `Disabled`:
+    /// plain HTTP on both ports. Fixed once set.
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "tls.mode cannot change once set: every node of a cluster speaks TLS or none does"
+    ))]
+    pub mode: TlsMode,
+    /// `Provided`: a `kubernetes.io/tls` Secret with `tls.crt`, `tls.key` and `ca.crt`,
+    /// mounted by every node and used on both ports. The certificate must name
+    /// `*.<name>-peers.<namespace>.svc` (the peers dial each other by those names) and be
+    /// good for both server and client authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: Option<String>,
+    /// `Provided`: a Secret with `tls.crt`, `tls.key` and `ca.crt` that the operator
+    /// presents to the nodes' internal port (client authentication, signed by the same CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub operator_secret_name: Option<String>,
+}
+
+/// Where the nodes' certificates come from.
+///
+/// (The Rust default, `Disabled`, is what a pod template without TLS runs; a new
+/// cluster without `spec.tls` gets `Managed`: see `resources::tls::effective_mode`.)
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum TlsMode {
+    Managed,
+    Provided,
+    #[default]
+    Disabled,
+}
+
+impl TlsMode {
+    /// The word in the spec and in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Managed => "Managed",
+            TlsMode::Provided => "Provided",
+            TlsMode::Disabled => "Disabled",
+        }
+    }
+}
+
+/// Bearer tokens on the client API (see the node's token file format in docs/security.md).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// A Secret in the cluster's namespace holding the token file. It is mounted by every
+    /// node and re-read within seconds of a change (no restart).
+    #[schemars(length(min = 1, max = 253))]
+    pub tokens_secret: String,
+    /// The key of the token file in that Secret.
+    #[serde(default = "default_tokens_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+    /// `/metrics` needs a token too (a `read` one is enough).
+    #[serde(default)]
+    pub metrics_auth: bool,
+}
+
+fn default_tokens_key() -> String {
+    "tokens.json".to_string()
 }
 
 fn default_shards() -> u32 {
@@ -362,6 +446,24 @@ pub struct KVClusterStatus {
     /// waits for it to catch up). No other step starts and no pod is removed meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_in_flight: Option<StepInFlight>,
+    /// The TLS the nodes run, and their certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsStatus>,
+}
+
+/// The TLS the nodes run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsStatus {
+    /// The mode in force (see `spec.tls.mode`).
+    pub mode: TlsMode,
+    /// The serial number of the nodes' certificate (lowercase hex), as `openssl x509
+    /// -noout -serial` prints it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// When the nodes' certificate expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<Time>,
 }
 
 /// A data-plane step in flight.

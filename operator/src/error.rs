@@ -53,6 +53,10 @@ pub enum Error {
     /// The metrics/health listener failed.
     #[error("serving /metrics: {0}")]
     Serve(#[source] std::io::Error),
+
+    /// A certificate could not be made, or the CA to sign it could not be read.
+    #[error("certificates: {0}")]
+    Certificate(String),
 }
 
 impl Error {
@@ -73,6 +77,7 @@ impl Error {
             Error::LostLeadership => "lost_leadership",
             Error::HttpClient(_) => "http_client",
             Error::Serve(_) => "serve",
+            Error::Certificate(_) => "certificate",
         }
     }
 }

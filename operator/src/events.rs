@@ -37,6 +37,18 @@ fn step_reason(step: &ringkv_plan::Step) -> &'static str {
     }
 }
 
+/// The Event for issuing the nodes' certificate (`why`: the reason, in words).
+pub fn certificate_note(name: &str, why: &str) -> Note {
+    Note {
+        warning: false,
+        reason: "CertificateIssued",
+        action: "IssueCertificate".to_string(),
+        note: format!(
+            "issued the nodes' certificate (Secret {name}-tls) because {why}; the nodes load it without a restart"
+        ),
+    }
+}
+
 /// The Events for one pass: the StatefulSet going from `pods` to `layout_nodes` pods,
 /// and the data-plane step's outcome.
 pub fn notes(name: &str, pods: Option<u32>, layout_nodes: Option<u32>, data: Option<&DataOutcome>) -> Vec<Note> {

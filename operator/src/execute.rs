@@ -22,10 +22,11 @@ use serde::Serialize;
 
 use ringkv_ctl::driver::{Cluster, DriverError};
 
+use crate::certificates;
 use crate::crd::KVClusterSpec;
 use crate::error::is_not_found;
 use crate::metrics::Metrics;
-use crate::observe::DataPlane;
+use crate::observe::{ClientTls, DataPlane};
 use crate::plan::{data_step_name, describe, Blocked, Step};
 use crate::resources::{self, Owner, FIELD_MANAGER};
 use crate::Error;
@@ -84,12 +85,15 @@ fn is_conflict(e: &kube::Error) -> bool {
 }
 
 /// Executes `steps` for the cluster `owner` describes.
+/// `requested`: the renew annotation's value; `now`: Unix seconds, for certificates.
 pub async fn execute(
     client: &Client,
     metrics: &Metrics,
     spec: &KVClusterSpec,
     owner: &Owner,
     steps: &[Step],
+    requested: Option<&str>,
+    now: i64,
 ) -> Result<Report, Error> {
     let ns = owner.names.namespace.as_str();
     let name = owner.names.cluster.as_str();
@@ -117,10 +121,15 @@ pub async fn execute(
                 let result = apply(&api, &name, &resources::network_policy(owner, operator)).await;
                 refused(result, "the NetworkPolicy", &name, &mut report)?;
             }
-            Step::ApplyServiceMonitor => {
+            Step::IssueCa => certificates::issue_ca(client, owner, now).await?,
+            Step::IssueCertificate(why) => {
+                certificates::issue_certificate(client, owner, *why, requested, now).await?;
+            }
+            Step::ApplyCaBundle => certificates::apply_ca_bundle(client, owner).await?,
+            Step::ApplyServiceMonitor(tls) => {
                 let api: Api<DynamicObject> =
                     Api::namespaced_with(client.clone(), ns, &resources::service_monitor_resource());
-                match apply(&api, name, &resources::service_monitor(spec, owner)).await {
+                match apply(&api, name, &resources::service_monitor(spec, owner, *tls)).await {
                     Err(Error::Kube(e)) if is_not_found(&e) => report.blocked.push(Blocked {
                         reason: "ServiceMonitorCRDMissing",
                         message: "spec.monitoring.serviceMonitor.enabled is true but the ServiceMonitor CRD \
@@ -157,9 +166,9 @@ pub async fn execute(
                     }
                 }
             }
-            Step::ApplyStatefulSet(layout) => {
+            Step::ApplyStatefulSet(layout, tls) => {
                 let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-                let result = apply(&api, name, &resources::statefulset(spec, owner, *layout)).await;
+                let result = apply(&api, name, &resources::statefulset(spec, owner, *layout, *tls)).await;
                 refused(result, "the StatefulSet", name, &mut report)?;
             }
             // Run by `execute_data` and counted there.
@@ -208,8 +217,9 @@ pub async fn execute_data(
     metrics: &Metrics,
     cluster: &Cluster,
     step: &ringkv_plan::Step,
+    tls: Option<&ClientTls>,
 ) -> DataOutcome {
-    match data_plane.execute(cluster, step).await {
+    match data_plane.execute(cluster, step, tls).await {
         Ok(()) => {
             metrics.steps.with_label_values(&[data_step_name(step)]).inc();
             DataOutcome::Done(step.clone())

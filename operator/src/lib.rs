@@ -19,6 +19,7 @@
 //! resource types from which the CRD YAML is generated. [`config`] is the command line.
 //! The same planning library driven by hand is `ringkv-ctl` (the `ctl/` crate).
 
+pub mod certificates;
 pub mod config;
 pub mod controller;
 pub mod crd;

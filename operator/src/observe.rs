@@ -8,15 +8,19 @@
 //! reconcile tests run without pods. A node that does not answer is simply not ready:
 //! observing never fails a reconcile.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::future::{join_all, BoxFuture};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use parking_lot::Mutex;
+use ringkv_api::client::AdminClient;
 use ringkv_ctl::driver::{Cluster, Driver, DriverError};
 
-use crate::crd::KVClusterStatus;
-use crate::resources::{Names, NodeLayout};
+use crate::crd::{KVClusterStatus, TlsMode};
+use crate::resources::tls::{CertFacts, Renewal};
+use crate::resources::{tls_of, Names, NodeLayout};
 
 /// A node's answer to `GET /v1/cluster`, and one shard in it: the contract crate's
 /// types, read leniently (new fields on the node side do not break the operator).
@@ -27,18 +31,44 @@ pub use ringkv_api::{Ring, ShardInfo};
 pub struct NodeProbe {
     /// `/readyz` answered 200.
     pub ready: bool,
-    /// `/v1/cluster`, when it answered.
+    /// `/internal/ring` (the node's view of the ring), when it answered.
     pub view: Option<Ring>,
 }
 
+/// How the operator reaches one cluster's nodes when they run TLS: it trusts only the
+/// cluster's CA and presents a client certificate the CA signed (the internal port
+/// requires one). `id` names the pair, so clients are built once per pair.
+#[derive(Clone)]
+pub struct ClientTls {
+    pub id: String,
+    pub config: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
 /// The data plane as the operator reaches it (HTTP in production, a table in tests).
+/// `tls`: the cluster's, when its nodes run TLS.
 pub trait DataPlane: Send + Sync + 'static {
-    /// Probe the node whose client API is at `base_url` (`http://host:port`).
-    fn probe<'a>(&'a self, base_url: &'a str) -> BoxFuture<'a, NodeProbe>;
+    /// Probe the node whose client API is at `base_url` (`http[s]://host:port`) and
+    /// whose internal port is `internal` (`host:port`).
+    fn probe<'a>(
+        &'a self,
+        base_url: &'a str,
+        internal: &'a str,
+        tls: Option<&'a ClientTls>,
+    ) -> BoxFuture<'a, NodeProbe>;
 
     /// The ring as the planning library's driver observes it through the internal
     /// ports `seeds` (`host:port`): for each shard, the view of the node leading it.
-    fn ring<'a>(&'a self, seeds: &'a [String]) -> BoxFuture<'a, Result<Cluster, DriverError>>;
+    fn ring<'a>(
+        &'a self,
+        seeds: &'a [String],
+        tls: Option<&'a ClientTls>,
+    ) -> BoxFuture<'a, Result<Cluster, DriverError>>;
 
     /// Executes one planner step through the admin API of the nodes concerned (their
     /// addresses come from `cluster`, the observation the step was planned from).
@@ -46,45 +76,89 @@ pub trait DataPlane: Send + Sync + 'static {
         &'a self,
         cluster: &'a Cluster,
         step: &'a ringkv_plan::Step,
+        tls: Option<&'a ClientTls>,
     ) -> BoxFuture<'a, Result<(), DriverError>>;
 }
+
+/// The clients for one way of reaching nodes (plain, or one [`ClientTls`]).
+#[derive(Clone)]
+struct Links {
+    http: reqwest::Client,
+    admin: AdminClient,
+    driver: Driver,
+}
+
+/// Clients for a TLS pair not used for this long are dropped (a pair is replaced when
+/// the operator's certificate is minted again, daily).
+const IDLE_LINKS: Duration = Duration::from_secs(3600);
 
 /// [`DataPlane`] over HTTP with a short timeout per request; planner steps go through
 /// the planning library's [`Driver`], the same code the admin command line runs.
 pub struct HttpDataPlane {
-    http: reqwest::Client,
-    driver: Driver,
+    timeout: Duration,
+    plain: Links,
+    tls: Mutex<HashMap<String, (Instant, Links)>>,
 }
 
 impl HttpDataPlane {
     /// A client whose probes give up after `timeout` (the driver keeps its own timeouts).
     pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        Ok(HttpDataPlane {
+        let admin = AdminClient::new();
+        let plain = Links {
             http: ringkv_api::client::http().timeout(timeout).build()?,
-            driver: Driver::new(Vec::new()),
-        })
+            driver: Driver::new(Vec::new()).with_client(admin.clone()),
+            admin,
+        };
+        Ok(HttpDataPlane { timeout, plain, tls: Mutex::new(HashMap::new()) })
+    }
+
+    /// The clients for `tls` (built on first use).
+    fn links(&self, tls: Option<&ClientTls>) -> Result<Links, String> {
+        let Some(tls) = tls else { return Ok(self.plain.clone()) };
+        let now = Instant::now();
+        let mut cache = self.tls.lock();
+        if let Some((used, links)) = cache.get_mut(&tls.id) {
+            *used = now;
+            return Ok(links.clone());
+        }
+        let http = ringkv_api::client::http()
+            .timeout(self.timeout)
+            .tls_backend_preconfigured((*tls.config).clone())
+            .build()
+            .map_err(|e| format!("TLS client: {e}"))?;
+        let admin = AdminClient::with_tls((*tls.config).clone())?;
+        let links = Links { http, driver: Driver::new(Vec::new()).with_client(admin.clone()), admin };
+        cache.retain(|_, (used, _)| now.duration_since(*used) < IDLE_LINKS);
+        cache.insert(tls.id.clone(), (now, links.clone()));
+        Ok(links)
     }
 }
 
 impl DataPlane for HttpDataPlane {
-    fn probe<'a>(&'a self, base_url: &'a str) -> BoxFuture<'a, NodeProbe> {
+    fn probe<'a>(
+        &'a self,
+        base_url: &'a str,
+        internal: &'a str,
+        tls: Option<&'a ClientTls>,
+    ) -> BoxFuture<'a, NodeProbe> {
         Box::pin(async move {
-            let ready = self.http.get(format!("{base_url}/readyz")).send();
-            let view = self.http.get(format!("{base_url}/v1/cluster")).send();
+            let Ok(links) = self.links(tls) else { return NodeProbe::default() };
+            let ready = links.http.get(format!("{base_url}/readyz")).send();
+            let view = links.admin.ring(internal, self.timeout);
             let (ready, view) = futures::join!(ready, view);
             let ready = matches!(&ready, Ok(r) if r.status().is_success());
-            let view = match view {
-                Ok(r) if r.status().is_success() => r.json::<Ring>().await.ok(),
-                _ => None,
-            };
-            NodeProbe { ready, view }
+            NodeProbe { ready, view: view.ok() }
         })
     }
 
-    fn ring<'a>(&'a self, seeds: &'a [String]) -> BoxFuture<'a, Result<Cluster, DriverError>> {
+    fn ring<'a>(
+        &'a self,
+        seeds: &'a [String],
+        tls: Option<&'a ClientTls>,
+    ) -> BoxFuture<'a, Result<Cluster, DriverError>> {
         Box::pin(async move {
             // A clone shares the HTTP client; seeds are this cluster's nodes only.
-            let mut driver = self.driver.clone();
+            let mut driver = self.links(tls).map_err(DriverError::Http)?.driver;
             for seed in seeds {
                 driver.add_seed(seed.clone());
             }
@@ -96,9 +170,28 @@ impl DataPlane for HttpDataPlane {
         &'a self,
         cluster: &'a Cluster,
         step: &'a ringkv_plan::Step,
+        tls: Option<&'a ClientTls>,
     ) -> BoxFuture<'a, Result<(), DriverError>> {
-        Box::pin(self.driver.execute(cluster, step))
+        Box::pin(async move {
+            let links = self.links(tls).map_err(DriverError::Http)?;
+            links.driver.execute(cluster, step).await
+        })
     }
+}
+
+/// A cluster's TLS as the operator finds it (nothing is read for `Disabled`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsObserved {
+    /// `status.tls.mode` from the last pass.
+    pub recorded: Option<TlsMode>,
+    /// `Managed`: the CA's Secret exists and holds a CA.
+    pub ca: bool,
+    /// `Managed`: why the nodes' certificate must be issued now, if it must.
+    pub renewal: Option<Renewal>,
+    /// The nodes' certificate, as far as it could be read.
+    pub cert: Option<CertFacts>,
+    /// `Provided`: what is missing or unusable, in words.
+    pub missing: Option<String>,
 }
 
 /// The StatefulSet as far as planning cares.
@@ -116,6 +209,8 @@ pub struct StatefulSetState {
     pub shards: Option<u32>,
     /// How many nodes `RINGKV_PEERS` in the pod template lists: the founding nodes.
     pub peers: Option<u32>,
+    /// The TLS the pod template runs.
+    pub tls: TlsMode,
 }
 
 impl StatefulSetState {
@@ -141,7 +236,10 @@ impl StatefulSetState {
             .map(|v| v.split(',').filter(|p| !p.trim().is_empty()).count())
             .and_then(|n| u32::try_from(n).ok())
             .filter(|n| *n > 0);
+        let names = Names::new(sts.metadata.name.as_deref().unwrap_or_default(), "");
+        let tls = spec.and_then(|s| s.template.spec.as_ref()).map_or(TlsMode::Disabled, |p| tls_of(p, &names));
         StatefulSetState {
+            tls,
             replicas,
             ready_replicas: count(status.and_then(|s| s.ready_replicas)),
             updated_replicas,
@@ -178,6 +276,8 @@ pub struct Observed {
     /// The data-plane step an earlier pass started that is still running (see
     /// [`crate::inflight`]); none after an operator restart, which plans afresh.
     pub in_flight: Option<ringkv_plan::Step>,
+    /// The cluster's certificates.
+    pub tls: TlsObserved,
 }
 
 impl Observed {
@@ -230,10 +330,16 @@ pub fn was_created(status: Option<&KVClusterStatus>) -> bool {
 }
 
 /// Probes nodes `1..=nodes` concurrently.
-pub async fn probe_nodes(data_plane: &dyn DataPlane, names: &Names, nodes: u32) -> BTreeMap<u32, NodeProbe> {
-    let urls: Vec<(u32, String)> = (1..=nodes).map(|id| (id, names.node_url(id))).collect();
-    let probes = join_all(urls.iter().map(|(_, url)| data_plane.probe(url))).await;
-    urls.into_iter().map(|(id, _)| id).zip(probes).collect()
+pub async fn probe_nodes(
+    data_plane: &dyn DataPlane,
+    names: &Names,
+    nodes: u32,
+    tls: Option<&ClientTls>,
+) -> BTreeMap<u32, NodeProbe> {
+    let addrs: Vec<(u32, String, String)> =
+        (1..=nodes).map(|id| (id, names.node_url(id, tls.is_some()), names.internal_addr(id))).collect();
+    let probes = join_all(addrs.iter().map(|(_, url, internal)| data_plane.probe(url, internal, tls))).await;
+    addrs.into_iter().map(|(id, ..)| id).zip(probes).collect()
 }
 
 #[cfg(test)]
@@ -261,27 +367,32 @@ mod tests {
         })
     }
 
+    /// A node's two ports in one: `/readyz` (client) and `/internal/ring` (internal).
     async fn node(ready: StatusCode) -> String {
         let app = Router::new()
             .route("/readyz", get(move || async move { (ready, "{}") }))
-            .route("/v1/cluster", get(|| async { Json(node_answer()) }));
+            .route("/internal/ring", get(|| async { Json(node_answer()) }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move { axum::serve(listener, app).await });
-        format!("http://{addr}")
+        addr.to_string()
+    }
+
+    async fn probe(dp: &HttpDataPlane, addr: &str) -> NodeProbe {
+        dp.probe(&format!("http://{addr}"), addr, None).await
     }
 
     #[tokio::test]
     async fn http_data_plane_reads_readiness_and_the_ring() {
         let dp = HttpDataPlane::new(Duration::from_secs(2)).expect("client");
-        let probe = dp.probe(&node(StatusCode::OK).await).await;
-        assert!(probe.ready);
-        let view = probe.view.expect("a view");
+        let answer = probe(&dp, &node(StatusCode::OK).await).await;
+        assert!(answer.ready);
+        let view = answer.view.expect("a view");
         assert_eq!((view.node_id, view.epoch, view.shard_count), (2, 1, 2));
         assert!(view.formed() && !view.all_led());
         assert_eq!(view.replicas_by_node().get(&3), Some(&2));
 
-        let unready = dp.probe(&node(StatusCode::SERVICE_UNAVAILABLE).await).await;
+        let unready = probe(&dp, &node(StatusCode::SERVICE_UNAVAILABLE).await).await;
         assert!(!unready.ready && unready.view.is_some());
     }
 
@@ -291,6 +402,6 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         drop(listener);
         let dp = HttpDataPlane::new(Duration::from_millis(500)).expect("client");
-        assert_eq!(dp.probe(&format!("http://{addr}")).await, NodeProbe::default());
+        assert_eq!(probe(&dp, &addr.to_string()).await, NodeProbe::default());
     }
 }

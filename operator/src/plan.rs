@@ -22,8 +22,9 @@
 
 use ringkv_plan::{next_step, Next};
 
-use crate::crd::KVClusterSpec;
+use crate::crd::{KVClusterSpec, TlsMode};
 use crate::observe::{Observed, StatefulSetState};
+use crate::resources::tls::{effective_mode, Renewal};
 use crate::resources::NodeLayout;
 
 pub use crate::plan_ops::{operation, Operation, OperationKind};
@@ -35,6 +36,8 @@ pub use crate::step::{data_step_name, describe, Blocked, Step};
 pub struct Plan {
     pub steps: Vec<Step>,
     pub operation: Option<Operation>,
+    /// The TLS the nodes run (see [`tls_mode`]).
+    pub tls: TlsMode,
 }
 
 impl Plan {
@@ -49,7 +52,7 @@ impl Plan {
     /// The layout the StatefulSet is applied with, if it is.
     pub fn layout(&self) -> Option<NodeLayout> {
         self.steps.iter().find_map(|s| match s {
-            Step::ApplyStatefulSet(l) => Some(*l),
+            Step::ApplyStatefulSet(l, _) => Some(*l),
             _ => None,
         })
     }
@@ -72,15 +75,62 @@ pub fn planner_spec(spec: &KVClusterSpec) -> ringkv_plan::Spec {
     }
 }
 
-/// The steps from `observed` towards `spec`. Paused: no steps at all.
+/// The TLS the nodes run: what the pods run, else what status recorded, else what the
+/// spec asks for a new cluster (see [`effective_mode`]).
+pub fn tls_mode(spec: &KVClusterSpec, observed: &Observed) -> TlsMode {
+    let live = observed.statefulset.as_ref().map(|s| s.tls);
+    effective_mode(spec.tls.as_ref().map(|t| t.mode), live, observed.tls.recorded, observed.created)
+}
+
+/// The certificate steps for `mode`, and why the spec's TLS cannot be had.
+fn tls_steps(spec: &KVClusterSpec, observed: &Observed, mode: TlsMode) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if let Some(asked) = spec.tls.as_ref().map(|t| t.mode).filter(|m| *m != mode) {
+        steps.push(Step::Blocked(Blocked {
+            reason: "TLSModeFixed",
+            message: format!(
+                "spec.tls.mode is {} but the nodes run {}: the mode of a running cluster cannot change (all its \
+                 nodes speak TLS or none does); set spec.tls.mode back to {}, or make a new cluster and move the data",
+                asked.as_str(),
+                mode.as_str(),
+                mode.as_str()
+            ),
+        }));
+    }
+    match mode {
+        TlsMode::Managed => {
+            if !observed.tls.ca {
+                steps.extend([Step::IssueCa, Step::IssueCertificate(Renewal::Missing)]);
+            } else if let Some(why) = observed.tls.renewal {
+                steps.push(Step::IssueCertificate(why));
+            }
+            steps.push(Step::ApplyCaBundle);
+        }
+        TlsMode::Provided => {
+            if let Some(missing) = &observed.tls.missing {
+                steps.push(Step::Blocked(Blocked {
+                    reason: "TLSSecretMissing",
+                    message: format!("spec.tls.mode is Provided but {missing}: the nodes cannot start without it"),
+                }));
+            }
+        }
+        TlsMode::Disabled => {}
+    }
+    steps
+}
+
+/// The steps from `observed` towards `spec`. Paused: no steps at all (not even a
+/// certificate renewal: `status.tls.notAfter` says when it is due).
 pub fn plan(spec: &KVClusterSpec, observed: &Observed) -> Plan {
-    let mut p = Plan::default();
+    let tls = tls_mode(spec, observed);
+    let mut p = Plan { tls, ..Plan::default() };
     if spec.paused {
         return p;
     }
     p.steps.extend([Step::ApplyPeerService, Step::ApplyClientService, Step::ApplyDisruptionBudget]);
+    p.steps.extend(tls_steps(spec, observed, tls));
     if spec.monitoring.service_monitor.enabled {
-        p.steps.push(Step::ApplyServiceMonitor);
+        p.steps.push(Step::ApplyServiceMonitor(tls));
     } else if observed.status_generation.is_some_and(|g| g != observed.generation) {
         // Only a spec change can turn monitoring off, so only then is a delete needed
         // (and never for a cluster that has no status yet: it never had one).
@@ -108,7 +158,7 @@ pub fn plan(spec: &KVClusterSpec, observed: &Observed) -> Plan {
     };
     let live = observed.statefulset.as_ref().filter(|s| !never_ran(s));
     let Some(sts) = live.or(recreated.as_ref()) else {
-        p.steps.push(Step::ApplyStatefulSet(NodeLayout::new(spec.nodes, spec.shards)));
+        p.steps.push(Step::ApplyStatefulSet(NodeLayout::new(spec.nodes, spec.shards), tls));
         p.steps.push(Step::WaitForNodes { ready: 0, total: spec.nodes });
         p.operation = Some(Operation::create(
             0,
@@ -125,7 +175,7 @@ pub fn plan(spec: &KVClusterSpec, observed: &Observed) -> Plan {
         shards: sts.shards.unwrap_or(spec.shards),
         peers: sts.peers.unwrap_or(sts.replicas),
     };
-    p.steps.push(Step::ApplyStatefulSet(layout));
+    p.steps.push(Step::ApplyStatefulSet(layout, tls));
 
     let ready = u32::try_from(observed.nodes.iter().filter(|(id, n)| **id <= layout.nodes && n.ready).count())
         .unwrap_or(u32::MAX);

@@ -7,7 +7,9 @@ use ringkv_plan::ShardState;
 use serde_json::json;
 
 use super::*;
-use crate::observe::{NodeProbe, Ring, ShardInfo, StatefulSetState};
+use crate::crd::TlsMode;
+use crate::observe::{NodeProbe, Ring, ShardInfo, StatefulSetState, TlsObserved};
+use crate::resources::tls::Renewal;
 
 fn spec(v: serde_json::Value) -> KVClusterSpec {
     serde_json::from_value(v).expect("test spec deserializes")
@@ -21,6 +23,7 @@ fn sts(replicas: u32, shards: u32) -> StatefulSetState {
         rollout_complete: true,
         shards: Some(shards),
         peers: Some(replicas),
+        tls: TlsMode::Disabled,
     }
 }
 
@@ -94,7 +97,13 @@ fn running(n: u32, shards: u32, members: &[u64]) -> Observed {
 
 fn summary(step: &Step) -> String {
     match step {
-        Step::ApplyStatefulSet(l) => format!("statefulset({} nodes, {} shards, {} peers)", l.nodes, l.shards, l.peers),
+        Step::ApplyStatefulSet(l, TlsMode::Disabled) => {
+            format!("statefulset({} nodes, {} shards, {} peers)", l.nodes, l.shards, l.peers)
+        }
+        Step::ApplyStatefulSet(l, tls) => {
+            format!("statefulset({} nodes, {} shards, {} peers, {})", l.nodes, l.shards, l.peers, tls.as_str())
+        }
+        Step::IssueCertificate(why) => format!("issue_certificate({why:?})"),
         Step::WaitForNodes { ready, total } => format!("wait_for_nodes({ready}/{total})"),
         Step::WaitForRollout { updated, total } => format!("wait_for_rollout({updated}/{total})"),
         Step::Blocked(b) => format!("blocked({})", b.reason),
@@ -123,8 +132,99 @@ fn cases() -> Vec<Case> {
             name: "a new cluster gets its StatefulSet with the spec's layout",
             spec: small(),
             observed: observed(None, BTreeMap::new(), false),
+            then: &[
+                "issue_ca",
+                "issue_certificate(Missing)",
+                "apply_ca_bundle",
+                "statefulset(3 nodes, 4 shards, 3 peers, Managed)",
+                "wait_for_nodes(0/3)",
+            ],
+            operation: Some(OperationKind::Create),
+        },
+        Case {
+            name: "a new cluster asking for no TLS gets none",
+            spec: spec(json!({"tls": {"mode": "Disabled"}})),
+            observed: observed(None, BTreeMap::new(), false),
             then: &["statefulset(3 nodes, 4 shards, 3 peers)", "wait_for_nodes(0/3)"],
             operation: Some(OperationKind::Create),
+        },
+        Case {
+            name: "a running plain cluster stays plain: asking it for TLS is reported, not applied",
+            spec: spec(json!({"tls": {"mode": "Managed"}})),
+            observed: healthy(),
+            then: &["blocked(TLSModeFixed)", "statefulset(3 nodes, 4 shards, 3 peers)"],
+            operation: None,
+        },
+        Case {
+            name: "a running plain cluster with no word on TLS (made before TLS existed) gets no certificate",
+            spec: small(),
+            observed: healthy(),
+            then: &["statefulset(3 nodes, 4 shards, 3 peers)"],
+            operation: None,
+        },
+        Case {
+            name: "a managed cluster with a good certificate only republishes its CA",
+            spec: small(),
+            observed: Observed {
+                statefulset: Some(StatefulSetState { tls: TlsMode::Managed, ..sts(3, 4) }),
+                tls: TlsObserved { ca: true, ..Default::default() },
+                ..healthy()
+            },
+            then: &["apply_ca_bundle", "statefulset(3 nodes, 4 shards, 3 peers, Managed)"],
+            operation: None,
+        },
+        Case {
+            name: "a managed cluster's certificate due for renewal is issued again, pods untouched",
+            spec: small(),
+            observed: Observed {
+                statefulset: Some(StatefulSetState { tls: TlsMode::Managed, ..sts(3, 4) }),
+                tls: TlsObserved { ca: true, renewal: Some(Renewal::Expiring), ..Default::default() },
+                ..healthy()
+            },
+            then: &[
+                "issue_certificate(Expiring)",
+                "apply_ca_bundle",
+                "statefulset(3 nodes, 4 shards, 3 peers, Managed)",
+            ],
+            operation: None,
+        },
+        Case {
+            name: "a managed cluster asked to go plain stays managed",
+            spec: spec(json!({"tls": {"mode": "Disabled"}})),
+            observed: Observed {
+                statefulset: Some(StatefulSetState { tls: TlsMode::Managed, ..sts(3, 4) }),
+                tls: TlsObserved { ca: true, ..Default::default() },
+                ..healthy()
+            },
+            then: &["blocked(TLSModeFixed)", "apply_ca_bundle", "statefulset(3 nodes, 4 shards, 3 peers, Managed)"],
+            operation: None,
+        },
+        Case {
+            name: "provided TLS without its Secret is reported",
+            spec: spec(json!({"tls": {"mode": "Provided", "secretName": "mine", "operatorSecretName": "op"}})),
+            observed: Observed {
+                statefulset: Some(StatefulSetState { tls: TlsMode::Provided, ..sts(3, 4) }),
+                tls: TlsObserved { missing: Some("the Secret mine does not exist".to_string()), ..Default::default() },
+                ..healthy()
+            },
+            then: &["blocked(TLSSecretMissing)", "statefulset(3 nodes, 4 shards, 3 peers, Provided)"],
+            operation: None,
+        },
+        Case {
+            name: "a managed cluster whose StatefulSet vanished comes back managed (status recorded it)",
+            spec: small(),
+            observed: Observed {
+                previous: Some(NodeLayout { nodes: 3, shards: 4, peers: 3 }),
+                tls: TlsObserved { recorded: Some(TlsMode::Managed), ca: true, ..Default::default() },
+                ..observed(None, BTreeMap::new(), true)
+            },
+            then: &[
+                "apply_ca_bundle",
+                "statefulset(3 nodes, 4 shards, 3 peers, Managed)",
+                "wait_for_nodes(0/3)",
+                "wait_for_ring",
+            ],
+            operation: None,
         },
         Case {
             name: "pods that never ran take a changed layout at once (a scale-down waited for ever)",

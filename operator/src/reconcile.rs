@@ -23,12 +23,15 @@ use serde_json::json;
 use crate::crd::{KVCluster, PvcRetention, FINALIZER};
 use ringkv_ctl::driver::Cluster;
 
+use crate::certificates::{self, ClientCerts};
 use crate::events;
 use crate::execute::{execute, execute_data, DataOutcome};
 use crate::inflight::{InFlight, Key, Poll, Running};
 use crate::metrics::Metrics;
-use crate::observe::{planner_view, previous_layout, probe_nodes, was_created, DataPlane, Observed, StatefulSetState};
-use crate::plan::{plan, Step};
+use crate::observe::{
+    planner_view, previous_layout, probe_nodes, was_created, ClientTls, DataPlane, Observed, StatefulSetState,
+};
+use crate::plan::{plan, tls_mode, Step};
 use crate::resources::{OperatorPods, Owner, FIELD_MANAGER};
 use crate::status::{build, StatusInput};
 use crate::Error;
@@ -70,6 +73,8 @@ pub struct Context {
     pub step_grace: Duration,
     /// The operator's pods, let in by the NetworkPolicy each cluster gets (`None`: none).
     pub network_policy: Option<OperatorPods>,
+    /// The operator's client certificates for clusters with `Managed` TLS.
+    pub client_certs: ClientCerts,
 }
 
 /// The wall clock, in whole seconds (what a `Time` keeps once serialized).
@@ -102,6 +107,7 @@ impl Context {
             in_flight: Arc::new(InFlight::new()),
             step_grace: STEP_GRACE,
             network_policy: None,
+            client_certs: ClientCerts::default(),
         }
     }
 }
@@ -132,23 +138,31 @@ pub fn error_policy(kvc: Arc<KVCluster>, error: &Error, ctx: Arc<Context>) -> Ac
 }
 
 /// Observes the cluster as it is; also returns the driver's observation, from which a
-/// planner step is executed (it holds the nodes' addresses). `in_flight`: the step an
-/// earlier pass started that still runs.
+/// planner step is executed (it holds the nodes' addresses), and how the nodes are
+/// reached. `in_flight`: the step an earlier pass started that still runs.
 async fn observe(
     kvc: &KVCluster,
     owner: &Owner,
     ctx: &Context,
     in_flight: Option<&Running>,
-) -> Result<(Observed, Option<Cluster>), Error> {
+) -> Result<(Observed, Option<Cluster>, Option<ClientTls>), Error> {
     let names = &owner.names;
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let statefulset = sts_api.get_opt(&names.cluster).await?.map(|s| StatefulSetState::from_object(&s));
-    let count = statefulset.as_ref().map_or(0, |s| s.replicas);
-    let nodes = probe_nodes(ctx.data_plane.as_ref(), names, count).await;
-    let seeds: Vec<String> = (1..=count).map(|id| names.internal_addr(id)).collect();
-    let cluster = if seeds.is_empty() { None } else { ctx.data_plane.ring(&seeds).await.ok() };
     let status = kvc.status.as_ref();
+    // The TLS in force decides which certificates are read and how the nodes are reached.
+    let mut observed = Observed { statefulset, created: was_created(status), ..Observed::default() };
+    observed.tls.recorded = status.and_then(|s| s.tls.as_ref()).map(|t| t.mode);
+    let mode = tls_mode(&kvc.spec, &observed);
+    let now = (ctx.clock)().0.as_second();
+    let (tls, client_tls) = certificates::observe(&ctx.client, kvc, names, mode, now, &ctx.client_certs).await?;
+    let statefulset = observed.statefulset.take();
+    let count = statefulset.as_ref().map_or(0, |s| s.replicas);
+    let nodes = probe_nodes(ctx.data_plane.as_ref(), names, count, client_tls.as_ref()).await;
+    let seeds: Vec<String> = (1..=count).map(|id| names.internal_addr(id)).collect();
+    let cluster = if seeds.is_empty() { None } else { ctx.data_plane.ring(&seeds, client_tls.as_ref()).await.ok() };
     let observed = Observed {
+        tls,
         generation: kvc.metadata.generation.unwrap_or(0),
         status_generation: status.and_then(|s| s.observed_generation),
         created: was_created(status),
@@ -159,7 +173,7 @@ async fn observe(
         nodes,
         in_flight: in_flight.map(|r| r.step.clone()),
     };
-    Ok((observed, cluster))
+    Ok((observed, cluster, client_tls))
 }
 
 async fn apply(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error> {
@@ -193,18 +207,21 @@ async fn pass(
         Poll::Finished(outcome) => (Some(outcome), None),
     };
     unreported.clone_from(&data);
-    let (observed, cluster) = observe(kvc, owner, ctx, in_flight.as_ref()).await?;
+    let (observed, cluster, client_tls) = observe(kvc, owner, ctx, in_flight.as_ref()).await?;
     let mut plan = plan(&kvc.spec, &observed);
     // Operator configuration, not spec: applied first, so the pods start behind it.
     if let Some(from) = ctx.network_policy.as_ref().filter(|_| !kvc.spec.paused) {
         plan.steps.insert(0, Step::ApplyNetworkPolicy(from.clone()));
     }
-    let mut report = execute(&ctx.client, &ctx.metrics, &kvc.spec, owner, &plan.steps).await?;
+    let now_secs = (ctx.clock)().0.as_second();
+    let requested = certificates::requested(kvc);
+    let mut report =
+        execute(&ctx.client, &ctx.metrics, &kvc.spec, owner, &plan.steps, requested.as_deref(), now_secs).await?;
     // One data-plane step, after the Kubernetes steps (the plan holds one only when
     // nothing waits, a step in flight included, and always with the driver's observation
     // it came from). A pass that reported an ended step starts the next on the next pass.
     if let (None, Some(step), Some(c)) = (&data, plan.data_step(), &cluster) {
-        match start_step(ctx, key, uid, step, c).await {
+        match start_step(ctx, key, uid, step, c, client_tls.as_ref()).await {
             Ok(outcome) => data = Some(outcome),
             Err(running) => in_flight = Some(running),
         }
@@ -234,7 +251,11 @@ async fn pass(
         tracing::info!(cluster = %owner.names.cluster, reason = b.reason, "{}", b.message);
     }
     let pods = observed.statefulset.as_ref().map(|s| s.replicas);
-    let notes = events::notes(&owner.names.cluster, pods, plan.layout().map(|l| l.nodes), data.as_ref());
+    let mut notes = events::notes(&owner.names.cluster, pods, plan.layout().map(|l| l.nodes), data.as_ref());
+    notes.extend(plan.steps.iter().find_map(|s| match s {
+        Step::IssueCertificate(why) => Some(events::certificate_note(&owner.names.cluster, why.as_str())),
+        _ => None,
+    }));
     events::publish(&ctx.recorder, kvc, notes).await;
 
     let stepping = data.is_some() || plan.steps.iter().any(|s| matches!(s, Step::WaitForPlanner(_)));
@@ -260,11 +281,12 @@ async fn start_step(
     uid: &str,
     step: &ringkv_plan::Step,
     cluster: &Cluster,
+    tls: Option<&ClientTls>,
 ) -> Result<DataOutcome, Running> {
     let running = Running { step: step.clone(), since: (ctx.clock)() };
-    let (data_plane, metrics, cluster, step) =
-        (ctx.data_plane.clone(), ctx.metrics.clone(), cluster.clone(), step.clone());
-    let run = async move { execute_data(data_plane.as_ref(), &metrics, &cluster, &step).await };
+    let (data_plane, metrics, cluster, step, tls) =
+        (ctx.data_plane.clone(), ctx.metrics.clone(), cluster.clone(), step.clone(), tls.cloned());
+    let run = async move { execute_data(data_plane.as_ref(), &metrics, &cluster, &step, tls.as_ref()).await };
     let cluster = key.name.clone();
     let started = ctx.in_flight.start(key, uid, running, ctx.step_grace, run).await;
     if let Err(r) = &started {
@@ -278,6 +300,7 @@ async fn start_step(
 async fn cleanup(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error> {
     if let Ok(names) = crate::resources::Names::of(kvc) {
         ctx.in_flight.forget(&Key::of(&names));
+        ctx.client_certs.forget(&names);
     }
     if kvc.spec.pvc_retention == PvcRetention::Delete {
         let owner = Owner::of(kvc)?;

@@ -7,7 +7,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::crd::{BootstrapLayout, KVClusterSpec, KVClusterStatus, OperationStatus, Phase, StepInFlight};
+use crate::crd::{BootstrapLayout, KVClusterSpec, KVClusterStatus, OperationStatus, Phase, StepInFlight, TlsStatus};
 use crate::execute::DataOutcome;
 use crate::inflight::Running;
 use crate::observe::Observed;
@@ -199,6 +199,15 @@ pub fn build(input: &StatusInput<'_>, plan: &Plan) -> KVClusterStatus {
         current_operation,
         last_operation,
         step_in_flight: in_flight.map(|r| StepInFlight { step: describe(&r.step), started_at: r.since.clone() }),
+        tls: Some(TlsStatus {
+            mode: plan.tls,
+            serial: observed.tls.cert.as_ref().map(|c| c.serial.clone()),
+            not_after: observed
+                .tls
+                .cert
+                .as_ref()
+                .and_then(|c| k8s_openapi::jiff::Timestamp::from_second(c.not_after).ok().map(Time)),
+        }),
     }
 }
 

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::crd::TlsMode;
+use crate::resources::tls::Renewal;
 use crate::resources::NodeLayout;
 
 /// Why the plan cannot reach the spec, for `Degraded`'s reason and message.
@@ -28,12 +30,19 @@ pub enum Step {
     /// Apply the nodes' NetworkPolicy (when the operator is configured with its pods'
     /// labels; see `RunConfig::network_policy_from`).
     ApplyNetworkPolicy(crate::resources::OperatorPods),
-    /// Apply the ServiceMonitor (its CRD may be missing; the executor reports that).
-    ApplyServiceMonitor,
+    /// Apply the ServiceMonitor (its CRD may be missing; the executor reports that),
+    /// scraping over HTTPS unless the nodes' TLS is `Disabled`.
+    ApplyServiceMonitor(TlsMode),
     /// Delete the ServiceMonitor after monitoring was turned off (absent is fine).
     DeleteServiceMonitor,
-    /// Apply the StatefulSet with this layout.
-    ApplyStatefulSet(NodeLayout),
+    /// Make the cluster's CA (`Managed` TLS; created once, never replaced).
+    IssueCa,
+    /// Issue the nodes' certificate (again), signed by the cluster's CA.
+    IssueCertificate(Renewal),
+    /// Publish the CA in the `<name>-ca-bundle` ConfigMap.
+    ApplyCaBundle,
+    /// Apply the StatefulSet with this layout, its nodes running this TLS.
+    ApplyStatefulSet(NodeLayout, TlsMode),
     /// Wait until the newest pod template reaches every pod.
     WaitForRollout { updated: u32, total: u32 },
     /// Wait until every node answers `/readyz`.
@@ -59,9 +68,12 @@ impl Step {
             Step::ApplyClientService => "apply_client_service",
             Step::ApplyDisruptionBudget => "apply_disruption_budget",
             Step::ApplyNetworkPolicy(_) => "apply_network_policy",
-            Step::ApplyServiceMonitor => "apply_service_monitor",
+            Step::ApplyServiceMonitor(_) => "apply_service_monitor",
+            Step::IssueCa => "issue_ca",
+            Step::IssueCertificate(_) => "issue_certificate",
+            Step::ApplyCaBundle => "apply_ca_bundle",
             Step::DeleteServiceMonitor => "delete_service_monitor",
-            Step::ApplyStatefulSet(_) => "apply_statefulset",
+            Step::ApplyStatefulSet(..) => "apply_statefulset",
             Step::WaitForRollout { .. } => "wait_for_rollout",
             Step::WaitForNodes { .. } => "wait_for_nodes",
             Step::WaitForRing => "wait_for_ring",

@@ -7,11 +7,12 @@
 
 mod services;
 mod statefulset;
+pub mod tls;
 
 pub use services::{
     client_service, disruption_budget, network_policy, peer_service, service_monitor, service_monitor_resource,
 };
-pub use statefulset::{peers_env, statefulset, NodeLayout};
+pub use statefulset::{peers_env, statefulset, tls_of, tls_secret, NodeLayout};
 
 use std::collections::BTreeMap;
 
@@ -84,9 +85,11 @@ impl Names {
         format!("{}:{INTERNAL_PORT}", self.pod_host(id))
     }
 
-    /// Node `id`'s client API base URL, as the operator reaches it.
-    pub fn node_url(&self, id: u32) -> String {
-        format!("http://{}:{CLIENT_PORT}", self.pod_host(id))
+    /// Node `id`'s client API base URL, as the operator reaches it (`https` when the
+    /// nodes run TLS).
+    pub fn node_url(&self, id: u32, tls: bool) -> String {
+        let scheme = if tls { "https" } else { "http" };
+        format!("{scheme}://{}:{CLIENT_PORT}", self.pod_host(id))
     }
 
     /// The labels that select this cluster's pods (immutable once the StatefulSet exists).

@@ -127,7 +127,11 @@ pub fn service_monitor_resource() -> ApiResource {
 /// is catching up or lost its leaders is still scraped — the client Service would drop
 /// it just when its metrics matter. Selecting on the role label keeps the client Service
 /// from doubling every target.
-pub fn service_monitor(spec: &KVClusterSpec, owner: &Owner) -> DynamicObject {
+///
+/// With TLS, Prometheus scrapes over HTTPS, trusting the cluster's CA (the ConfigMap
+/// `<name>-ca-bundle`, or `ca.crt` of a provided Secret) and checking the client
+/// Service's name, which the nodes' certificate carries.
+pub fn service_monitor(spec: &KVClusterSpec, owner: &Owner, tls: crate::crd::TlsMode) -> DynamicObject {
     let names = &owner.names;
     let sm = &spec.monitoring.service_monitor;
     let mut meta = owner.meta(&names.cluster, &[]);
@@ -138,10 +142,22 @@ pub fn service_monitor(spec: &KVClusterSpec, owner: &Owner) -> DynamicObject {
     match_labels.insert(SERVICE_ROLE_LABEL.to_string(), "peers".to_string());
     let mut obj = DynamicObject::new(&names.cluster, &service_monitor_resource());
     obj.metadata = meta;
+    let mut endpoint = json!({ "port": "http", "path": "/metrics", "interval": sm.interval });
+    let ca = match tls {
+        crate::crd::TlsMode::Managed => Some(json!({ "configMap": { "name": names.ca_bundle(), "key": "ca.crt" } })),
+        crate::crd::TlsMode::Provided => {
+            super::tls_secret(spec, names, tls).map(|secret| json!({ "secret": { "name": secret, "key": "ca.crt" } }))
+        }
+        crate::crd::TlsMode::Disabled => None,
+    };
+    if let Some(ca) = ca {
+        endpoint["scheme"] = json!("https");
+        endpoint["tlsConfig"] = json!({ "ca": ca, "serverName": names.service_host() });
+    }
     obj.data = json!({
         "spec": {
             "selector": { "matchLabels": match_labels },
-            "endpoints": [{ "port": "http", "path": "/metrics", "interval": sm.interval }],
+            "endpoints": [endpoint],
         }
     });
     obj

@@ -15,15 +15,16 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Volume, VolumeMount,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
+    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::tls::{AUTH_DIR, TLS_DIR};
 use super::{Names, Owner, CLIENT_PORT, INTERNAL_PORT};
-use crate::crd::KVClusterSpec;
+use crate::crd::{KVClusterSpec, TlsMode};
 
 /// The pod label Kubernetes sets to the pod's ordinal.
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
@@ -73,11 +74,14 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar { name: name.to_string(), value: Some(value.into()), ..Default::default() }
 }
 
-fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+fn http_probe(path: &str, period: i32, failures: i32, tls: bool) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_string()),
             port: IntOrString::String("http".to_string()),
+            // The kubelet does not verify the certificate; /healthz and /readyz stay
+            // open with tokens on.
+            scheme: tls.then(|| "HTTPS".to_string()),
             ..Default::default()
         }),
         period_seconds: Some(period),
@@ -109,7 +113,74 @@ fn spread_over_hosts(names: &Names) -> Affinity {
     }
 }
 
-fn node_container(spec: &KVClusterSpec, names: &Names, layout: NodeLayout) -> Container {
+/// The Secret the nodes' certificate is mounted from, for a cluster in `mode`.
+pub fn tls_secret(spec: &KVClusterSpec, names: &Names, mode: TlsMode) -> Option<String> {
+    match mode {
+        TlsMode::Managed => Some(names.tls_secret()),
+        TlsMode::Provided => spec.tls.as_ref().and_then(|t| t.secret_name.clone()),
+        TlsMode::Disabled => None,
+    }
+}
+
+/// The TLS a pod template runs: `Disabled` without the TLS variables, `Managed` when its
+/// certificate volume is the operator's Secret, else `Provided`.
+pub fn tls_of(template: &PodSpec, names: &Names) -> TlsMode {
+    let on = template
+        .containers
+        .first()
+        .and_then(|c| c.env.as_ref())
+        .is_some_and(|env| env.iter().any(|e| e.name == "RINGKV_INTERNAL_TLS_CERT"));
+    let secret = template
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "tls")
+        .and_then(|v| v.secret.as_ref())
+        .and_then(|s| s.secret_name.clone());
+    match (on, secret) {
+        (false, _) => TlsMode::Disabled,
+        (true, Some(s)) if s == names.tls_secret() => TlsMode::Managed,
+        (true, _) => TlsMode::Provided,
+    }
+}
+
+/// The TLS and token variables (none when both are off).
+fn security_env(spec: &KVClusterSpec, tls: bool) -> Vec<EnvVar> {
+    let mut out = Vec::new();
+    if tls {
+        let (cert, key, ca) = (format!("{TLS_DIR}/tls.crt"), format!("{TLS_DIR}/tls.key"), format!("{TLS_DIR}/ca.crt"));
+        out.extend([
+            env("RINGKV_TLS_CERT", cert.clone()),
+            env("RINGKV_TLS_KEY", key.clone()),
+            env("RINGKV_INTERNAL_TLS_CERT", cert),
+            env("RINGKV_INTERNAL_TLS_KEY", key),
+            env("RINGKV_INTERNAL_TLS_CA", ca),
+        ]);
+    }
+    if let Some(auth) = &spec.auth {
+        out.push(env("RINGKV_AUTH_TOKENS", format!("{AUTH_DIR}/{}", auth.key)));
+        if auth.metrics_auth {
+            out.push(env("RINGKV_METRICS_AUTH", "true"));
+        }
+    }
+    out
+}
+
+/// A Secret as a read-only volume, without `subPath` anywhere, so the kubelet updates the
+/// files in place when the Secret changes. Readable by the group (the pod's fsGroup).
+fn secret_volume(name: &str, secret: &str) -> Volume {
+    Volume {
+        name: name.to_string(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_string()),
+            default_mode: Some(0o440),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn node_container(spec: &KVClusterSpec, names: &Names, layout: NodeLayout, tls_secret: Option<&str>) -> Container {
     let node_id = EnvVar {
         name: "RINGKV_NODE_ID".to_string(),
         value_from: Some(EnvVarSource {
@@ -121,29 +192,52 @@ fn node_container(spec: &KVClusterSpec, names: &Names, layout: NodeLayout) -> Co
         }),
         ..Default::default()
     };
+    let tls = tls_secret.is_some();
+    let mut mounts = vec![
+        VolumeMount { name: "data".to_string(), mount_path: DATA_MOUNT.to_string(), ..Default::default() },
+        VolumeMount { name: "tmp".to_string(), mount_path: "/tmp".to_string(), ..Default::default() },
+    ];
+    if tls {
+        mounts.push(VolumeMount {
+            name: "tls".to_string(),
+            mount_path: TLS_DIR.to_string(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    if spec.auth.is_some() {
+        mounts.push(VolumeMount {
+            name: "auth".to_string(),
+            mount_path: AUTH_DIR.to_string(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    let mut vars = vec![
+        node_id,
+        env("RINGKV_LISTEN", format!("0.0.0.0:{CLIENT_PORT}")),
+        env("RINGKV_INTERNAL_LISTEN", format!("0.0.0.0:{INTERNAL_PORT}")),
+        env("RINGKV_PEERS", peers_env(names, layout.peers)),
+        env("RINGKV_SHARDS", layout.shards.to_string()),
+        env("RINGKV_DATA_DIR", DATA_DIR),
+        env("RINGKV_MAX_KEY_BYTES", spec.limits.max_key_bytes.to_string()),
+        env("RINGKV_MAX_VALUE_BYTES", spec.limits.max_value_bytes.to_string()),
+        env("RINGKV_LOG_FORMAT", "json"),
+    ];
+    vars.extend(security_env(spec, tls));
     Container {
         name: "node".to_string(),
         image: Some(spec.image.clone()),
         image_pull_policy: Some(spec.image_pull_policy.as_str().to_string()),
-        env: Some(vec![
-            node_id,
-            env("RINGKV_LISTEN", format!("0.0.0.0:{CLIENT_PORT}")),
-            env("RINGKV_INTERNAL_LISTEN", format!("0.0.0.0:{INTERNAL_PORT}")),
-            env("RINGKV_PEERS", peers_env(names, layout.peers)),
-            env("RINGKV_SHARDS", layout.shards.to_string()),
-            env("RINGKV_DATA_DIR", DATA_DIR),
-            env("RINGKV_MAX_KEY_BYTES", spec.limits.max_key_bytes.to_string()),
-            env("RINGKV_MAX_VALUE_BYTES", spec.limits.max_value_bytes.to_string()),
-            env("RINGKV_LOG_FORMAT", "json"),
-        ]),
+        env: Some(vars),
         ports: Some(vec![
             ContainerPort { name: Some("http".to_string()), container_port: CLIENT_PORT, ..Default::default() },
             ContainerPort { name: Some("internal".to_string()), container_port: INTERNAL_PORT, ..Default::default() },
         ]),
         // WAL recovery may take a while after a crash: liveness starts only once /healthz answers.
-        startup_probe: Some(http_probe("/healthz", 5, 120)),
-        liveness_probe: Some(http_probe("/healthz", 10, 3)),
-        readiness_probe: Some(http_probe("/readyz", 5, 2)),
+        startup_probe: Some(http_probe("/healthz", 5, 120, tls)),
+        liveness_probe: Some(http_probe("/healthz", 10, 3, tls)),
+        readiness_probe: Some(http_probe("/readyz", 5, 2, tls)),
         resources: Some(spec.resources.clone()),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
@@ -152,10 +246,7 @@ fn node_container(spec: &KVClusterSpec, names: &Names, layout: NodeLayout) -> Co
             capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), ..Default::default() }),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![
-            VolumeMount { name: "data".to_string(), mount_path: DATA_MOUNT.to_string(), ..Default::default() },
-            VolumeMount { name: "tmp".to_string(), mount_path: "/tmp".to_string(), ..Default::default() },
-        ]),
+        volume_mounts: Some(mounts),
         ..Default::default()
     }
 }
@@ -181,10 +272,23 @@ fn volume_claim(spec: &KVClusterSpec, names: &Names) -> PersistentVolumeClaim {
     }
 }
 
-/// The StatefulSet for `layout`.
-pub fn statefulset(spec: &KVClusterSpec, owner: &Owner, layout: NodeLayout) -> StatefulSet {
+/// The StatefulSet for `layout`, its nodes running TLS `tls` (the mode in force, which a
+/// running cluster keeps whatever its spec says).
+pub fn statefulset(spec: &KVClusterSpec, owner: &Owner, layout: NodeLayout, tls: TlsMode) -> StatefulSet {
     let names = &owner.names;
     let pod_labels = names.labels();
+    let tls_secret = tls_secret(spec, names, tls);
+    let mut volumes = vec![Volume {
+        name: "tmp".to_string(),
+        empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity("64Mi".to_string())), ..Default::default() }),
+        ..Default::default()
+    }];
+    if let Some(secret) = &tls_secret {
+        volumes.push(secret_volume("tls", secret));
+    }
+    if let Some(auth) = &spec.auth {
+        volumes.push(secret_volume("auth", &auth.tokens_secret));
+    }
     StatefulSet {
         metadata: owner.meta(&names.cluster, &[]),
         spec: Some(StatefulSetSpec {
@@ -211,7 +315,7 @@ pub fn statefulset(spec: &KVClusterSpec, owner: &Owner, layout: NodeLayout) -> S
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(pod_labels), ..Default::default() }),
                 spec: Some(PodSpec {
-                    containers: vec![node_container(spec, names, layout)],
+                    containers: vec![node_container(spec, names, layout, tls_secret.as_deref())],
                     termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
                     // No service env vars (`<SVC>_PORT=...`) next to the RINGKV_* ones.
                     enable_service_links: Some(false),
@@ -231,14 +335,7 @@ pub fn statefulset(spec: &KVClusterSpec, owner: &Owner, layout: NodeLayout) -> S
                     node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
                     tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
                     affinity: Some(spec.affinity.clone().unwrap_or_else(|| spread_over_hosts(names))),
-                    volumes: Some(vec![Volume {
-                        name: "tmp".to_string(),
-                        empty_dir: Some(EmptyDirVolumeSource {
-                            size_limit: Some(Quantity("64Mi".to_string())),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }]),
+                    volumes: Some(volumes),
                     ..Default::default()
                 }),
             },

@@ -1,14 +1,19 @@
 //! Reconcile passes against a scripted API server: every call is expected, in order.
 
 use http::Method;
+use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
+use ringkv_operator::crd::TlsMode;
 use ringkv_operator::crd::{KVClusterStatus, FINALIZER};
 use ringkv_operator::reconcile::{REQUEUE_ERROR, REQUEUE_PAUSED, REQUEUE_STABLE, REQUEUE_WAITING};
-use ringkv_operator::resources::NodeLayout;
+use ringkv_operator::resources::tls::{self, Pem};
+use ringkv_operator::resources::{NodeLayout, Owner};
 use serde_json::{json, Value};
 
 use crate::support::api::{Exchange, Reply};
-use crate::support::{kvc, path, reconcile_once, statefulset_object, FakeDataPlane};
+use crate::support::{
+    fixed_now, kvc, path, reconcile_once, statefulset_object, statefulset_object_with, FakeDataPlane,
+};
 
 pub(crate) fn get_sts(reply: Reply) -> Exchange {
     Exchange::new(Method::GET, path::STS, reply)
@@ -65,7 +70,8 @@ async fn creating_applies_owned_objects_and_reports_creating() {
     let mut script = vec![get_sts(Reply::Error(404))];
     script.extend(apply_services());
     script.extend([apply(path::STS), patch_status()]);
-    let pass = reconcile_once(kvc(json!({"shards": 8, "nodes": 3}), 1), FakeDataPlane::default(), script).await;
+    let spec = json!({"shards": 8, "nodes": 3, "tls": {"mode": "Disabled"}});
+    let pass = reconcile_once(kvc(spec, 1), FakeDataPlane::default(), script).await;
     assert_eq!(pass.action(), Action::requeue(REQUEUE_WAITING));
 
     for call in pass.calls.iter().filter(|c| c.method == Method::PATCH) {
@@ -244,4 +250,152 @@ async fn with_monitoring_off_only_the_operators_own_servicemonitor_is_deleted() 
             assert_eq!(deletes[0].body["preconditions"]["uid"], "sm-uid", "deletes exactly the object it checked");
         }
     }
+}
+
+/// The CA Secret a test's API server answers with, and its PEM.
+fn ca_secret() -> (Value, Pem) {
+    let k = kvc(json!({}), 1);
+    let owner = Owner::of(&k).expect("owner");
+    let ca = tls::issue_ca(&owner.names, now()).expect("a CA");
+    (serde_json::to_value(tls::ca_secret(&owner, &ca)).expect("json"), ca)
+}
+
+fn now() -> i64 {
+    fixed_now().0.as_second()
+}
+
+fn text(secret: &Secret, key: &str) -> String {
+    tls::secret_text(secret, key).unwrap_or_else(|| panic!("{key} in the Secret"))
+}
+
+#[tokio::test]
+async fn creating_a_cluster_makes_its_ca_and_certificate_and_the_pods_mount_them() {
+    let (ca_json, ca) = ca_secret();
+    let mut script = vec![
+        get_sts(Reply::Error(404)),
+        Exchange::new(Method::GET, path::CA, Reply::Error(404)),
+        Exchange::new(Method::GET, path::TLS, Reply::Error(404)),
+    ];
+    script.extend(apply_services());
+    script.extend([
+        Exchange::new(Method::POST, path::SECRETS, Reply::Echo),
+        // The CA as the API server then has it (the test's, not the one just posted).
+        Exchange::new(Method::GET, path::CA, Reply::Json(ca_json.clone())),
+        apply(path::TLS),
+        Exchange::new(Method::GET, path::CA, Reply::Json(ca_json)),
+        apply(path::BUNDLE),
+        apply(path::STS),
+        patch_status(),
+        Exchange::new(Method::POST, path::EVENTS, Reply::Echo),
+    ]);
+    let pass = reconcile_once(kvc(json!({}), 1), FakeDataPlane::default(), script).await;
+    assert_eq!(pass.action(), Action::requeue(REQUEUE_WAITING));
+
+    let made: Secret = serde_json::from_value(pass.body(&Method::POST, path::SECRETS).clone()).expect("a Secret");
+    assert_eq!(made.metadata.name.as_deref(), Some("demo-ca"));
+    assert!(text(&made, "ca.key").contains("PRIVATE KEY"));
+    assert_eq!(made.metadata.owner_references.as_ref().expect("owned")[0].uid, "uid-1");
+
+    let node: Secret = serde_json::from_value(pass.body(&Method::PATCH, path::TLS).clone()).expect("a Secret");
+    assert_eq!(node.type_.as_deref(), Some("kubernetes.io/tls"));
+    let cert = text(&node, "tls.crt");
+    assert!(tls::signed_by(&cert, &ca.cert), "signed by the CA the API server holds");
+    assert_eq!(text(&node, "ca.crt"), ca.cert);
+    let names = tls::facts(&cert).expect("facts").dns_names;
+    assert!(names.contains(&"*.demo-peers.prod.svc".to_string()) && names.contains(&"demo.prod.svc".to_string()));
+
+    let bundle = pass.body(&Method::PATCH, path::BUNDLE);
+    assert_eq!(bundle["data"]["ca.crt"], ca.cert.as_str());
+    assert!(!bundle.to_string().contains("PRIVATE"), "no key in the bundle");
+
+    let sts = pass.body(&Method::PATCH, path::STS);
+    assert_eq!(env(sts, "RINGKV_INTERNAL_TLS_CA"), "/etc/ringkv/tls/ca.crt");
+    assert_eq!(env(sts, "RINGKV_TLS_CERT"), "/etc/ringkv/tls/tls.crt");
+    assert_eq!(env(sts, "RINGKV_TLS_CLIENT_CA"), Value::Null, "client certificates are not asked on the client port");
+    let pod = &sts["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][1]["secret"]["secretName"], "demo-tls");
+    assert!(pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .all(|m| m.get("subPath").is_none()));
+    assert_eq!(pod["containers"][0]["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
+
+    let status = pass.body(&Method::PATCH, path::KVC_STATUS);
+    assert_eq!(status["status"]["tls"]["mode"], "Managed");
+}
+
+#[tokio::test]
+async fn a_managed_cluster_is_reached_with_a_certificate_of_its_ca_and_reports_its_serial() {
+    let (ca_json, ca) = ca_secret();
+    let k = kvc(json!({}), 1);
+    let owner = Owner::of(&k).expect("owner");
+    let node = tls::issue_node(&ca, &owner.names, now()).expect("a certificate");
+    let serial = tls::facts(&node.cert).expect("facts").serial;
+    let node_json = serde_json::to_value(tls::node_secret(&owner, &node, &ca.cert, None)).expect("json");
+    let sts = statefulset_object_with(&k, NodeLayout::new(3, 4), 3, false, TlsMode::Managed);
+    let mut script = vec![
+        get_sts(Reply::Json(sts)),
+        Exchange::new(Method::GET, path::CA, Reply::Json(ca_json.clone())),
+        Exchange::new(Method::GET, path::TLS, Reply::Json(node_json)),
+    ];
+    script.extend(apply_services());
+    script.extend([
+        Exchange::new(Method::GET, path::CA, Reply::Json(ca_json)),
+        apply(path::BUNDLE),
+        apply(path::STS),
+        patch_status(),
+    ]);
+    let dp = FakeDataPlane::default();
+    let reached = dp.reached.clone();
+    let pass = reconcile_once(k, dp, script).await;
+    pass.action();
+    let reached = reached.lock().expect("lock").clone();
+    let ca_serial = tls::facts(&ca.cert).expect("facts").serial;
+    assert!(
+        !reached.is_empty() && reached.iter().all(|r| r.as_ref().is_some_and(|id| id.contains(&ca_serial))),
+        "{reached:?}"
+    );
+    let status = pass.body(&Method::PATCH, path::KVC_STATUS);
+    assert_eq!(status["status"]["tls"]["serial"], serial.as_str());
+    assert_eq!(status["status"]["tls"]["mode"], "Managed");
+    // Not due: no new certificate was issued (no PATCH of demo-tls above).
+}
+
+#[tokio::test]
+async fn a_renewal_asked_by_annotation_issues_a_new_certificate_once() {
+    let (ca_json, ca) = ca_secret();
+    let mut k = kvc(json!({}), 1);
+    k.metadata.annotations = Some([(tls::RENEW_ANNOTATION.to_string(), "7".to_string())].into());
+    let owner = Owner::of(&k).expect("owner");
+    let node = tls::issue_node(&ca, &owner.names, now()).expect("a certificate");
+    let node_json = serde_json::to_value(tls::node_secret(&owner, &node, &ca.cert, None)).expect("json");
+    let sts = statefulset_object_with(&k, NodeLayout::new(3, 4), 3, false, TlsMode::Managed);
+    let mut script = vec![
+        get_sts(Reply::Json(sts)),
+        Exchange::new(Method::GET, path::CA, Reply::Json(ca_json.clone())),
+        Exchange::new(Method::GET, path::TLS, Reply::Json(node_json)),
+    ];
+    script.extend(apply_services());
+    script.extend([
+        Exchange::new(Method::GET, path::CA, Reply::Json(ca_json.clone())),
+        apply(path::TLS),
+        Exchange::new(Method::GET, path::CA, Reply::Json(ca_json)),
+        apply(path::BUNDLE),
+        apply(path::STS),
+        patch_status(),
+        Exchange::new(Method::POST, path::EVENTS, Reply::Echo),
+    ]);
+    let pass = reconcile_once(k, FakeDataPlane::default(), script).await;
+    pass.action();
+    let event = pass.body(&Method::POST, path::EVENTS);
+    assert_eq!(event["reason"], "CertificateIssued", "{event}");
+    assert!(event["note"].as_str().is_some_and(|n| n.contains("annotation")), "{event}");
+    let renewed: Secret = serde_json::from_value(pass.body(&Method::PATCH, path::TLS).clone()).expect("a Secret");
+    let annotations = renewed.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(annotations.get(tls::RENEWED_FOR_ANNOTATION).map(String::as_str), Some("7"));
+    assert_ne!(
+        tls::facts(&text(&renewed, "tls.crt")).expect("facts").serial,
+        tls::facts(&node.cert).expect("facts").serial
+    );
 }

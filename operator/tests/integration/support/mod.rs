@@ -15,10 +15,10 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 use ringkv_ctl::driver::{Cluster, DriverError};
-use ringkv_operator::crd::{KVCluster, KVClusterSpec, FINALIZER};
+use ringkv_operator::crd::{KVCluster, KVClusterSpec, TlsMode, FINALIZER};
 use ringkv_operator::inflight::InFlight;
 use ringkv_operator::metrics::Metrics;
-use ringkv_operator::observe::{DataPlane, NodeProbe, Ring, ShardInfo};
+use ringkv_operator::observe::{ClientTls, DataPlane, NodeProbe, Ring, ShardInfo};
 use ringkv_operator::reconcile::{reconcile, reporter, Context};
 use ringkv_operator::resources::{statefulset, Names, NodeLayout, Owner};
 use ringkv_operator::Error;
@@ -45,6 +45,10 @@ pub mod path {
     pub const SM: &str = "/apis/monitoring.coreos.com/v1/namespaces/prod/servicemonitors/demo";
     pub const PVCS: &str = "/api/v1/namespaces/prod/persistentvolumeclaims";
     pub const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/prod/events";
+    pub const SECRETS: &str = "/api/v1/namespaces/prod/secrets";
+    pub const CA: &str = "/api/v1/namespaces/prod/secrets/demo-ca";
+    pub const TLS: &str = "/api/v1/namespaces/prod/secrets/demo-tls";
+    pub const BUNDLE: &str = "/api/v1/namespaces/prod/configmaps/demo-ca-bundle";
 }
 
 /// A KVCluster as the API server hands it to the controller (finalizer already added).
@@ -61,8 +65,13 @@ pub fn kvc(spec: Value, generation: i64) -> KVCluster {
 /// The StatefulSet the operator would have applied, with a status: `ready` pods ready,
 /// and the rollout complete unless `rolling`.
 pub fn statefulset_object(kvc: &KVCluster, layout: NodeLayout, ready: u32, rolling: bool) -> Value {
+    statefulset_object_with(kvc, layout, ready, rolling, TlsMode::Disabled)
+}
+
+/// [`statefulset_object`] for nodes running `tls`.
+pub fn statefulset_object_with(kvc: &KVCluster, layout: NodeLayout, ready: u32, rolling: bool, tls: TlsMode) -> Value {
     let owner = Owner::of(kvc).expect("owner");
-    let mut v = serde_json::to_value(statefulset(&kvc.spec, &owner, layout)).expect("sts serializes");
+    let mut v = serde_json::to_value(statefulset(&kvc.spec, &owner, layout, tls)).expect("sts serializes");
     v["apiVersion"] = json!("apps/v1");
     v["kind"] = json!("StatefulSet");
     v["metadata"]["generation"] = json!(1);
@@ -93,6 +102,14 @@ pub struct FakeDataPlane {
     /// When set, every step waits for a permit of this semaphore before it ends (a
     /// replica catching up, held for as long as the test wants).
     pub gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// The TLS pair (its id) every call was made with, `None` for plain (shared).
+    pub reached: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl FakeDataPlane {
+    fn reached_with(&self, tls: Option<&ClientTls>) {
+        self.reached.lock().expect("lock").push(tls.map(|t| t.id.clone()));
+    }
 }
 
 /// The leader of `shard` among `members`: rotating, so leaders are balanced.
@@ -120,7 +137,9 @@ impl FakeDataPlane {
             ..Default::default()
         };
         let probes = (1..=n)
-            .map(|id| (names.node_url(id), NodeProbe { ready: id <= ready, view: (id <= ready).then(|| view(id)) }))
+            .map(|id| {
+                (names.node_url(id, false), NodeProbe { ready: id <= ready, view: (id <= ready).then(|| view(id)) })
+            })
             .collect();
         let ring = (ready > 0).then(|| Cluster {
             observed: ringkv_plan::Observed {
@@ -170,12 +189,23 @@ impl FakeDataPlane {
 }
 
 impl DataPlane for FakeDataPlane {
-    fn probe<'a>(&'a self, base_url: &'a str) -> BoxFuture<'a, NodeProbe> {
+    fn probe<'a>(
+        &'a self,
+        base_url: &'a str,
+        _internal: &'a str,
+        tls: Option<&'a ClientTls>,
+    ) -> BoxFuture<'a, NodeProbe> {
+        self.reached_with(tls);
         let probe = self.probes.get(base_url).cloned().unwrap_or_default();
         Box::pin(async move { probe })
     }
 
-    fn ring<'a>(&'a self, seeds: &'a [String]) -> BoxFuture<'a, Result<Cluster, DriverError>> {
+    fn ring<'a>(
+        &'a self,
+        seeds: &'a [String],
+        tls: Option<&'a ClientTls>,
+    ) -> BoxFuture<'a, Result<Cluster, DriverError>> {
+        self.reached_with(tls);
         let ring = self.ring.clone().ok_or_else(|| DriverError::NoNodes(seeds.to_vec()));
         Box::pin(async move { ring })
     }
@@ -184,7 +214,9 @@ impl DataPlane for FakeDataPlane {
         &'a self,
         _cluster: &'a Cluster,
         step: &'a ringkv_plan::Step,
+        tls: Option<&'a ClientTls>,
     ) -> BoxFuture<'a, Result<(), DriverError>> {
+        self.reached_with(tls);
         let result = match (&self.fail_with, &self.refuse_with) {
             (Some(why), _) => Err(DriverError::Http(why.clone())),
             (None, Some(why)) => Err(DriverError::Blocked(why.clone())),
@@ -268,6 +300,7 @@ pub async fn reconcile_by(
         in_flight: in_flight.clone(),
         step_grace: TEST_STEP_GRACE,
         network_policy: None,
+        client_certs: Default::default(),
     });
     let kvc = Arc::new(kvc);
     let result = tokio::time::timeout(Duration::from_secs(10), reconcile(kvc.clone(), ctx.clone()))
