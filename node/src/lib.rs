@@ -38,6 +38,7 @@ pub mod crash;
 pub mod metrics;
 pub mod node;
 pub mod raft_net;
+pub mod reload;
 pub mod ring;
 pub mod router;
 pub mod serve;
@@ -79,8 +80,7 @@ pub async fn run(
     // opened.
     let client_tls = match config.client_tls() {
         Some(files) => Some(
-            tls::Reloading::new(files, tls::client_port_config)
-                .map_err(|e| StartError::Tls(format!("client port: {e}")))?,
+            tls::reloading(files, tls::client_port_config).map_err(|e| StartError::Tls(format!("client port: {e}")))?,
         ),
         None => None,
     };

@@ -129,7 +129,7 @@ impl Node {
         peers_map.entry(config.node_id).or_insert_with(|| config.internal_addr().to_string());
         let internal_tls = match config.internal_tls() {
             Some(files) => Some(
-                crate::tls::Reloading::new(files, crate::tls::internal_configs)
+                crate::tls::reloading(files, crate::tls::internal_configs)
                     .map_err(|e| StartError::Tls(format!("internal port: {e}")))?,
             ),
             None => None,

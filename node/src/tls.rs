@@ -15,18 +15,13 @@ use std::sync::Arc;
 pub struct ClientIdentity(pub Arc<str>);
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
 pub use ringkv_api::tls::{certificates, mutual_client_config, private_key, provider, roots};
-
-/// How often the files are checked for a change.
-pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 /// The PEM files of one TLS setup.
 #[derive(Clone, Debug)]
@@ -41,13 +36,6 @@ pub struct Files {
 impl Files {
     fn paths(&self) -> impl Iterator<Item = &Path> {
         [Some(self.cert.as_path()), Some(self.key.as_path()), self.ca.as_deref()].into_iter().flatten()
-    }
-
-    /// The files' current contents (a few KiB; read whole, so a rotation that keeps a
-    /// file's length and modification time is seen too; a Kubernetes Secret volume swaps
-    /// a symlink, which reading follows).
-    fn stamp(&self) -> Vec<Option<Vec<u8>>> {
-        self.paths().map(|p| std::fs::read(p).ok()).collect()
     }
 }
 
@@ -111,79 +99,17 @@ pub fn internal_configs(files: &Files) -> Result<Mutual, String> {
     Ok(Mutual { server: Arc::new(server), client: Arc::new(client) })
 }
 
-/// A configuration built from files and rebuilt when they change. Readers take the
-/// current one per connection; a rebuild that fails (a half-written rotation, a key that
-/// does not fit) keeps the last good one and says why.
-pub struct Reloading<T> {
+/// A TLS configuration that follows its files (see [`crate::reload`]).
+pub type Reloading<T> = crate::reload::Reloading<T>;
+
+/// `build` from `files`, built again whenever they change; an error here stops the node
+/// from starting.
+pub fn reloading<T: Send + Sync + 'static>(
     files: Files,
     build: fn(&Files) -> Result<T, String>,
-    current: RwLock<Arc<T>>,
-    stamp: Mutex<Vec<Option<Vec<u8>>>>,
-    generation: AtomicU64,
-}
-
-impl<T: Send + Sync + 'static> Reloading<T> {
-    /// Builds the first configuration; an error here stops the node from starting.
-    pub fn new(files: Files, build: fn(&Files) -> Result<T, String>) -> Result<Arc<Self>, String> {
-        let stamp = files.stamp();
-        let first = build(&files)?;
-        Ok(Arc::new(Self {
-            files,
-            build,
-            current: RwLock::new(Arc::new(first)),
-            stamp: Mutex::new(stamp),
-            generation: AtomicU64::new(0),
-        }))
-    }
-
-    /// The configuration to use for a new connection.
-    pub fn current(&self) -> Arc<T> {
-        self.current.read().clone()
-    }
-
-    /// How many times the files were reloaded (a client rebuilds what it derived from
-    /// [`Reloading::current`] when this moves).
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// Rebuilds if the files changed since the last look; whether it did.
-    pub fn reload_if_changed(&self) -> bool {
-        let now = self.files.stamp();
-        {
-            let mut seen = self.stamp.lock();
-            if *seen == now {
-                return false;
-            }
-            *seen = now;
-        }
-        match (self.build)(&self.files) {
-            Ok(t) => {
-                *self.current.write() = Arc::new(t);
-                self.generation.fetch_add(1, Ordering::AcqRel);
-                tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "TLS files changed but do not load; keeping the previous certificate");
-                false
-            }
-        }
-    }
-
-    /// Checks the files every [`RELOAD_EVERY`] until `stop`.
-    pub fn watch(self: &Arc<Self>, stop: CancellationToken) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(RELOAD_EVERY);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => { this.reload_if_changed(); }
-                    () = stop.cancelled() => return,
-                }
-            }
-        });
-    }
+) -> Result<Arc<Reloading<T>>, String> {
+    let paths = files.paths().map(Path::to_path_buf).collect();
+    Reloading::new("TLS certificate", paths, move || build(&files))
 }
 
 /// The name a verified client certificate proves: its first DNS name; its common name

@@ -43,15 +43,14 @@
 //!
 //! Unknown fields, a bad value, two entries with one name, hash or certificate, and
 //! entries with both or neither of `sha256` and `certificate` are errors naming the
-//! entry. The file is re-read within a second or two of a change (its modification
-//! time, length or inode): a valid new file takes effect for the next request, an invalid
+//! entry. The file is re-read within a second or two of a change (its content, see
+//! [`crate::reload`]): a valid new file takes effect for the next request, an invalid
 //! one is ignored with a warning and the previous tokens stay in force. A file that is
 //! missing or invalid at start stops the node from starting.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, SystemTime};
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
@@ -64,10 +63,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::error::ApiError;
 use crate::node::Node;
+use crate::reload::Reloading;
 use crate::tls::ClientIdentity;
-
-/// How often the token file is checked for changes.
-const POLL: Duration = Duration::from_secs(1);
 
 /// What a principal may do. Each role may do everything the ones before it may.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -378,101 +375,38 @@ fn principal(e: Entry) -> Result<(Key, Principal), String> {
     Ok((key, Principal { name: e.name, role: e.role, databases: e.databases, prefixes }))
 }
 
-/// A file's version as the poll sees it: a rewrite in place changes its modification time
-/// (or length), a rename over it (a Kubernetes Secret update) its inode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    inode: u64,
-}
-
-fn stamp(path: &Path) -> std::io::Result<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path)?;
-    Ok(Stamp { modified: m.modified().ok(), len: m.len(), inode: m.ino() })
-}
-
-/// The middleware's state: the token file's principals, kept up to date with the file.
+/// The middleware's state: the token file's principals, kept up to date with the file
+/// (see [`crate::reload`]: a change takes effect within a second or two; a file that is
+/// gone or invalid leaves the tokens in force as they were).
 pub struct Guard {
-    path: PathBuf,
     metrics_auth: bool,
-    tokens: parking_lot::RwLock<Arc<Tokens>>,
-    /// The file as last read, or last failed to be read: each change is read (and a bad
-    /// one warned about) once.
-    seen: parking_lot::Mutex<Option<Stamp>>,
+    tokens: Arc<Reloading<Tokens, LoadError>>,
 }
 
 impl Guard {
     /// Reads the token file. An error here must keep the node from starting: serving
     /// open, or with no tokens at all, is not what the operator asked for.
     pub fn load(path: &Path, metrics_auth: bool) -> Result<Arc<Guard>, LoadError> {
-        // Stamped before reading: a change during the read is read again by the next poll.
-        let seen = stamp(path).ok();
-        let tokens = Tokens::load(path)?;
-        tracing::info!(file = %path.display(), entries = tokens.len(), "client API authentication on");
-        Ok(Arc::new(Guard {
-            path: path.to_path_buf(),
-            metrics_auth,
-            tokens: parking_lot::RwLock::new(Arc::new(tokens)),
-            seen: parking_lot::Mutex::new(seen),
-        }))
+        let file = path.to_path_buf();
+        let tokens = Reloading::new("auth token file", vec![file.clone()], move || Tokens::load(&file))?;
+        tracing::info!(file = %path.display(), entries = tokens.current().len(), "client API authentication on");
+        Ok(Arc::new(Guard { metrics_auth, tokens }))
     }
 
     /// The principals in force.
     pub fn tokens(&self) -> Arc<Tokens> {
-        self.tokens.read().clone()
+        self.tokens.current()
     }
 
     /// Re-reads the file if it changed since it was last seen; true when new tokens took
-    /// effect. A file that is gone or invalid leaves the tokens in force as they were.
+    /// effect.
     pub fn reload_if_changed(&self) -> bool {
-        let mut seen = self.seen.lock();
-        let now = match stamp(&self.path) {
-            Ok(s) => s,
-            Err(e) => {
-                if seen.take().is_some() {
-                    let file = self.path.display();
-                    tracing::warn!(%file, error = %e, "auth token file unreadable; keeping the tokens in force");
-                }
-                return false;
-            }
-        };
-        if *seen == Some(now) {
-            return false;
-        }
-        *seen = Some(now);
-        match Tokens::load(&self.path) {
-            Ok(t) => {
-                tracing::info!(file = %self.path.display(), entries = t.len(), "auth token file re-read");
-                *self.tokens.write() = Arc::new(t);
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "auth token file changed but is not valid; keeping the tokens in force");
-                false
-            }
-        }
+        self.tokens.reload_if_changed()
     }
 
-    /// Polls the file every [`POLL`] until `stop` is cancelled.
-    pub fn watch(self: &Arc<Self>, stop: CancellationToken) {
-        let guard = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(POLL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                // A stat (and after a change a small read) of a file: off the async workers.
-                let g = guard.clone();
-                if let Err(e) = tokio::task::spawn_blocking(move || g.reload_if_changed()).await {
-                    tracing::warn!(error = %e, "re-reading the auth token file failed");
-                }
-            }
-        });
+    /// Looks at the file every second until `stop` is cancelled.
+    pub fn watch(&self, stop: CancellationToken) {
+        self.tokens.watch(stop);
     }
 }
 
