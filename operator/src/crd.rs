@@ -218,7 +218,8 @@ pub struct AuthSpec {
     #[serde(default = "default_tokens_key")]
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
-    /// `/metrics` needs a token too (a `read` one is enough).
+    /// `/metrics` needs a token too (a `read` one is enough). The ServiceMonitor the
+    /// operator makes scrapes without one: leave this off where Prometheus uses it.
     #[serde(default)]
     pub metrics_auth: bool,
 }

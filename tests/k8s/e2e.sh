@@ -9,7 +9,15 @@
 # prints PASS or FAIL with what it saw; any FAIL makes the exit status 1 and prints the
 # operator's and the nodes' logs. Every wait is bounded (the bounds are below).
 #
-# E2E_KEEP=1 leaves the release and the cluster's objects in place at the end.
+# The cluster runs the operator's default TLS (Managed): the client port is HTTPS only,
+# with a certificate for the Service's names (demo.$NS.svc) and the pods'
+# (demo-N.demo-peers.$NS.svc) but no IP address. So, as a user outside the cluster does,
+# every curl trusts the CA from the ConfigMap demo-ca-bundle and connects those names to
+# the ClusterIP or a pod IP (curl --connect-to), through a per-run .curlrc (write_curlrc);
+# later it also carries the admin token.
+#
+# E2E_KEEP=1 leaves the release and the cluster's objects in place at the end, and the
+# curl setup (its directory is printed: .curlrc, the CA, the token file).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,6 +33,9 @@ T_OPERATOR=180             # operator rollout + Lease
 T_READY=10m                # kubectl wait kvc/demo Ready (README's bound)
 T_POD_BACK=300             # a deleted node pod back, Ready
 T_DELETE=180               # kvc deletion and owned objects gone
+T_RENEW=180                # a forced certificate renewal served by every pod (kubelet
+                           # updates a Secret volume within about 90 s)
+SVC=demo.$NS.svc           # the client Service by the name the nodes' certificate has
 
 FAILS=0
 T0=$SECONDS
@@ -46,6 +57,39 @@ until_ok() { # seconds cmd...
   done
 }
 
+# Every curl of this script reads $CURL_HOME/.curlrc (curl -q, as the first option,
+# skips it): trust the cluster's CA ($CA, from the ConfigMap demo-ca-bundle), connect
+# $SVC:8080 to the client Service's ClusterIP ($ip), and, once the cluster has tokens,
+# send $TOKEN. Rewritten whenever one of those changes.
+CURL_HOME=$(mktemp -d); export CURL_HOME
+CA=$CURL_HOME/ca.crt
+TOKEN=
+write_curlrc() {
+  {
+    echo "cacert = \"$CA\""
+    echo "connect-to = \"$SVC:8080:$ip:8080\""
+    [[ -z $TOKEN ]] || echo "header = \"Authorization: Bearer $TOKEN\""
+  } >"$CURL_HOME/.curlrc"
+}
+# curl with the CA and the ClusterIP but without the token, whatever the .curlrc says
+anon() { curl -q --cacert "$CA" --connect-to "$SVC:8080:$ip:8080" "$@"; }
+# A node pod by the name its certificate has: `curl "${pod_at[@]}" "$pod_url/..."` after
+# `at_pod demo-2 8080` connects https://demo-2.demo-peers.$NS.svc:8080 to the pod's IP.
+at_pod() { # pod port: sets pod_url, pod_ip and pod_at
+  pod_ip=$(k -n "$NS" get pod "$1" -o jsonpath='{.status.podIP}')
+  pod_url=https://$1.demo-peers.$NS.svc:$2
+  pod_at=(--connect-to "$1.demo-peers.$NS.svc:$2:$pod_ip:$2")
+}
+# The serial number of the certificate served at ip:port, as status.tls.serial writes it
+# (lowercase hex, no leading zeros; openssl prints upper case). TLS 1.3 sends the server's
+# certificate before it asks for the client's, so this works on the mutual TLS port too.
+served_serial() { # ip port
+  timeout 10 openssl s_client -connect "$1:$2" -servername "$SVC" </dev/null 2>/dev/null |
+    openssl x509 -noout -serial 2>/dev/null | norm_serial
+}
+norm_serial() { sed 's/^serial=//' | tr 'A-F' 'a-f' | sed 's/^0*//'; }
+kvc_serial() { k -n "$NS" get kvc demo -o jsonpath='{.status.tls.serial}' | norm_serial; }
+
 dump() {
   echo "==================== diagnostics ===================="
   k get kvc -A -o wide 2>&1
@@ -64,6 +108,7 @@ dump() {
 }
 
 finish() {
+  [[ -n ${E2E_KEEP:-} ]] || rm -rf "$CURL_HOME"
   [[ -n ${PF_PID:-} ]] && kill "$PF_PID" 2>/dev/null
   [[ -n ${WATCH_PID:-} ]] && kill "$WATCH_PID" 2>/dev/null
   [[ -n ${LOAD_PID:-} ]] && kill "$LOAD_PID" 2>/dev/null
@@ -81,6 +126,7 @@ cleanup() {
   [[ -n ${E2E_KEEP:-} ]] && return
   k -n "$NS" delete kvc demo --ignore-not-found --timeout=120s >/dev/null 2>&1
   k -n "$NS" delete pvc -l app.kubernetes.io/instance=demo --ignore-not-found --wait=false >/dev/null 2>&1
+  k -n "$NS" delete secret demo-tokens --ignore-not-found >/dev/null 2>&1
   helm uninstall ringkv -n "$OP_NS" >/dev/null 2>&1
 }
 trap finish EXIT
@@ -162,6 +208,85 @@ check "kubectl get kvc columns filled" $? "shards=$c_shards nodes=$c_nodes ready
 conds=$(k get kvc demo -o jsonpath='{range .status.conditions[*]}{.type}={.status}({.reason}) {end}')
 info "conditions: $conds"
 
+# ------------------------------------------------ TLS, Managed (the default) ---
+# small.yaml says nothing of TLS: the operator made a CA (Secret demo-ca), the nodes'
+# certificate (Secret demo-tls) and the CA bundle for clients (ConfigMap demo-ca-bundle),
+# all owned by the KVCluster; both ports speak TLS only, the internal one mutual TLS.
+kvc_uid=$(k -n "$NS" get kvc demo -o jsonpath='{.metadata.uid}')
+tls_objs=$(k -n "$NS" get secret/demo-ca secret/demo-tls configmap/demo-ca-bundle -o json 2>/dev/null | python3 -c "
+import json, sys
+want = {('Secret', 'demo-ca'): ('Opaque', {'ca.crt', 'ca.key'}),
+        ('Secret', 'demo-tls'): ('kubernetes.io/tls', {'tls.crt', 'tls.key', 'ca.crt'}),
+        ('ConfigMap', 'demo-ca-bundle'): (None, {'ca.crt'})}
+items = json.load(sys.stdin).get('items', [])
+seen = {(o['kind'], o['metadata']['name']): o for o in items}
+ok, out = True, []
+for (kind, name), (typ, keys) in want.items():
+    o = seen.get((kind, name))
+    if o is None:
+        ok = False; out.append('%s/%s missing' % (kind, name)); continue
+    own = [r.get('uid') for r in o['metadata'].get('ownerReferences', [])]
+    have = set(o.get('data') or {})  # the key names only: never print a Secret's data
+    good = o.get('type') == typ and have >= keys and own == ['$kvc_uid']
+    ok = ok and good
+    out.append('%s/%s %s[%s] owner %s' % (kind, name, (o.get('type') + ' ') if o.get('type') else '',
+               ','.join(sorted(have)), 'the kvc' if own == ['$kvc_uid'] else own))
+print(('OK ' if ok else 'NO ') + '; '.join(out))" 2>&1)
+[[ $tls_objs == OK* ]]; check "TLS: CA, certificate and bundle, owned by the kvc" $? "${tls_objs#?? }"
+# What a user does: the CA from the ConfigMap, then https by the Service's name.
+k -n "$NS" get cm demo-ca-bundle -o jsonpath='{.data.ca\.crt}' >"$CA"
+ip=$(k -n "$NS" get svc demo -o jsonpath='{.spec.clusterIP}')
+base=https://$SVC:8080
+write_curlrc
+ca_first=$(openssl x509 -in "$CA" -noout -fingerprint -sha256 2>&1)
+info "client Service demo: $base at $ip, CA $(openssl x509 -in "$CA" -noout -subject 2>&1) (curl setup: $CURL_HOME/.curlrc)"
+t=$SECONDS
+until_ok 30 curl -sf --max-time 3 "$base/healthz"
+r=$(curl -s --max-time 5 -w ' %{http_code}' "$base/healthz" 2>&1)
+[[ $r == *' 200' ]]; check "TLS: https by the Service's name, with the CA" $? "$base/healthz: $r ($((SECONDS - t))s)"
+out=$(curl -q -sS --max-time 5 "http://$ip:8080/healthz" 2>&1); rc=$?
+[[ $rc != 0 && $out != *'"status"'* ]]; check "TLS: plain HTTP to the client port refused" $? "http://$ip:8080/healthz: curl rc $rc: $(tr '\n' ' ' <<<"$out" | cut -c1-120)"
+out=$(curl -q -sS --max-time 5 --connect-to "$SVC:8080:$ip:8080" "$base/healthz" 2>&1); rc=$?
+[[ $rc == 60 ]]; check "TLS: https without the CA refused (unknown issuer)" $? "curl rc $rc: $(tr '\n' ' ' <<<"$out" | cut -c1-120)"
+# The internal port (8180) wants a client certificate the cluster's CA signed, and refuses
+# anything else in the handshake. Under TLS 1.3 the client's side of the handshake is done
+# before the server has judged its certificate, so curl sees the refusal (the server's
+# alert) when it reads the answer: exit 56 (35 where it shows during the handshake; 55,
+# "getpeername() failed", seen on the real cluster, where the node had already closed the
+# connection when curl looked at it).
+# A certificate the cluster's CA signed (made here from demo-ca's key, which the cluster
+# admin may read) gets the ring: the refusals are about the certificate, not the network.
+at_pod demo-1 8180
+internal() { curl -q -sS --max-time 10 --cacert "$CA" "${pod_at[@]}" "$@" "$pod_url/internal/ring" 2>&1; }
+refused_internal() { # rc out: refused in the handshake (curl's 35, 55 or 56), and no ring
+  [[ ($1 == 35 || $1 == 55 || $1 == 56) && $2 != *'"shards"'* ]]
+}
+out=$(internal); rc=$?
+refused_internal "$rc" "$out"; check "TLS: internal port refuses a client without a certificate" $? "curl rc $rc: $(tr '\n' ' ' <<<"$out" | cut -c1-150)"
+pki=$CURL_HOME/pki; mkdir -p "$pki"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=e2e-intruder \
+  -addext extendedKeyUsage=clientAuth -keyout "$pki/other.key" -out "$pki/other.crt" >/dev/null 2>&1
+out=$(internal --cert "$pki/other.crt" --key "$pki/other.key"); rc=$?
+refused_internal "$rc" "$out"; check "TLS: internal port refuses another CA's client certificate" $? "curl rc $rc: $(tr '\n' ' ' <<<"$out" | cut -c1-150)"
+k -n "$NS" get secret demo-ca -o jsonpath='{.data.ca\.key}' | base64 -d >"$pki/ca.key"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=e2e-client \
+  -keyout "$pki/client.key" -out "$pki/client.csr" >/dev/null 2>&1
+openssl x509 -req -in "$pki/client.csr" -CA "$CA" -CAkey "$pki/ca.key" -set_serial "0x$(openssl rand -hex 12)" -days 1 \
+  -extfile <(printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n') \
+  -out "$pki/client.crt" >/dev/null 2>&1
+out=$(internal --cert "$pki/client.crt" --key "$pki/client.key" -w ' %{http_code}'); rc=$?
+[[ $rc == 0 && $out == *'"shards"'*' 200' ]]; check "TLS: internal port answers a client the cluster's CA signed" $? "curl rc $rc: ${out:0:100}...${out: -4}"
+rm -f "$pki/ca.key"
+# status.tls names the certificate every pod serves.
+has_serial() { [[ -n $(kvc_serial) ]]; }
+until_ok 30 has_serial
+tls_status=$(k -n "$NS" get kvc demo -o jsonpath='mode={.status.tls.mode} serial={.status.tls.serial} notAfter={.status.tls.notAfter}')
+want=$(kvc_serial)
+served=$(for p in $(k -n "$NS" get pods -l app.kubernetes.io/instance=demo -o jsonpath='{range .items[*]}{.metadata.name}={.status.podIP} {end}'); do
+  printf '%s:%s ' "${p%%=*}" "$(served_serial "${p#*=}" 8080)"; done)
+[[ $tls_status == "mode=Managed "* && -n $want && $(wc -w <<<"$served") == 3 && $(tr ' ' '\n' <<<"$served" | grep -c ":$want$") == 3 ]]
+check "TLS: status.tls Managed, its serial served by every pod" $? "$tls_status; served: $served"
+
 # -------------------------------------------------------- invalid sample ---
 out=$(k apply -f deploy/samples/invalid.yaml 2>&1); rc=$?
 msg=$(tr '\n' ' ' <<<"$out")
@@ -198,9 +323,7 @@ out=$(dry $'metadata: {name: rf}\nspec: {replicationFactor: 5}')
 check "replicationFactor 5 alone: the message names the default nodes" $? "$(cut -c1-160 <<<"$out")"
 
 # ---------------------------------------------------- traffic: ClusterIP ---
-ip=$(k -n "$NS" get svc demo -o jsonpath='{.spec.clusterIP}')
-base=http://$ip:8080
-info "client Service demo: $base"
+# $base (https://demo.$NS.svc:8080) reaches the ClusterIP through the .curlrc (see above).
 # curl_: prints "<status> <body>"
 curl_() { local b; b=$(curl -s --max-time 10 -w '\n%{http_code}' "$@"); printf '%s %s' "$(tail -1 <<<"$b")" "$(sed '$d' <<<"$b" | tr '\n' ' ')"; }
 until_ok 30 curl -sf --max-time 3 "$base/healthz"
@@ -232,10 +355,11 @@ kill "$WATCH_PID" 2>/dev/null; WATCH_PID=; rm -f "$wf"
 # ----------------------------------------------- traffic: port-forward ---
 pf_log=$(mktemp)
 k -n "$NS" port-forward svc/demo "$PF_PORT:8080" >"$pf_log" 2>&1 & PF_PID=$!
-until_ok 20 curl -sf --max-time 2 "localhost:$PF_PORT/healthz"
-r=$(curl_ -X PUT "localhost:$PF_PORT/v1/kv/greeting" -d hello)
+# (localhost is among the certificate's names, for exactly this)
+until_ok 20 curl -sf --max-time 2 "https://localhost:$PF_PORT/healthz"
+r=$(curl_ -X PUT "https://localhost:$PF_PORT/v1/kv/greeting" -d hello)
 [[ $r == 200* ]]; check "port-forward PUT /v1/kv/greeting" $? "$r ($(head -1 "$pf_log"))"
-r=$(curl_ "localhost:$PF_PORT/v1/kv/greeting")
+r=$(curl_ "https://localhost:$PF_PORT/v1/kv/greeting")
 [[ $r == 200*'"value":"hello"'* ]]; check "port-forward GET /v1/kv/greeting" $? "$r"
 kill "$PF_PID" 2>/dev/null; wait "$PF_PID" 2>/dev/null; PF_PID=; rm -f "$pf_log"
 
@@ -243,10 +367,14 @@ kill "$PF_PID" 2>/dev/null; wait "$PF_PID" 2>/dev/null; PF_PID=; rm -f "$pf_log"
 # service-load (tests/src/bin/service-load.rs): clients doing put/delete/CAS/get on shared
 # keys through the Service, every call recorded, plus a writer of unique keys; at the end
 # the history must be linearizable and every acknowledged write read back.
+# It reaches the Service as curl does: the URL by the certificate's name, the CA, and
+# --resolve to the ClusterIP (and, once the cluster has tokens, the token).
 LOAD_BIN=${E2E_LOAD_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/service-load}
-[[ -x $LOAD_BIN ]] || cargo build -q -p ringkv-tests --bin service-load
+# (a binary built before it spoke TLS lacks --resolve: build it again then)
+"$LOAD_BIN" --help 2>/dev/null | grep -q -- --resolve || cargo build -q -p ringkv-tests --bin service-load
+load_args=(--url "$base" --ca "$CA" --resolve "$SVC:8080:$ip")
 load_stop=$(mktemp -u); load_log=$(mktemp)
-"$LOAD_BIN" --url "$base" --stop-file "$load_stop" >"$load_log" 2>&1 & LOAD_PID=$!
+"$LOAD_BIN" "${load_args[@]}" --stop-file "$load_stop" >"$load_log" 2>&1 & LOAD_PID=$!
 LOAD_T0=$SECONDS
 sleep 5
 cond_of() { # type -> "status/observedGeneration"
@@ -375,25 +503,42 @@ r=$(curl_ "$base/v1/kv/e2e/greeting")
 missing=0
 for i in $(seq 1 50); do [[ $(curl -s --max-time 5 -H "Accept: application/octet-stream" "$base/v1/kv/e2e/n/$i") == "v$i" ]] || missing=$((missing + 1)); done
 [[ $missing == 0 ]]; check "50 keys written before the delete all read" $? "missing $missing"
+read_back() { # base-url query [curl args...]: how many of the 50 keys do not read back
+  local url=$1 q=$2 i n=0; shift 2
+  for i in $(seq 1 50); do [[ $(curl -s --max-time 5 -H "Accept: application/octet-stream" "$@" "$url/v1/kv/e2e/n/$i${q:+?$q}") == "v$i" ]] || n=$((n + 1)); done
+  echo $n
+}
 # demo-2's own replicas: what it serves locally after replaying its WAL
-pod_ip=$(k -n "$NS" get pod demo-2 -o jsonpath='{.status.podIP}')
-local_ok=0
-for i in $(seq 1 50); do [[ $(curl -s --max-time 5 -H "Accept: application/octet-stream" "http://$pod_ip:8080/v1/kv/e2e/n/$i?consistency=serializable") == "v$i" ]] && local_ok=$((local_ok + 1)); done
-[[ $local_ok == 50 ]]; check "demo-2 serializable reads (its replicas)" $? "$local_ok of 50 from $pod_ip"
+at_pod demo-2 8080
+missing=$(read_back "$pod_url" consistency=serializable "${pod_at[@]}")
+[[ $missing == 0 ]]; check "demo-2 serializable reads (its replicas)" $? "$((50 - missing)) of 50 from $pod_ip"
 
-# ------------------------------------------------ rolling image change ---
+# ------------------------------------ rolling image change, tokens on ---
 # The same image under a new tag, as a user's upgrade would name a new one: the
 # StatefulSet replaces the pods one at a time; each node hands its shard leaderships off
-# on SIGTERM before it stops. Under a recorded load through the Service: linearizable,
-# nothing lost, and the answers only success or retryable ones (503, a dropped connection).
+# on SIGTERM before it stops. The same patch turns bearer tokens on (spec.auth: the
+# Secret below, mounted by every new pod), so the roll also mixes nodes without tokens
+# and nodes with them. Under a recorded load through the Service that sends the admin
+# token all along (a node without tokens ignores it): linearizable, nothing lost, and
+# the answers only success or retryable ones (503, a dropped connection).
+# The token file holds only the token's hash (node/src/api/auth.rs).
+TOKEN=rkv_$(openssl rand -hex 32)
+printf '{"tokens":[{"name":"e2e-admin","sha256":"%s","role":"admin"}]}\n' \
+  "$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)" >"$CURL_HOME/tokens.json"
+k -n "$NS" delete secret demo-tokens --ignore-not-found >/dev/null 2>&1 # left by an E2E_KEEP run
+out=$(k -n "$NS" create secret generic demo-tokens --from-file=tokens.json="$CURL_HOME/tokens.json" 2>&1); rc=$?
+check "kubectl create secret generic demo-tokens" $rc "$out"
+write_curlrc # curl sends the token from here on
 node_image=$(bash "$HERE/images.sh" names | head -1)
 new_image=${node_image%:*}:e2e-rollout
 bash "$HERE/images.sh" tag "$node_image" "$new_image"
 load_stop=$(mktemp -u); load_log=$(mktemp)
-"$LOAD_BIN" --url "$base" --stop-file "$load_stop" >"$load_log" 2>&1 & LOAD_PID=$!
+# (the token through the environment, not on the command line where ps shows it)
+RINGKV_TOKEN=$TOKEN "$LOAD_BIN" "${load_args[@]}" --stop-file "$load_stop" >"$load_log" 2>&1 & LOAD_PID=$!
 sleep 3
 t=$SECONDS
-k -n "$NS" patch kvc demo --type merge -p "{\"spec\":{\"image\":\"$new_image\"}}" >/dev/null
+k -n "$NS" patch kvc demo --type merge \
+  -p "{\"spec\":{\"image\":\"$new_image\",\"auth\":{\"tokensSecret\":\"demo-tokens\"}}}" >/dev/null
 gen=$(k -n "$NS" get kvc demo -o jsonpath='{.metadata.generation}')
 rolled() {
   [[ $(k -n "$NS" get pods -l app.kubernetes.io/instance=demo -o jsonpath='{range .items[*]}{.spec.containers[0].image}={.status.conditions[?(@.type=="Ready")].status} {end}') == \
@@ -408,12 +553,67 @@ out=$(grep '^service-load' "$load_log")
 check "  load during the rollout: linearizable, nothing lost" $rc "$(head -1 <<<"$out")"
 grep -v '^service-load: ran' <<<"$out"
 rm -f "$load_log" "$load_stop"
+# Every pod now wants a token: none is 401 with the scheme to use; the probes' routes
+# stay open; the admin token reads.
+out=$(anon -s --max-time 10 -D - -o /dev/null -w '%{http_code}' "$base/v1/kv/e2e/greeting" 2>&1)
+code=${out##*$'\n'}; www=$(grep -i '^www-authenticate:' <<<"$out" | tr -d '\r')
+[[ $code == 401 && $www == *Bearer* ]]; check "  tokens on: GET without a token -> 401" $? "$code, ${www:-no WWW-Authenticate header}"
+r=$(anon -s --max-time 10 -w ' %{http_code}' "$base/readyz" 2>&1)
+[[ $r == *' 200' ]]; check "  tokens on: /readyz without a token -> 200" $? "$r"
+r=$(curl_ "$base/v1/kv/e2e/greeting")
+[[ $r == 200*'"value":"hello"'* ]]; check "  tokens on: GET with the admin token" $? "$r"
+
+# ---------------------------------------- certificate renewal under load ---
+# A renewal forced through the annotation: the operator issues a new certificate (same
+# CA) into the Secret demo-tls, the kubelet updates the pods' Secret volume in place, and
+# the nodes serve it on new connections within a second of seeing the files change: no
+# pod restarts, and a recorded load through the Service sees no failed request.
+load_stop=$(mktemp -u); load_log=$(mktemp)
+RINGKV_TOKEN=$TOKEN "$LOAD_BIN" "${load_args[@]}" --stop-file "$load_stop" >"$load_log" 2>&1 & LOAD_PID=$!
+sleep 3
+pods_now() { k -n "$NS" get pods -l app.kubernetes.io/instance=demo -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.uid}/{.status.containerStatuses[0].restartCount} {end}'; }
+pods_before=$(pods_now)
+serial_before=$(kvc_serial)
+t=$SECONDS
+out=$(k -n "$NS" annotate kvc demo ringkv.io/renew-certificate="$(date +%s)" --overwrite 2>&1)
+info "$out; serial was ${serial_before:-none}"
+renewed() { # status.tls.serial changed, and every pod serves it on both ports
+  local want p; want=$(kvc_serial)
+  [[ -n $want && $want != "$serial_before" ]] || return 1
+  for p in $(k -n "$NS" get pods -l app.kubernetes.io/instance=demo -o jsonpath='{.items[*].status.podIP}'); do
+    [[ $(served_serial "$p" 8080) == "$want" && $(served_serial "$p" 8180) == "$want" ]] || return 1
+  done
+}
+until_ok "$T_RENEW" renewed; rc=$?
+took=$((SECONDS - t))
+served=$(for p in $(k -n "$NS" get pods -l app.kubernetes.io/instance=demo -o jsonpath='{range .items[*]}{.metadata.name}={.status.podIP} {end}'); do
+  printf '%s:%s/%s ' "${p%%=*}" "$(served_serial "${p#*=}" 8080)" "$(served_serial "${p#*=}" 8180)"; done)
+check "renewal: every pod serves the new certificate on 8080 and 8180" $rc "status.tls.serial ${serial_before:-none} -> $(kvc_serial) after ${took}s (bound ${T_RENEW}s); served (8080/8180): $served"
+# the same CA: the bundle fetched before the renewal verifies what the pods serve now
+at_pod demo-1 8080
+out=$(timeout 10 openssl s_client -connect "$pod_ip:8080" -servername "$SVC" -CAfile "$CA" -verify_hostname "$SVC" \
+  -verify_return_error </dev/null 2>&1 | grep -m1 'Verify return code')
+[[ $out == *'0 (ok)'* ]]; check "  the renewed certificate verifies against the CA bundle from before" $? "${out:-no handshake}"
+sleep 3
+touch "$load_stop"
+wait "$LOAD_PID"; rc=$?; LOAD_PID=
+out=$(grep '^service-load' "$load_log")
+[[ $rc == 0 && $out == *'unknown 0,'*'failed 0 lost 0'* ]]
+check "  load during the renewal: linearizable, no failed request" $? "rc $rc: $(head -1 <<<"$out")"
+grep -v '^service-load: ran' <<<"$out"
+rm -f "$load_log" "$load_stop"
+pods_after=$(pods_now)
+[[ -n $pods_before && $pods_after == "$pods_before" ]]
+check "  no pod restarted or replaced (uid/restartCount)" $? "before: $pods_before; after: $pods_after"
 
 # ------------------------------------------------------------ Prometheus ---
 # Prometheus outside the cluster, as a user's own would be, finding the targets through
 # the API server (kubernetes_sd, EndpointSlices): the nodes behind the client Service
 # demo (port http) and the operator behind ringkv-metrics (port metrics). Built by
 # cluster.sh from its Go module (tests/k8s/prometheus/go.mod says why not Debian's).
+# The nodes are scraped over HTTPS as the operator's ServiceMonitor says: the cluster's
+# CA, and the client Service's name (the targets are pod IPs, which the certificate does
+# not name). /metrics needs no token (spec.auth.metricsAuth is false).
 PROM_PORT=${E2E_PROM_PORT:-19090}
 if ! command -v prometheus >/dev/null 2>&1; then
   fail "Prometheus scrape" "no prometheus binary on PATH (cluster.sh up builds it; eval \"\$(cluster.sh env)\")"
@@ -423,6 +623,8 @@ else
 global: {scrape_interval: 2s, scrape_timeout: 2s}
 scrape_configs:
   - job_name: ringkv-nodes
+    scheme: https
+    tls_config: {ca_file: $CA, server_name: $SVC}
     kubernetes_sd_configs:
       - {role: endpointslice, kubeconfig_file: $KUBECONFIG, namespaces: {names: [$NS]}}
     relabel_configs:
@@ -437,7 +639,7 @@ scrape_configs:
 EOF
   prometheus --config.file="$prom_dir/prometheus.yml" --storage.tsdb.path="$prom_dir/data" \
     --web.listen-address="127.0.0.1:$PROM_PORT" >"$prom_dir/log" 2>&1 & PROM_PID=$!
-  promq() { curl -s --max-time 5 "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode "query=$1" |
+  promq() { curl -q -s --max-time 5 "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode "query=$1" |
     python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(" ".join(sorted(m["metric"].get("pod","?")+"="+m["value"][1] for m in r)))' 2>/dev/null; }
   all_up() { [[ $(promq 'up{job="ringkv-nodes"} == 1' | wc -w) == 3 && $(promq 'up{job="ringkv-operator"} == 1' | wc -w) == 2 ]]; }
   t=$SECONDS
@@ -492,21 +694,23 @@ t=$SECONDS
 out=$(sed 's/^  shards: 4$/  shards: 8/' deploy/samples/small.yaml | k apply -f - 2>&1) &&
   out=$(k wait --for=condition=Ready kvc/demo --timeout=$T_READY 2>&1); rc=$?
 check "kvc/demo re-created over the kept volumes (shards 8), Ready" $rc "$out ($((SECONDS - t))s)"
-base=http://$(k -n "$NS" get svc demo -o jsonpath='{.spec.clusterIP}'):8080
+# A new KVCluster, so a new CA (the old one's Secrets went with it) and a new ClusterIP;
+# and no spec.auth in small.yaml: no tokens.
+k -n "$NS" get cm demo-ca-bundle -o jsonpath='{.data.ca\.crt}' >"$CA"
+ip=$(k -n "$NS" get svc demo -o jsonpath='{.spec.clusterIP}')
+TOKEN=
+write_curlrc
+ca_now=$(openssl x509 -in "$CA" -noout -fingerprint -sha256 2>&1)
+info "client Service demo: $base at $ip, $([[ $ca_now != "$ca_first" ]] && echo "a new CA" || echo "the same CA"): ${ca_now#*=}"
 until_ok 30 curl -sf --max-time 3 "$base/healthz"
-read_back() { # base-url [query]: how many of the 50 keys do not read back
-  local i n=0
-  for i in $(seq 1 50); do [[ $(curl -s --max-time 5 -H "Accept: application/octet-stream" "$1/v1/kv/e2e/n/$i${2:+?$2}") == "v$i" ]] || n=$((n + 1)); done
-  echo $n
-}
-missing=$(read_back "$base")
+missing=$(read_back "$base" "")
 r=$(curl_ "$base/v1/kv/e2e/greeting")
 [[ $missing == 0 && $r == 200*'"value":"hello"'* ]]
 check "  the data written before the delete reads back" $? "missing $missing of 50; greeting: ${r:0:60}"
 step_to 8 3
 step_to 8 4
-pod4=http://$(k -n "$NS" get pod demo-4 -o jsonpath='{.status.podIP}'):8080
-missing=$(read_back "$pod4" consistency=serializable)
+at_pod demo-4 8080
+missing=$(read_back "$pod_url" consistency=serializable "${pod_at[@]}")
 [[ $missing == 0 ]]; check "  demo-4 (fresh volume) serves every key" $? "missing $missing of 50 (serializable reads at demo-4)"
 k -n "$NS" patch kvc demo --type merge -p '{"spec":{"pvcRetention":"Delete"}}' >/dev/null
 t=$SECONDS

@@ -15,6 +15,9 @@
 //!   a failover test can check that none of them was lost.
 //! - [`linearizability`] records client calls and checks each key's history is linearizable.
 //! - [`load`] is a recorded mixed load of clients whose history that checker takes.
+//! - [`http`] holds what those clients need to reach a cluster from outside (the
+//!   Kubernetes end-to-end's `service-load`): a CA to trust, a token, names resolved to
+//!   given addresses.
 //! - [`netns`] runs each node as its own host in a network namespace, on a bridge the
 //!   test owns, and cuts, drops and slows the links between them (partitions, one-way
 //!   cuts, loss). A cluster given one (`Cluster::builder(3).network(net)`) starts its
@@ -29,6 +32,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod http;
 pub mod linearizability;
 pub mod load;
 pub mod nemesis;

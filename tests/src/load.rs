@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use crate::http::HttpSettings;
 use crate::key_path;
 use crate::linearizability::{check, History, Op, Outcome};
 
@@ -86,11 +87,24 @@ impl Load {
     /// [`Load::start`] on keys `{prefix}0..{prefix}{keys}`, for a cluster that may hold
     /// keys of an earlier load (a fresh prefix per run).
     pub fn start_on(prefix: &str, urls: Vec<String>, clients: usize, writers: usize, keys: usize) -> Load {
+        Load::start_with(&HttpSettings::default(), prefix, urls, clients, writers, keys)
+    }
+
+    /// [`Load::start_on`] whose clients reach the nodes with `settings` (a CA, a token,
+    /// names resolved to given addresses).
+    pub fn start_with(
+        settings: &HttpSettings,
+        prefix: &str,
+        urls: Vec<String>,
+        clients: usize,
+        writers: usize,
+        keys: usize,
+    ) -> Load {
         let ctx = Arc::new(Ctx {
             urls,
             prefix: prefix.to_string(),
             keys,
-            http: ringkv_api::client::http().no_proxy().timeout(Duration::from_secs(10)).build().expect("client"),
+            http: settings.builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("client"),
             history: History::new(),
             stop: AtomicBool::new(false),
             ops: AtomicU64::new(0),

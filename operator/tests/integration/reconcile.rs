@@ -399,3 +399,76 @@ async fn a_renewal_asked_by_annotation_issues_a_new_certificate_once() {
         tls::facts(&node.cert).expect("facts").serial
     );
 }
+
+/// A `kubernetes.io/tls` Secret called `name` holding `pem` and the CA `ca`.
+fn provided_secret(owner: &Owner, name: &str, pem: &Pem, ca: &Pem) -> Value {
+    let mut v = serde_json::to_value(tls::node_secret(owner, pem, &ca.cert, None)).expect("json");
+    v["metadata"]["name"] = json!(name);
+    v
+}
+
+#[tokio::test]
+async fn provided_tls_mounts_the_users_secret_and_reaches_the_nodes_with_the_operators() {
+    let spec = json!({"tls": {"mode": "Provided", "secretName": "mine", "operatorSecretName": "op"}});
+    let k = kvc(spec, 1);
+    let owner = Owner::of(&k).expect("owner");
+    let ca = tls::issue_ca(&owner.names, now()).expect("a CA");
+    let node = tls::issue_node(&ca, &owner.names, now()).expect("a certificate");
+    let operator = tls::issue_client(&ca, now()).expect("a client certificate");
+    let sts = statefulset_object_with(&k, NodeLayout::new(3, 4), 3, false, TlsMode::Provided);
+    let mut script = vec![
+        get_sts(Reply::Json(sts)),
+        Exchange::new(
+            Method::GET,
+            "/api/v1/namespaces/prod/secrets/mine",
+            Reply::Json(provided_secret(&owner, "mine", &node, &ca)),
+        ),
+        Exchange::new(
+            Method::GET,
+            "/api/v1/namespaces/prod/secrets/op",
+            Reply::Json(provided_secret(&owner, "op", &operator, &ca)),
+        ),
+    ];
+    script.extend(apply_services());
+    script.extend([apply(path::STS), patch_status()]);
+    let dp = FakeDataPlane::default();
+    let reached = dp.reached.clone();
+    let pass = reconcile_once(k, dp, script).await;
+    pass.action();
+    let reached = reached.lock().expect("lock").clone();
+    assert!(
+        !reached.is_empty() && reached.iter().all(|r| r.as_ref().is_some_and(|id| id.contains("/provided/"))),
+        "{reached:?}"
+    );
+    let sts = pass.body(&Method::PATCH, path::STS);
+    assert_eq!(sts["spec"]["template"]["spec"]["volumes"][1]["secret"]["secretName"], "mine");
+    let status = pass.body(&Method::PATCH, path::KVC_STATUS);
+    assert_eq!(status["status"]["tls"]["mode"], "Provided");
+    assert_eq!(status["status"]["tls"]["serial"], tls::facts(&node.cert).expect("facts").serial.as_str());
+    assert_eq!(condition(status, "Degraded")["status"], "False");
+}
+
+#[tokio::test]
+async fn provided_tls_without_its_secrets_is_degraded_saying_which() {
+    let spec = json!({"tls": {"mode": "Provided", "secretName": "mine", "operatorSecretName": "op"}});
+    let k = kvc(spec, 1);
+    let owner = Owner::of(&k).expect("owner");
+    let ca = tls::issue_ca(&owner.names, now()).expect("a CA");
+    let mut half = provided_secret(&owner, "op", &tls::issue_client(&ca, now()).expect("client"), &ca);
+    half["data"].as_object_mut().expect("data").remove("ca.crt");
+    let sts = statefulset_object_with(&k, NodeLayout::new(3, 4), 3, false, TlsMode::Provided);
+    let mut script = vec![
+        get_sts(Reply::Json(sts)),
+        Exchange::new(Method::GET, "/api/v1/namespaces/prod/secrets/mine", Reply::Error(404)),
+        Exchange::new(Method::GET, "/api/v1/namespaces/prod/secrets/op", Reply::Json(half)),
+    ];
+    script.extend(apply_services());
+    script.extend([apply(path::STS), patch_status()]);
+    let pass = reconcile_once(k, FakeDataPlane::default(), script).await;
+    pass.action();
+    let status = pass.body(&Method::PATCH, path::KVC_STATUS);
+    let degraded = condition(status, "Degraded");
+    assert_eq!((degraded["status"].as_str(), degraded["reason"].as_str()), (Some("True"), Some("TLSSecretMissing")));
+    let message = degraded["message"].as_str().unwrap_or_default();
+    assert!(message.contains("mine does not exist") && message.contains("op has no ca.crt"), "{message}");
+}

@@ -10,6 +10,12 @@
 //!
 //!     service-load --url http://10.96.0.20:8080 --stop-file /tmp/stop
 //!
+//! Against a cluster on TLS with tokens, the URL names what the certificate names and
+//! `--resolve` says where that is, as with curl:
+//!
+//!     service-load --url https://demo.default.svc:8080 --ca ca.crt --token "$TOKEN" \
+//!       --resolve demo.default.svc:8080:10.96.0.20 --stop-file /tmp/stop
+//!
 //! Prints one `service-load: …` line with what it saw (`max_write_wait_ms` is the longest
 //! any write waited for its answer, whatever the answer), then the writes that waited
 //! over 300 ms with when (seconds since the start), and exits 1 if a check failed.
@@ -17,12 +23,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use ringkv_tests::http::{HttpSettings, Resolve};
 use ringkv_tests::load::Load;
 use ringkv_tests::{NodeClient, Writer};
 
 #[derive(Parser)]
-#[command(about = "A recorded, checked load against a running ringkv cluster")]
+#[command(name = "service-load", about = "A recorded, checked load against a running ringkv cluster")]
 struct Args {
     /// Client API base URL (repeat to spread the load).
     #[arg(long = "url", required = true)]
@@ -42,6 +49,34 @@ struct Args {
     /// Stop after this many seconds at the latest.
     #[arg(long, default_value_t = 3600)]
     max_secs: u64,
+    /// PEM CA certificates to trust for https URLs, and only them (without it: the
+    /// platform's roots).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// A bearer token sent with every request (`Authorization: Bearer TOKEN`).
+    #[arg(long, env = "RINGKV_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Connect to HOST at ADDR instead of looking it up, like curl's `--resolve` (repeat
+    /// for other hosts). A port in the URL is the one dialled, whatever PORT says.
+    #[arg(long = "resolve", value_name = "HOST:PORT:ADDR")]
+    resolves: Vec<Resolve>,
+}
+
+impl Args {
+    /// What every client of the run gets: the CA, the token, the resolved names.
+    fn http_settings(&self) -> Result<HttpSettings, String> {
+        let mut s = HttpSettings::default();
+        if let Some(ca) = &self.ca {
+            s = s.trust_only(ca)?;
+        }
+        if let Some(token) = &self.token {
+            s = s.token(token)?;
+        }
+        for r in &self.resolves {
+            s = s.resolve(r.clone())?;
+        }
+        Ok(s)
+    }
 }
 
 /// How long the final reads of the unique writes may keep failing before a key counts
@@ -51,14 +86,22 @@ const READ_BACK_DEADLINE: Duration = Duration::from_secs(60);
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
     let args = Args::parse();
-    let http = ringkv_api::client::http().no_proxy().timeout(Duration::from_secs(10)).build().expect("an HTTP client");
+    let settings =
+        args.http_settings().unwrap_or_else(|e| Args::command().error(clap::error::ErrorKind::InvalidValue, e).exit());
+    let http = settings.builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("an HTTP client");
     let urls: Vec<String> = args.urls.iter().map(|u| u.trim_end_matches('/').to_string()).collect();
     let node = NodeClient::new(0, urls[0].clone(), http);
     // Fresh keys per run: the checker starts every register absent, and the cluster may
     // hold an earlier run's keys.
     let run = format!("{:08x}", rand::random::<u32>());
-    let load =
-        Load::start_on(&format!("lin-{run}-"), urls.clone(), args.clients, args.writers.min(args.clients), args.keys);
+    let load = Load::start_with(
+        &settings,
+        &format!("lin-{run}-"),
+        urls.clone(),
+        args.clients,
+        args.writers.min(args.clients),
+        args.keys,
+    );
     let writer = Writer::start(&format!("svc-{run}"), node.clone());
     let started = Instant::now();
     let end = started + Duration::from_secs(args.max_secs);
