@@ -92,7 +92,15 @@ pub async fn observe(
     match mode {
         TlsMode::Disabled => Ok((seen, None)),
         TlsMode::Managed => {
-            let ca = ca_of(get_secret(&api, &names.ca_secret()).await?.as_ref());
+            let ca_secret = get_secret(&api, &names.ca_secret()).await?;
+            let ca = ca_of(ca_secret.as_ref()).filter(|ca| facts(&ca.cert).is_ok());
+            if ca_secret.is_some() && ca.is_none() {
+                seen.ca_unusable = Some(format!(
+                    "the Secret {} holds no readable ca.crt and ca.key: the operator never replaces a CA (the nodes \
+                     trust it); delete the Secret to have a new CA made, which the nodes switch to as their files update",
+                    names.ca_secret()
+                ));
+            }
             let node = get_secret(&api, &names.tls_secret()).await?;
             let cert = node.as_ref().and_then(|s| {
                 let pem = secret_text(s, "tls.crt")?;
@@ -131,8 +139,11 @@ pub async fn observe(
                 let config = ringkv_api::tls::mutual_client_config_pem(&o.cert, &o.key, &o.ca)
                     .map_err(|e| tracing::warn!(cluster = %key, error = %e, "the operator's Secret is unusable"))
                     .ok()?;
-                let serial = facts(&o.cert).map(|f| f.serial).unwrap_or_default();
-                Some(ClientTls { id: format!("{key}/provided/{serial}"), config: Arc::new(config) })
+                // Named by content: a new CA or key under the same certificate is a new pair.
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                std::hash::Hash::hash(&(&o.cert, &o.key, &o.ca), &mut h);
+                let id = format!("{key}/provided/{:016x}", std::hash::Hasher::finish(&h));
+                Some(ClientTls { id, config: Arc::new(config) })
             });
             Ok((seen, tls))
         }

@@ -113,7 +113,8 @@ pub struct KVClusterSpec {
     #[serde(default)]
     pub limits: LimitsSpec,
 
-    /// Stop all changes to the cluster's objects; status is still reported.
+    /// Stop all changes to the cluster's objects (except renewing a managed certificate
+    /// that is due); status is still reported.
     #[serde(default)]
     pub paused: bool,
 

@@ -129,7 +129,7 @@ pub async fn execute(
             Step::ApplyServiceMonitor(tls) => {
                 let api: Api<DynamicObject> =
                     Api::namespaced_with(client.clone(), ns, &resources::service_monitor_resource());
-                match apply(&api, name, &resources::service_monitor(spec, owner, *tls)).await {
+                match apply(&api, name, &resources::service_monitor(spec, owner, tls)).await {
                     Err(Error::Kube(e)) if is_not_found(&e) => report.blocked.push(Blocked {
                         reason: "ServiceMonitorCRDMissing",
                         message: "spec.monitoring.serviceMonitor.enabled is true but the ServiceMonitor CRD \
@@ -168,7 +168,7 @@ pub async fn execute(
             }
             Step::ApplyStatefulSet(layout, tls) => {
                 let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-                let result = apply(&api, name, &resources::statefulset(spec, owner, *layout, *tls)).await;
+                let result = apply(&api, name, &resources::statefulset(spec, owner, *layout, tls)).await;
                 refused(result, "the StatefulSet", name, &mut report)?;
             }
             // Run by `execute_data` and counted there.

@@ -20,7 +20,7 @@ use ringkv_ctl::driver::{Cluster, Driver, DriverError};
 
 use crate::crd::{KVClusterStatus, TlsMode};
 use crate::resources::tls::{CertFacts, Renewal};
-use crate::resources::{tls_of, Names, NodeLayout};
+use crate::resources::{mounted_tls_secret, tls_of, Names, NodeLayout, TLS_MODE_ANNOTATION};
 
 /// A node's answer to `GET /v1/cluster`, and one shard in it: the contract crate's
 /// types, read leniently (new fields on the node side do not break the operator).
@@ -186,6 +186,8 @@ pub struct TlsObserved {
     pub recorded: Option<TlsMode>,
     /// `Managed`: the CA's Secret exists and holds a CA.
     pub ca: bool,
+    /// `Managed`: the CA's Secret exists but holds no usable CA (what is wrong).
+    pub ca_unusable: Option<String>,
     /// `Managed`: why the nodes' certificate must be issued now, if it must.
     pub renewal: Option<Renewal>,
     /// The nodes' certificate, as far as it could be read.
@@ -211,6 +213,8 @@ pub struct StatefulSetState {
     pub peers: Option<u32>,
     /// The TLS the pod template runs.
     pub tls: TlsMode,
+    /// The Secret its certificate volume mounts.
+    pub tls_secret: Option<String>,
 }
 
 impl StatefulSetState {
@@ -237,9 +241,13 @@ impl StatefulSetState {
             .and_then(|n| u32::try_from(n).ok())
             .filter(|n| *n > 0);
         let names = Names::new(sts.metadata.name.as_deref().unwrap_or_default(), "");
-        let tls = spec.and_then(|s| s.template.spec.as_ref()).map_or(TlsMode::Disabled, |p| tls_of(p, &names));
+        let template = spec.and_then(|s| s.template.spec.as_ref());
         StatefulSetState {
-            tls,
+            tls: template.map_or(TlsMode::Disabled, |p| {
+                let annotated = sts.metadata.annotations.as_ref().and_then(|a| a.get(TLS_MODE_ANNOTATION));
+                tls_of(p, &names, annotated.map(String::as_str))
+            }),
+            tls_secret: template.and_then(mounted_tls_secret),
             replicas,
             ready_replicas: count(status.and_then(|s| s.ready_replicas)),
             updated_replicas,

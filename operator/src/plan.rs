@@ -25,7 +25,7 @@ use ringkv_plan::{next_step, Next};
 use crate::crd::{KVClusterSpec, TlsMode};
 use crate::observe::{Observed, StatefulSetState};
 use crate::resources::tls::{effective_mode, Renewal};
-use crate::resources::NodeLayout;
+use crate::resources::{NodeLayout, PodTls};
 
 pub use crate::plan_ops::{operation, Operation, OperationKind};
 use crate::step::holders;
@@ -82,9 +82,31 @@ pub fn tls_mode(spec: &KVClusterSpec, observed: &Observed) -> TlsMode {
     effective_mode(spec.tls.as_ref().map(|t| t.mode), live, observed.tls.recorded, observed.created)
 }
 
+/// What the pod template gets for `mode` (see [`PodTls`]).
+fn pod_tls(spec: &KVClusterSpec, observed: &Observed, mode: TlsMode) -> PodTls {
+    match mode {
+        TlsMode::Disabled => PodTls::Disabled,
+        TlsMode::Managed => PodTls::Managed,
+        TlsMode::Provided => {
+            let asked = spec.tls.as_ref().filter(|t| t.mode == TlsMode::Provided).and_then(|t| t.secret_name.clone());
+            let mounted = observed.statefulset.as_ref().and_then(|s| s.tls_secret.clone());
+            PodTls::Provided(asked.or(mounted).unwrap_or_default())
+        }
+    }
+}
+
 /// The certificate steps for `mode`, and why the spec's TLS cannot be had.
 fn tls_steps(spec: &KVClusterSpec, observed: &Observed, mode: TlsMode) -> Vec<Step> {
     let mut steps = Vec::new();
+    if spec.tls.is_none() && mode == TlsMode::Provided {
+        steps.push(Step::Blocked(Blocked {
+            reason: "TLSModeFixed",
+            message: "spec.tls was removed but the nodes run Provided TLS: they keep the Secret they mount, and \
+                      the operator has no client certificate for them; put spec.tls back (mode Provided, \
+                      secretName and operatorSecretName)"
+                .to_string(),
+        }));
+    }
     if let Some(asked) = spec.tls.as_ref().map(|t| t.mode).filter(|m| *m != mode) {
         steps.push(Step::Blocked(Blocked {
             reason: "TLSModeFixed",
@@ -99,6 +121,11 @@ fn tls_steps(spec: &KVClusterSpec, observed: &Observed, mode: TlsMode) -> Vec<St
     }
     match mode {
         TlsMode::Managed => {
+            if let Some(why) = &observed.tls.ca_unusable {
+                // Nothing to sign or publish with; the nodes keep what they mount.
+                steps.push(Step::Blocked(Blocked { reason: "TLSCAUnusable", message: why.clone() }));
+                return steps;
+            }
             if !observed.tls.ca {
                 steps.extend([Step::IssueCa, Step::IssueCertificate(Renewal::Missing)]);
             } else if let Some(why) = observed.tls.renewal {
@@ -119,18 +146,23 @@ fn tls_steps(spec: &KVClusterSpec, observed: &Observed, mode: TlsMode) -> Vec<St
     steps
 }
 
-/// The steps from `observed` towards `spec`. Paused: no steps at all (not even a
-/// certificate renewal: `status.tls.notAfter` says when it is due).
+/// The steps from `observed` towards `spec`. Paused: none, except renewing the nodes'
+/// certificate when it is due (an expired one would stop the cluster; it needs no
+/// restart).
 pub fn plan(spec: &KVClusterSpec, observed: &Observed) -> Plan {
     let tls = tls_mode(spec, observed);
+    let pods = pod_tls(spec, observed, tls);
     let mut p = Plan { tls, ..Plan::default() };
     if spec.paused {
+        if let (TlsMode::Managed, true, Some(why)) = (tls, observed.tls.ca, observed.tls.renewal) {
+            p.steps.push(Step::IssueCertificate(why));
+        }
         return p;
     }
     p.steps.extend([Step::ApplyPeerService, Step::ApplyClientService, Step::ApplyDisruptionBudget]);
     p.steps.extend(tls_steps(spec, observed, tls));
     if spec.monitoring.service_monitor.enabled {
-        p.steps.push(Step::ApplyServiceMonitor(tls));
+        p.steps.push(Step::ApplyServiceMonitor(pods.clone()));
     } else if observed.status_generation.is_some_and(|g| g != observed.generation) {
         // Only a spec change can turn monitoring off, so only then is a delete needed
         // (and never for a cluster that has no status yet: it never had one).
@@ -158,7 +190,7 @@ pub fn plan(spec: &KVClusterSpec, observed: &Observed) -> Plan {
     };
     let live = observed.statefulset.as_ref().filter(|s| !never_ran(s));
     let Some(sts) = live.or(recreated.as_ref()) else {
-        p.steps.push(Step::ApplyStatefulSet(NodeLayout::new(spec.nodes, spec.shards), tls));
+        p.steps.push(Step::ApplyStatefulSet(NodeLayout::new(spec.nodes, spec.shards), pods));
         p.steps.push(Step::WaitForNodes { ready: 0, total: spec.nodes });
         p.operation = Some(Operation::create(
             0,
@@ -175,7 +207,7 @@ pub fn plan(spec: &KVClusterSpec, observed: &Observed) -> Plan {
         shards: sts.shards.unwrap_or(spec.shards),
         peers: sts.peers.unwrap_or(sts.replicas),
     };
-    p.steps.push(Step::ApplyStatefulSet(layout, tls));
+    p.steps.push(Step::ApplyStatefulSet(layout, pods));
 
     let ready = u32::try_from(observed.nodes.iter().filter(|(id, n)| **id <= layout.nodes && n.ready).count())
         .unwrap_or(u32::MAX);

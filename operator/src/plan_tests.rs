@@ -10,6 +10,7 @@ use super::*;
 use crate::crd::TlsMode;
 use crate::observe::{NodeProbe, Ring, ShardInfo, StatefulSetState, TlsObserved};
 use crate::resources::tls::Renewal;
+use crate::resources::PodTls;
 
 fn spec(v: serde_json::Value) -> KVClusterSpec {
     serde_json::from_value(v).expect("test spec deserializes")
@@ -24,6 +25,7 @@ fn sts(replicas: u32, shards: u32) -> StatefulSetState {
         shards: Some(shards),
         peers: Some(replicas),
         tls: TlsMode::Disabled,
+        tls_secret: None,
     }
 }
 
@@ -97,11 +99,14 @@ fn running(n: u32, shards: u32, members: &[u64]) -> Observed {
 
 fn summary(step: &Step) -> String {
     match step {
-        Step::ApplyStatefulSet(l, TlsMode::Disabled) => {
+        Step::ApplyStatefulSet(l, PodTls::Disabled) => {
             format!("statefulset({} nodes, {} shards, {} peers)", l.nodes, l.shards, l.peers)
         }
+        Step::ApplyStatefulSet(l, PodTls::Provided(secret)) => {
+            format!("statefulset({} nodes, {} shards, {} peers, Provided {secret})", l.nodes, l.shards, l.peers)
+        }
         Step::ApplyStatefulSet(l, tls) => {
-            format!("statefulset({} nodes, {} shards, {} peers, {})", l.nodes, l.shards, l.peers, tls.as_str())
+            format!("statefulset({} nodes, {} shards, {} peers, {})", l.nodes, l.shards, l.peers, tls.mode().as_str())
         }
         Step::IssueCertificate(why) => format!("issue_certificate({why:?})"),
         Step::WaitForNodes { ready, total } => format!("wait_for_nodes({ready}/{total})"),
@@ -207,7 +212,57 @@ fn cases() -> Vec<Case> {
                 tls: TlsObserved { missing: Some("the Secret mine does not exist".to_string()), ..Default::default() },
                 ..healthy()
             },
-            then: &["blocked(TLSSecretMissing)", "statefulset(3 nodes, 4 shards, 3 peers, Provided)"],
+            then: &["blocked(TLSSecretMissing)", "statefulset(3 nodes, 4 shards, 3 peers, Provided mine)"],
+            operation: None,
+        },
+        Case {
+            name: "a paused managed cluster still gets its certificate renewed when due, and nothing else",
+            spec: spec(json!({"paused": true, "shards": 8})),
+            observed: Observed {
+                statefulset: Some(StatefulSetState { tls: TlsMode::Managed, ..sts(3, 4) }),
+                tls: TlsObserved { ca: true, renewal: Some(Renewal::Expiring), ..Default::default() },
+                ..healthy()
+            },
+            then: &["issue_certificate(Expiring)"],
+            operation: None,
+        },
+        Case {
+            name: "a CA Secret without a usable CA is reported, never replaced",
+            spec: small(),
+            observed: Observed {
+                statefulset: Some(StatefulSetState { tls: TlsMode::Managed, ..sts(3, 4) }),
+                tls: TlsObserved { ca_unusable: Some("no ca.key".to_string()), ..Default::default() },
+                ..healthy()
+            },
+            then: &["blocked(TLSCAUnusable)", "statefulset(3 nodes, 4 shards, 3 peers, Managed)"],
+            operation: None,
+        },
+        Case {
+            name: "provided TLS whose spec.tls was removed keeps the Secret the pods mount, and says so",
+            spec: small(),
+            observed: Observed {
+                statefulset: Some(StatefulSetState {
+                    tls: TlsMode::Provided,
+                    tls_secret: Some("theirs".to_string()),
+                    ..sts(3, 4)
+                }),
+                ..healthy()
+            },
+            then: &["blocked(TLSModeFixed)", "statefulset(3 nodes, 4 shards, 3 peers, Provided theirs)"],
+            operation: None,
+        },
+        Case {
+            name: "provided TLS moved to another Secret mounts the new one",
+            spec: spec(json!({"tls": {"mode": "Provided", "secretName": "new", "operatorSecretName": "op"}})),
+            observed: Observed {
+                statefulset: Some(StatefulSetState {
+                    tls: TlsMode::Provided,
+                    tls_secret: Some("old".to_string()),
+                    ..sts(3, 4)
+                }),
+                ..healthy()
+            },
+            then: &["statefulset(3 nodes, 4 shards, 3 peers, Provided new)"],
             operation: None,
         },
         Case {

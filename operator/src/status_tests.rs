@@ -69,6 +69,7 @@ fn observed(ready: u32, generation: i64, old: Option<&KVClusterStatus>) -> Obser
             shards: Some(4),
             peers: Some(3),
             tls: Default::default(),
+            tls_secret: None,
         }),
         tls: Default::default(),
         nodes,

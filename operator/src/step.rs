@@ -5,9 +5,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::crd::TlsMode;
 use crate::resources::tls::Renewal;
-use crate::resources::NodeLayout;
+use crate::resources::{NodeLayout, PodTls};
 
 /// Why the plan cannot reach the spec, for `Degraded`'s reason and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +31,7 @@ pub enum Step {
     ApplyNetworkPolicy(crate::resources::OperatorPods),
     /// Apply the ServiceMonitor (its CRD may be missing; the executor reports that),
     /// scraping over HTTPS unless the nodes' TLS is `Disabled`.
-    ApplyServiceMonitor(TlsMode),
+    ApplyServiceMonitor(PodTls),
     /// Delete the ServiceMonitor after monitoring was turned off (absent is fine).
     DeleteServiceMonitor,
     /// Make the cluster's CA (`Managed` TLS; created once, never replaced).
@@ -42,7 +41,7 @@ pub enum Step {
     /// Publish the CA in the `<name>-ca-bundle` ConfigMap.
     ApplyCaBundle,
     /// Apply the StatefulSet with this layout, its nodes running this TLS.
-    ApplyStatefulSet(NodeLayout, TlsMode),
+    ApplyStatefulSet(NodeLayout, PodTls),
     /// Wait until the newest pod template reaches every pod.
     WaitForRollout { updated: u32, total: u32 },
     /// Wait until every node answers `/readyz`.

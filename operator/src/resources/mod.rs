@@ -12,7 +12,7 @@ pub mod tls;
 pub use services::{
     client_service, disruption_budget, network_policy, peer_service, service_monitor, service_monitor_resource,
 };
-pub use statefulset::{peers_env, statefulset, tls_of, tls_secret, NodeLayout};
+pub use statefulset::{mounted_tls_secret, peers_env, statefulset, tls_of, NodeLayout, PodTls, TLS_MODE_ANNOTATION};
 
 use std::collections::BTreeMap;
 

@@ -131,7 +131,7 @@ pub fn service_monitor_resource() -> ApiResource {
 /// With TLS, Prometheus scrapes over HTTPS, trusting the cluster's CA (the ConfigMap
 /// `<name>-ca-bundle`, or `ca.crt` of a provided Secret) and checking the client
 /// Service's name, which the nodes' certificate carries.
-pub fn service_monitor(spec: &KVClusterSpec, owner: &Owner, tls: crate::crd::TlsMode) -> DynamicObject {
+pub fn service_monitor(spec: &KVClusterSpec, owner: &Owner, tls: &super::PodTls) -> DynamicObject {
     let names = &owner.names;
     let sm = &spec.monitoring.service_monitor;
     let mut meta = owner.meta(&names.cluster, &[]);
@@ -144,15 +144,15 @@ pub fn service_monitor(spec: &KVClusterSpec, owner: &Owner, tls: crate::crd::Tls
     obj.metadata = meta;
     let mut endpoint = json!({ "port": "http", "path": "/metrics", "interval": sm.interval });
     let ca = match tls {
-        crate::crd::TlsMode::Managed => Some(json!({ "configMap": { "name": names.ca_bundle(), "key": "ca.crt" } })),
-        crate::crd::TlsMode::Provided => {
-            super::tls_secret(spec, names, tls).map(|secret| json!({ "secret": { "name": secret, "key": "ca.crt" } }))
-        }
-        crate::crd::TlsMode::Disabled => None,
+        super::PodTls::Managed => Some(json!({ "configMap": { "name": names.ca_bundle(), "key": "ca.crt" } })),
+        super::PodTls::Provided(secret) => Some(json!({ "secret": { "name": secret, "key": "ca.crt" } })),
+        super::PodTls::Disabled => None,
     };
+    // A provided certificate need only name the pods (`*.<name>-peers.<ns>.svc`).
+    let server_name = if matches!(tls, super::PodTls::Provided(_)) { names.pod_host(1) } else { names.service_host() };
     if let Some(ca) = ca {
         endpoint["scheme"] = json!("https");
-        endpoint["tlsConfig"] = json!({ "ca": ca, "serverName": names.service_host() });
+        endpoint["tlsConfig"] = json!({ "ca": ca, "serverName": server_name });
     }
     obj.data = json!({
         "spec": {

@@ -113,32 +113,63 @@ fn spread_over_hosts(names: &Names) -> Affinity {
     }
 }
 
-/// The Secret the nodes' certificate is mounted from, for a cluster in `mode`.
-pub fn tls_secret(spec: &KVClusterSpec, names: &Names, mode: TlsMode) -> Option<String> {
-    match mode {
-        TlsMode::Managed => Some(names.tls_secret()),
-        TlsMode::Provided => spec.tls.as_ref().and_then(|t| t.secret_name.clone()),
-        TlsMode::Disabled => None,
+/// The TLS a pod template runs: `Provided` names the Secret mounted (the spec's, or,
+/// when the spec no longer names one, the one the pods mount now: a running cluster's
+/// TLS never goes away with a spec edit).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PodTls {
+    Disabled,
+    Managed,
+    Provided(String),
+}
+
+impl PodTls {
+    /// The mode.
+    pub fn mode(&self) -> TlsMode {
+        match self {
+            PodTls::Disabled => TlsMode::Disabled,
+            PodTls::Managed => TlsMode::Managed,
+            PodTls::Provided(_) => TlsMode::Provided,
+        }
+    }
+
+    /// The Secret the nodes' certificate is mounted from.
+    pub fn secret(&self, names: &Names) -> Option<String> {
+        match self {
+            PodTls::Disabled => None,
+            PodTls::Managed => Some(names.tls_secret()),
+            PodTls::Provided(s) => Some(s.clone()),
+        }
     }
 }
 
-/// The TLS a pod template runs: `Disabled` without the TLS variables, `Managed` when its
-/// certificate volume is the operator's Secret, else `Provided`.
-pub fn tls_of(template: &PodSpec, names: &Names) -> TlsMode {
-    let on = template
-        .containers
-        .first()
-        .and_then(|c| c.env.as_ref())
-        .is_some_and(|env| env.iter().any(|e| e.name == "RINGKV_INTERNAL_TLS_CERT"));
-    let secret = template
+/// The Secret a pod template's certificate volume mounts, if any.
+pub fn mounted_tls_secret(template: &PodSpec) -> Option<String> {
+    template
         .volumes
         .iter()
         .flatten()
         .find(|v| v.name == "tls")
         .and_then(|v| v.secret.as_ref())
-        .and_then(|s| s.secret_name.clone());
-    match (on, secret) {
+        .and_then(|s| s.secret_name.clone())
+}
+
+/// On the StatefulSet: the TLS mode its pods run.
+pub const TLS_MODE_ANNOTATION: &str = "ringkv.io/tls-mode";
+
+/// The TLS a pod template runs: `Disabled` without the TLS variables; else what the
+/// StatefulSet's [`TLS_MODE_ANNOTATION`] says (`annotated`), or, on a StatefulSet from
+/// before it, `Managed` when its certificate volume is the operator's Secret.
+pub fn tls_of(template: &PodSpec, names: &Names, annotated: Option<&str>) -> TlsMode {
+    let on = template
+        .containers
+        .first()
+        .and_then(|c| c.env.as_ref())
+        .is_some_and(|env| env.iter().any(|e| e.name == "RINGKV_INTERNAL_TLS_CERT"));
+    match (on, mounted_tls_secret(template)) {
         (false, _) => TlsMode::Disabled,
+        (true, _) if annotated == Some("Provided") => TlsMode::Provided,
+        (true, _) if annotated == Some("Managed") => TlsMode::Managed,
         (true, Some(s)) if s == names.tls_secret() => TlsMode::Managed,
         (true, _) => TlsMode::Provided,
     }
@@ -274,10 +305,10 @@ fn volume_claim(spec: &KVClusterSpec, names: &Names) -> PersistentVolumeClaim {
 
 /// The StatefulSet for `layout`, its nodes running TLS `tls` (the mode in force, which a
 /// running cluster keeps whatever its spec says).
-pub fn statefulset(spec: &KVClusterSpec, owner: &Owner, layout: NodeLayout, tls: TlsMode) -> StatefulSet {
+pub fn statefulset(spec: &KVClusterSpec, owner: &Owner, layout: NodeLayout, tls: &PodTls) -> StatefulSet {
     let names = &owner.names;
     let pod_labels = names.labels();
-    let tls_secret = tls_secret(spec, names, tls);
+    let tls_secret = tls.secret(names);
     let mut volumes = vec![Volume {
         name: "tmp".to_string(),
         empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity("64Mi".to_string())), ..Default::default() }),
@@ -290,7 +321,13 @@ pub fn statefulset(spec: &KVClusterSpec, owner: &Owner, layout: NodeLayout, tls:
         volumes.push(secret_volume("auth", &auth.tokens_secret));
     }
     StatefulSet {
-        metadata: owner.meta(&names.cluster, &[]),
+        // The TLS mode on the StatefulSet itself (a pod template change would roll the
+        // pods): how a later pass tells Managed from a Provided Secret that happens to be
+        // called `<name>-tls`.
+        metadata: ObjectMeta {
+            annotations: Some(BTreeMap::from([(TLS_MODE_ANNOTATION.to_string(), tls.mode().as_str().to_string())])),
+            ..owner.meta(&names.cluster, &[])
+        },
         spec: Some(StatefulSetSpec {
             replicas: Some(i32::try_from(layout.nodes).unwrap_or(i32::MAX)),
             service_name: Some(names.peers.clone()),

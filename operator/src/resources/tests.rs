@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
 use super::*;
-use crate::crd::{KVClusterSpec, TlsMode};
+use crate::crd::KVClusterSpec;
 
 fn owner() -> Owner {
     Owner {
@@ -29,7 +29,7 @@ fn spec(v: serde_json::Value) -> KVClusterSpec {
 }
 
 fn container(spec: &KVClusterSpec, layout: NodeLayout) -> Container {
-    let sts = statefulset(spec, &owner(), layout, TlsMode::Disabled);
+    let sts = statefulset(spec, &owner(), layout, &PodTls::Disabled);
     let pod = sts.spec.and_then(|s| s.template.spec).expect("pod spec");
     pod.containers.into_iter().next().expect("one container")
 }
@@ -54,7 +54,7 @@ fn peers_list_every_pod_by_stable_name_from_ordinal_one() {
 fn statefulset_layout_comes_from_the_plan_not_the_spec() {
     let s = spec(json!({"shards": 16, "nodes": 5}));
     let layout = NodeLayout::new(3, 4);
-    let sts = statefulset(&s, &owner(), layout, TlsMode::Disabled);
+    let sts = statefulset(&s, &owner(), layout, &PodTls::Disabled);
     let ss = sts.spec.as_ref().expect("spec");
     assert_eq!(ss.replicas, Some(3));
     let c = container(&s, layout);
@@ -65,7 +65,7 @@ fn statefulset_layout_comes_from_the_plan_not_the_spec() {
 #[test]
 fn node_ids_are_pod_ordinals_starting_at_one_without_a_shell() {
     let s = spec(json!({}));
-    let sts = statefulset(&s, &owner(), NodeLayout::new(3, 4), TlsMode::Disabled);
+    let sts = statefulset(&s, &owner(), NodeLayout::new(3, 4), &PodTls::Disabled);
     let ss = sts.spec.as_ref().expect("spec");
     assert_eq!(ss.ordinals.as_ref().and_then(|o| o.start), Some(1));
     let c = container(&s, NodeLayout::new(3, 4));
@@ -79,7 +79,7 @@ fn node_ids_are_pod_ordinals_starting_at_one_without_a_shell() {
 #[test]
 fn statefulset_has_stable_names_parallel_start_and_a_volume_per_pod() {
     let s = spec(json!({"storage": {"size": "50Gi", "storageClassName": "fast"}}));
-    let sts = statefulset(&s, &owner(), NodeLayout::new(3, 4), TlsMode::Disabled);
+    let sts = statefulset(&s, &owner(), NodeLayout::new(3, 4), &PodTls::Disabled);
     assert_eq!(sts.metadata.name.as_deref(), Some("demo"));
     assert_eq!(sts.metadata.owner_references.as_ref().map(|o| o[0].uid.as_str()), Some("uid-1"));
     let ss = sts.spec.expect("spec");
@@ -103,7 +103,7 @@ fn statefulset_has_stable_names_parallel_start_and_a_volume_per_pod() {
 #[test]
 fn pods_run_non_root_read_only_without_capabilities_and_probe_health() {
     let s = spec(json!({}));
-    let sts = statefulset(&s, &owner(), NodeLayout::new(3, 4), TlsMode::Disabled);
+    let sts = statefulset(&s, &owner(), NodeLayout::new(3, 4), &PodTls::Disabled);
     let pod = sts.spec.and_then(|s| s.template.spec).expect("pod");
     assert!(pod.termination_grace_period_seconds.is_some_and(|t| t >= 30));
     let psc = pod.security_context.expect("pod security context");
@@ -124,7 +124,7 @@ fn pods_run_non_root_read_only_without_capabilities_and_probe_health() {
 
 #[test]
 fn scheduling_defaults_to_spreading_and_passes_user_settings_through() {
-    let default = statefulset(&spec(json!({})), &owner(), NodeLayout::new(3, 4), TlsMode::Disabled);
+    let default = statefulset(&spec(json!({})), &owner(), NodeLayout::new(3, 4), &PodTls::Disabled);
     let pod = default.spec.and_then(|s| s.template.spec).expect("pod");
     let anti = pod.affinity.and_then(|a| a.pod_anti_affinity).expect("anti-affinity by default");
     let term = &anti.preferred_during_scheduling_ignored_during_execution.expect("preferred")[0];
@@ -137,7 +137,7 @@ fn scheduling_defaults_to_spreading_and_passes_user_settings_through() {
         "limits": {"maxKeyBytes": 100, "maxValueBytes": 2000},
         "image": "example/ringkv:1", "imagePullPolicy": "Always",
     }));
-    let sts = statefulset(&custom, &owner(), NodeLayout::new(3, 4), TlsMode::Disabled);
+    let sts = statefulset(&custom, &owner(), NodeLayout::new(3, 4), &PodTls::Disabled);
     let pod = sts.spec.and_then(|s| s.template.spec).expect("pod");
     assert_eq!(pod.node_selector.and_then(|n| n.get("disk").cloned()).as_deref(), Some("ssd"));
     assert_eq!(pod.tolerations.map(|t| t.len()), Some(1));
@@ -184,7 +184,7 @@ fn service_monitor_scrapes_every_node_ready_or_not_through_the_peer_service() {
     let s = spec(
         json!({"monitoring": {"serviceMonitor": {"enabled": true, "interval": "15s", "labels": {"release": "prom"}}}}),
     );
-    let sm = service_monitor(&s, &owner(), TlsMode::Disabled);
+    let sm = service_monitor(&s, &owner(), &PodTls::Disabled);
     assert_eq!(sm.types.as_ref().map(|t| t.kind.as_str()), Some("ServiceMonitor"));
     assert_eq!(sm.metadata.labels.as_ref().and_then(|l| l.get("release")).map(String::as_str), Some("prom"));
     assert_eq!(sm.data["spec"]["selector"]["matchLabels"][SERVICE_ROLE_LABEL], "peers");
@@ -222,7 +222,7 @@ fn drained_pods_lose_their_volumes_and_deletion_is_left_to_the_finalizer() {
     let cases = [("Retain", "Delete", "Retain"), ("Delete", "Delete", "Retain")];
     for (retention, scaled, deleted) in cases {
         let s = spec(json!({ "pvcRetention": retention }));
-        let ss = statefulset(&s, &owner(), NodeLayout::new(3, 4), TlsMode::Disabled).spec.expect("spec");
+        let ss = statefulset(&s, &owner(), NodeLayout::new(3, 4), &PodTls::Disabled).spec.expect("spec");
         let policy = ss.persistent_volume_claim_retention_policy.expect("retention policy");
         assert_eq!(
             (policy.when_scaled.as_deref(), policy.when_deleted.as_deref()),
@@ -265,4 +265,32 @@ fn the_nodes_network_policy_opens_the_client_port_and_keeps_the_internal_port_to
         ]),
         "the internal port only from this cluster's nodes and the operator's pods"
     );
+}
+
+#[test]
+fn the_tls_a_statefulset_runs_is_read_back_as_written_even_for_a_provided_secret_named_like_the_operators() {
+    let s = spec(json!({}));
+    for tls in [
+        PodTls::Disabled,
+        PodTls::Managed,
+        PodTls::Provided("demo-tls".to_string()),
+        PodTls::Provided("mine".to_string()),
+    ] {
+        let sts = statefulset(&s, &owner(), NodeLayout::new(3, 4), &tls);
+        let annotated = sts.metadata.annotations.as_ref().and_then(|a| a.get(TLS_MODE_ANNOTATION)).map(String::as_str);
+        let template = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("a pod template");
+        assert_eq!(tls_of(template, &owner().names, annotated), tls.mode(), "{tls:?}");
+        assert_eq!(mounted_tls_secret(template), tls.secret(&owner().names), "{tls:?}");
+        // The mode sits on the StatefulSet, never in the pod template (which would roll the pods).
+        assert!(sts
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .is_none());
+    }
+    // A StatefulSet from before the annotation: the operator's Secret name means Managed.
+    let sts = statefulset(&s, &owner(), NodeLayout::new(3, 4), &PodTls::Managed);
+    let template = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("a pod template");
+    assert_eq!(tls_of(template, &owner().names, None), crate::crd::TlsMode::Managed);
 }

@@ -30,15 +30,14 @@ fn operator_objects() -> Vec<Value> {
     let to = |o: &dyn erased::Ser| o.json();
     vec![
         typed(
-            to(&resources::statefulset(&k.spec, &owner, layout, ringkv_operator::crd::TlsMode::Managed)),
+            to(&resources::statefulset(&k.spec, &owner, layout, &resources::PodTls::Managed)),
             "apps/v1",
             "StatefulSet",
         ),
         typed(to(&resources::peer_service(&owner)), "v1", "Service"),
         typed(to(&resources::client_service(&k.spec, &owner)), "v1", "Service"),
         typed(to(&resources::disruption_budget(&owner)), "policy/v1", "PodDisruptionBudget"),
-        serde_json::to_value(resources::service_monitor(&k.spec, &owner, ringkv_operator::crd::TlsMode::Managed))
-            .expect("json"),
+        serde_json::to_value(resources::service_monitor(&k.spec, &owner, &resources::PodTls::Managed)).expect("json"),
     ]
 }
 

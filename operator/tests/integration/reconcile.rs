@@ -3,11 +3,10 @@
 use http::Method;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
-use ringkv_operator::crd::TlsMode;
 use ringkv_operator::crd::{KVClusterStatus, FINALIZER};
 use ringkv_operator::reconcile::{REQUEUE_ERROR, REQUEUE_PAUSED, REQUEUE_STABLE, REQUEUE_WAITING};
 use ringkv_operator::resources::tls::{self, Pem};
-use ringkv_operator::resources::{NodeLayout, Owner};
+use ringkv_operator::resources::{NodeLayout, Owner, PodTls};
 use serde_json::{json, Value};
 
 use crate::support::api::{Exchange, Reply};
@@ -333,7 +332,7 @@ async fn a_managed_cluster_is_reached_with_a_certificate_of_its_ca_and_reports_i
     let node = tls::issue_node(&ca, &owner.names, now()).expect("a certificate");
     let serial = tls::facts(&node.cert).expect("facts").serial;
     let node_json = serde_json::to_value(tls::node_secret(&owner, &node, &ca.cert, None)).expect("json");
-    let sts = statefulset_object_with(&k, NodeLayout::new(3, 4), 3, false, TlsMode::Managed);
+    let sts = statefulset_object_with(&k, NodeLayout::new(3, 4), 3, false, PodTls::Managed);
     let mut script = vec![
         get_sts(Reply::Json(sts)),
         Exchange::new(Method::GET, path::CA, Reply::Json(ca_json.clone())),
@@ -370,7 +369,7 @@ async fn a_renewal_asked_by_annotation_issues_a_new_certificate_once() {
     let owner = Owner::of(&k).expect("owner");
     let node = tls::issue_node(&ca, &owner.names, now()).expect("a certificate");
     let node_json = serde_json::to_value(tls::node_secret(&owner, &node, &ca.cert, None)).expect("json");
-    let sts = statefulset_object_with(&k, NodeLayout::new(3, 4), 3, false, TlsMode::Managed);
+    let sts = statefulset_object_with(&k, NodeLayout::new(3, 4), 3, false, PodTls::Managed);
     let mut script = vec![
         get_sts(Reply::Json(sts)),
         Exchange::new(Method::GET, path::CA, Reply::Json(ca_json.clone())),
@@ -415,7 +414,7 @@ async fn provided_tls_mounts_the_users_secret_and_reaches_the_nodes_with_the_ope
     let ca = tls::issue_ca(&owner.names, now()).expect("a CA");
     let node = tls::issue_node(&ca, &owner.names, now()).expect("a certificate");
     let operator = tls::issue_client(&ca, now()).expect("a client certificate");
-    let sts = statefulset_object_with(&k, NodeLayout::new(3, 4), 3, false, TlsMode::Provided);
+    let sts = statefulset_object_with(&k, NodeLayout::new(3, 4), 3, false, PodTls::Provided("mine".to_string()));
     let mut script = vec![
         get_sts(Reply::Json(sts)),
         Exchange::new(
@@ -456,7 +455,7 @@ async fn provided_tls_without_its_secrets_is_degraded_saying_which() {
     let ca = tls::issue_ca(&owner.names, now()).expect("a CA");
     let mut half = provided_secret(&owner, "op", &tls::issue_client(&ca, now()).expect("client"), &ca);
     half["data"].as_object_mut().expect("data").remove("ca.crt");
-    let sts = statefulset_object_with(&k, NodeLayout::new(3, 4), 3, false, TlsMode::Provided);
+    let sts = statefulset_object_with(&k, NodeLayout::new(3, 4), 3, false, PodTls::Provided("mine".to_string()));
     let mut script = vec![
         get_sts(Reply::Json(sts)),
         Exchange::new(Method::GET, "/api/v1/namespaces/prod/secrets/mine", Reply::Error(404)),

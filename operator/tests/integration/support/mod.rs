@@ -15,12 +15,12 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 use ringkv_ctl::driver::{Cluster, DriverError};
-use ringkv_operator::crd::{KVCluster, KVClusterSpec, TlsMode, FINALIZER};
+use ringkv_operator::crd::{KVCluster, KVClusterSpec, FINALIZER};
 use ringkv_operator::inflight::InFlight;
 use ringkv_operator::metrics::Metrics;
 use ringkv_operator::observe::{ClientTls, DataPlane, NodeProbe, Ring, ShardInfo};
 use ringkv_operator::reconcile::{reconcile, reporter, Context};
-use ringkv_operator::resources::{statefulset, Names, NodeLayout, Owner};
+use ringkv_operator::resources::{statefulset, Names, NodeLayout, Owner, PodTls};
 use ringkv_operator::Error;
 use serde_json::{json, Value};
 
@@ -65,13 +65,13 @@ pub fn kvc(spec: Value, generation: i64) -> KVCluster {
 /// The StatefulSet the operator would have applied, with a status: `ready` pods ready,
 /// and the rollout complete unless `rolling`.
 pub fn statefulset_object(kvc: &KVCluster, layout: NodeLayout, ready: u32, rolling: bool) -> Value {
-    statefulset_object_with(kvc, layout, ready, rolling, TlsMode::Disabled)
+    statefulset_object_with(kvc, layout, ready, rolling, PodTls::Disabled)
 }
 
 /// [`statefulset_object`] for nodes running `tls`.
-pub fn statefulset_object_with(kvc: &KVCluster, layout: NodeLayout, ready: u32, rolling: bool, tls: TlsMode) -> Value {
+pub fn statefulset_object_with(kvc: &KVCluster, layout: NodeLayout, ready: u32, rolling: bool, tls: PodTls) -> Value {
     let owner = Owner::of(kvc).expect("owner");
-    let mut v = serde_json::to_value(statefulset(&kvc.spec, &owner, layout, tls)).expect("sts serializes");
+    let mut v = serde_json::to_value(statefulset(&kvc.spec, &owner, layout, &tls)).expect("sts serializes");
     v["apiVersion"] = json!("apps/v1");
     v["kind"] = json!("StatefulSet");
     v["metadata"]["generation"] = json!(1);
