@@ -1,12 +1,14 @@
 //! What the operator sees: the StatefulSet it owns and what each node answers.
 //!
-//! The data plane is observed over each pod's client port: `GET /readyz` (every hosted
-//! shard has a leader and is caught up) and `GET /v1/cluster` (the ring as that node sees
-//! it), and over the internal ports by the planning library's driver (`GET
-//! /internal/ring`: every shard's modulus, voters, learners and leader), which is also
-//! how planner steps are executed. All of it sits behind the [`DataPlane`] trait so
-//! reconcile tests run without pods. A node that does not answer is simply not ready:
-//! observing never fails a reconcile.
+//! The data plane is observed over each pod's client port, `GET /readyz` (every hosted
+//! shard has a leader and is caught up; open even with tokens on), and over its internal
+//! port, `GET /internal/ring` (the ring as that node sees it: every shard's modulus,
+//! voters, learners and leader), which the planning library's driver also reads, and
+//! through which planner steps are executed. With TLS, both go over HTTPS trusting only
+//! the cluster's CA, and the internal port with the operator's client certificate
+//! ([`ClientTls`]): the operator never needs a token. All of it sits behind the
+//! [`DataPlane`] trait so reconcile tests run without pods. A node that does not answer
+//! is simply not ready: observing never fails a reconcile.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

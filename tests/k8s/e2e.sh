@@ -127,6 +127,8 @@ cleanup() {
   k -n "$NS" delete kvc demo --ignore-not-found --timeout=120s >/dev/null 2>&1
   k -n "$NS" delete pvc -l app.kubernetes.io/instance=demo --ignore-not-found --wait=false >/dev/null 2>&1
   k -n "$NS" delete secret demo-tokens --ignore-not-found >/dev/null 2>&1
+  k -n "$NS" delete kvc prov --ignore-not-found --timeout=120s >/dev/null 2>&1
+  k -n "$NS" delete secret prov-tls prov-operator --ignore-not-found >/dev/null 2>&1
   helm uninstall ringkv -n "$OP_NS" >/dev/null 2>&1
 }
 trap finish EXIT
@@ -718,3 +720,60 @@ out=$(k delete kvc demo --timeout=${T_DELETE}s 2>&1); rc=$?
 no_pvcs() { [[ -z $(k -n "$NS" get pvc -o name 2>/dev/null | grep data-demo-) ]]; }
 until_ok "$T_DELETE" no_pvcs && [[ $rc == 0 ]]
 check "kubectl delete kvc demo with pvcRetention Delete: PVCs gone" $? "$out; left: $(k -n "$NS" get pvc -o name 2>/dev/null | grep data-demo- | tr '\n' ' ') ($((SECONDS - t))s)"
+
+# -------------------------------------------- TLS Provided (cert-manager's way) ---
+# A one-node cluster whose certificates the user keeps (spec.tls Provided), made here with
+# openssl as cert-manager would: a CA, the nodes' kubernetes.io/tls Secret named
+# `prov-tls` (the name the operator would give its own: it must not take it over) and the
+# operator's client certificate. The nodes serve that certificate, the operator reaches
+# them with its own (Ready means it read the ring on the internal port), and it makes no
+# CA of its own and leaves the Secret as it was.
+p=$CURL_HOME/prov; mkdir -p "$p"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=e2e-user-ca \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+  -keyout "$p/ca.key" -out "$p/ca.crt" >/dev/null 2>&1
+leaf() { # name eku sans
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$1" -keyout "$p/$1.key" -out "$p/$1.csr" >/dev/null 2>&1 &&
+    openssl x509 -req -in "$p/$1.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" -CAcreateserial -days 2 -out "$p/$1.crt" \
+      -extfile <(printf 'extendedKeyUsage=%s\nsubjectAltName=%s\n' "$2" "$3") >/dev/null 2>&1
+}
+leaf prov-node serverAuth,clientAuth "DNS:*.prov-peers.$NS.svc,DNS:prov.$NS.svc" &&
+  leaf prov-operator clientAuth "DNS:ringkv-operator" &&
+  k -n "$NS" create secret generic prov-tls --type=kubernetes.io/tls --from-file=tls.crt="$p/prov-node.crt" \
+    --from-file=tls.key="$p/prov-node.key" --from-file=ca.crt="$p/ca.crt" >/dev/null &&
+  k -n "$NS" create secret generic prov-operator --from-file=tls.crt="$p/prov-operator.crt" \
+    --from-file=tls.key="$p/prov-operator.key" --from-file=ca.crt="$p/ca.crt" >/dev/null
+check "Provided: the user's CA and Secrets made (openssl)" $? "$(openssl x509 -in "$p/prov-node.crt" -noout -serial 2>&1)"
+secret_sum() { k -n "$NS" get secret prov-tls -o jsonpath='{.data}' | sha256sum | cut -c1-16; }
+sum_before=$(secret_sum)
+t=$SECONDS
+out=$(k -n "$NS" apply -f - 2>&1 <<YAML
+apiVersion: ringkv.io/v1alpha1
+kind: KVCluster
+metadata: {name: prov}
+spec:
+  shards: 1
+  replicationFactor: 1
+  nodes: 1
+  storage: {size: 1Gi}
+  pvcRetention: Delete
+  tls: {mode: Provided, secretName: prov-tls, operatorSecretName: prov-operator}
+YAML
+) && out=$(k -n "$NS" wait --for=condition=Ready kvc/prov --timeout=$T_READY 2>&1); rc=$?
+check "Provided: kvc/prov Ready (the operator reached it with its own certificate)" $rc "$out ($((SECONDS - t))s)"
+prov_ip=$(k -n "$NS" get pod prov-1 -o jsonpath='{.status.podIP}')
+pc() { curl -q -sS --max-time 5 --cacert "$p/ca.crt" --connect-to "prov-1.prov-peers.$NS.svc:8080:$prov_ip:8080" "$@"; }
+r=$(pc -X PUT "https://prov-1.prov-peers.$NS.svc:8080/v1/kv/p" -d provided 2>&1) &&
+  r=$(pc -H 'Accept: application/octet-stream' "https://prov-1.prov-peers.$NS.svc:8080/v1/kv/p" 2>&1)
+[[ $r == provided ]]; check "Provided: PUT and GET over https trusting only the user's CA" $? "$r"
+want=$(openssl x509 -in "$p/prov-node.crt" -noout -serial | norm_serial)
+mode_serial() { echo "$(k -n "$NS" get kvc prov -o jsonpath='{.status.tls.mode}') $(k -n "$NS" get kvc prov -o jsonpath='{.status.tls.serial}' | norm_serial)"; }
+until_ok 30 test "$(mode_serial)" = "Provided $want"
+served=$(served_serial "$prov_ip" 8180)
+[[ $(mode_serial) == "Provided $want" && $served == "$want" ]]
+check "Provided: status.tls and the internal port show the user's certificate" $? "status: $(mode_serial); served on 8180: $served; want $want"
+[[ -z $(k -n "$NS" get secret prov-ca -o name 2>/dev/null) && $(secret_sum) == "$sum_before" ]]
+check "Provided: no CA made, the user's Secret untouched" $? "prov-ca: $(k -n "$NS" get secret prov-ca -o name 2>&1 | head -1); prov-tls data $sum_before -> $(secret_sum)"
+out=$(k -n "$NS" delete kvc prov --timeout=${T_DELETE}s 2>&1); rc=$?
+k -n "$NS" delete secret prov-tls prov-operator --ignore-not-found >/dev/null 2>&1
+check "Provided: kubectl delete kvc prov" $rc "$out"
