@@ -16,7 +16,6 @@ use kube::Client;
 use parking_lot::Mutex;
 
 use crate::crd::{KVCluster, TlsMode};
-use crate::error::is_not_found;
 use crate::observe::{ClientTls, TlsObserved};
 use crate::resources::tls::{
     self as certs, facts, issue_client, issue_node, renewal, secret_text, signed_by, NodeCert, Pem, Renewal,
@@ -61,12 +60,9 @@ impl ClientCerts {
     }
 }
 
+/// The Secret `name`, `None` when it does not exist (`get_opt` maps the 404).
 async fn get_secret(api: &Api<Secret>, name: &str) -> Result<Option<Secret>, Error> {
-    match api.get_opt(name).await {
-        Ok(s) => Ok(s),
-        Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    Ok(api.get_opt(name).await?)
 }
 
 /// The CA in `<name>-ca`, if it is there and whole.

@@ -3,7 +3,7 @@
 use http::Method;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
-use ringkv_operator::crd::{KVClusterStatus, FINALIZER};
+use ringkv_operator::crd::{KVCluster, KVClusterStatus, FINALIZER};
 use ringkv_operator::reconcile::{REQUEUE_ERROR, REQUEUE_PAUSED, REQUEUE_STABLE, REQUEUE_WAITING};
 use ringkv_operator::resources::tls::{self, Pem};
 use ringkv_operator::resources::{NodeLayout, Owner, PodTls};
@@ -251,6 +251,19 @@ async fn with_monitoring_off_only_the_operators_own_servicemonitor_is_deleted() 
     }
 }
 
+/// A pass over a running managed cluster up to its certificate steps: the StatefulSet,
+/// the CA and the nodes' certificate read, the base objects applied.
+fn managed_observed(k: &KVCluster, ca_json: &Value, node_json: Value) -> Vec<Exchange> {
+    let sts = statefulset_object_with(k, NodeLayout::new(3, 4), 3, false, PodTls::Managed);
+    let mut script = vec![
+        get_sts(Reply::Json(sts)),
+        Exchange::new(Method::GET, path::CA, Reply::Json(ca_json.clone())),
+        Exchange::new(Method::GET, path::TLS, Reply::Json(node_json)),
+    ];
+    script.extend(apply_services());
+    script
+}
+
 /// The CA Secret a test's API server answers with, and its PEM.
 fn ca_secret() -> (Value, Pem) {
     let k = kvc(json!({}), 1);
@@ -332,13 +345,7 @@ async fn a_managed_cluster_is_reached_with_a_certificate_of_its_ca_and_reports_i
     let node = tls::issue_node(&ca, &owner.names, now()).expect("a certificate");
     let serial = tls::facts(&node.cert).expect("facts").serial;
     let node_json = serde_json::to_value(tls::node_secret(&owner, &node, &ca.cert, None)).expect("json");
-    let sts = statefulset_object_with(&k, NodeLayout::new(3, 4), 3, false, PodTls::Managed);
-    let mut script = vec![
-        get_sts(Reply::Json(sts)),
-        Exchange::new(Method::GET, path::CA, Reply::Json(ca_json.clone())),
-        Exchange::new(Method::GET, path::TLS, Reply::Json(node_json)),
-    ];
-    script.extend(apply_services());
+    let mut script = managed_observed(&k, &ca_json, node_json);
     script.extend([
         Exchange::new(Method::GET, path::CA, Reply::Json(ca_json)),
         apply(path::BUNDLE),
@@ -369,13 +376,7 @@ async fn a_renewal_asked_by_annotation_issues_a_new_certificate_once() {
     let owner = Owner::of(&k).expect("owner");
     let node = tls::issue_node(&ca, &owner.names, now()).expect("a certificate");
     let node_json = serde_json::to_value(tls::node_secret(&owner, &node, &ca.cert, None)).expect("json");
-    let sts = statefulset_object_with(&k, NodeLayout::new(3, 4), 3, false, PodTls::Managed);
-    let mut script = vec![
-        get_sts(Reply::Json(sts)),
-        Exchange::new(Method::GET, path::CA, Reply::Json(ca_json.clone())),
-        Exchange::new(Method::GET, path::TLS, Reply::Json(node_json)),
-    ];
-    script.extend(apply_services());
+    let mut script = managed_observed(&k, &ca_json, node_json);
     script.extend([
         Exchange::new(Method::GET, path::CA, Reply::Json(ca_json.clone())),
         apply(path::TLS),
